@@ -1,0 +1,194 @@
+/* coffre — strict JSON over jansson.
+ * jansson parses; we bound what it is given (size, depth) and refuse what a strict API
+ * must not accept (duplicate keys, NUL in strings, trailing bytes, unknown fields). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+
+/* Deepest nesting of arrays and objects, outside strings. Runs before jansson so that a
+ * hostile document never makes it recurse past CF_JSON_DEPTH_MAX. On malformed input
+ * the answer may be off, but jansson then refuses the document anyway. */
+static size_t json_depth(const uint8_t *p, size_t n, size_t limit)
+{
+	size_t depth = 0, deepest = 0;
+	bool in_str = false, esc = false;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				in_str = false;
+			continue;
+		}
+		if (c == '"') {
+			in_str = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > deepest) {
+				deepest = depth;
+				if (deepest > limit)
+					return deepest;
+			}
+		} else if ((c == ']' || c == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return deepest;
+}
+
+cf_err cf_json_parse(const uint8_t *p, size_t n, size_t max_bytes, json_t **out)
+{
+	if (n > max_bytes || n > CF_JSON_BYTES_MAX)
+		return cf_err_fail(CF_E_TOO_LARGE, "the JSON document is larger than %zu bytes",
+		                   max_bytes < CF_JSON_BYTES_MAX ? max_bytes : (size_t)CF_JSON_BYTES_MAX);
+	if (json_depth(p, n, CF_JSON_DEPTH_MAX) > CF_JSON_DEPTH_MAX)
+		return cf_err_fail(CF_E_TOO_DEEP, "the JSON document nests deeper than %u levels",
+		                   CF_JSON_DEPTH_MAX);
+	json_error_t jerr;
+	json_t *v = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (!v) {
+		if (json_error_code(&jerr) == json_error_duplicate_key)
+			return cf_err_fail(CF_E_DUPLICATE_KEY, "line %d column %d: an object repeats a key",
+			                   jerr.line, jerr.column);
+		if (json_error_code(&jerr) == json_error_out_of_memory)
+			return CF_E_NOMEM;
+		/* jansson's text names the problem ("unexpected token", "invalid UTF-8"...), never
+		 * more than a few bytes of input; we still keep only our own wording. */
+		return cf_err_fail(CF_E_MALFORMED_JSON, "line %d column %d: %s", jerr.line, jerr.column,
+		                   json_error_code(&jerr) == json_error_invalid_utf8
+		                       ? "invalid UTF-8"
+		                       : json_error_code(&jerr) == json_error_null_character
+		                             ? "NUL character in a string"
+		                             : json_error_code(&jerr) == json_error_end_of_input_expected
+		                                   ? "unexpected bytes after the document"
+		                                   : json_error_code(&jerr) == json_error_numeric_overflow
+		                                         ? "number out of range"
+		                                         : "syntax error");
+	}
+	*out = v;
+	return CF_OK;
+}
+
+cf_err cf_json_parse_object(const uint8_t *p, size_t n, size_t max_bytes, json_t **out)
+{
+	json_t *v = NULL;
+	CF_TRY(cf_json_parse(p, n, max_bytes, &v));
+	if (!json_is_object(v)) {
+		json_decref(v);
+		return cf_err_fail(CF_E_WRONG_TYPE, "the body must be a JSON object");
+	}
+	*out = v;
+	return CF_OK;
+}
+
+cf_err cf_json_only_keys(const json_t *obj, const char *const *allowed)
+{
+	const char *key;
+	json_t *val;
+	/* jansson's iteration macro takes a non-const object; it does not modify it. */
+	json_t *o = (json_t *)(uintptr_t)obj;
+	json_object_foreach (o, key, val) {
+		(void)val;
+		bool known = false;
+		for (const char *const *a = allowed; *a; a++)
+			if (strcmp(*a, key) == 0) {
+				known = true;
+				break;
+			}
+		if (!known) {
+			/* Field names are the client's; show a bounded, printable prefix only. */
+			char shown[65];
+			size_t i = 0;
+			for (; key[i] && i < sizeof shown - 1; i++)
+				shown[i] = (key[i] >= 0x20 && key[i] < 0x7f && key[i] != '"') ? key[i] : '?';
+			shown[i] = '\0';
+			return cf_err_fail(CF_E_UNKNOWN_FIELD, "%s: unknown field", shown);
+		}
+	}
+	return CF_OK;
+}
+
+static cf_err get_field(const json_t *obj, const char *key, bool required, json_t **out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v) {
+		*out = NULL;
+		return required ? cf_err_fail(CF_E_MISSING_FIELD, "%s: required", key) : CF_OK;
+	}
+	*out = v;
+	return CF_OK;
+}
+
+cf_err cf_json_get_str(const json_t *obj, const char *key, bool required, size_t max_len,
+                       const char **out, size_t *out_len)
+{
+	json_t *v;
+	CF_TRY(get_field(obj, key, required, &v));
+	if (!v)
+		return CF_OK;
+	if (!json_is_string(v))
+		return cf_err_fail(CF_E_WRONG_TYPE, "%s: must be a string", key);
+	size_t len = json_string_length(v);
+	if (len > max_len || len > CF_JSON_STRING_MAX)
+		return cf_err_fail(CF_E_TOO_LARGE, "%s: longer than %zu bytes", key,
+		                   max_len < CF_JSON_STRING_MAX ? max_len : (size_t)CF_JSON_STRING_MAX);
+	*out = json_string_value(v);
+	if (out_len)
+		*out_len = len;
+	return CF_OK;
+}
+
+cf_err cf_json_get_int(const json_t *obj, const char *key, bool required, int64_t min,
+                       int64_t max, int64_t *out)
+{
+	json_t *v;
+	CF_TRY(get_field(obj, key, required, &v));
+	if (!v)
+		return CF_OK;
+	if (!json_is_integer(v))
+		return cf_err_fail(CF_E_WRONG_TYPE, "%s: must be an integer", key);
+	json_int_t i = json_integer_value(v);
+	if (i < min || i > max)
+		return cf_err_fail(CF_E_OUT_OF_RANGE, "%s: must be between %lld and %lld", key,
+		                   (long long)min, (long long)max);
+	*out = (int64_t)i;
+	return CF_OK;
+}
+
+cf_err cf_json_get_bool(const json_t *obj, const char *key, bool required, bool *out)
+{
+	json_t *v;
+	CF_TRY(get_field(obj, key, required, &v));
+	if (!v)
+		return CF_OK;
+	if (!json_is_boolean(v))
+		return cf_err_fail(CF_E_WRONG_TYPE, "%s: must be true or false", key);
+	*out = json_is_true(v);
+	return CF_OK;
+}
+
+cf_err cf_json_get_object(const json_t *obj, const char *key, bool required, json_t **out)
+{
+	json_t *v;
+	CF_TRY(get_field(obj, key, required, &v));
+	if (!v)
+		return CF_OK;
+	if (!json_is_object(v))
+		return cf_err_fail(CF_E_WRONG_TYPE, "%s: must be an object", key);
+	*out = v;
+	return CF_OK;
+}
+
+cf_err cf_json_dump(const json_t *v, char **out, size_t *out_len)
+{
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!s)
+		return CF_E_NOMEM;
+	*out = s;
+	if (out_len)
+		*out_len = strlen(s);
+	return CF_OK;
+}

@@ -1,0 +1,260 @@
+/* coffre — the command line. Talks to coffred over HTTPS (libcurl, GnuTLS flavour) and,
+ * in later versions, to its local admin socket.
+ * Exit status: 0 success, 1 failure (or "not ready"), 2 bad usage. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "base/base.h"
+
+#define EXIT_USAGE 2
+#define REPLY_MAX (1024u * 1024u)
+
+struct cli {
+	const char *addr;
+	const char *cacert;
+	const char *data;
+	bool json;
+	char cacert_buf[CF_PATH_MAX + 16];
+};
+
+static const char main_usage[] =
+	"usage: coffre [global options] <command> [options]\n"
+	"\n"
+	"The coffre command line.\n"
+	"\n"
+	"Commands:\n"
+	"  status     show whether the server is ready (GET /readyz)\n"
+	"  version    show the command line's version\n"
+	"  help CMD   show help for a command\n"
+	"\n"
+	"Global options (also accepted after the command):\n"
+	"  --addr URL      server address (env COFFRE_ADDR; default https://127.0.0.1:8443)\n"
+	"  --cacert FILE   CA certificate(s) to verify the server with (env COFFRE_CACERT);\n"
+	"                  by default the development CA for a server on this machine\n"
+	"                  (DATA/tls/ca.pem), else the system's CAs\n"
+	"  --data DIR      a --dev server's data folder (env COFFRE_DATA; default var/coffre)\n"
+	"  --json          print JSON for scripts\n"
+	"  -h, --help      show help\n"
+	"\n"
+	"Exit status: 0 success, 1 failure, 2 bad usage.\n";
+
+static const char status_usage[] =
+	"usage: coffre status [--addr URL] [--cacert FILE] [--json]\n"
+	"\n"
+	"Asks the server whether it is ready to serve (GET /readyz over HTTPS, certificate\n"
+	"verified) and prints its checks: disk reserve, clock synchronisation.\n"
+	"\n"
+	"Exit status: 0 ready, 1 not ready or unreachable, 2 bad usage.\n";
+
+static size_t on_body(char *p, size_t size, size_t n, void *user)
+{
+	struct cf_buf *b = user;
+	size_t len = size * n;
+	return cf_buf_append(b, p, len) == CF_OK ? len : 0;
+}
+
+static bool is_local_host(const char *url)
+{
+	static const char *const locals[] = {"https://127.0.0.1", "https://localhost", "https://[::1]"};
+	for (size_t i = 0; i < sizeof locals / sizeof locals[0]; i++) {
+		size_t n = strlen(locals[i]);
+		if (strncmp(url, locals[i], n) == 0 && (url[n] == ':' || url[n] == '/' || url[n] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/* The development CA, when the server is on this machine and no CA was named. */
+static void default_cacert(struct cli *cli)
+{
+	if (cli->cacert || !is_local_host(cli->addr))
+		return;
+	(void)snprintf(cli->cacert_buf, sizeof cli->cacert_buf, "%s/tls/ca.pem", cli->data);
+	if (access(cli->cacert_buf, R_OK) == 0)
+		cli->cacert = cli->cacert_buf;
+}
+
+/* GET path; fills *status and body. Returns false (after saying why) when the server
+ * could not be reached or verified. */
+static bool http_get(struct cli *cli, const char *path, long *status, struct cf_buf *body)
+{
+	char url[2048];
+	size_t alen = strlen(cli->addr);
+	while (alen && cli->addr[alen - 1] == '/')
+		alen--;
+	if ((size_t)snprintf(url, sizeof url, "%.*s%s", (int)alen, cli->addr, path) >= sizeof url) {
+		fprintf(stderr, "coffre: the address is too long\n");
+		return false;
+	}
+	CURL *h = curl_easy_init();
+	if (!h) {
+		fprintf(stderr, "coffre: cannot start the HTTP client\n");
+		return false;
+	}
+	char errbuf[CURL_ERROR_SIZE] = "";
+	cf_buf_init(body, REPLY_MAX);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (cli->cacert)
+		curl_easy_setopt(h, CURLOPT_CAINFO, cli->cacert);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 15L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "coffre/" CF_VERSION);
+	CURLcode rc = curl_easy_perform(h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_cleanup(h);
+	if (rc != CURLE_OK) {
+		fprintf(stderr, "coffre: cannot reach %s: %s\n", cli->addr,
+		        errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE)
+			fprintf(stderr, "coffre: check --cacert (the server's CA certificate)\n");
+		cf_buf_free(body);
+		return false;
+	}
+	return true;
+}
+
+static int cmd_status(struct cli *cli)
+{
+	long status = 0;
+	struct cf_buf body;
+	if (!http_get(cli, "/readyz", &status, &body))
+		return 1;
+	json_t *doc = NULL;
+	int rc = 1;
+	if (cf_json_parse_object(body.data, body.len, REPLY_MAX, &doc) != CF_OK) {
+		fprintf(stderr, "coffre: the server at %s answered %ld without a readable body\n",
+		        cli->addr, status);
+		goto out;
+	}
+	const char *state = json_string_value(json_object_get(doc, "status"));
+	rc = status == 200 && state && strcmp(state, "ready") == 0 ? 0 : 1;
+	if (cli->json) {
+		char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		if (s)
+			puts(s);
+		free(s);
+		goto out;
+	}
+	json_t *disk = json_object_get(json_object_get(doc, "checks"), "disk");
+	json_t *clock = json_object_get(doc, "clock");
+	const char *version = json_string_value(json_object_get(doc, "version"));
+	printf("coffre at %s: %s (server %s)\n", cli->addr, state ? state : "unknown",
+	       version ? version : "?");
+	if (disk)
+		printf("  disk:  %s, %.1f GiB free, reserve %.0f MiB\n",
+		       json_is_true(json_object_get(disk, "ok")) ? "ok" : "BELOW RESERVE",
+		       (double)json_integer_value(json_object_get(disk, "free_bytes")) / (1u << 30),
+		       (double)json_integer_value(json_object_get(disk, "reserve_bytes")) / (1u << 20));
+	if (clock)
+		printf("  clock: %s\n", json_is_true(json_object_get(clock, "synchronized"))
+		                            ? "synchronized (NTP)"
+		                            : "NOT synchronized (warning: start an NTP client)");
+out:
+	json_decref(doc);
+	cf_buf_free(&body);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = {
+		.addr = getenv("COFFRE_ADDR"),
+		.cacert = getenv("COFFRE_CACERT"),
+		.data = getenv("COFFRE_DATA"),
+	};
+	if (!cli.addr || !*cli.addr)
+		cli.addr = "https://127.0.0.1:8443";
+	if (!cli.data || !*cli.data)
+		cli.data = "var/coffre";
+	static const struct option opts[] = {
+		{"addr", required_argument, NULL, 'a'}, {"cacert", required_argument, NULL, 'C'},
+		{"data", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},       {"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0}};
+	/* Options may stand before or after the command (getopt permutes). */
+	bool help = false;
+	int c;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a': cli.addr = optarg; break;
+		case 'C': cli.cacert = optarg; break;
+		case 'd': cli.data = optarg; break;
+		case 'j': cli.json = true; break;
+		case 'h': help = true; break;
+		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
+		case ':':
+			fprintf(stderr, "coffre: %s needs a value (see coffre --help)\n", argv[optind - 1]);
+			return EXIT_USAGE;
+		default:
+			fprintf(stderr, "coffre: unknown option '%s' (see coffre --help)\n", argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+	}
+	const char *cmd = optind < argc ? argv[optind] : NULL;
+	int nargs = argc - optind - 1;
+	if (!cmd) {
+		fputs(main_usage, help ? stdout : stderr);
+		return help ? 0 : EXIT_USAGE;
+	}
+	if (strcmp(cmd, "help") == 0) {
+		const char *topic = nargs > 0 ? argv[optind + 1] : NULL;
+		if (topic && strcmp(topic, "status") == 0)
+			fputs(status_usage, stdout);
+		else if (!topic || strcmp(topic, "version") == 0)
+			fputs(main_usage, stdout);
+		else {
+			fprintf(stderr, "coffre: no help for '%s': unknown command\n", topic);
+			return EXIT_USAGE;
+		}
+		return 0;
+	}
+	if (strcmp(cmd, "version") == 0) {
+		if (help) {
+			puts("usage: coffre version [--json]\n\nShows the command line's version.");
+			return 0;
+		}
+		if (cli.json)
+			printf("{\"version\":\"%s\"}\n", CF_VERSION);
+		else
+			printf("coffre %s\n", CF_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "status") == 0) {
+		if (help) {
+			fputs(status_usage, stdout);
+			return 0;
+		}
+		if (nargs > 0) {
+			fprintf(stderr, "coffre status: unexpected argument '%s'\n", argv[optind + 1]);
+			return EXIT_USAGE;
+		}
+		if (strncmp(cli.addr, "https://", 8) != 0) {
+			fprintf(stderr, "coffre: --addr must be an https:// URL (coffre speaks TLS only)\n");
+			return EXIT_USAGE;
+		}
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			fprintf(stderr, "coffre: cannot start the HTTP client\n");
+			return 1;
+		}
+		default_cacert(&cli);
+		int rc = cmd_status(&cli);
+		curl_global_cleanup();
+		return rc;
+	}
+	fprintf(stderr, "coffre: unknown command '%s' (see coffre --help)\n", cmd);
+	return EXIT_USAGE;
+}

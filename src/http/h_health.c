@@ -1,0 +1,42 @@
+/* coffre — /healthz (alive) and /readyz (ready to serve; AL6 clock state). */
+#include <sys/statvfs.h>
+
+#include "http/handlers.h"
+
+cf_err cf_h_healthz(struct cf_req *req)
+{
+	json_t *body = json_pack("{s:s, s:s}", "status", "ok", "version", CF_VERSION);
+	if (!body)
+		return CF_E_NOMEM;
+	return cf_req_reply_json(req, 200, body);
+}
+
+cf_err cf_h_readyz(struct cf_req *req)
+{
+	const struct cf_config *cfg = cf_req_config(req);
+	struct statvfs vfs;
+	bool disk_ok = false;
+	uint64_t free_bytes = 0;
+	uint64_t reserve = (uint64_t)cfg->disk_reserve_mb * 1024u * 1024u;
+	if (statvfs(cfg->data_dir, &vfs) == 0) {
+		free_bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+		disk_ok = free_bytes >= reserve;
+	}
+	struct cf_clock_state clk;
+	cf_clock_state(&clk);
+	bool ready = disk_ok;
+	/* AL6: an unsynchronised clock is reported, not treated as "not ready": many hosts
+	 * run without NTP and coffre still serves them correctly. */
+	json_t *warnings = json_array();
+	if (warnings && !clk.synchronized)
+		json_array_append_new(warnings, json_string("clock_unsynchronized"));
+	json_t *body = json_pack(
+		"{s:s, s:s, s:{s:{s:b, s:I, s:I}}, s:{s:b, s:I, s:I}, s:o}", "status",
+		ready ? "ready" : "not_ready", "version", CF_VERSION, "checks", "disk", "ok", disk_ok,
+		"free_bytes", (json_int_t)free_bytes, "reserve_bytes", (json_int_t)reserve, "clock",
+		"synchronized", clk.synchronized, "max_error_us", (json_int_t)clk.max_error_us,
+		"est_error_us", (json_int_t)clk.est_error_us, "warnings", warnings);
+	if (!body)
+		return CF_E_NOMEM;
+	return cf_req_reply_json(req, ready ? 200 : 503, body);
+}

@@ -1,0 +1,10 @@
+/* coffre — http: the handlers, one file per resource, gathered by routes.c. Internal. */
+#ifndef CF_HTTP_HANDLERS_H
+#define CF_HTTP_HANDLERS_H
+
+#include "http/http.h"
+
+cf_err cf_h_healthz(struct cf_req *req);
+cf_err cf_h_readyz(struct cf_req *req);
+
+#endif

@@ -1,0 +1,94 @@
+/* coffre — http: the HTTPS API server (libmicrohttpd over GnuTLS), its router, the
+ * per-address limits in front of every route, and the handlers.
+ *
+ * Execution model (DESIGN §2): libmicrohttpd's I/O threads parse requests and run the
+ * cheap handlers inline. A route flagged CF_ROUTE_DEFER is run on the work pool
+ * instead: the connection is suspended first, the handler runs on a pool thread, and
+ * the connection is resumed with its reply. Handlers are written as plain synchronous
+ * functions either way; the flag says where they may run. */
+#ifndef CF_HTTP_H
+#define CF_HTTP_H
+
+#include <sys/socket.h>
+
+#include "base/base.h"
+
+struct cf_req;
+struct cf_server;
+
+typedef cf_err (*cf_handler)(struct cf_req *req);
+
+enum cf_route_flags {
+	CF_ROUTE_DEFER = 1u << 0, /* may block (disk, store, hashing): run on the work pool */
+	CF_ROUTE_BODY = 1u << 1,  /* takes a JSON body (application/json, <= server.max_body) */
+};
+
+struct cf_route {
+	const char *method;  /* "GET", "POST", ... */
+	const char *pattern; /* "/v1/t/{tenant}/records/{id}": literal or {name} segments */
+	cf_handler handler;
+	unsigned flags;
+	const char *name;    /* stable name for logs and metrics: "readyz" */
+};
+
+/* The routes the server serves (routes.c): one table, one place to read them all. */
+extern const struct cf_route cf_http_routes[];
+extern const size_t cf_http_routes_count;
+
+/* Router ----------------------------------------------------------------------------- */
+struct cf_route_match {
+	const struct cf_route *route;
+	unsigned nparams;
+	struct cf_span names[CF_HTTP_ROUTE_PARAMS_MAX];  /* spans into route->pattern */
+	struct cf_span values[CF_HTTP_ROUTE_PARAMS_MAX]; /* spans into the request path */
+	char allow[64]; /* on CF_E_METHOD: the methods the path does take ("GET, POST") */
+};
+/* Checks that path is a strict absolute path (RFC 3986 pchar and '/', valid %XX
+ * escapes that decode to neither '/' nor a control character, no empty, "." or ".."
+ * segment), then finds its route. Errors: CF_E_URI_TOO_LONG, CF_E_INVALID (bad path),
+ * CF_E_NOT_FOUND, CF_E_METHOD (m->allow says what the path takes). */
+CF_MUST cf_err cf_router_match(const struct cf_route *routes, size_t nroutes, const char *method,
+                               struct cf_span path, struct cf_route_match *m);
+
+/* Rate limiting: GCRA token buckets per address (IPv4 /32, IPv6 /64) in a fixed table. - */
+struct cf_ratelimit;
+CF_MUST cf_err cf_ratelimit_new(unsigned rate_per_s, unsigned burst, size_t slots,
+                                struct cf_ratelimit **out);
+/* True when the address may make a request now; otherwise false and *retry_after_s
+ * says when it may (>= 1). Thread-safe. */
+bool cf_ratelimit_take(struct cf_ratelimit *rl, const struct sockaddr *sa, uint64_t now_ns,
+                       unsigned *retry_after_s);
+void cf_ratelimit_free(struct cf_ratelimit **pp);
+
+/* TLS ------------------------------------------------------------------------------ */
+/* The one priority string coffre serves (TR1, TR2): TLS 1.3 and 1.2 only, ECDHE only,
+ * AEAD suites only, no session tickets (forward secrecy), no compression. */
+extern const char cf_tls_priorities[];
+/* Loads the certificate chain and key (PEM) and makes them the ones served. The first
+ * call sets them up; later calls (SIGHUP) swap them in for new handshakes. On error
+ * the credentials in use stay as they were. */
+CF_MUST cf_err cf_tls_load(const char *cert_path, const char *key_path);
+/* Frees every loaded credential; only once the server has stopped. */
+void cf_tls_shutdown(void);
+
+/* Server ---------------------------------------------------------------------------- */
+/* Binds the listening socket and starts serving. Errors name the cause
+ * (address in use, permission, bad address) in the detail. */
+CF_MUST cf_err cf_server_start(const struct cf_config *cfg, struct cf_server **out);
+/* Stops accepting, lets in-flight requests finish for at most server.shutdown_grace
+ * seconds, then closes every connection and frees the server. Accepts NULL. */
+void cf_server_stop(struct cf_server **pp);
+/* The bound port (useful with port 0). */
+unsigned cf_server_port(const struct cf_server *srv);
+
+/* Requests, for handlers --------------------------------------------------------------- */
+const char *cf_req_id(const struct cf_req *req);
+const struct cf_config *cf_req_config(const struct cf_req *req);
+/* The body (CF_ROUTE_BODY routes), never NUL-terminated. */
+struct cf_span cf_req_body(const struct cf_req *req);
+/* A path parameter by name ({tenant} -> "tenant"); empty span when absent. */
+struct cf_span cf_req_param(const struct cf_req *req, const char *name);
+/* Sets the reply: status and a JSON body (ownership of body is taken, even on error). */
+CF_MUST cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body);
+
+#endif

@@ -1,0 +1,510 @@
+/* coffre — the HTTPS server: libmicrohttpd over GnuTLS, with a thread pool of I/O
+ * threads on epoll, suspend/resume for work that may block, and the limits and headers
+ * every response carries (DESIGN §2, §8). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <microhttpd.h>
+
+#include "http/http.h"
+#include "http/tls_cb.h"
+
+
+struct cf_server {
+	struct cf_config cfg;
+	struct MHD_Daemon *mhd;
+	struct cf_pool *pool;
+	struct cf_ratelimit *rl;
+	int listen_fd;
+	unsigned port;
+	atomic_uint inflight;
+	atomic_bool stopping;
+};
+
+struct cf_req {
+	struct cf_server *srv;
+	struct MHD_Connection *conn;
+	char id[33];
+	char method[16];
+	struct cf_route_match match;
+	struct cf_buf body;
+	uint64_t start_ns;
+	cf_err body_err;
+	size_t dropped; /* bytes of a refused request's body, read and thrown away */
+	bool deferred;
+	bool queued;
+	atomic_bool ready; /* set by the pool thread before it resumes the connection */
+	/* the reply */
+	unsigned status;
+	char *reply;
+	size_t reply_len;
+	unsigned retry_after;
+	bool allow;
+	bool close;
+};
+
+/* Headers on every response we make (DESIGN §8; TR3: HSTS for a year and more). */
+static const char *const security_headers[][2] = {
+	{"Strict-Transport-Security", "max-age=63072000; includeSubDomains"},
+	{"Cache-Control", "no-store"},
+	{"X-Content-Type-Options", "nosniff"},
+	{"Content-Security-Policy",
+	 "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+	{"Referrer-Policy", "no-referrer"},
+	{"X-Frame-Options", "DENY"},
+	{"Cross-Origin-Resource-Policy", "same-origin"},
+};
+
+const char *cf_req_id(const struct cf_req *req) { return req->id; }
+
+const struct cf_config *cf_req_config(const struct cf_req *req) { return &req->srv->cfg; }
+
+struct cf_span cf_req_body(const struct cf_req *req)
+{
+	return (struct cf_span){req->body.data, req->body.len};
+}
+
+struct cf_span cf_req_param(const struct cf_req *req, const char *name)
+{
+	struct cf_span want = cf_span_str(name);
+	for (unsigned i = 0; i < req->match.nparams; i++)
+		if (cf_span_eq(req->match.names[i], want))
+			return req->match.values[i];
+	return (struct cf_span){NULL, 0};
+}
+
+cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body)
+{
+	char *s = NULL;
+	size_t n = 0;
+	cf_err err = cf_json_dump(body, &s, &n);
+	json_decref(body);
+	if (err)
+		return err;
+	free(req->reply);
+	req->reply = s;
+	req->reply_len = n;
+	req->status = status;
+	return CF_OK;
+}
+
+/* An error reply: the stable code, a message, the request id. 5xx details stay in the
+ * log: they may name files or internals that clients have no business seeing. */
+static void reply_error(struct cf_req *req, cf_err e)
+{
+	const char *detail = cf_err_detail();
+	unsigned status = cf_err_status(e);
+	const char *message = cf_err_message(e);
+	if (detail[0] && status < 500)
+		message = detail;
+	else if (detail[0])
+		cf_log(CF_LOG_ERROR, req->id, "request_failed", "%s: %s", cf_err_name(e), detail);
+	json_t *body = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", cf_err_name(e), "message",
+	                         message, "request_id", req->id);
+	cf_err_detail_clear();
+	if (!body || cf_req_reply_json(req, status, body) != CF_OK) {
+		/* Out of memory: a fixed reply still tells the client something true. */
+		static const char fixed[] = "{\"error\":{\"code\":\"out_of_memory\",\"message\":"
+		                            "\"the server is short of memory; retry later\"}}";
+		free(req->reply);
+		req->reply = strdup(fixed);
+		req->reply_len = req->reply ? sizeof fixed - 1 : 0;
+		req->status = 503;
+	}
+}
+
+static enum MHD_Result queue_reply(struct cf_req *req)
+{
+	struct MHD_Response *resp;
+	if (req->reply) {
+		resp = MHD_create_response_from_buffer(req->reply_len, req->reply, MHD_RESPMEM_MUST_FREE);
+		if (resp)
+			req->reply = NULL; /* libmicrohttpd frees it now */
+	} else {
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+	}
+	if (!resp)
+		return MHD_NO;
+	bool ok = true;
+	for (size_t i = 0; i < sizeof security_headers / sizeof security_headers[0]; i++)
+		ok &= MHD_add_response_header(resp, security_headers[i][0], security_headers[i][1]) == MHD_YES;
+	ok &= MHD_add_response_header(resp, "Content-Type", "application/json") == MHD_YES;
+	ok &= MHD_add_response_header(resp, "X-Request-Id", req->id) == MHD_YES;
+	if (req->retry_after) {
+		char ra[16];
+		(void)snprintf(ra, sizeof ra, "%u", req->retry_after);
+		ok &= MHD_add_response_header(resp, "Retry-After", ra) == MHD_YES;
+	}
+	if (req->allow)
+		ok &= MHD_add_response_header(resp, "Allow", req->match.allow) == MHD_YES;
+	if (req->close)
+		ok &= MHD_add_response_header(resp, "Connection", "close") == MHD_YES;
+	enum MHD_Result r = ok ? MHD_queue_response(req->conn, req->status, resp) : MHD_NO;
+	MHD_destroy_response(resp);
+	req->queued = true;
+	return r;
+}
+
+static void run_handler(struct cf_req *req)
+{
+	cf_err_detail_clear();
+	cf_err e = req->match.route->handler(req);
+	if (e != CF_OK)
+		reply_error(req, e);
+	else if (!req->status)
+		reply_error(req, cf_err_fail(CF_E_INTERNAL, "handler %s gave no reply",
+		                             req->match.route->name));
+}
+
+/* Pool thread: run the handler, then hand the connection back to its I/O thread. */
+static void run_deferred(void *arg)
+{
+	struct cf_req *req = arg;
+	run_handler(req);
+	atomic_store(&req->ready, true);
+	MHD_resume_connection(req->conn);
+}
+
+static bool content_type_is_json(struct MHD_Connection *conn)
+{
+	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+	if (!ct)
+		return false;
+	static const char want[] = "application/json";
+	if (strncasecmp(ct, want, sizeof want - 1) != 0)
+		return false;
+	char next = ct[sizeof want - 1];
+	return next == '\0' || next == ';' || next == ' ';
+}
+
+/* First sight of a request: everything that can refuse it before its body is read. */
+static cf_err admit(struct cf_req *req, const char *url, const char *method)
+{
+	struct cf_server *srv = req->srv;
+	if (atomic_load(&srv->stopping)) {
+		req->close = true;
+		return CF_E_SHUTTING_DOWN;
+	}
+	/* MD4: per-address request rate, before any other work. */
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	unsigned retry = 0;
+	if (!cf_ratelimit_take(srv->rl, ci ? ci->client_addr : NULL, cf_now_mono_ns(), &retry)) {
+		req->retry_after = retry;
+		return CF_E_RATE_LIMITED;
+	}
+	/* HEAD is GET without a body; libmicrohttpd drops the body for us. */
+	const char *route_method = strcmp(method, "HEAD") == 0 ? "GET" : method;
+	cf_err e = cf_router_match(cf_http_routes, cf_http_routes_count, route_method,
+	                           cf_span_str(url), &req->match);
+	if (e == CF_E_METHOD)
+		req->allow = true;
+	CF_TRY(e);
+	const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Length");
+	const char *te = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+	bool has_body = te != NULL || (cl && strcmp(cl, "0") != 0);
+	if (!(req->match.route->flags & CF_ROUTE_BODY)) {
+		if (has_body)
+			return cf_err_fail(CF_E_INVALID, "this call takes no body");
+		return CF_OK;
+	}
+	if (cl) {
+		char *end = NULL;
+		errno = 0;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (errno || !end || *end || n > srv->cfg.max_body) {
+			req->close = true;
+			return cf_err_fail(CF_E_TOO_LARGE, "the body is larger than %u bytes",
+			                   srv->cfg.max_body);
+		}
+	}
+	if (has_body && !content_type_is_json(req->conn))
+		return CF_E_UNSUPPORTED_MEDIA;
+	return CF_OK;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size, void **ctx)
+{
+	(void)version;
+	struct cf_server *srv = cls;
+	struct cf_req *req = *ctx;
+
+	if (!req) {
+		req = calloc(1, sizeof *req);
+		if (!req)
+			return MHD_NO; /* closes the connection: the only answer without memory */
+		*ctx = req;
+		atomic_fetch_add(&srv->inflight, 1);
+		req->srv = srv;
+		req->conn = conn;
+		req->start_ns = cf_now_mono_ns();
+		(void)snprintf(req->method, sizeof req->method, "%s", method);
+		cf_buf_init(&req->body, srv->cfg.max_body);
+		if (cf_random_hex(req->id, sizeof req->id, 16) != CF_OK)
+			(void)snprintf(req->id, sizeof req->id, "unavailable");
+		cf_err_detail_clear();
+		cf_err e = admit(req, url, method);
+		if (e == CF_E_TOO_LARGE || e == CF_E_RATE_LIMITED || e == CF_E_SHUTTING_DOWN) {
+			/* Not worth reading the body: answer now, and libmicrohttpd closes the
+			 * connection after the reply. */
+			reply_error(req, e);
+			return queue_reply(req);
+		}
+		if (e != CF_OK) {
+			/* Answered once the (bounded) body is read, so keep-alive survives. */
+			reply_error(req, e);
+			req->body_err = e;
+		}
+		return MHD_YES;
+	}
+
+	if (*upload_data_size) {
+		/* Past the limit (a chunked body has no length to refuse early), no reply can be
+		 * queued mid-upload: the connection is closed. A refused request's body is
+		 * dropped as it comes, but counted against the same limit. */
+		if (req->body_err == CF_OK) {
+			cf_err e = cf_buf_append(&req->body, upload_data, *upload_data_size);
+			if (e == CF_E_TOO_LARGE)
+				return MHD_NO;
+			req->body_err = e;
+		} else {
+			req->dropped += *upload_data_size;
+			if (req->dropped > req->body.max)
+				return MHD_NO;
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+
+	if (req->queued)
+		return MHD_YES;
+	if (atomic_load(&req->ready))
+		return queue_reply(req);
+	if (req->deferred)
+		return MHD_YES; /* still on the pool */
+	if (req->body_err != CF_OK) {
+		if (!req->status)
+			reply_error(req, req->body_err);
+		return queue_reply(req);
+	}
+	if (req->match.route->flags & CF_ROUTE_DEFER) {
+		req->deferred = true;
+		/* Suspend before submitting, so the job can never resume a connection that is
+		 * not yet suspended. */
+		MHD_suspend_connection(conn);
+		cf_err e = cf_pool_submit(srv->pool, run_deferred, req);
+		if (e != CF_OK) {
+			reply_error(req, e);
+			atomic_store(&req->ready, true);
+			MHD_resume_connection(conn);
+		}
+		return MHD_YES;
+	}
+	run_handler(req);
+	return queue_reply(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
+                         enum MHD_RequestTerminationCode toe)
+{
+	(void)conn;
+	struct cf_server *srv = cls;
+	struct cf_req *req = *ctx;
+	if (!req)
+		return;
+	*ctx = NULL;
+	if (cf_log_enabled(CF_LOG_INFO)) {
+		/* No path, peer or body: only the route's name, which holds no personal data. */
+		json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:I, s:b}", "request_id", req->id, "method",
+		                      req->method, "route",
+		                      req->match.route ? req->match.route->name : "-", "status",
+		                      (int)req->status, "duration_us",
+		                      (json_int_t)((cf_now_mono_ns() - req->start_ns) / 1000),
+		                      "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+		cf_log_fields(CF_LOG_INFO, "request", f);
+	}
+	cf_buf_free(&req->body);
+	free(req->reply);
+	free(req);
+	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char msg[512];
+	(void)vsnprintf(msg, sizeof msg, fmt, ap);
+	size_t n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	cf_log(CF_LOG_WARN, NULL, "http", "%s", msg);
+}
+#pragma GCC diagnostic pop
+
+/* libmicrohttpd would percent-decode the path before we see it; the router checks the
+ * raw path instead, so an escaped '/' or NUL can never change what a path means. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void)cls;
+	(void)c;
+	return strlen(s);
+}
+
+static cf_err bind_listener(const char *listen_addr, int *out_fd, unsigned *out_port)
+{
+	char host[256];
+	unsigned port;
+	if (cf_config_split_listen(listen_addr, host, sizeof host, &port) != CF_OK)
+		return cf_err_fail(CF_E_CONFIG, "server.listen '%s' must be HOST:PORT", listen_addr);
+	char portstr[8];
+	(void)snprintf(portstr, sizeof portstr, "%u", port);
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	int rc = getaddrinfo(host, portstr, &hints, &ai);
+	if (rc != 0)
+		return cf_err_fail(CF_E_CONFIG, "cannot listen on %s: %s", listen_addr, gai_strerror(rc));
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		freeaddrinfo(ai);
+		return cf_err_fail(CF_E_IO, "cannot listen on %s: socket: %s", listen_addr, strerror(errno));
+	}
+	int one = 1;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (ai->ai_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+		int e = errno;
+		freeaddrinfo(ai);
+		close(fd);
+		return cf_err_fail(CF_E_IO, "cannot listen on %s: %s%s", listen_addr, strerror(e),
+		                   e == EADDRINUSE ? " (another process holds the port; stop it or "
+		                                     "choose another with --listen)"
+		                   : e == EACCES ? " (ports below 1024 need privileges)"
+		                   : e == EADDRNOTAVAIL ? " (no interface has this address)"
+		                                         : "");
+	}
+	freeaddrinfo(ai);
+	if (listen(fd, 511) != 0) {
+		int e = errno;
+		close(fd);
+		return cf_err_fail(CF_E_IO, "cannot listen on %s: %s", listen_addr, strerror(e));
+	}
+	struct sockaddr_storage ss;
+	socklen_t slen = sizeof ss;
+	*out_port = port;
+	if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
+		*out_port = ntohs(ss.ss_family == AF_INET6
+		                      ? ((struct sockaddr_in6 *)(void *)&ss)->sin6_port
+		                      : ((struct sockaddr_in *)(void *)&ss)->sin_port);
+	*out_fd = fd;
+	return CF_OK;
+}
+
+static unsigned ncpu(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 && n < 256 ? (unsigned)n : 2;
+}
+
+cf_err cf_server_start(const struct cf_config *cfg, struct cf_server **out)
+{
+	cf_err err = CF_OK;
+	gnutls_priority_t prio;
+	const char *errpos = NULL;
+	if (gnutls_priority_init(&prio, cf_tls_priorities, &errpos) < 0)
+		return cf_err_fail(CF_E_INTERNAL, "the TLS priority string is rejected by GnuTLS at '%s'",
+		                   errpos ? errpos : "?");
+	gnutls_priority_deinit(prio);
+
+	struct cf_server *srv = calloc(1, sizeof *srv);
+	if (!srv)
+		return CF_E_NOMEM;
+	srv->cfg = *cfg;
+	srv->listen_fd = -1;
+	unsigned workers = cfg->workers ? cfg->workers : ncpu();
+	unsigned threads = cfg->threads ? cfg->threads : ncpu();
+	CF_TRY_OUT(cf_pool_new("work", workers, CF_POOL_QUEUE_MAX, &srv->pool), out_free);
+	CF_TRY_OUT(cf_ratelimit_new(cfg->rate_per_s, cfg->rate_burst, CF_HTTP_RATE_SLOTS, &srv->rl),
+	           out_free);
+	CF_TRY_OUT(bind_listener(cfg->listen, &srv->listen_fd, &srv->port), out_free);
+
+	srv->mhd = MHD_start_daemon(
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+		0, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, /* first, so every message comes here */
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd,
+		MHD_OPTION_THREAD_POOL_SIZE, threads,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->conn_memory,
+		MHD_OPTION_HTTPS_PRIORITIES, cf_tls_priorities,
+		MHD_OPTION_HTTPS_CERT_CALLBACK, cf_tls_retrieve,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+		MHD_OPTION_END);
+	if (!srv->mhd) {
+		err = cf_err_fail(CF_E_INTERNAL, "libmicrohttpd could not start on %s", cfg->listen);
+		goto out_free;
+	}
+	*out = srv;
+	return CF_OK;
+out_free:
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
+	cf_ratelimit_free(&srv->rl);
+	cf_pool_free(&srv->pool);
+	free(srv);
+	return err;
+}
+
+unsigned cf_server_port(const struct cf_server *srv) { return srv->port; }
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+void cf_server_stop(struct cf_server **pp)
+{
+	if (!pp || !*pp)
+		return;
+	struct cf_server *srv = *pp;
+	*pp = NULL;
+	atomic_store(&srv->stopping, true);
+	/* Stop accepting; requests on open connections are answered 503 shutting_down. */
+	MHD_socket lfd = MHD_quiesce_daemon(srv->mhd);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	uint64_t deadline = cf_now_mono_ns() + (uint64_t)srv->cfg.shutdown_grace * 1000000000u;
+	while (atomic_load(&srv->inflight) > 0 && cf_now_mono_ns() < deadline)
+		sleep_ms(20);
+	unsigned left = atomic_load(&srv->inflight);
+	if (left)
+		cf_log(CF_LOG_WARN, NULL, "shutdown", "%u requests still in flight after %u s; closing",
+		       left, srv->cfg.shutdown_grace);
+	/* Every queued job runs and resumes its connection before the daemon goes. */
+	cf_pool_free(&srv->pool);
+	for (unsigned i = 0; i < 50 && atomic_load(&srv->inflight) > 0; i++)
+		sleep_ms(10);
+	MHD_stop_daemon(srv->mhd);
+	cf_ratelimit_free(&srv->rl);
+	free(srv);
+}

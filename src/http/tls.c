@@ -1,0 +1,162 @@
+/* coffre — TLS credentials and the policy we serve (TR1, TR2).
+ *
+ * Certificates are handed to GnuTLS through a retrieve callback rather than fixed at
+ * start, so SIGHUP can swap in a renewed certificate without dropping a connection. A
+ * replaced credential is kept until the process ends: GnuTLS keeps pointers to the one a
+ * session chose for as long as that session lives, and reloads are rare. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include "http/http.h"
+#include "http/tls_cb.h"
+
+/* TR1: TLS 1.3 and 1.2 only; AEAD ciphers only (AES-GCM, ChaCha20-Poly1305).
+ * TR2: ECDHE only (-KX-ALL then ECDHE; TLS 1.3 groups limited to elliptic curves, so
+ * no finite-field DHE either); %NO_TICKETS keeps session tickets from carrying keys
+ * across connections. No compression exists in GnuTLS 3.7; renegotiation is never
+ * started by the server and libmicrohttpd does not honour a client's request. */
+const char cf_tls_priorities[] =
+	"NONE:+VERS-TLS1.3:+VERS-TLS1.2:"
+	"+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-GCM:+AEAD:"
+	"+ECDHE-ECDSA:+ECDHE-RSA:"
+	"+GROUP-X25519:+GROUP-SECP256R1:+GROUP-SECP384R1:"
+	"+SIGN-ECDSA-SECP256R1-SHA256:+SIGN-ECDSA-SECP384R1-SHA384:+SIGN-ECDSA-SHA256:"
+	"+SIGN-ECDSA-SHA384:+SIGN-ECDSA-SHA512:+SIGN-EDDSA-ED25519:+SIGN-RSA-PSS-RSAE-SHA256:"
+	"+SIGN-RSA-PSS-RSAE-SHA384:+SIGN-RSA-PSS-RSAE-SHA512:+SIGN-RSA-SHA256:+SIGN-RSA-SHA384:"
+	"+SIGN-RSA-SHA512:+COMP-NULL:+CTYPE-X509:%SERVER_PRECEDENCE:%NO_TICKETS:"
+	"%SAFE_RENEGOTIATION";
+
+#define CHAIN_MAX 8
+
+struct tls_creds {
+	gnutls_pcert_st chain[CHAIN_MAX];
+	unsigned nchain;
+	gnutls_privkey_t key;
+	struct tls_creds *older;
+};
+
+static _Atomic(struct tls_creds *) current;
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void creds_free(struct tls_creds *c)
+{
+	for (unsigned i = 0; i < c->nchain; i++)
+		gnutls_pcert_deinit(&c->chain[i]);
+	if (c->key)
+		gnutls_privkey_deinit(c->key);
+	free(c);
+}
+
+int cf_tls_retrieve(gnutls_session_t s, const gnutls_datum_t *req_ca_dn, int nreqs,
+                    const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                    gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+	(void)s;
+	(void)req_ca_dn;
+	(void)nreqs;
+	(void)pk_algos;
+	(void)pk_algos_length;
+	struct tls_creds *c = atomic_load(&current);
+	if (!c)
+		return -1;
+	*pcert = c->chain;
+	*pcert_length = c->nchain;
+	*pkey = c->key;
+	return 0;
+}
+
+static cf_err pubkey_id(gnutls_pubkey_t pk, uint8_t *id, size_t *len)
+{
+	if (gnutls_pubkey_get_key_id(pk, GNUTLS_KEYID_USE_SHA256, id, len) < 0)
+		return CF_E_CRYPTO;
+	return CF_OK;
+}
+
+static cf_err creds_load(const char *cert_path, const char *key_path, struct tls_creds **out)
+{
+	cf_err err = CF_OK;
+	struct cf_buf cb = {0}, kb = {0};
+	gnutls_pubkey_t from_key = NULL;
+	struct tls_creds *c = calloc(1, sizeof *c);
+	if (!c)
+		return CF_E_NOMEM;
+	if ((err = cf_file_read(cert_path, 256 * 1024, &cb)) != CF_OK) {
+		char why[CF_ERR_DETAIL_MAX];
+		(void)snprintf(why, sizeof why, "%s", cf_err_detail());
+		err = cf_err_fail(CF_E_CONFIG, "TLS certificate: %s", why);
+		goto out;
+	}
+	if ((err = cf_file_read(key_path, 64 * 1024, &kb)) != CF_OK) {
+		char why[CF_ERR_DETAIL_MAX];
+		(void)snprintf(why, sizeof why, "%s", cf_err_detail());
+		err = cf_err_fail(CF_E_CONFIG, "TLS key: %s", why);
+		goto out;
+	}
+	gnutls_datum_t cd = {cb.data, (unsigned)cb.len}, kd = {kb.data, (unsigned)kb.len};
+	c->nchain = CHAIN_MAX;
+	int rc = gnutls_pcert_list_import_x509_raw(c->chain, &c->nchain, &cd, GNUTLS_X509_FMT_PEM, 0);
+	if (rc < 0 || c->nchain == 0) {
+		c->nchain = 0;
+		err = cf_err_fail(CF_E_CONFIG, "%s: not a PEM certificate chain (%s)", cert_path,
+		                  rc < 0 ? gnutls_strerror(rc) : "empty");
+		goto out;
+	}
+	if ((rc = gnutls_privkey_init(&c->key)) < 0 ||
+	    (rc = gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+		err = cf_err_fail(CF_E_CONFIG, "%s: not an unencrypted PEM private key (%s)", key_path,
+		                  gnutls_strerror(rc));
+		goto out;
+	}
+	/* The key must belong to the first certificate. */
+	uint8_t a[64], b[64];
+	size_t alen = sizeof a, blen = sizeof b;
+	if (gnutls_pubkey_init(&from_key) < 0 ||
+	    gnutls_pubkey_import_privkey(from_key, c->key, 0, 0) < 0 ||
+	    pubkey_id(from_key, a, &alen) != CF_OK || pubkey_id(c->chain[0].pubkey, b, &blen) != CF_OK ||
+	    alen != blen || memcmp(a, b, alen) != 0) {
+		err = cf_err_fail(CF_E_CONFIG, "%s does not match the certificate in %s", key_path,
+		                  cert_path);
+		goto out;
+	}
+	*out = c;
+	c = NULL;
+out:
+	if (from_key)
+		gnutls_pubkey_deinit(from_key);
+	if (kb.data)
+		cf_wipe(kb.data, kb.len);
+	cf_buf_free(&kb);
+	cf_buf_free(&cb);
+	if (c)
+		creds_free(c);
+	return err;
+}
+
+cf_err cf_tls_load(const char *cert_path, const char *key_path)
+{
+	struct tls_creds *c = NULL;
+	CF_TRY(creds_load(cert_path, key_path, &c));
+	pthread_mutex_lock(&reload_lock);
+	c->older = atomic_load(&current);
+	atomic_store(&current, c);
+	pthread_mutex_unlock(&reload_lock);
+	return CF_OK;
+}
+
+void cf_tls_shutdown(void)
+{
+	pthread_mutex_lock(&reload_lock);
+	struct tls_creds *c = atomic_exchange(&current, NULL);
+	while (c) {
+		struct tls_creds *older = c->older;
+		creds_free(c);
+		c = older;
+	}
+	pthread_mutex_unlock(&reload_lock);
+}
