@@ -13,41 +13,43 @@
 
 #include "base/limits.h"
 
-#define CF_MUST __attribute__((warn_unused_result))
+#define CF_MUST         __attribute__((warn_unused_result))
 #define CF_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 /* Errors ---------------------------------------------------------------------------
  * Every fallible function returns cf_err (CF_OK is 0). Each code has a stable name that
  * clients see, an HTTP status and a default message. Names never change once shipped:
  * docs/errors.md lists them. */
-#define CF_ERRORS(X)                                                                     \
-	X(CF_OK, "ok", 200, "success")                                                       \
-	X(CF_E_NOMEM, "out_of_memory", 503, "the server is short of memory; retry later")   \
-	X(CF_E_INVALID, "invalid_argument", 400, "an argument is invalid")                  \
-	X(CF_E_TOO_LARGE, "too_large", 413, "the input is larger than allowed")             \
-	X(CF_E_MALFORMED_JSON, "malformed_json", 400, "the body is not valid JSON")         \
-	X(CF_E_DUPLICATE_KEY, "duplicate_key", 400, "a JSON object repeats a key")          \
-	X(CF_E_TOO_DEEP, "too_deep", 400, "the JSON document is nested too deeply")         \
-	X(CF_E_WRONG_TYPE, "wrong_type", 422, "a field has the wrong type")                 \
-	X(CF_E_MISSING_FIELD, "missing_field", 422, "a required field is missing")          \
-	X(CF_E_UNKNOWN_FIELD, "unknown_field", 422, "the body has a field this call does not take") \
-	X(CF_E_OUT_OF_RANGE, "out_of_range", 422, "a value is outside its allowed range")   \
-	X(CF_E_UNSUPPORTED_MEDIA, "unsupported_media_type", 415,                            \
-	  "the body must be application/json")                                               \
-	X(CF_E_NOT_FOUND, "not_found", 404, "no such resource")                             \
-	X(CF_E_METHOD, "method_not_allowed", 405, "this resource does not take that method") \
-	X(CF_E_URI_TOO_LONG, "uri_too_long", 414, "the request path is too long")           \
-	X(CF_E_RATE_LIMITED, "rate_limited", 429,                                            \
-	  "too many requests from this address; retry after Retry-After seconds")           \
-	X(CF_E_BUSY, "busy", 503, "the server is busy; retry later")                        \
-	X(CF_E_SHUTTING_DOWN, "shutting_down", 503, "the server is stopping; retry on another node") \
-	X(CF_E_DISK_RESERVE, "disk_reserve", 503,                                            \
-	  "the data volume is below its free-space reserve; writes are refused")            \
-	X(CF_E_IO, "io_error", 500, "an input/output error occurred on the server")         \
-	X(CF_E_CONFIG, "config_error", 500, "the configuration is invalid")                 \
-	X(CF_E_CRYPTO, "crypto_error", 500, "a cryptographic operation failed")             \
-	X(CF_E_SECMEM, "secure_memory", 500, "secure memory could not be locked")           \
-	X(CF_E_PERMISSION, "permission", 500, "a file or folder has unsafe permissions")    \
+#define CF_ERRORS(X)                                                                               \
+	X(CF_OK, "ok", 200, "success")                                                             \
+	X(CF_E_NOMEM, "out_of_memory", 503, "the server is short of memory; retry later")          \
+	X(CF_E_INVALID, "invalid_argument", 400, "an argument is invalid")                         \
+	X(CF_E_TOO_LARGE, "too_large", 413, "the input is larger than allowed")                    \
+	X(CF_E_MALFORMED_JSON, "malformed_json", 400, "the body is not valid JSON")                \
+	X(CF_E_DUPLICATE_KEY, "duplicate_key", 400, "a JSON object repeats a key")                 \
+	X(CF_E_TOO_DEEP, "too_deep", 400, "the JSON document is nested too deeply")                \
+	X(CF_E_WRONG_TYPE, "wrong_type", 422, "a field has the wrong type")                        \
+	X(CF_E_MISSING_FIELD, "missing_field", 422, "a required field is missing")                 \
+	X(CF_E_UNKNOWN_FIELD, "unknown_field", 422,                                                \
+	  "the body has a field this call does not take")                                          \
+	X(CF_E_OUT_OF_RANGE, "out_of_range", 422, "a value is outside its allowed range")          \
+	X(CF_E_UNSUPPORTED_MEDIA, "unsupported_media_type", 415,                                   \
+	  "the body must be application/json")                                                     \
+	X(CF_E_NOT_FOUND, "not_found", 404, "no such resource")                                    \
+	X(CF_E_METHOD, "method_not_allowed", 405, "this resource does not take that method")       \
+	X(CF_E_URI_TOO_LONG, "uri_too_long", 414, "the request path is too long")                  \
+	X(CF_E_RATE_LIMITED, "rate_limited", 429,                                                  \
+	  "too many requests from this address; retry after Retry-After seconds")                  \
+	X(CF_E_BUSY, "busy", 503, "the server is busy; retry later")                               \
+	X(CF_E_SHUTTING_DOWN, "shutting_down", 503,                                                \
+	  "the server is stopping; retry on another node")                                         \
+	X(CF_E_DISK_RESERVE, "disk_reserve", 503,                                                  \
+	  "the data volume is below its free-space reserve; writes are refused")                   \
+	X(CF_E_IO, "io_error", 500, "an input/output error occurred on the server")                \
+	X(CF_E_CONFIG, "config_error", 500, "the configuration is invalid")                        \
+	X(CF_E_CRYPTO, "crypto_error", 500, "a cryptographic operation failed")                    \
+	X(CF_E_SECMEM, "secure_memory", 500, "secure memory could not be locked")                  \
+	X(CF_E_PERMISSION, "permission", 500, "a file or folder has unsafe permissions")           \
 	X(CF_E_INTERNAL, "internal_error", 500, "an internal error occurred")
 
 #define CF_ERR_ENUM_(id, name, status, msg) id,
@@ -72,30 +74,30 @@ void cf_err_detail_clear(void);
 cf_err cf_err_fail(cf_err e, const char *fmt, ...) CF_PRINTF(2, 3);
 
 /* Return on failure (functions with nothing to undo). */
-#define CF_TRY(expr)                                                                     \
-	do {                                                                                 \
-		cf_err cf_try_e_ = (expr);                                                       \
-		if (cf_try_e_ != CF_OK)                                                          \
-			return cf_try_e_;                                                            \
+#define CF_TRY(expr)                                                                               \
+	do {                                                                                       \
+		cf_err cf_try_e_ = (expr);                                                         \
+		if (cf_try_e_ != CF_OK)                                                            \
+			return cf_try_e_;                                                          \
 	} while (0)
 /* Return e when cond is false. */
-#define CF_ENSURE(cond, e)                                                               \
-	do {                                                                                 \
-		if (!(cond))                                                                     \
-			return (e);                                                                  \
+#define CF_ENSURE(cond, e)                                                                         \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			return (e);                                                                \
 	} while (0)
 /* Jump to a cleanup label on failure; the enclosing function declares `cf_err err`. */
-#define CF_TRY_OUT(expr, label)                                                          \
-	do {                                                                                 \
-		if ((err = (expr)) != CF_OK)                                                     \
-			goto label;                                                                  \
+#define CF_TRY_OUT(expr, label)                                                                    \
+	do {                                                                                       \
+		if ((err = (expr)) != CF_OK)                                                       \
+			goto label;                                                                \
 	} while (0)
-#define CF_ENSURE_OUT(cond, e, label)                                                    \
-	do {                                                                                 \
-		if (!(cond)) {                                                                   \
-			err = (e);                                                                   \
-			goto label;                                                                  \
-		}                                                                                \
+#define CF_ENSURE_OUT(cond, e, label)                                                              \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			err = (e);                                                                 \
+			goto label;                                                                \
+		}                                                                                  \
 	} while (0)
 
 /* Spans: borrowed pointer + length; input is never assumed NUL-terminated. ---------- */
@@ -161,8 +163,7 @@ CF_MUST cf_err cf_json_get_str(const json_t *obj, const char *key, bool required
 CF_MUST cf_err cf_json_get_int(const json_t *obj, const char *key, bool required, int64_t min,
                                int64_t max, int64_t *out);
 CF_MUST cf_err cf_json_get_bool(const json_t *obj, const char *key, bool required, bool *out);
-CF_MUST cf_err cf_json_get_object(const json_t *obj, const char *key, bool required,
-                                  json_t **out);
+CF_MUST cf_err cf_json_get_object(const json_t *obj, const char *key, bool required, json_t **out);
 /* Compact UTF-8 serialisation (caller frees with free()). */
 CF_MUST cf_err cf_json_dump(const json_t *v, char **out, size_t *out_len);
 
@@ -176,8 +177,8 @@ struct cf_config {
 	/* [server] */
 	char listen[256];
 	char data_dir[CF_PATH_MAX];
-	unsigned threads;            /* I/O threads; 0 = one per core */
-	unsigned workers;            /* work-pool threads; 0 = one per core */
+	unsigned threads; /* I/O threads; 0 = one per core */
+	unsigned workers; /* work-pool threads; 0 = one per core */
 	unsigned max_connections;
 	unsigned per_ip_connections;
 	unsigned connection_timeout; /* seconds */
@@ -185,14 +186,14 @@ struct cf_config {
 	unsigned max_body;           /* bytes */
 	unsigned rate_per_s;
 	unsigned rate_burst;
-	unsigned shutdown_grace;     /* seconds */
+	unsigned shutdown_grace; /* seconds */
 	unsigned disk_reserve_mb;
 	/* [tls] */
 	char tls_cert[CF_PATH_MAX];
 	char tls_key[CF_PATH_MAX];
 	/* [log] */
 	enum cf_log_level log_level;
-	bool dev;                    /* set by --dev only */
+	bool dev; /* set by --dev only */
 };
 
 /* Fills cfg with the defaults. */
@@ -216,8 +217,8 @@ CF_MUST cf_err cf_config_split_listen(const char *listen, char *host, size_t hos
 void cf_log_set_level(enum cf_log_level lvl);
 bool cf_log_enabled(enum cf_log_level lvl);
 /* request_id may be NULL. */
-void cf_log(enum cf_log_level lvl, const char *request_id, const char *event, const char *fmt,
-            ...) CF_PRINTF(4, 5);
+void cf_log(enum cf_log_level lvl, const char *request_id, const char *event, const char *fmt, ...)
+        CF_PRINTF(4, 5);
 /* Logs an object of fields (adds ts, level, event); takes ownership of fields. */
 void cf_log_fields(enum cf_log_level lvl, const char *event, json_t *fields);
 
@@ -255,8 +256,7 @@ unsigned cf_pool_pending(struct cf_pool *pool);
 CF_MUST cf_err cf_file_read(const char *path, size_t max, struct cf_buf *out);
 /* Writes a file durably and atomically: temporary file, fsync, rename, fsync of the
  * folder. Readers see the old content or the new, never a mix. */
-CF_MUST cf_err cf_file_write_atomic(const char *path, const void *data, size_t len,
-                                    unsigned mode);
+CF_MUST cf_err cf_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* Checks that path is a folder owned by this user with no group or other access; with
  * create, makes it (0700) when missing. CF_E_PERMISSION names what is wrong. */
 CF_MUST cf_err cf_dir_private(const char *path, bool create);

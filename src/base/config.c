@@ -26,26 +26,34 @@ struct key_def {
 	unsigned min, max;
 };
 
-#define STR(sec, k, field) {sec, k, KEY_STR, offsetof(struct cf_config, field), sizeof(((struct cf_config *)0)->field), 0, 0}
-#define UINT(sec, k, field, lo, hi) {sec, k, KEY_UINT, offsetof(struct cf_config, field), 0, lo, hi}
+#define STR(sec, k, field)                                                                         \
+	{                                                                                          \
+		sec, k, KEY_STR, offsetof(struct cf_config, field),                                \
+		        sizeof(((struct cf_config *)0)->field), 0, 0                               \
+	}
+#define UINT(sec, k, field, lo, hi)                                                                \
+	{                                                                                          \
+		sec, k, KEY_UINT, offsetof(struct cf_config, field), 0, lo, hi                     \
+	}
 
 static const struct key_def keys[] = {
-	STR("server", "listen", listen),
-	STR("server", "data", data_dir),
-	UINT("server", "threads", threads, 0, 256),
-	UINT("server", "workers", workers, 0, CF_POOL_THREADS_MAX),
-	UINT("server", "max_connections", max_connections, 1, CF_HTTP_CONNECTIONS_MAX),
-	UINT("server", "per_ip_connections", per_ip_connections, 1, CF_HTTP_CONNECTIONS_MAX),
-	UINT("server", "connection_timeout", connection_timeout, 1, CF_HTTP_TIMEOUT_MAX),
-	UINT("server", "connection_memory", conn_memory, CF_HTTP_CONN_MEMORY_MIN, CF_HTTP_CONN_MEMORY_MAX),
-	UINT("server", "max_body", max_body, 1024, CF_HTTP_BODY_MAX),
-	UINT("server", "rate_per_s", rate_per_s, 1, CF_HTTP_RATE_MAX),
-	UINT("server", "rate_burst", rate_burst, 1, CF_HTTP_RATE_MAX),
-	UINT("server", "shutdown_grace", shutdown_grace, 0, 600),
-	UINT("server", "disk_reserve_mb", disk_reserve_mb, 0, 1024u * 1024u),
-	STR("tls", "cert", tls_cert),
-	STR("tls", "key", tls_key),
-	{"log", "level", KEY_LEVEL, offsetof(struct cf_config, log_level), 0, 0, 0},
+        STR("server", "listen", listen),
+        STR("server", "data", data_dir),
+        UINT("server", "threads", threads, 0, 256),
+        UINT("server", "workers", workers, 0, CF_POOL_THREADS_MAX),
+        UINT("server", "max_connections", max_connections, 1, CF_HTTP_CONNECTIONS_MAX),
+        UINT("server", "per_ip_connections", per_ip_connections, 1, CF_HTTP_CONNECTIONS_MAX),
+        UINT("server", "connection_timeout", connection_timeout, 1, CF_HTTP_TIMEOUT_MAX),
+        UINT("server", "connection_memory", conn_memory, CF_HTTP_CONN_MEMORY_MIN,
+             CF_HTTP_CONN_MEMORY_MAX),
+        UINT("server", "max_body", max_body, 1024, CF_HTTP_BODY_MAX),
+        UINT("server", "rate_per_s", rate_per_s, 1, CF_HTTP_RATE_MAX),
+        UINT("server", "rate_burst", rate_burst, 1, CF_HTTP_RATE_MAX),
+        UINT("server", "shutdown_grace", shutdown_grace, 0, 600),
+        UINT("server", "disk_reserve_mb", disk_reserve_mb, 0, 1024u * 1024u),
+        STR("tls", "cert", tls_cert),
+        STR("tls", "key", tls_key),
+        {"log", "level", KEY_LEVEL, offsetof(struct cf_config, log_level), 0, 0, 0},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -55,18 +63,18 @@ static const struct key_def keys[] = {
 void cf_config_defaults(struct cf_config *cfg)
 {
 	*cfg = (struct cf_config){
-		.threads = 0,
-		.workers = 0,
-		.max_connections = CF_HTTP_CONNECTIONS_DEFAULT,
-		.per_ip_connections = CF_HTTP_PER_IP_DEFAULT,
-		.connection_timeout = CF_HTTP_TIMEOUT_DEFAULT,
-		.conn_memory = CF_HTTP_CONN_MEMORY_DEFAULT,
-		.max_body = CF_HTTP_BODY_DEFAULT,
-		.rate_per_s = CF_HTTP_RATE_DEFAULT,
-		.rate_burst = CF_HTTP_BURST_DEFAULT,
-		.shutdown_grace = CF_HTTP_GRACE_DEFAULT,
-		.disk_reserve_mb = 256,
-		.log_level = CF_LOG_INFO,
+	        .threads = 0,
+	        .workers = 0,
+	        .max_connections = CF_HTTP_CONNECTIONS_DEFAULT,
+	        .per_ip_connections = CF_HTTP_PER_IP_DEFAULT,
+	        .connection_timeout = CF_HTTP_TIMEOUT_DEFAULT,
+	        .conn_memory = CF_HTTP_CONN_MEMORY_DEFAULT,
+	        .max_body = CF_HTTP_BODY_DEFAULT,
+	        .rate_per_s = CF_HTTP_RATE_DEFAULT,
+	        .rate_burst = CF_HTTP_BURST_DEFAULT,
+	        .shutdown_grace = CF_HTTP_GRACE_DEFAULT,
+	        .disk_reserve_mb = 256,
+	        .log_level = CF_LOG_INFO,
 	};
 	(void)snprintf(cfg->listen, sizeof cfg->listen, "127.0.0.1:8443");
 	(void)snprintf(cfg->data_dir, sizeof cfg->data_dir, "/var/lib/coffre");
@@ -114,20 +122,21 @@ static cf_err set_value(struct cf_config *cfg, const struct key_def *k, const ch
 	case KEY_STR: {
 		size_t n = strlen(value);
 		if (n >= k->size)
-			return cf_err_fail(CF_E_CONFIG, "%s.%s is longer than %zu bytes", k->section, k->key,
-			                   k->size - 1);
+			return cf_err_fail(CF_E_CONFIG, "%s.%s is longer than %zu bytes",
+			                   k->section, k->key, k->size - 1);
 		for (size_t i = 0; i < n; i++)
 			if ((unsigned char)value[i] < 0x20)
-				return cf_err_fail(CF_E_CONFIG, "%s.%s holds a control character", k->section,
-				                   k->key);
+				return cf_err_fail(CF_E_CONFIG, "%s.%s holds a control character",
+				                   k->section, k->key);
 		memcpy(field, value, n + 1);
 		return CF_OK;
 	}
 	case KEY_UINT: {
 		unsigned v;
 		if (!parse_uint(value, k->min, k->max, &v))
-			return cf_err_fail(CF_E_CONFIG, "%s.%s must be a whole number from %u to %u",
-			                   k->section, k->key, k->min, k->max);
+			return cf_err_fail(CF_E_CONFIG,
+			                   "%s.%s must be a whole number from %u to %u", k->section,
+			                   k->key, k->min, k->max);
 		memcpy(field, &v, sizeof v);
 		return CF_OK;
 	}
@@ -146,8 +155,7 @@ static cf_err set_value(struct cf_config *cfg, const struct key_def *k, const ch
 	return CF_E_INTERNAL;
 }
 
-cf_err cf_config_set(struct cf_config *cfg, const char *section, const char *key,
-                     const char *value)
+cf_err cf_config_set(struct cf_config *cfg, const char *section, const char *key, const char *value)
 {
 	const struct key_def *k = find_key(section, key);
 	if (!k)
@@ -172,7 +180,8 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 		(void)snprintf(ctx->msg, sizeof ctx->msg,
 		               "unknown section [%.64s] (known: server, tls, log)", section);
 	} else if (!(k = find_key(section, name))) {
-		(void)snprintf(ctx->msg, sizeof ctx->msg, "unknown key '%.64s' in [%s]", name, section);
+		(void)snprintf(ctx->msg, sizeof ctx->msg, "unknown key '%.64s' in [%s]", name,
+		               section);
 	} else if (ctx->seen[k - keys]) {
 		(void)snprintf(ctx->msg, sizeof ctx->msg, "%s.%s is set twice", section, name);
 	} else if (set_value(ctx->cfg, k, value) != CF_OK) {
@@ -188,7 +197,8 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 cf_err cf_config_load_string(struct cf_config *cfg, const char *text, const char *name)
 {
 	if (strlen(text) > CF_CONFIG_BYTES_MAX)
-		return cf_err_fail(CF_E_CONFIG, "%s: larger than %u bytes", name, CF_CONFIG_BYTES_MAX);
+		return cf_err_fail(CF_E_CONFIG, "%s: larger than %u bytes", name,
+		                   CF_CONFIG_BYTES_MAX);
 	struct ini_ctx ctx = {.cfg = cfg};
 	int line = ini_parse_string(text, config_ini_handler, &ctx);
 	if (line == 0)
@@ -214,7 +224,8 @@ cf_err cf_config_load_file(struct cf_config *cfg, const char *path)
 		goto out_close;
 	}
 	if (st.st_size > (off_t)CF_CONFIG_BYTES_MAX) {
-		err = cf_err_fail(CF_E_CONFIG, "%s: larger than %u bytes", path, CF_CONFIG_BYTES_MAX);
+		err = cf_err_fail(CF_E_CONFIG, "%s: larger than %u bytes", path,
+		                  CF_CONFIG_BYTES_MAX);
 		goto out_close;
 	}
 	size_t size = (size_t)st.st_size;
@@ -234,7 +245,8 @@ cf_err cf_config_load_file(struct cf_config *cfg, const char *path)
 	}
 	text[size] = '\0';
 	if (memchr(text, '\0', size)) {
-		err = cf_err_fail(CF_E_CONFIG, "%s: holds a NUL byte; not a configuration file", path);
+		err = cf_err_fail(CF_E_CONFIG, "%s: holds a NUL byte; not a configuration file",
+		                  path);
 		goto out_free;
 	}
 	err = cf_config_load_string(cfg, text, path);
@@ -273,12 +285,14 @@ cf_err cf_config_load_env(struct cf_config *cfg, char *const *envp)
 			continue;
 		const struct key_def *k = find_key(section, key);
 		if (!k)
-			return cf_err_fail(CF_E_CONFIG, "environment %.*s: unknown key '%s' in [%s]",
+			return cf_err_fail(CF_E_CONFIG,
+			                   "environment %.*s: unknown key '%s' in [%s]",
 			                   (int)(eq - var), var, key, section);
 		if (set_value(cfg, k, eq + 1) != CF_OK) {
 			char why[CF_ERR_DETAIL_MAX];
 			(void)snprintf(why, sizeof why, "%s", cf_err_detail());
-			return cf_err_fail(CF_E_CONFIG, "environment %.*s: %s", (int)(eq - var), var, why);
+			return cf_err_fail(CF_E_CONFIG, "environment %.*s: %s", (int)(eq - var),
+			                   var, why);
 		}
 	}
 	return CF_OK;
@@ -289,19 +303,22 @@ cf_err cf_config_validate(const struct cf_config *cfg)
 	char host[256];
 	unsigned port;
 	if (cf_config_split_listen(cfg->listen, host, sizeof host, &port) != CF_OK)
-		return cf_err_fail(CF_E_CONFIG,
-		                   "server.listen '%.200s' must be HOST:PORT (e.g. 127.0.0.1:8443 or "
-		                   "[::1]:8443)",
-		                   cfg->listen);
+		return cf_err_fail(
+		        CF_E_CONFIG,
+		        "server.listen '%.200s' must be HOST:PORT (e.g. 127.0.0.1:8443 or "
+		        "[::1]:8443)",
+		        cfg->listen);
 	if (!cfg->data_dir[0])
 		return cf_err_fail(CF_E_CONFIG, "server.data must name a folder");
 	if (!cfg->dev && (!cfg->tls_cert[0] || !cfg->tls_key[0]))
-		return cf_err_fail(CF_E_CONFIG, "tls.cert and tls.key are required outside development "
-		                                "mode (or start with --dev)");
-	if (cfg->per_ip_connections > cfg->max_connections)
 		return cf_err_fail(CF_E_CONFIG,
-		                   "server.per_ip_connections (%u) exceeds server.max_connections (%u)",
-		                   cfg->per_ip_connections, cfg->max_connections);
+		                   "tls.cert and tls.key are required outside development "
+		                   "mode (or start with --dev)");
+	if (cfg->per_ip_connections > cfg->max_connections)
+		return cf_err_fail(
+		        CF_E_CONFIG,
+		        "server.per_ip_connections (%u) exceeds server.max_connections (%u)",
+		        cfg->per_ip_connections, cfg->max_connections);
 	return CF_OK;
 }
 

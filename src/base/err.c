@@ -21,9 +21,18 @@ static const struct cf_err_info *err_info(cf_err e)
 	return &err_table[e];
 }
 
-const char *cf_err_name(cf_err e) { return err_info(e)->name; }
-unsigned cf_err_status(cf_err e) { return err_info(e)->status; }
-const char *cf_err_message(cf_err e) { return err_info(e)->message; }
+const char *cf_err_name(cf_err e)
+{
+	return err_info(e)->name;
+}
+unsigned cf_err_status(cf_err e)
+{
+	return err_info(e)->status;
+}
+const char *cf_err_message(cf_err e)
+{
+	return err_info(e)->message;
+}
 
 static _Thread_local char err_detail[CF_ERR_DETAIL_MAX];
 
@@ -35,9 +44,15 @@ void cf_err_detail_set(const char *fmt, ...)
 	va_end(ap);
 }
 
-const char *cf_err_detail(void) { return err_detail; }
+const char *cf_err_detail(void)
+{
+	return err_detail;
+}
 
-void cf_err_detail_clear(void) { err_detail[0] = '\0'; }
+void cf_err_detail_clear(void)
+{
+	err_detail[0] = '\0';
+}
 
 cf_err cf_err_fail(cf_err e, const char *fmt, ...)
 {

@@ -16,8 +16,8 @@ cf_err cf_file_read(const char *path, size_t max, struct cf_buf *out)
 	cf_err err = CF_OK;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		return cf_err_fail(errno == ENOENT ? CF_E_NOT_FOUND : CF_E_IO, "%s: cannot open: %s",
-		                   path, strerror(errno));
+		return cf_err_fail(errno == ENOENT ? CF_E_NOT_FOUND : CF_E_IO,
+		                   "%s: cannot open: %s", path, strerror(errno));
 	cf_buf_init(out, max);
 	uint8_t chunk[8192];
 	for (;;) {
@@ -75,7 +75,8 @@ cf_err cf_file_write_atomic(const char *path, const void *data, size_t len, unsi
 	close(fd);
 	fd = -1;
 	if (rename(tmp, path) != 0) {
-		err = cf_err_fail(CF_E_IO, "%s: cannot rename into place: %s", path, strerror(errno));
+		err = cf_err_fail(CF_E_IO, "%s: cannot rename into place: %s", path,
+		                  strerror(errno));
 		goto out_unlink;
 	}
 	/* Make the rename itself durable. */
@@ -108,13 +109,15 @@ cf_err cf_dir_private(const char *path, bool create)
 	if (!S_ISDIR(st.st_mode))
 		return cf_err_fail(CF_E_PERMISSION, "%s is not a folder", path);
 	if (st.st_uid != geteuid())
-		return cf_err_fail(CF_E_PERMISSION,
-		                   "%s belongs to uid %u, not to this process (uid %u); chown it or "
-		                   "choose another folder",
-		                   path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return cf_err_fail(
+		        CF_E_PERMISSION,
+		        "%s belongs to uid %u, not to this process (uid %u); chown it or "
+		        "choose another folder",
+		        path, (unsigned)st.st_uid, (unsigned)geteuid());
 	if (st.st_mode & 077)
-		return cf_err_fail(CF_E_PERMISSION,
-		                   "%s has mode %03o; it holds keys and must be 0700 (chmod 700 %s)", path,
-		                   (unsigned)(st.st_mode & 0777), path);
+		return cf_err_fail(
+		        CF_E_PERMISSION,
+		        "%s has mode %03o; it holds keys and must be 0700 (chmod 700 %s)", path,
+		        (unsigned)(st.st_mode & 0777), path);
 	return CF_OK;
 }

@@ -43,7 +43,8 @@ cf_err cf_json_parse(const uint8_t *p, size_t n, size_t max_bytes, json_t **out)
 {
 	if (n > max_bytes || n > CF_JSON_BYTES_MAX)
 		return cf_err_fail(CF_E_TOO_LARGE, "the JSON document is larger than %zu bytes",
-		                   max_bytes < CF_JSON_BYTES_MAX ? max_bytes : (size_t)CF_JSON_BYTES_MAX);
+		                   max_bytes < CF_JSON_BYTES_MAX ? max_bytes
+		                                                 : (size_t)CF_JSON_BYTES_MAX);
 	if (json_depth(p, n, CF_JSON_DEPTH_MAX) > CF_JSON_DEPTH_MAX)
 		return cf_err_fail(CF_E_TOO_DEEP, "the JSON document nests deeper than %u levels",
 		                   CF_JSON_DEPTH_MAX);
@@ -51,22 +52,23 @@ cf_err cf_json_parse(const uint8_t *p, size_t n, size_t max_bytes, json_t **out)
 	json_t *v = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!v) {
 		if (json_error_code(&jerr) == json_error_duplicate_key)
-			return cf_err_fail(CF_E_DUPLICATE_KEY, "line %d column %d: an object repeats a key",
-			                   jerr.line, jerr.column);
+			return cf_err_fail(CF_E_DUPLICATE_KEY,
+			                   "line %d column %d: an object repeats a key", jerr.line,
+			                   jerr.column);
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			return CF_E_NOMEM;
 		/* jansson's text names the problem ("unexpected token", "invalid UTF-8"...), never
 		 * more than a few bytes of input; we still keep only our own wording. */
-		return cf_err_fail(CF_E_MALFORMED_JSON, "line %d column %d: %s", jerr.line, jerr.column,
-		                   json_error_code(&jerr) == json_error_invalid_utf8
-		                       ? "invalid UTF-8"
-		                       : json_error_code(&jerr) == json_error_null_character
-		                             ? "NUL character in a string"
-		                             : json_error_code(&jerr) == json_error_end_of_input_expected
-		                                   ? "unexpected bytes after the document"
-		                                   : json_error_code(&jerr) == json_error_numeric_overflow
-		                                         ? "number out of range"
-		                                         : "syntax error");
+		return cf_err_fail(
+		        CF_E_MALFORMED_JSON, "line %d column %d: %s", jerr.line, jerr.column,
+		        json_error_code(&jerr) == json_error_invalid_utf8 ? "invalid UTF-8"
+		        : json_error_code(&jerr) == json_error_null_character
+		                ? "NUL character in a string"
+		        : json_error_code(&jerr) == json_error_end_of_input_expected
+		                ? "unexpected bytes after the document"
+		        : json_error_code(&jerr) == json_error_numeric_overflow
+		                ? "number out of range"
+		                : "syntax error");
 	}
 	*out = v;
 	return CF_OK;
@@ -102,8 +104,10 @@ cf_err cf_json_only_keys(const json_t *obj, const char *const *allowed)
 			/* Field names are the client's; show a bounded, printable prefix only. */
 			char shown[65];
 			size_t i = 0;
-			for (; key[i] && i < sizeof shown - 1; i++)
-				shown[i] = (key[i] >= 0x20 && key[i] < 0x7f && key[i] != '"') ? key[i] : '?';
+			for (; i < sizeof shown - 1 && key[i]; i++)
+				shown[i] = (key[i] >= 0x20 && key[i] < 0x7f && key[i] != '"')
+				                   ? key[i]
+				                   : '?';
 			shown[i] = '\0';
 			return cf_err_fail(CF_E_UNKNOWN_FIELD, "%s: unknown field", shown);
 		}
@@ -134,15 +138,16 @@ cf_err cf_json_get_str(const json_t *obj, const char *key, bool required, size_t
 	size_t len = json_string_length(v);
 	if (len > max_len || len > CF_JSON_STRING_MAX)
 		return cf_err_fail(CF_E_TOO_LARGE, "%s: longer than %zu bytes", key,
-		                   max_len < CF_JSON_STRING_MAX ? max_len : (size_t)CF_JSON_STRING_MAX);
+		                   max_len < CF_JSON_STRING_MAX ? max_len
+		                                                : (size_t)CF_JSON_STRING_MAX);
 	*out = json_string_value(v);
 	if (out_len)
 		*out_len = len;
 	return CF_OK;
 }
 
-cf_err cf_json_get_int(const json_t *obj, const char *key, bool required, int64_t min,
-                       int64_t max, int64_t *out)
+cf_err cf_json_get_int(const json_t *obj, const char *key, bool required, int64_t min, int64_t max,
+                       int64_t *out)
 {
 	json_t *v;
 	CF_TRY(get_field(obj, key, required, &v));

@@ -9,13 +9,13 @@
 /* Memory libmicrohttpd may use for one connection: request line, headers and the read
  * buffer. 32 KiB holds any honest request's headers; a larger header block gets 431. */
 #define CF_HTTP_CONN_MEMORY_DEFAULT (32u * 1024u)
-#define CF_HTTP_CONN_MEMORY_MIN (8u * 1024u)
-#define CF_HTTP_CONN_MEMORY_MAX (1024u * 1024u)
+#define CF_HTTP_CONN_MEMORY_MIN     (8u * 1024u)
+#define CF_HTTP_CONN_MEMORY_MAX     (1024u * 1024u)
 
 /* A request body is buffered whole before its handler runs, so it is capped: 1 MiB is
  * enough for a batch of a thousand 1 KiB records (files stream elsewhere). */
 #define CF_HTTP_BODY_DEFAULT (1024u * 1024u)
-#define CF_HTTP_BODY_MAX (64u * 1024u * 1024u)
+#define CF_HTTP_BODY_MAX     (64u * 1024u * 1024u)
 
 /* URL path length: longer paths are refused with 414 before routing. */
 #define CF_HTTP_PATH_MAX 2048u
@@ -26,23 +26,23 @@
 
 /* Connections: all together, and from one address (one /64 for IPv6 rate limits). */
 #define CF_HTTP_CONNECTIONS_DEFAULT 1024u
-#define CF_HTTP_CONNECTIONS_MAX 65536u
-#define CF_HTTP_PER_IP_DEFAULT 64u
+#define CF_HTTP_CONNECTIONS_MAX     65536u
+#define CF_HTTP_PER_IP_DEFAULT      64u
 /* Idle or slow connections are closed after this many seconds (slowloris). */
 #define CF_HTTP_TIMEOUT_DEFAULT 30u
-#define CF_HTTP_TIMEOUT_MAX 3600u
+#define CF_HTTP_TIMEOUT_MAX     3600u
 /* SIGTERM waits at most this long for in-flight requests before closing. */
 #define CF_HTTP_GRACE_DEFAULT 10u
 
 /* Per-address request rate (token bucket): sustained requests per second and burst. */
-#define CF_HTTP_RATE_DEFAULT 200u
+#define CF_HTTP_RATE_DEFAULT  200u
 #define CF_HTTP_BURST_DEFAULT 400u
-#define CF_HTTP_RATE_MAX 1000000u
+#define CF_HTTP_RATE_MAX      1000000u
 /* Addresses tracked by the rate limiter: bounded memory whatever the number of peers. */
 #define CF_HTTP_RATE_SLOTS 65536u
 
 /* Work handed off the I/O threads waits in a bounded queue; past it, 503 busy. */
-#define CF_POOL_QUEUE_MAX 4096u
+#define CF_POOL_QUEUE_MAX   4096u
 #define CF_POOL_THREADS_MAX 256u
 
 /* JSON ---------------------------------------------------------------------------- */
@@ -74,6 +74,6 @@
 /* Locked, non-dumpable arena for secrets (keys, passphrases). 1 MiB holds thousands of
  * keys; larger secrets get their own locked mapping. */
 #define CF_SECMEM_ARENA_DEFAULT (1024u * 1024u)
-#define CF_SECMEM_SLOT_MAX 4096u
+#define CF_SECMEM_SLOT_MAX      4096u
 
 #endif

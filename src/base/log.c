@@ -11,9 +11,15 @@
 static _Atomic int log_level = CF_LOG_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void cf_log_set_level(enum cf_log_level lvl) { atomic_store(&log_level, (int)lvl); }
+void cf_log_set_level(enum cf_log_level lvl)
+{
+	atomic_store(&log_level, (int)lvl);
+}
 
-bool cf_log_enabled(enum cf_log_level lvl) { return (int)lvl >= atomic_load(&log_level); }
+bool cf_log_enabled(enum cf_log_level lvl)
+{
+	return (int)lvl >= atomic_load(&log_level);
+}
 
 static void log_write(json_t *obj)
 {
@@ -24,7 +30,7 @@ static void log_write(json_t *obj)
 	if (n > CF_LOG_LINE_MAX - 1)
 		n = CF_LOG_LINE_MAX - 1; /* cut, never split: the line stays one record */
 	char out[CF_LOG_LINE_MAX + 1];
-	memcpy(out, line, n);
+	memcpy(out, line, n); /* NOLINT(bugprone-not-null-terminated-result): bytes for write(2) */
 	out[n++] = '\n';
 	free(line);
 	size_t off = 0;
@@ -49,8 +55,7 @@ static json_t *log_head(enum cf_log_level lvl, const char *event)
 	return obj;
 }
 
-void cf_log(enum cf_log_level lvl, const char *request_id, const char *event, const char *fmt,
-            ...)
+void cf_log(enum cf_log_level lvl, const char *request_id, const char *event, const char *fmt, ...)
 {
 	if (!cf_log_enabled(lvl))
 		return;

@@ -13,9 +13,9 @@
 
 #include "base/base.h"
 
-#define SLOT_CLASSES 8 /* 32, 64, ..., 4096 */
+#define SLOT_CLASSES   8 /* 32, 64, ..., 4096 */
 #define SLOT_MIN_SHIFT 5
-#define BIG_MAX (16u * 1024u * 1024u)
+#define BIG_MAX        (16u * 1024u * 1024u)
 
 struct slot_free {
 	struct slot_free *next;

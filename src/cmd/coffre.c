@@ -12,7 +12,7 @@
 #include "base/base.h"
 
 #define EXIT_USAGE 2
-#define REPLY_MAX (1024u * 1024u)
+#define REPLY_MAX  (1024u * 1024u)
 
 struct cli {
 	const char *addr;
@@ -23,33 +23,33 @@ struct cli {
 };
 
 static const char main_usage[] =
-	"usage: coffre [global options] <command> [options]\n"
-	"\n"
-	"The coffre command line.\n"
-	"\n"
-	"Commands:\n"
-	"  status     show whether the server is ready (GET /readyz)\n"
-	"  version    show the command line's version\n"
-	"  help CMD   show help for a command\n"
-	"\n"
-	"Global options (also accepted after the command):\n"
-	"  --addr URL      server address (env COFFRE_ADDR; default https://127.0.0.1:8443)\n"
-	"  --cacert FILE   CA certificate(s) to verify the server with (env COFFRE_CACERT);\n"
-	"                  by default the development CA for a server on this machine\n"
-	"                  (DATA/tls/ca.pem), else the system's CAs\n"
-	"  --data DIR      a --dev server's data folder (env COFFRE_DATA; default var/coffre)\n"
-	"  --json          print JSON for scripts\n"
-	"  -h, --help      show help\n"
-	"\n"
-	"Exit status: 0 success, 1 failure, 2 bad usage.\n";
+        "usage: coffre [global options] <command> [options]\n"
+        "\n"
+        "The coffre command line.\n"
+        "\n"
+        "Commands:\n"
+        "  status     show whether the server is ready (GET /readyz)\n"
+        "  version    show the command line's version\n"
+        "  help CMD   show help for a command\n"
+        "\n"
+        "Global options (also accepted after the command):\n"
+        "  --addr URL      server address (env COFFRE_ADDR; default https://127.0.0.1:8443)\n"
+        "  --cacert FILE   CA certificate(s) to verify the server with (env COFFRE_CACERT);\n"
+        "                  by default the development CA for a server on this machine\n"
+        "                  (DATA/tls/ca.pem), else the system's CAs\n"
+        "  --data DIR      a --dev server's data folder (env COFFRE_DATA; default var/coffre)\n"
+        "  --json          print JSON for scripts\n"
+        "  -h, --help      show help\n"
+        "\n"
+        "Exit status: 0 success, 1 failure, 2 bad usage.\n";
 
 static const char status_usage[] =
-	"usage: coffre status [--addr URL] [--cacert FILE] [--json]\n"
-	"\n"
-	"Asks the server whether it is ready to serve (GET /readyz over HTTPS, certificate\n"
-	"verified) and prints its checks: disk reserve, clock synchronisation.\n"
-	"\n"
-	"Exit status: 0 ready, 1 not ready or unreachable, 2 bad usage.\n";
+        "usage: coffre status [--addr URL] [--cacert FILE] [--json]\n"
+        "\n"
+        "Asks the server whether it is ready to serve (GET /readyz over HTTPS, certificate\n"
+        "verified) and prints its checks: disk reserve, clock synchronisation.\n"
+        "\n"
+        "Exit status: 0 ready, 1 not ready or unreachable, 2 bad usage.\n";
 
 static size_t on_body(char *p, size_t size, size_t n, void *user)
 {
@@ -60,10 +60,12 @@ static size_t on_body(char *p, size_t size, size_t n, void *user)
 
 static bool is_local_host(const char *url)
 {
-	static const char *const locals[] = {"https://127.0.0.1", "https://localhost", "https://[::1]"};
+	static const char *const locals[] = {"https://127.0.0.1", "https://localhost",
+	                                     "https://[::1]"};
 	for (size_t i = 0; i < sizeof locals / sizeof locals[0]; i++) {
 		size_t n = strlen(locals[i]);
-		if (strncmp(url, locals[i], n) == 0 && (url[n] == ':' || url[n] == '/' || url[n] == '\0'))
+		if (strncmp(url, locals[i], n) == 0 &&
+		    (url[n] == ':' || url[n] == '/' || url[n] == '\0'))
 			return true;
 	}
 	return false;
@@ -157,11 +159,13 @@ static int cmd_status(struct cli *cli)
 		printf("  disk:  %s, %.1f GiB free, reserve %.0f MiB\n",
 		       json_is_true(json_object_get(disk, "ok")) ? "ok" : "BELOW RESERVE",
 		       (double)json_integer_value(json_object_get(disk, "free_bytes")) / (1u << 30),
-		       (double)json_integer_value(json_object_get(disk, "reserve_bytes")) / (1u << 20));
+		       (double)json_integer_value(json_object_get(disk, "reserve_bytes")) /
+		               (1u << 20));
 	if (clock)
-		printf("  clock: %s\n", json_is_true(json_object_get(clock, "synchronized"))
-		                            ? "synchronized (NTP)"
-		                            : "NOT synchronized (warning: start an NTP client)");
+		printf("  clock: %s\n",
+		       json_is_true(json_object_get(clock, "synchronized"))
+		               ? "synchronized (NTP)"
+		               : "NOT synchronized (warning: start an NTP client)");
 out:
 	json_decref(doc);
 	cf_buf_free(&body);
@@ -171,19 +175,21 @@ out:
 int main(int argc, char **argv)
 {
 	struct cli cli = {
-		.addr = getenv("COFFRE_ADDR"),
-		.cacert = getenv("COFFRE_CACERT"),
-		.data = getenv("COFFRE_DATA"),
+	        .addr = getenv("COFFRE_ADDR"),
+	        .cacert = getenv("COFFRE_CACERT"),
+	        .data = getenv("COFFRE_DATA"),
 	};
 	if (!cli.addr || !*cli.addr)
 		cli.addr = "https://127.0.0.1:8443";
 	if (!cli.data || !*cli.data)
 		cli.data = "var/coffre";
-	static const struct option opts[] = {
-		{"addr", required_argument, NULL, 'a'}, {"cacert", required_argument, NULL, 'C'},
-		{"data", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},       {"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"addr", required_argument, NULL, 'a'},
+	                                     {"cacert", required_argument, NULL, 'C'},
+	                                     {"data", required_argument, NULL, 'd'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {"version", no_argument, NULL, 'V'},
+	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
 	int c;
@@ -197,10 +203,12 @@ int main(int argc, char **argv)
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':
-			fprintf(stderr, "coffre: %s needs a value (see coffre --help)\n", argv[optind - 1]);
+			fprintf(stderr, "coffre: %s needs a value (see coffre --help)\n",
+			        argv[optind - 1]);
 			return EXIT_USAGE;
 		default:
-			fprintf(stderr, "coffre: unknown option '%s' (see coffre --help)\n", argv[optind - 1]);
+			fprintf(stderr, "coffre: unknown option '%s' (see coffre --help)\n",
+			        argv[optind - 1]);
 			return EXIT_USAGE;
 		}
 	}
@@ -239,11 +247,13 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if (nargs > 0) {
-			fprintf(stderr, "coffre status: unexpected argument '%s'\n", argv[optind + 1]);
+			fprintf(stderr, "coffre status: unexpected argument '%s'\n",
+			        argv[optind + 1]);
 			return EXIT_USAGE;
 		}
 		if (strncmp(cli.addr, "https://", 8) != 0) {
-			fprintf(stderr, "coffre: --addr must be an https:// URL (coffre speaks TLS only)\n");
+			fprintf(stderr, "coffre: --addr must be an https:// URL (coffre speaks TLS "
+			                "only)\n");
 			return EXIT_USAGE;
 		}
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

@@ -17,26 +17,26 @@
 extern char **environ;
 
 static const char usage_text[] =
-	"usage: coffred [--config FILE] [--listen HOST:PORT] [--data DIR] [--dev]\n"
-	"               [--log-level LEVEL]\n"
-	"\n"
-	"The coffre data privacy vault server. It serves the HTTPS API on --listen.\n"
-	"\n"
-	"  -c, --config FILE     read settings from an INI file (see docs/operating.md)\n"
-	"  -l, --listen ADDR     address and port to serve on (default 127.0.0.1:8443;\n"
-	"                        port 0 picks a free one)\n"
-	"  -d, --data DIR        data folder, mode 0700 (default /var/lib/coffre;\n"
-	"                        var/coffre with --dev)\n"
-	"      --dev             development mode: makes the data folder and a development\n"
-	"                        CA and certificate. NOT FOR PRODUCTION.\n"
-	"      --log-level LVL   debug, info, warn or error (default info)\n"
-	"  -h, --help            show this help\n"
-	"  -V, --version         show the version\n"
-	"\n"
-	"Settings are taken from the file, then COFFRE_<SECTION>_<KEY> environment\n"
-	"variables (COFFRE_SERVER_LISTEN=...), then flags.\n"
-	"Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads the TLS certificate.\n"
-	"Exit status: 0 stopped cleanly, 1 could not start or failed, 2 bad usage.\n";
+        "usage: coffred [--config FILE] [--listen HOST:PORT] [--data DIR] [--dev]\n"
+        "               [--log-level LEVEL]\n"
+        "\n"
+        "The coffre data privacy vault server. It serves the HTTPS API on --listen.\n"
+        "\n"
+        "  -c, --config FILE     read settings from an INI file (see docs/operating.md)\n"
+        "  -l, --listen ADDR     address and port to serve on (default 127.0.0.1:8443;\n"
+        "                        port 0 picks a free one)\n"
+        "  -d, --data DIR        data folder, mode 0700 (default /var/lib/coffre;\n"
+        "                        var/coffre with --dev)\n"
+        "      --dev             development mode: makes the data folder and a development\n"
+        "                        CA and certificate. NOT FOR PRODUCTION.\n"
+        "      --log-level LVL   debug, info, warn or error (default info)\n"
+        "  -h, --help            show this help\n"
+        "  -V, --version         show the version\n"
+        "\n"
+        "Settings are taken from the file, then COFFRE_<SECTION>_<KEY> environment\n"
+        "variables (COFFRE_SERVER_LISTEN=...), then flags.\n"
+        "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads the TLS certificate.\n"
+        "Exit status: 0 stopped cleanly, 1 could not start or failed, 2 bad usage.\n";
 
 static int die(const char *what)
 {
@@ -75,17 +75,21 @@ static void dev_banner(const struct cf_config *cfg, unsigned port, const char *c
 	       "   coffre:  coffre --addr https://%s%s%s:%u --cacert %s status\n"
 	       "   curl:    curl --cacert %s https://%s%s%s:%u/readyz\n"
 	       "  ======================================================================\n\n",
-	       cfg->data_dir, lb, host, rb, port, ca, lb, host, rb, port, ca, ca, lb, host, rb, port);
+	       cfg->data_dir, lb, host, rb, port, ca, lb, host, rb, port, ca, ca, lb, host, rb,
+	       port);
 	fflush(stdout);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-		{"data", required_argument, NULL, 'd'},   {"dev", no_argument, NULL, 'D'},
-		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+	                                     {"listen", required_argument, NULL, 'l'},
+	                                     {"data", required_argument, NULL, 'd'},
+	                                     {"dev", no_argument, NULL, 'D'},
+	                                     {"log-level", required_argument, NULL, 'L'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {"version", no_argument, NULL, 'V'},
+	                                     {NULL, 0, NULL, 0}};
 	const char *config_path = NULL, *listen_flag = NULL, *data_flag = NULL, *level_flag = NULL;
 	bool dev = false;
 	int c;
@@ -100,15 +104,18 @@ int main(int argc, char **argv)
 		case 'h': fputs(usage_text, stdout); return 0;
 		case 'V': printf("coffred %s\n", CF_VERSION); return 0;
 		case ':':
-			fprintf(stderr, "coffred: %s needs a value (see coffred --help)\n", argv[optind - 1]);
+			fprintf(stderr, "coffred: %s needs a value (see coffred --help)\n",
+			        argv[optind - 1]);
 			return 2;
 		default:
-			fprintf(stderr, "coffred: unknown option '%s' (see coffred --help)\n", argv[optind - 1]);
+			fprintf(stderr, "coffred: unknown option '%s' (see coffred --help)\n",
+			        argv[optind - 1]);
 			return 2;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "coffred: unexpected argument '%s' (see coffred --help)\n", argv[optind]);
+		fprintf(stderr, "coffred: unexpected argument '%s' (see coffred --help)\n",
+		        argv[optind]);
 		return 2;
 	}
 
@@ -157,8 +164,8 @@ int main(int argc, char **argv)
 		if (cf_crypto_dev_pki(tls_dir, &created) != CF_OK)
 			return die("development certificate");
 		if (created)
-			cf_log(CF_LOG_INFO, NULL, "dev_pki", "made a development CA and certificate in %s",
-			       tls_dir);
+			cf_log(CF_LOG_INFO, NULL, "dev_pki",
+			       "made a development CA and certificate in %s", tls_dir);
 		if ((!cfg.tls_cert[0] &&
 		     (size_t)snprintf(cfg.tls_cert, sizeof cfg.tls_cert, "%s/" CF_DEV_SERVER_CERT,
 		                      tls_dir) >= sizeof cfg.tls_cert) ||
@@ -166,8 +173,9 @@ int main(int argc, char **argv)
 		     (size_t)snprintf(cfg.tls_key, sizeof cfg.tls_key, "%s/" CF_DEV_SERVER_KEY,
 		                      tls_dir) >= sizeof cfg.tls_key) ||
 		    (size_t)snprintf(ca_path, sizeof ca_path, "%s/" CF_DEV_CA_CERT, tls_dir) >=
-		        sizeof ca_path) {
-			fprintf(stderr, "coffred: data folder: the path %s is too long\n", cfg.data_dir);
+		            sizeof ca_path) {
+			fprintf(stderr, "coffred: data folder: the path %s is too long\n",
+			        cfg.data_dir);
 			return 1;
 		}
 		cf_log(CF_LOG_WARN, NULL, "dev_mode",
@@ -185,7 +193,8 @@ int main(int argc, char **argv)
 		return die("server");
 	}
 	unsigned port = cf_server_port(srv);
-	json_t *f = json_pack("{s:s, s:i, s:b}", "listen", cfg.listen, "port", (int)port, "dev", dev);
+	json_t *f =
+	        json_pack("{s:s, s:i, s:b}", "listen", cfg.listen, "port", (int)port, "dev", dev);
 	cf_log_fields(CF_LOG_INFO, "listening", f);
 	if (dev)
 		dev_banner(&cfg, port, ca_path);
@@ -199,7 +208,8 @@ int main(int argc, char **argv)
 				cf_log(CF_LOG_INFO, NULL, "tls_reload", "TLS certificate reloaded");
 			else
 				cf_log(CF_LOG_ERROR, NULL, "tls_reload",
-				       "TLS reload failed, still serving the previous certificate: %s",
+				       "TLS reload failed, still serving the previous certificate: "
+				       "%s",
 				       cf_err_detail());
 			continue;
 		}

@@ -1,5 +1,7 @@
 /* coffre — the development PKI, made with GnuTLS's X.509 API (no shelling out). */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -11,15 +13,15 @@
 
 #define CA_DAYS (10 * 365)
 /* Leaf lifetime under the 398 days browsers accept; renewed 30 days before expiry. */
-#define LEAF_DAYS 365
+#define LEAF_DAYS  365
 #define RENEW_DAYS 30
 
-#define GT(call, what)                                                                     \
-	do {                                                                                   \
+#define GT(call, what)                                                                             \
+	do {                                                                                       \
 		int gt_rc_ = (call);                                                               \
 		if (gt_rc_ < 0) {                                                                  \
-			err = cf_err_fail(CF_E_CRYPTO, "%s: %s", what, gnutls_strerror(gt_rc_));       \
-			goto out;                                                                      \
+			err = cf_err_fail(CF_E_CRYPTO, "%s: %s", what, gnutls_strerror(gt_rc_));   \
+			goto out;                                                                  \
 		}                                                                                  \
 	} while (0)
 
@@ -50,8 +52,7 @@ static cf_err load_pair(const char *dir, const char *cert_name, const char *key_
 	CF_TRY_OUT(cf_file_read(path, 64 * 1024, &kb), out);
 	gnutls_datum_t cd = {cb.data, (unsigned)cb.len}, kd = {kb.data, (unsigned)kb.len};
 	GT(gnutls_x509_crt_import(crt, &cd, GNUTLS_X509_FMT_PEM), "development certificate");
-	GT(gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0),
-	   "development key");
+	GT(gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0), "development key");
 out:
 	cf_buf_free(&cb);
 	if (kb.data)
@@ -65,7 +66,8 @@ static cf_err new_key(gnutls_x509_privkey_t *key)
 	cf_err err = CF_OK;
 	GT(gnutls_x509_privkey_init(key), "key init");
 	GT(gnutls_x509_privkey_generate2(*key, GNUTLS_PK_ECDSA,
-	                                 GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0, NULL, 0),
+	                                 GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0, NULL,
+	                                 0),
 	   "ECDSA P-256 key generation");
 out:
 	return err;
@@ -102,7 +104,8 @@ static cf_err make_ca(const char *dir)
 	gnutls_datum_t pem = {0}, kpem = {0};
 	CF_TRY_OUT(new_key(&key), out);
 	GT(gnutls_x509_crt_init(&crt), "certificate init");
-	CF_TRY_OUT(cert_common(crt, key, "CN=coffre development CA,O=coffre development (NOT FOR PRODUCTION)",
+	CF_TRY_OUT(cert_common(crt, key,
+	                       "CN=coffre development CA,O=coffre development (NOT FOR PRODUCTION)",
 	                       CA_DAYS),
 	           out);
 	GT(gnutls_x509_crt_set_basic_constraints(crt, 1, 0), "basic constraints");
@@ -110,7 +113,8 @@ static cf_err make_ca(const char *dir)
 	   "key usage");
 	GT(gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0), "self-signature");
 	GT(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem), "export");
-	GT(gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN, &kpem),
+	GT(gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN,
+	                                     &kpem),
 	   "key export");
 	CF_TRY_OUT(write_datum(dir, CF_DEV_CA_KEY, &kpem, 0600), out);
 	CF_TRY_OUT(write_datum(dir, CF_DEV_CA_CERT, &pem, 0644), out);
@@ -125,6 +129,45 @@ out:
 	if (key)
 		gnutls_x509_privkey_deinit(key);
 	return err;
+}
+
+/* The CA's certificate revocation list, re-signed at every start (so it never goes
+ * stale while the server runs in development), at a file:// URI the leaf names. */
+static cf_err sign_crl(const char *dir, gnutls_x509_crt_t ca, gnutls_x509_privkey_t ca_key)
+{
+	cf_err err = CF_OK;
+	gnutls_x509_crl_t crl = NULL;
+	gnutls_datum_t der = {0};
+	uint8_t kid[64], number[8];
+	size_t kid_len = sizeof kid;
+	time_t now = time(NULL);
+	for (size_t i = 0; i < sizeof number; i++)
+		number[i] = (uint8_t)((uint64_t)now >> (8 * (7 - i)));
+	GT(gnutls_x509_crl_init(&crl), "CRL init");
+	GT(gnutls_x509_crl_set_version(crl, 2), "CRL version");
+	GT(gnutls_x509_crl_set_this_update(crl, now - 300), "CRL this update");
+	GT(gnutls_x509_crl_set_next_update(crl, now + 30 * 86400), "CRL next update");
+	GT(gnutls_x509_crl_set_number(crl, number, sizeof number), "CRL number");
+	GT(gnutls_x509_crt_get_subject_key_id(ca, kid, &kid_len, NULL), "CA key id");
+	GT(gnutls_x509_crl_set_authority_key_id(crl, kid, kid_len), "CRL authority key id");
+	GT(gnutls_x509_crl_sign2(crl, ca, ca_key, GNUTLS_DIG_SHA256, 0), "CRL signature");
+	GT(gnutls_x509_crl_export2(crl, GNUTLS_X509_FMT_DER, &der), "CRL export");
+	CF_TRY_OUT(write_datum(dir, CF_DEV_CA_CRL, &der, 0644), out);
+out:
+	gnutls_free(der.data);
+	if (crl)
+		gnutls_x509_crl_deinit(crl);
+	return err;
+}
+
+static cf_err crl_uri(const char *dir, char *uri, size_t cap)
+{
+	char abs[PATH_MAX];
+	if (!realpath(dir, abs))
+		return cf_err_fail(CF_E_IO, "%s: cannot resolve the folder", dir);
+	if ((size_t)snprintf(uri, cap, "file://%s/" CF_DEV_CA_CRL, abs) >= cap)
+		return cf_err_fail(CF_E_INVALID, "%s: path too long", dir);
+	return CF_OK;
 }
 
 static cf_err make_leaf(const char *dir, gnutls_x509_crt_t ca, gnutls_x509_privkey_t ca_key)
@@ -152,13 +195,18 @@ static cf_err make_leaf(const char *dir, gnutls_x509_crt_t ca, gnutls_x509_privk
 	GT(gnutls_x509_crt_set_basic_constraints(crt, 0, -1), "basic constraints");
 	GT(gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE), "key usage");
 	GT(gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER, 0), "purpose");
+	char uri[PATH_MAX + 16];
+	CF_TRY_OUT(crl_uri(dir, uri, sizeof uri), out);
+	GT(gnutls_x509_crt_set_crl_dist_points(crt, GNUTLS_SAN_URI, uri, 0),
+	   "CRL distribution point");
 	uint8_t kid[64];
 	size_t kid_len = sizeof kid;
 	GT(gnutls_x509_crt_get_subject_key_id(ca, kid, &kid_len, NULL), "CA key id");
 	GT(gnutls_x509_crt_set_authority_key_id(crt, kid, kid_len), "authority key id");
 	GT(gnutls_x509_crt_sign2(crt, ca, ca_key, GNUTLS_DIG_SHA256, 0), "signature");
 	GT(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem), "export");
-	GT(gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN, &kpem),
+	GT(gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN,
+	                                     &kpem),
 	   "key export");
 	/* Key first: a reader that sees the new certificate also finds its key. */
 	CF_TRY_OUT(write_datum(dir, CF_DEV_SERVER_KEY, &kpem, 0600), out);
@@ -204,17 +252,27 @@ cf_err cf_crypto_dev_pki(const char *dir, bool *created)
 	bool renew = *created || err == CF_E_NOT_FOUND;
 	if (err && err != CF_E_NOT_FOUND)
 		goto out;
-	err = CF_OK;
 	if (!renew) {
 		time_t exp = gnutls_x509_crt_get_expiration_time(leaf);
 		unsigned status = 0;
 		renew = exp < time(NULL) + (time_t)RENEW_DAYS * 86400 ||
 		        gnutls_x509_crt_verify(leaf, &ca, 1, 0, &status) < 0 || status != 0;
 	}
+	if (!renew) {
+		/* A leaf must name the CRL where it is now (the folder may have moved). */
+		char want[PATH_MAX + 16], have[PATH_MAX + 16];
+		size_t have_len = sizeof have - 1;
+		CF_TRY_OUT(crl_uri(dir, want, sizeof want), out);
+		/* gnutls_x509_crt_get_crl_dist_points returns the name's type */
+		renew = gnutls_x509_crt_get_crl_dist_points(leaf, 0, have, &have_len, NULL, NULL) !=
+		                GNUTLS_SAN_URI ||
+		        have_len != strlen(want) || memcmp(have, want, have_len) != 0;
+	}
 	if (renew) {
 		CF_TRY_OUT(make_leaf(dir, ca, ca_key), out);
 		*created = true;
 	}
+	CF_TRY_OUT(sign_crl(dir, ca, ca_key), out);
 out:
 	if (leaf)
 		gnutls_x509_crt_deinit(leaf);

@@ -30,12 +30,13 @@ cf_err cf_h_readyz(struct cf_req *req)
 	json_t *warnings = json_array();
 	if (warnings && !clk.synchronized)
 		json_array_append_new(warnings, json_string("clock_unsynchronized"));
-	json_t *body = json_pack(
-		"{s:s, s:s, s:{s:{s:b, s:I, s:I}}, s:{s:b, s:I, s:I}, s:o}", "status",
-		ready ? "ready" : "not_ready", "version", CF_VERSION, "checks", "disk", "ok", disk_ok,
-		"free_bytes", (json_int_t)free_bytes, "reserve_bytes", (json_int_t)reserve, "clock",
-		"synchronized", clk.synchronized, "max_error_us", (json_int_t)clk.max_error_us,
-		"est_error_us", (json_int_t)clk.est_error_us, "warnings", warnings);
+	json_t *body =
+	        json_pack("{s:s, s:s, s:{s:{s:b, s:I, s:I}}, s:{s:b, s:I, s:I}, s:o}", "status",
+	                  ready ? "ready" : "not_ready", "version", CF_VERSION, "checks", "disk",
+	                  "ok", disk_ok, "free_bytes", (json_int_t)free_bytes, "reserve_bytes",
+	                  (json_int_t)reserve, "clock", "synchronized", clk.synchronized,
+	                  "max_error_us", (json_int_t)clk.max_error_us, "est_error_us",
+	                  (json_int_t)clk.est_error_us, "warnings", warnings);
 	if (!body)
 		return CF_E_NOMEM;
 	return cf_req_reply_json(req, ready ? 200 : 503, body);

@@ -28,7 +28,7 @@ struct cf_route {
 	const char *pattern; /* "/v1/t/{tenant}/records/{id}": literal or {name} segments */
 	cf_handler handler;
 	unsigned flags;
-	const char *name;    /* stable name for logs and metrics: "readyz" */
+	const char *name; /* stable name for logs and metrics: "readyz" */
 };
 
 /* The routes the server serves (routes.c): one table, one place to read them all. */

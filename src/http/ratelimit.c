@@ -17,7 +17,7 @@
 
 #include "http/http.h"
 
-#define WAYS 4
+#define WAYS    4
 #define STRIPES 256
 
 struct rl_entry {
@@ -34,7 +34,8 @@ struct cf_ratelimit {
 	pthread_mutex_t stripes[STRIPES];
 };
 
-cf_err cf_ratelimit_new(unsigned rate_per_s, unsigned burst, size_t slots, struct cf_ratelimit **out)
+cf_err cf_ratelimit_new(unsigned rate_per_s, unsigned burst, size_t slots,
+                        struct cf_ratelimit **out)
 {
 	if (rate_per_s == 0 || burst == 0 || slots < WAYS)
 		return cf_err_fail(CF_E_INVALID, "rate limit parameters out of range");

@@ -47,17 +47,21 @@ static cf_err check_path(struct cf_span path)
 		uint8_t c = path.ptr[i];
 		if (c == '%') {
 			if (i + 2 >= path.len)
-				return cf_err_fail(CF_E_INVALID, "the path has a truncated %% escape");
+				return cf_err_fail(CF_E_INVALID,
+				                   "the path has a truncated %% escape");
 			if (!is_hex(path.ptr[i + 1]) || !is_hex(path.ptr[i + 2]))
-				return cf_err_fail(CF_E_INVALID, "the path has an invalid %% escape");
+				return cf_err_fail(CF_E_INVALID,
+				                   "the path has an invalid %% escape");
 			unsigned v = hex_val(path.ptr[i + 1]) * 16 + hex_val(path.ptr[i + 2]);
 			if (v < 0x20 || v == 0x7f || v == '/')
-				return cf_err_fail(CF_E_INVALID, "the path escapes a forbidden character");
+				return cf_err_fail(CF_E_INVALID,
+				                   "the path escapes a forbidden character");
 			i += 2;
 			continue;
 		}
 		if (!is_pchar(c))
-			return cf_err_fail(CF_E_INVALID, "the path holds a character that must be escaped");
+			return cf_err_fail(CF_E_INVALID,
+			                   "the path holds a character that must be escaped");
 	}
 	return CF_OK;
 }

@@ -3,9 +3,9 @@
 #include "http/handlers.h"
 
 const struct cf_route cf_http_routes[] = {
-	/* Liveness: answers from the I/O thread, touches nothing. */
-	{"GET", "/healthz", cf_h_healthz, 0, "healthz"},
-	/* Readiness: looks at the disk and the clock, so it runs on the work pool. */
-	{"GET", "/readyz", cf_h_readyz, CF_ROUTE_DEFER, "readyz"},
+        /* Liveness: answers from the I/O thread, touches nothing. */
+        {"GET", "/healthz", cf_h_healthz, 0, "healthz"},
+        /* Readiness: looks at the disk and the clock, so it runs on the work pool. */
+        {"GET", "/readyz", cf_h_readyz, CF_ROUTE_DEFER, "readyz"},
 };
 const size_t cf_http_routes_count = sizeof cf_http_routes / sizeof cf_http_routes[0];

@@ -18,7 +18,6 @@
 #include "http/http.h"
 #include "http/tls_cb.h"
 
-
 struct cf_server {
 	struct cf_config cfg;
 	struct MHD_Daemon *mhd;
@@ -54,19 +53,25 @@ struct cf_req {
 
 /* Headers on every response we make (DESIGN §8; TR3: HSTS for a year and more). */
 static const char *const security_headers[][2] = {
-	{"Strict-Transport-Security", "max-age=63072000; includeSubDomains"},
-	{"Cache-Control", "no-store"},
-	{"X-Content-Type-Options", "nosniff"},
-	{"Content-Security-Policy",
-	 "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
-	{"Referrer-Policy", "no-referrer"},
-	{"X-Frame-Options", "DENY"},
-	{"Cross-Origin-Resource-Policy", "same-origin"},
+        {"Strict-Transport-Security", "max-age=63072000; includeSubDomains"},
+        {"Cache-Control", "no-store"},
+        {"X-Content-Type-Options", "nosniff"},
+        {"Content-Security-Policy",
+         "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"},
+        {"Referrer-Policy", "no-referrer"},
+        {"X-Frame-Options", "DENY"},
+        {"Cross-Origin-Resource-Policy", "same-origin"},
 };
 
-const char *cf_req_id(const struct cf_req *req) { return req->id; }
+const char *cf_req_id(const struct cf_req *req)
+{
+	return req->id;
+}
 
-const struct cf_config *cf_req_config(const struct cf_req *req) { return &req->srv->cfg; }
+const struct cf_config *cf_req_config(const struct cf_req *req)
+{
+	return &req->srv->cfg;
+}
 
 struct cf_span cf_req_body(const struct cf_req *req)
 {
@@ -126,7 +131,8 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 {
 	struct MHD_Response *resp;
 	if (req->reply) {
-		resp = MHD_create_response_from_buffer(req->reply_len, req->reply, MHD_RESPMEM_MUST_FREE);
+		resp = MHD_create_response_from_buffer(req->reply_len, req->reply,
+		                                       MHD_RESPMEM_MUST_FREE);
 		if (resp)
 			req->reply = NULL; /* libmicrohttpd frees it now */
 	} else {
@@ -136,7 +142,8 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 		return MHD_NO;
 	bool ok = true;
 	for (size_t i = 0; i < sizeof security_headers / sizeof security_headers[0]; i++)
-		ok &= MHD_add_response_header(resp, security_headers[i][0], security_headers[i][1]) == MHD_YES;
+		ok &= MHD_add_response_header(resp, security_headers[i][0],
+		                              security_headers[i][1]) == MHD_YES;
 	ok &= MHD_add_response_header(resp, "Content-Type", "application/json") == MHD_YES;
 	ok &= MHD_add_response_header(resp, "X-Request-Id", req->id) == MHD_YES;
 	if (req->retry_after) {
@@ -196,7 +203,7 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	}
 	/* MD4: per-address request rate, before any other work. */
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	unsigned retry = 0;
 	if (!cf_ratelimit_take(srv->rl, ci ? ci->client_addr : NULL, cf_now_mono_ns(), &retry)) {
 		req->retry_after = retry;
@@ -210,7 +217,8 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 		req->allow = true;
 	CF_TRY(e);
 	const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Length");
-	const char *te = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+	const char *te =
+	        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Transfer-Encoding");
 	bool has_body = te != NULL || (cl && strcmp(cl, "0") != 0);
 	if (!(req->match.route->flags & CF_ROUTE_BODY)) {
 		if (has_body)
@@ -233,8 +241,8 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **ctx)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **ctx)
 {
 	(void)version;
 	struct cf_server *srv = cls;
@@ -326,8 +334,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
 	*ctx = NULL;
 	if (cf_log_enabled(CF_LOG_INFO)) {
 		/* No path, peer or body: only the route's name, which holds no personal data. */
-		json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:I, s:b}", "request_id", req->id, "method",
-		                      req->method, "route",
+		json_t *f = json_pack("{s:s, s:s, s:s, s:i, s:I, s:b}", "request_id", req->id,
+		                      "method", req->method, "route",
 		                      req->match.route ? req->match.route->name : "-", "status",
 		                      (int)req->status, "duration_us",
 		                      (json_int_t)((cf_now_mono_ns() - req->start_ns) / 1000),
@@ -368,19 +376,23 @@ static cf_err bind_listener(const char *listen_addr, int *out_fd, unsigned *out_
 	char host[256];
 	unsigned port;
 	if (cf_config_split_listen(listen_addr, host, sizeof host, &port) != CF_OK)
-		return cf_err_fail(CF_E_CONFIG, "server.listen '%s' must be HOST:PORT", listen_addr);
+		return cf_err_fail(CF_E_CONFIG, "server.listen '%s' must be HOST:PORT",
+		                   listen_addr);
 	char portstr[8];
 	(void)snprintf(portstr, sizeof portstr, "%u", port);
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
 	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *ai = NULL;
 	int rc = getaddrinfo(host, portstr, &hints, &ai);
 	if (rc != 0)
-		return cf_err_fail(CF_E_CONFIG, "cannot listen on %s: %s", listen_addr, gai_strerror(rc));
+		return cf_err_fail(CF_E_CONFIG, "cannot listen on %s: %s", listen_addr,
+		                   gai_strerror(rc));
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		freeaddrinfo(ai);
-		return cf_err_fail(CF_E_IO, "cannot listen on %s: socket: %s", listen_addr, strerror(errno));
+		return cf_err_fail(CF_E_IO, "cannot listen on %s: socket: %s", listen_addr,
+		                   strerror(errno));
 	}
 	int one = 1;
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -393,9 +405,9 @@ static cf_err bind_listener(const char *listen_addr, int *out_fd, unsigned *out_
 		return cf_err_fail(CF_E_IO, "cannot listen on %s: %s%s", listen_addr, strerror(e),
 		                   e == EADDRINUSE ? " (another process holds the port; stop it or "
 		                                     "choose another with --listen)"
-		                   : e == EACCES ? " (ports below 1024 need privileges)"
+		                   : e == EACCES   ? " (ports below 1024 need privileges)"
 		                   : e == EADDRNOTAVAIL ? " (no interface has this address)"
-		                                         : "");
+		                                        : "");
 	}
 	freeaddrinfo(ai);
 	if (listen(fd, 511) != 0) {
@@ -403,13 +415,13 @@ static cf_err bind_listener(const char *listen_addr, int *out_fd, unsigned *out_
 		close(fd);
 		return cf_err_fail(CF_E_IO, "cannot listen on %s: %s", listen_addr, strerror(e));
 	}
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t slen = sizeof ss;
 	*out_port = port;
 	if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
 		*out_port = ntohs(ss.ss_family == AF_INET6
-		                      ? ((struct sockaddr_in6 *)(void *)&ss)->sin6_port
-		                      : ((struct sockaddr_in *)(void *)&ss)->sin_port);
+		                          ? ((struct sockaddr_in6 *)(void *)&ss)->sin6_port
+		                          : ((struct sockaddr_in *)(void *)&ss)->sin_port);
 	*out_fd = fd;
 	return CF_OK;
 }
@@ -426,7 +438,8 @@ cf_err cf_server_start(const struct cf_config *cfg, struct cf_server **out)
 	gnutls_priority_t prio;
 	const char *errpos = NULL;
 	if (gnutls_priority_init(&prio, cf_tls_priorities, &errpos) < 0)
-		return cf_err_fail(CF_E_INTERNAL, "the TLS priority string is rejected by GnuTLS at '%s'",
+		return cf_err_fail(CF_E_INTERNAL,
+		                   "the TLS priority string is rejected by GnuTLS at '%s'",
 		                   errpos ? errpos : "?");
 	gnutls_priority_deinit(prio);
 
@@ -443,23 +456,22 @@ cf_err cf_server_start(const struct cf_config *cfg, struct cf_server **out)
 	CF_TRY_OUT(bind_listener(cfg->listen, &srv->listen_fd, &srv->port), out_free);
 
 	srv->mhd = MHD_start_daemon(
-		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
-		0, NULL, NULL, on_request, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, /* first, so every message comes here */
-		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd,
-		MHD_OPTION_THREAD_POOL_SIZE, threads,
-		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->conn_memory,
-		MHD_OPTION_HTTPS_PRIORITIES, cf_tls_priorities,
-		MHD_OPTION_HTTPS_CERT_CALLBACK, cf_tls_retrieve,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
-		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
-		MHD_OPTION_END);
+	        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_ALLOW_SUSPEND_RESUME |
+	                MHD_USE_ERROR_LOG,
+	        0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+	        srv, /* first, so every message comes here */
+	        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+	        threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+	        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_connections,
+	        MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
+	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->conn_memory,
+	        MHD_OPTION_HTTPS_PRIORITIES, cf_tls_priorities, MHD_OPTION_HTTPS_CERT_CALLBACK,
+	        cf_tls_retrieve, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+	        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_STRICT_FOR_CLIENT,
+	        (int)1, MHD_OPTION_END);
 	if (!srv->mhd) {
-		err = cf_err_fail(CF_E_INTERNAL, "libmicrohttpd could not start on %s", cfg->listen);
+		err = cf_err_fail(CF_E_INTERNAL, "libmicrohttpd could not start on %s",
+		                  cfg->listen);
 		goto out_free;
 	}
 	*out = srv;
@@ -473,7 +485,10 @@ out_free:
 	return err;
 }
 
-unsigned cf_server_port(const struct cf_server *srv) { return srv->port; }
+unsigned cf_server_port(const struct cf_server *srv)
+{
+	return srv->port;
+}
 
 static void sleep_ms(unsigned ms)
 {
@@ -498,8 +513,9 @@ void cf_server_stop(struct cf_server **pp)
 		sleep_ms(20);
 	unsigned left = atomic_load(&srv->inflight);
 	if (left)
-		cf_log(CF_LOG_WARN, NULL, "shutdown", "%u requests still in flight after %u s; closing",
-		       left, srv->cfg.shutdown_grace);
+		cf_log(CF_LOG_WARN, NULL, "shutdown",
+		       "%u requests still in flight after %u s; closing", left,
+		       srv->cfg.shutdown_grace);
 	/* Every queued job runs and resumes its connection before the daemon goes. */
 	cf_pool_free(&srv->pool);
 	for (unsigned i = 0; i < 50 && atomic_load(&srv->inflight) > 0; i++)

@@ -88,7 +88,8 @@ static bool vma_has_flags(const void *p, const char *want1, const char *want2)
 	uintptr_t a = (uintptr_t)p;
 	while (fgets(line, sizeof line, f)) {
 		unsigned long lo, hi;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
 			inside = a >= lo && a < hi;
 			continue;
 		}
@@ -260,21 +261,28 @@ static void test_config_file(void **state)
 	assert_int_equal(c.log_level, CF_LOG_WARN);
 
 	cf_config_defaults(&c);
-	assert_int_equal(cf_config_load_string(&c, "[server]\n\nlisen = x\n", "t.conf"), CF_E_CONFIG);
+	assert_int_equal(cf_config_load_string(&c, "[server]\n\nlisen = x\n", "t.conf"),
+	                 CF_E_CONFIG);
 	assert_string_equal(cf_err_detail(), "t.conf:3: unknown key 'lisen' in [server]");
 	assert_int_equal(cf_config_load_string(&c, "[nope]\nx = 1\n", "t.conf"), CF_E_CONFIG);
 	assert_non_null(strstr(cf_err_detail(), "t.conf:2: unknown section [nope]"));
 	assert_int_equal(cf_config_load_string(&c, "[server]\nrate_per_s = 12x\n", "t.conf"),
 	                 CF_E_CONFIG);
-	assert_non_null(strstr(cf_err_detail(), "t.conf:2: server.rate_per_s must be a whole number"));
-	assert_int_equal(cf_config_load_string(&c, "[server]\nrate_per_s = 0\n", "t.conf"), CF_E_CONFIG);
-	assert_int_equal(cf_config_load_string(&c, "[server]\nrate_per_s = -1\n", "t.conf"), CF_E_CONFIG);
-	assert_int_equal(cf_config_load_string(&c, "[server]\nrate_per_s = 99999999999\n", "t.conf"),
+	assert_non_null(
+	        strstr(cf_err_detail(), "t.conf:2: server.rate_per_s must be a whole number"));
+	assert_int_equal(cf_config_load_string(&c, "[server]\nrate_per_s = 0\n", "t.conf"),
 	                 CF_E_CONFIG);
-	assert_int_equal(cf_config_load_string(&c, "[server]\nthreads = 1\nthreads = 2\n", "t.conf"),
+	assert_int_equal(cf_config_load_string(&c, "[server]\nrate_per_s = -1\n", "t.conf"),
 	                 CF_E_CONFIG);
+	assert_int_equal(
+	        cf_config_load_string(&c, "[server]\nrate_per_s = 99999999999\n", "t.conf"),
+	        CF_E_CONFIG);
+	assert_int_equal(
+	        cf_config_load_string(&c, "[server]\nthreads = 1\nthreads = 2\n", "t.conf"),
+	        CF_E_CONFIG);
 	assert_non_null(strstr(cf_err_detail(), "t.conf:3: server.threads is set twice"));
-	assert_int_equal(cf_config_load_string(&c, "[server]\njust words\n", "t.conf"), CF_E_CONFIG);
+	assert_int_equal(cf_config_load_string(&c, "[server]\njust words\n", "t.conf"),
+	                 CF_E_CONFIG);
 	assert_non_null(strstr(cf_err_detail(), "t.conf:2: syntax error"));
 	assert_int_equal(cf_config_load_string(&c, "[log]\nlevel = loud\n", "t.conf"), CF_E_CONFIG);
 	assert_int_equal(cf_config_load_file(&c, "/nonexistent/coffre.conf"), CF_E_CONFIG);
@@ -306,8 +314,8 @@ static void test_config_env_and_validate(void **state)
 	c.dev = false;
 	assert_int_equal(cf_config_validate(&c), CF_E_CONFIG); /* no certificate */
 	c.dev = true;
-	static const char *const bad_listen[] = {"8443", "127.0.0.1", "::1:8443", "[::1]8443",
-	                                         "host:99999", ":8443", "h:p"};
+	static const char *const bad_listen[] = {"8443",       "127.0.0.1", "::1:8443", "[::1]8443",
+	                                         "host:99999", ":8443",     "h:p"};
 	for (size_t i = 0; i < sizeof bad_listen / sizeof bad_listen[0]; i++) {
 		(void)snprintf(c.listen, sizeof c.listen, "%s", bad_listen[i]);
 		assert_int_equal(cf_config_validate(&c), CF_E_CONFIG);
@@ -467,21 +475,21 @@ static void test_harden(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_err_table),
-		cmocka_unit_test(test_span),
-		cmocka_unit_test(test_buf_bounded),
-		cmocka_unit_test(test_secmem),
-		cmocka_unit_test(test_secmem_refuses_unlockable),
-		cmocka_unit_test(test_json_strict),
-		cmocka_unit_test(test_json_depth),
-		cmocka_unit_test(test_json_getters),
-		cmocka_unit_test(test_config_file),
-		cmocka_unit_test(test_config_env_and_validate),
-		cmocka_unit_test(test_log_one_json_line),
-		cmocka_unit_test(test_time_format),
-		cmocka_unit_test(test_pool_bounded_and_drains),
-		cmocka_unit_test(test_files),
-		cmocka_unit_test(test_harden),
+	        cmocka_unit_test(test_err_table),
+	        cmocka_unit_test(test_span),
+	        cmocka_unit_test(test_buf_bounded),
+	        cmocka_unit_test(test_secmem),
+	        cmocka_unit_test(test_secmem_refuses_unlockable),
+	        cmocka_unit_test(test_json_strict),
+	        cmocka_unit_test(test_json_depth),
+	        cmocka_unit_test(test_json_getters),
+	        cmocka_unit_test(test_config_file),
+	        cmocka_unit_test(test_config_env_and_validate),
+	        cmocka_unit_test(test_log_one_json_line),
+	        cmocka_unit_test(test_time_format),
+	        cmocka_unit_test(test_pool_bounded_and_drains),
+	        cmocka_unit_test(test_files),
+	        cmocka_unit_test(test_harden),
 	};
 	return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
