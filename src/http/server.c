@@ -418,10 +418,13 @@ static cf_err bind_listener(const char *listen_addr, int *out_fd, unsigned *out_
 	struct sockaddr_storage ss = {0};
 	socklen_t slen = sizeof ss;
 	*out_port = port;
-	if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0)
-		*out_port = ntohs(ss.ss_family == AF_INET6
-		                          ? ((struct sockaddr_in6 *)(void *)&ss)->sin6_port
-		                          : ((struct sockaddr_in *)(void *)&ss)->sin_port);
+	if (getsockname(fd, (struct sockaddr *)&ss, &slen) == 0) {
+		struct sockaddr_in6 s6;
+		struct sockaddr_in s4;
+		memcpy(&s6, &ss, sizeof s6);
+		memcpy(&s4, &ss, sizeof s4);
+		*out_port = ntohs(ss.ss_family == AF_INET6 ? s6.sin6_port : s4.sin_port);
+	}
 	*out_fd = fd;
 	return CF_OK;
 }
