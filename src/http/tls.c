@@ -19,8 +19,10 @@
 /* TR1: TLS 1.3 and 1.2 only; AEAD ciphers only (AES-GCM, ChaCha20-Poly1305); no SHA-1
  * signatures. TR2: ECDHE only (-KX-ALL then ECDHE; TLS 1.3 groups limited to elliptic
  * curves, so no finite-field DHE either); %NO_TICKETS keeps session tickets from
- * carrying keys across connections. No compression exists in GnuTLS 3.7; renegotiation
- * is never started by the server and a client's request is refused.
+ * carrying keys across connections. No compression exists in GnuTLS 3.7. Renegotiation
+ * is never started by the server; a client's renegotiating ClientHello makes GnuTLS
+ * return GNUTLS_E_REHANDSHAKE, on which libmicrohttpd closes the connection without
+ * running a handshake (GnuTLS has no switch to answer it with an alert instead).
  * Built from NORMAL rather than NONE: a NONE-based string that enables the same suites
  * leaves out extensions some clients' TLS 1.3 hellos rely on (testssl.sh's raw-socket
  * probe fails against it). */
