@@ -220,12 +220,9 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	const char *te =
 	        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Transfer-Encoding");
 	bool has_body = te != NULL || (cl && strcmp(cl, "0") != 0);
-	if (!(req->match.route->flags & CF_ROUTE_BODY)) {
-		if (has_body)
-			return cf_err_fail(CF_E_INVALID, "this call takes no body");
-		return CF_OK;
-	}
 	if (cl) {
+		/* libmicrohttpd has checked it is a number; a body over the limit is refused
+		 * before a byte of it is read, whatever the route. */
 		char *end = NULL;
 		errno = 0;
 		unsigned long long n = strtoull(cl, &end, 10);
@@ -235,6 +232,8 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 			                   srv->cfg.max_body);
 		}
 	}
+	if (!(req->match.route->flags & CF_ROUTE_BODY))
+		return has_body ? cf_err_fail(CF_E_INVALID, "this call takes no body") : CF_OK;
 	if (has_body && !content_type_is_json(req->conn))
 		return CF_E_UNSUPPORTED_MEDIA;
 	return CF_OK;
