@@ -209,13 +209,6 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 		req->retry_after = retry;
 		return CF_E_RATE_LIMITED;
 	}
-	/* HEAD is GET without a body; libmicrohttpd drops the body for us. */
-	const char *route_method = strcmp(method, "HEAD") == 0 ? "GET" : method;
-	cf_err e = cf_router_match(cf_http_routes, cf_http_routes_count, route_method,
-	                           cf_span_str(url), &req->match);
-	if (e == CF_E_METHOD)
-		req->allow = true;
-	CF_TRY(e);
 	const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Content-Length");
 	const char *te =
 	        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Transfer-Encoding");
@@ -232,6 +225,13 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 			                   srv->cfg.max_body);
 		}
 	}
+	/* HEAD is GET without a body; libmicrohttpd drops the body for us. */
+	const char *route_method = strcmp(method, "HEAD") == 0 ? "GET" : method;
+	cf_err e = cf_router_match(cf_http_routes, cf_http_routes_count, route_method,
+	                           cf_span_str(url), &req->match);
+	if (e == CF_E_METHOD)
+		req->allow = true;
+	CF_TRY(e);
 	if (!(req->match.route->flags & CF_ROUTE_BODY))
 		return has_body ? cf_err_fail(CF_E_INVALID, "this call takes no body") : CF_OK;
 	if (has_body && !content_type_is_json(req->conn))
@@ -457,20 +457,25 @@ cf_err cf_server_start(const struct cf_config *cfg, struct cf_server **out)
 	           out_free);
 	CF_TRY_OUT(bind_listener(cfg->listen, &srv->listen_fd, &srv->port), out_free);
 
+	/* clang-format off */
 	srv->mhd = MHD_start_daemon(
-	        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_ALLOW_SUSPEND_RESUME |
-	                MHD_USE_ERROR_LOG,
-	        0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-	        srv, /* first, so every message comes here */
-	        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
-	        threads, MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
-	        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_connections,
-	        MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
-	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->conn_memory,
-	        MHD_OPTION_HTTPS_PRIORITIES, cf_tls_priorities, MHD_OPTION_HTTPS_CERT_CALLBACK,
-	        cf_tls_retrieve, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-	        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_STRICT_FOR_CLIENT,
-	        (int)1, MHD_OPTION_END);
+		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TLS | MHD_ALLOW_SUSPEND_RESUME |
+			MHD_USE_ERROR_LOG,
+		0, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, /* first, so every message comes here */
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)srv->listen_fd,
+		MHD_OPTION_THREAD_POOL_SIZE, threads,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->conn_memory,
+		MHD_OPTION_HTTPS_PRIORITIES, cf_tls_priorities,
+		MHD_OPTION_HTTPS_CERT_CALLBACK, cf_tls_retrieve,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+		MHD_OPTION_END);
+	/* clang-format on */
 	if (!srv->mhd) {
 		err = cf_err_fail(CF_E_INTERNAL, "libmicrohttpd could not start on %s",
 		                  cfg->listen);

@@ -53,7 +53,7 @@ start_server() {
 	PORT=
 	local i
 	for i in $(seq 1 200); do
-		PORT=$(grep -o '"event":"listening".*"port":[0-9]*' "$SRV_ERR" 2>/dev/null | grep -o '[0-9]*$' | head -1)
+		PORT=$(grep -oE '^ *URL: +https://127\.0\.0\.1:[0-9]+' "$SRV_DIR/out" 2>/dev/null | grep -oE '[0-9]+$' | head -1)
 		[ -n "$PORT" ] && break
 		kill -0 "$SRV_PID" 2>/dev/null || break
 		sleep 0.1

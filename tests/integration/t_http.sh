@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The HTTP surface: health endpoints, JSON errors with stable codes (DESIGN §8), security
+# headers on every response (TR3), strict paths, body limits, and hostile clients
+# (malformed requests, huge headers, slow clients) that must not stop others being served.
+source "$(dirname "$0")/lib.sh"
+start_server --log-level warn || exit 1
+COFFRE_SERVER_CONNECTION_TIMEOUT=3 COFFRE_SERVER_MAX_BODY=4096 start_server --log-level warn || exit 1
+
+body=$(ccurl "$URL/healthz")
+[ "$(echo "$body" | jget status)" = ok ] && ok "/healthz answers {status: ok}" || fail "/healthz answers {status: ok}" "$body"
+
+code=$(ccurl -o "$SRV_DIR/r" -w '%{http_code}' "$URL/readyz")
+body=$(cat "$SRV_DIR/r")
+if [ "$code" = 200 ] && [ "$(echo "$body" | jget status)" = ready ] &&
+	echo "$body" | jget clock.synchronized | grep -qE '^(true|false)$'; then
+	ok "/readyz is 200 ready and reports clock synchronisation as a boolean (AL6)"
+else
+	fail "/readyz is 200 ready and reports clock synchronisation as a boolean (AL6)" "$code $body"
+fi
+# An unsynchronised clock is a warning, never "not ready" (this host's clock is checked
+# by the kernel's own word: adjtimex).
+if [ "$(echo "$body" | jget clock.synchronized)" = false ]; then
+	echo "$body" | jget warnings | grep -q clock_unsynchronized &&
+		ok "an unsynchronised clock is listed in warnings while ready" ||
+		fail "an unsynchronised clock is listed in warnings while ready" "$body"
+else
+	echo "$body" | jget warnings | grep -q '\[\]' && ok "a synchronised clock gives no warning" ||
+		fail "a synchronised clock gives no warning" "$body"
+fi
+
+hdrs=$(ccurl -D - -o /dev/null "$URL/nope")
+missing=
+for h in 'strict-transport-security: max-age=63072000' 'cache-control: no-store' \
+	'x-content-type-options: nosniff' "content-security-policy: default-src 'none'" \
+	'referrer-policy: no-referrer' 'x-request-id: [0-9a-f]{32}' 'content-type: application/json'; do
+	echo "$hdrs" | tr -d '\r' | grep -qiE "^$h" || missing+="$h; "
+done
+[ -z "$missing" ] && ok "security headers on an error response too (HSTS >= 1 year, no-store, nosniff, CSP, Referrer-Policy, request id)" ||
+	fail "security headers on an error response too" "missing: $missing"
+
+ids=$(for i in 1 2 3; do ccurl -D - -o /dev/null "$URL/healthz" | tr -d '\r' | grep -i '^x-request-id' ; done | sort -u | wc -l)
+[ "$ids" = 3 ] && ok "every response has its own request id" || fail "every response has its own request id" "$ids distinct"
+
+# error JSON: status, code, message, request id
+expect_error() { # name, expected status, expected code, curl args...
+	local name=$1 st=$2 want=$3
+	shift 3
+	local code body
+	code=$(ccurl -o "$SRV_DIR/e" -w '%{http_code}' "$@")
+	body=$(cat "$SRV_DIR/e")
+	if [ "$code" = "$st" ] && [ "$(echo "$body" | jget error.code 2>/dev/null)" = "$want" ] &&
+		[ -n "$(echo "$body" | jget error.message 2>/dev/null)" ] &&
+		echo "$body" | jget error.request_id 2>/dev/null | grep -qE '^[0-9a-f]{32}$'; then
+		ok "$name: $st $want"
+	else
+		fail "$name: $st $want" "got $code $body"
+	fi
+}
+expect_error "unknown route" 404 not_found "$URL/v1/nothing"
+expect_error "wrong method" 405 method_not_allowed -X DELETE "$URL/healthz"
+ccurl -D - -o /dev/null -X POST "$URL/readyz" | tr -d '\r' | grep -qi '^allow: GET$' && ok "405 names the allowed methods in Allow" || fail "405 names the allowed methods in Allow"
+expect_error "escaped slash in a path" 400 invalid_argument --path-as-is "$URL/a/%2f/b"
+expect_error "dot segment" 400 invalid_argument --path-as-is "$URL/x/../healthz"
+expect_error "escaped NUL" 400 invalid_argument "$URL/a%00b"
+expect_error "a body where none is taken" 400 invalid_argument -H 'Content-Type: application/json' --data '{}' -X GET "$URL/healthz"
+expect_error "a body over server.max_body" 413 too_large -H 'Content-Type: application/json' --data-binary @<(head -c 5000 /dev/zero | tr '\0' a) "$URL/healthz"
+code=$(ccurl -o /dev/null -w '%{http_code}' -I "$URL/healthz")
+[ "$code" = 200 ] && ok "HEAD is served like GET" || fail "HEAD is served like GET" "$code"
+
+# Hostile clients. raw_tls sends bytes over TLS and prints what comes back.
+raw_tls() { timeout 15 openssl s_client -connect "127.0.0.1:$PORT" -quiet -CAfile "$CA" 2>/dev/null; }
+out=$( (printf 'GARBAGE\r\n\r\n'; sleep 1) | raw_tls | head -1)
+case "$out" in "HTTP/1.1 400"* | "") ok "a malformed request line gets 400 or a closed connection ($out)" ;; *) fail "a malformed request line gets 400 or a closed connection" "$out" ;; esac
+out=$( (printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n' "$(head -c 40000 /dev/zero | tr '\0' a)"; sleep 1) | raw_tls | head -1)
+case "$out" in "HTTP/1.1 431"* | "HTTP/1.1 413"* | "HTTP/1.1 400"* | "") ok "a 40 KB header gets 431 or a closed connection ($out)" ;; *) fail "a 40 KB header gets 431 or a closed connection" "$out" ;; esac
+out=$( (printf 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'; sleep 1) | raw_tls | head -1)
+case "$out" in "HTTP/1.1 4"* | "") ok "Content-Length with Transfer-Encoding (smuggling) is refused ($out)" ;; *) fail "Content-Length with Transfer-Encoding (smuggling) is refused" "$out" ;; esac
+out=$( (printf 'POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n'; for i in $(seq 1 10); do printf '400\r\n%s\r\n' "$(head -c 1024 /dev/zero | tr '\0' a)"; done; printf '0\r\n\r\n'; sleep 1) | raw_tls | head -1)
+case "$out" in "HTTP/1.1 4"* | "") ok "a chunked body past the limit gets 4xx or a closed connection ($out)" ;; *) fail "a chunked body past the limit gets 4xx or a closed connection" "$out" ;; esac
+
+# A slow client (slowloris) is cut off after server.connection_timeout (3 s here), and
+# others are served meanwhile.
+start=$(date +%s)
+rm -f "$SRV_DIR/slow_end"
+( printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n'; sleep 20 ) | { raw_tls >/dev/null; date +%s >"$SRV_DIR/slow_end"; } &
+sleep 0.5
+code=$(ccurl -o /dev/null -w '%{http_code}' "$URL/healthz")
+[ "$code" = 200 ] && ok "others are served while a slow client holds a connection" || fail "others are served while a slow client holds a connection" "$code"
+for i in $(seq 1 100); do [ -s "$SRV_DIR/slow_end" ] && break; sleep 0.1; done
+if [ -s "$SRV_DIR/slow_end" ]; then
+	took=$(( $(cat "$SRV_DIR/slow_end") - start ))
+	[ "$took" -ge 2 ] && [ "$took" -le 6 ] && ok "the slow client is disconnected by the server after the 3 s timeout (${took}s)" ||
+		fail "the slow client is disconnected by the server after the 3 s timeout" "${took}s"
+else
+	fail "the slow client is disconnected by the server after the 3 s timeout" "still connected after 10 s"
+fi
+
+code=$(ccurl -o /dev/null -w '%{http_code}' "$URL/healthz")
+[ "$code" = 200 ] && kill -0 "$SRV_PID" && ok "the server still serves after all of the above" || fail "the server still serves after all of the above" "$code"
+
+done_testing
