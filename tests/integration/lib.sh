@@ -67,12 +67,11 @@ start_server() {
 	CA=$SRV_DIR/data/tls/ca.pem
 }
 
-stop_server() { # [pid]: SIGTERM and wait; prints the exit status
-	local pid=${1:-$SRV_PID} rc
+stop_server() { # [pid]: SIGTERM and wait; sets STOP_RC to the exit status
+	local pid=${1:-$SRV_PID}
 	kill -TERM "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
-	rc=$?
-	echo "$rc"
+	STOP_RC=$?
 }
 
 # curl with the dev CA, printing the body; -w and other options may be added.
