@@ -4,11 +4,14 @@
  * processes (MADV_DONTFORK), carved into power-of-two slots of 32 B .. 4 KiB with a free
  * list per size. A secret larger than a slot gets a locked mapping of its own. Every
  * slot is wiped when freed, before it goes back on its list. If the pages cannot be
- * locked we fail loudly: a key that can reach swap is a key that can reach a disk. */
+ * locked we fail loudly: a key that can reach swap is a key that can reach a disk.
+ * mlock and munlock are called through syscall(2): AddressSanitizer replaces the libc
+ * functions with no-ops, and a sanitizer build must lock its secrets too. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -41,7 +44,7 @@ static cf_err map_locked(size_t size, uint8_t **out)
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return cf_err_fail(CF_E_NOMEM, "mmap of %zu bytes for secrets failed", size);
-	if (mlock(p, size) != 0) {
+	if (syscall(SYS_mlock, p, size) != 0) {
 		munmap(p, size);
 		return cf_err_fail(CF_E_SECMEM,
 		                   "cannot lock %zu bytes of memory for secrets (raise the memlock "
@@ -49,7 +52,7 @@ static cf_err map_locked(size_t size, uint8_t **out)
 		                   size);
 	}
 	if (madvise(p, size, MADV_DONTDUMP) != 0 || madvise(p, size, MADV_DONTFORK) != 0) {
-		munlock(p, size);
+		(void)syscall(SYS_munlock, p, size);
 		munmap(p, size);
 		return cf_err_fail(CF_E_SECMEM, "cannot exclude secret memory from core dumps");
 	}
@@ -86,7 +89,7 @@ void cf_secmem_shutdown(void)
 	pthread_mutex_lock(&arena.lock);
 	if (arena.base) {
 		cf_wipe(arena.base, arena.size);
-		munlock(arena.base, arena.size);
+		(void)syscall(SYS_munlock, arena.base, arena.size);
 		munmap(arena.base, arena.size);
 	}
 	arena.base = NULL;
@@ -157,7 +160,7 @@ void cf_secbuf_free(struct cf_secbuf **pp)
 	if (sb->len > CF_SECMEM_SLOT_MAX) {
 		size_t size = page_round(sb->len);
 		cf_wipe(sb->ptr, size);
-		munlock(sb->ptr, size);
+		(void)syscall(SYS_munlock, sb->ptr, size);
 		munmap(sb->ptr, size);
 	} else {
 		unsigned c = slot_class(sb->len);
