@@ -6,6 +6,7 @@ DATA ?= var/coffre
 FUZZ_SECONDS ?= 300
 SOAK_FUZZ_SECONDS ?= 1800
 JOBS ?= $(shell nproc)
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build run test bench lint format fuzz soak clean help
 

@@ -7,7 +7,10 @@ banned='strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok|rand|system|alloca'
 # A call is the name as a whole word followed by '('; comments are stripped first.
 # Arguments name files or folders to check (default: src tests bench).
 [ $# -gt 0 ] || set -- src tests bench
-hits=$(find "$@" \( -name '*.c' -o -name '*.h' \) 2>/dev/null | sort | while read -r f; do
+paths=()
+for p in "$@"; do [ -e "$p" ] && paths+=("$p"); done
+[ ${#paths[@]} -gt 0 ] || { echo "check-banned: none of $* exists" >&2; exit 2; }
+hits=$(find "${paths[@]}" \( -name '*.c' -o -name '*.h' \) | sort | while read -r f; do
 	sed -e 's://.*$::' "$f" | perl -0pe 's{/\*.*?\*/}{ }gs' |
 		grep -nE "(^|[^A-Za-z0-9_])($banned)[[:space:]]*\(" | sed "s|^|$f:|" || true
 done)

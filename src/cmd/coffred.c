@@ -58,8 +58,16 @@ static void make_parents(const char *path)
 	}
 }
 
-static void dev_banner(const struct cf_config *cfg, unsigned port, const char *ca)
+static void dev_banner(const struct cf_config *cfg, unsigned port, const char *ca,
+                       const char *argv0)
 {
+	/* The command line is built next to the server: show its real path. */
+	char cli[CF_PATH_MAX];
+	const char *slash = strrchr(argv0, '/');
+	if (slash)
+		(void)snprintf(cli, sizeof cli, "%.*s/coffre", (int)(slash - argv0), argv0);
+	else
+		(void)snprintf(cli, sizeof cli, "coffre");
 	char host[256];
 	unsigned ignored;
 	if (cf_config_split_listen(cfg->listen, host, sizeof host, &ignored) != CF_OK)
@@ -72,10 +80,10 @@ static void dev_banner(const struct cf_config *cfg, unsigned port, const char *c
 	       "  ======================================================================\n"
 	       "   URL:     https://%s%s%s:%u\n"
 	       "   CA:      %s\n"
-	       "   coffre:  coffre --addr https://%s%s%s:%u --cacert %s status\n"
+	       "   coffre:  %s --addr https://%s%s%s:%u --cacert %s status\n"
 	       "   curl:    curl --cacert %s https://%s%s%s:%u/readyz\n"
 	       "  ======================================================================\n\n",
-	       cfg->data_dir, lb, host, rb, port, ca, lb, host, rb, port, ca, ca, lb, host, rb,
+	       cfg->data_dir, lb, host, rb, port, ca, cli, lb, host, rb, port, ca, ca, lb, host, rb,
 	       port);
 	fflush(stdout);
 }
@@ -197,7 +205,7 @@ int main(int argc, char **argv)
 	        json_pack("{s:s, s:i, s:b}", "listen", cfg.listen, "port", (int)port, "dev", dev);
 	cf_log_fields(CF_LOG_INFO, "listening", f);
 	if (dev)
-		dev_banner(&cfg, port, ca_path);
+		dev_banner(&cfg, port, ca_path, argv[0]);
 
 	for (;;) {
 		int sig = 0;
