@@ -74,6 +74,16 @@ fuzz() {
 }
 
 echo "coffre tests: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores"
+# A real PostgreSQL 15 for the store's tests, on a private socket, stopped at the end.
+if pg_env=$(tests/pg.sh start 2>"$LOGS/pg-start.txt"); then
+	eval "$pg_env"
+	trap 'tests/pg.sh stop "$COFFRE_TEST_PG_DIR"' EXIT
+	echo "PostgreSQL $("$COFFRE_TEST_PG_BIN/postgres" --version | grep -oE '[0-9]+\.[0-9]+') on $COFFRE_TEST_PG_HOST"
+else
+	echo "not ok 1 - PostgreSQL could not be started" >"$LOGS/pg.txt"
+	cat "$LOGS/pg-start.txt" >>"$LOGS/pg.txt"
+	stage "postgresql" "$LOGS/pg-stage.txt" cat "$LOGS/pg.txt"
+fi
 stage "build debug" "$LOGS/b-debug.txt" build debug && debug=1 || debug=0
 stage "build asan-ubsan" "$LOGS/b-asan.txt" build asan-ubsan && asan=1 || asan=0
 stage "build fuzz (clang, libFuzzer)" "$LOGS/b-fuzz.txt" build fuzz && fz=1 || fz=0

@@ -45,6 +45,12 @@
 	  "the server is stopping; retry on another node")                                         \
 	X(CF_E_DISK_RESERVE, "disk_reserve", 503,                                                  \
 	  "the data volume is below its free-space reserve; writes are refused")                   \
+	X(CF_E_CONFLICT, "conflict", 409, "the change conflicts with what is stored")              \
+	X(CF_E_STORE_UNAVAILABLE, "store_unavailable", 503,                                        \
+	  "the database is unavailable; retry later")                                              \
+	X(CF_E_STORE_SCHEMA, "store_schema", 500,                                                  \
+	  "the database schema does not match this coffre")                                        \
+	X(CF_E_STORE_MIGRATION, "store_migration", 500, "a database migration failed")             \
 	X(CF_E_IO, "io_error", 500, "an input/output error occurred on the server")                \
 	X(CF_E_CONFIG, "config_error", 500, "the configuration is invalid")                        \
 	X(CF_E_CRYPTO, "crypto_error", 500, "a cryptographic operation failed")                    \

@@ -1,0 +1,53 @@
+/* coffre — store internals shared by the engines. Not part of the store's face. */
+#ifndef CF_STORE_INTERNAL_H
+#define CF_STORE_INTERNAL_H
+
+#include "store/store.h"
+
+struct cf_store_ops {
+	cf_err (*write)(struct cf_store *st, const char *tenant, cf_store_fn fn,
+	                cf_store_done_fn done, void *ctx);
+	cf_err (*read)(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx);
+	cf_err (*exec)(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
+	               int64_t *changes);
+	cf_err (*query)(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
+	                cf_row_fn fn, void *ctx);
+	cf_err (*check)(struct cf_store *st, struct cf_store_check *out);
+	void (*close)(struct cf_store *st);
+};
+
+struct cf_store {
+	const struct cf_store_ops *ops;
+	enum cf_store_engine engine;
+	int schema_version;
+	void *impl;
+};
+
+struct cf_tx {
+	struct cf_store *st;
+	const char *tenant;
+	void *conn; /* the engine's connection */
+};
+
+struct cf_row {
+	enum cf_store_engine engine;
+	void *impl; /* sqlite3_stmt *, or PGresult * */
+	int index;  /* PostgreSQL: the row number */
+	unsigned ncols;
+};
+
+cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct cf_store *st);
+cf_err cf_postgres_open(const struct cf_store_opts *opts, struct cf_store *st);
+
+/* Row accessors per engine (store.c dispatches). */
+bool cf_sqlite_row_is_null(const struct cf_row *row, unsigned col);
+int64_t cf_sqlite_row_int(const struct cf_row *row, unsigned col);
+struct cf_span cf_sqlite_row_blob(const struct cf_row *row, unsigned col);
+bool cf_postgres_row_is_null(const struct cf_row *row, unsigned col);
+int64_t cf_postgres_row_int(const struct cf_row *row, unsigned col);
+struct cf_span cf_postgres_row_blob(const struct cf_row *row, unsigned col);
+
+/* Checks the migration list: versions 1..n without gaps, both dialects present. */
+cf_err cf_store_check_migrations(const struct cf_migration *m, size_t n);
+
+#endif

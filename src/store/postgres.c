@@ -1,0 +1,637 @@
+/* coffre — the PostgreSQL engine (libpq): a pool of writer threads, each with its own
+ * connection and one transaction per request (PostgreSQL's WAL group commit groups
+ * them), reader connections, and row-level security for tenant data.
+ *
+ * Safety rules enforced at open:
+ *  - a network connection must use TLS with sslmode=verify-full (a local socket needn't);
+ *  - the runtime role (store.url) must be neither a superuser nor BYPASSRLS, or row-level
+ *    security would not apply to it; migrations run as the tables' owner (migrate_url);
+ *  - every transaction sets coffre.tenant (transaction-local) before any statement, and
+ *    the policies deny tenant rows when it is unset. */
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "store/internal.h"
+
+#define STMT_CACHE      128
+#define QUEUE_MAX       65536u
+#define POOL_DEFAULT    8u
+#define READERS_DEFAULT 4u
+#define MAX_ARGS        64
+/* type oids (pg_type.h) */
+#define OID_BOOL  16
+#define OID_BYTEA 17
+#define OID_INT8  20
+#define OID_INT2  21
+#define OID_INT4  23
+
+struct pstmt {
+	const char *sql;
+	char name[16];
+};
+
+struct pconn {
+	PGconn *conn;
+	struct pstmt cache[STMT_CACHE];
+	unsigned nprepared;
+	struct pconn *next_free;
+};
+
+struct pjob {
+	cf_store_fn fn;
+	cf_store_done_fn done;
+	void *ctx;
+	const char *tenant;
+};
+
+struct pg {
+	struct cf_store *st;
+	char url[CF_PATH_MAX];
+	pthread_mutex_t lock;
+	pthread_cond_t nonempty;
+	struct pjob *ring;
+	unsigned head, count;
+	bool stopping;
+	unsigned nthreads;
+	pthread_t *threads;
+	pthread_mutex_t rlock;
+	pthread_cond_t rfree;
+	struct pconn *free_readers;
+	unsigned nreaders, max_readers;
+};
+
+static cf_err pg_conn_err(PGconn *c, const char *what)
+{
+	char msg[200];
+	(void)snprintf(msg, sizeof msg, "%s", c ? PQerrorMessage(c) : "out of memory");
+	for (char *p = msg; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	return cf_err_fail(CF_E_STORE_UNAVAILABLE, "%s: %s", what, msg);
+}
+
+static cf_err pg_result_err(PGconn *c, PGresult *r, const char *what)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	if (!primary)
+		primary = PQerrorMessage(c);
+	if (PQstatus(c) != CONNECTION_OK || (state && strncmp(state, "08", 2) == 0) ||
+	    (state && strncmp(state, "57P", 3) == 0) || (state && strcmp(state, "53100") == 0))
+		return cf_err_fail(CF_E_STORE_UNAVAILABLE, "%s: %s", what, primary);
+	if (state && (strcmp(state, "23505") == 0 || strcmp(state, "23503") == 0))
+		return cf_err_fail(CF_E_CONFLICT, "%s: %s", what, primary);
+	return cf_err_fail(CF_E_IO, "%s: %s (%s)", what, primary, state ? state : "?");
+}
+
+static cf_err simple(struct pconn *pc, const char *sql, const char *what)
+{
+	PGresult *r = PQexec(pc->conn, sql);
+	ExecStatusType s = PQresultStatus(r);
+	cf_err err = (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK)
+	                     ? CF_OK
+	                     : pg_result_err(pc->conn, r, what);
+	PQclear(r);
+	return err;
+}
+
+static const char *conninfo_value(PGconn *c, const char *key, char *buf, size_t cap)
+{
+	PQconninfoOption *opts = PQconninfo(c);
+	buf[0] = '\0';
+	for (PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, key) == 0 && o->val)
+			(void)snprintf(buf, cap, "%s", o->val);
+	PQconninfoFree(opts);
+	return buf;
+}
+
+/* Server notices ("relation already exists, skipping") go to the debug log, not stderr. */
+static void on_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	if (cf_log_enabled(CF_LOG_DEBUG))
+		cf_log(CF_LOG_DEBUG, NULL, "postgres_notice", "%.200s", msg);
+}
+
+static cf_err pconn_open(const char *url, bool runtime, struct pconn **out)
+{
+	struct pconn *pc = calloc(1, sizeof *pc);
+	if (!pc)
+		return CF_E_NOMEM;
+	pc->conn = PQconnectdb(url);
+	if (!pc->conn || PQstatus(pc->conn) != CONNECTION_OK) {
+		cf_err e = pg_conn_err(pc->conn, "cannot connect to PostgreSQL");
+		PQfinish(pc->conn);
+		free(pc);
+		return e;
+	}
+	PQsetNoticeProcessor(pc->conn, on_notice, NULL);
+	cf_err err = CF_OK;
+	const char *host = PQhost(pc->conn);
+	char mode[32];
+	bool local = host && host[0] == '/';
+	if (!local &&
+	    (!PQsslInUse(pc->conn) ||
+	     strcmp(conninfo_value(pc->conn, "sslmode", mode, sizeof mode), "verify-full") != 0)) {
+		err = cf_err_fail(CF_E_CONFIG,
+		                  "a PostgreSQL URL over the network must use TLS with "
+		                  "sslmode=verify-full (or connect through a local socket)");
+		goto out_fail;
+	}
+	if (runtime) {
+		PGresult *r = PQexec(pc->conn,
+		                     "SELECT rolsuper OR rolbypassrls, current_user FROM pg_roles"
+		                     " WHERE rolname = current_user");
+		bool bypass = PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1 ||
+		              strcmp(PQgetvalue(r, 0, 0), "f") != 0;
+		if (bypass)
+			err = cf_err_fail(
+			        CF_E_CONFIG,
+			        "the PostgreSQL role '%s' of store.url is a superuser or bypasses "
+			        "row-level security; give coffre a role of its own "
+			        "(docs/storage.md)",
+			        PQntuples(r) == 1 ? PQgetvalue(r, 0, 1) : "?");
+		PQclear(r);
+		if (err)
+			goto out_fail;
+	}
+	*out = pc;
+	return CF_OK;
+out_fail:
+	PQfinish(pc->conn);
+	free(pc);
+	return err;
+}
+
+static void pconn_close(struct pconn *pc)
+{
+	if (!pc)
+		return;
+	PQfinish(pc->conn);
+	free(pc);
+}
+
+/* A broken connection is reset before its next use, so the store recovers by itself
+ * when PostgreSQL comes back. */
+static cf_err pconn_ready(struct pconn *pc)
+{
+	if (PQstatus(pc->conn) == CONNECTION_OK)
+		return CF_OK;
+	PQreset(pc->conn);
+	pc->nprepared = 0;
+	memset(pc->cache, 0, sizeof pc->cache);
+	if (PQstatus(pc->conn) != CONNECTION_OK)
+		return pg_conn_err(pc->conn, "PostgreSQL is unreachable");
+	return CF_OK;
+}
+
+static cf_err prepare(struct pconn *pc, const char *sql, const char **name)
+{
+	size_t h = ((uintptr_t)sql >> 3) % STMT_CACHE;
+	for (size_t i = 0; i < STMT_CACHE; i++) {
+		struct pstmt *s = &pc->cache[(h + i) % STMT_CACHE];
+		if (s->sql == sql) {
+			*name = s->name;
+			return CF_OK;
+		}
+		if (!s->sql) {
+			(void)snprintf(s->name, sizeof s->name, "s%u", pc->nprepared++);
+			PGresult *r = PQprepare(pc->conn, s->name, sql, 0, NULL);
+			cf_err err = PQresultStatus(r) == PGRES_COMMAND_OK
+			                     ? CF_OK
+			                     : pg_result_err(pc->conn, r, "prepare");
+			PQclear(r);
+			if (err)
+				return err;
+			s->sql = sql;
+			*name = s->name;
+			return CF_OK;
+		}
+	}
+	*name = NULL; /* cache full: run unnamed */
+	return CF_OK;
+}
+
+static cf_err run(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
+                  cf_row_fn fn, void *ctx, int64_t *changes)
+{
+	struct pconn *pc = tx->conn;
+	if (nargs > MAX_ARGS)
+		return cf_err_fail(CF_E_INTERNAL, "too many parameters");
+	const char *values[MAX_ARGS];
+	int lengths[MAX_ARGS], formats[MAX_ARGS];
+	char ints[MAX_ARGS][24];
+	char *texts[MAX_ARGS] = {0};
+	cf_err err = CF_OK;
+	for (size_t i = 0; i < nargs; i++) {
+		lengths[i] = 0;
+		formats[i] = 0;
+		switch (args[i].type) {
+		case CF_VAL_NULL: values[i] = NULL; break;
+		case CF_VAL_INT:
+			(void)snprintf(ints[i], sizeof ints[i], "%lld", (long long)args[i].i);
+			values[i] = ints[i];
+			break;
+		case CF_VAL_TEXT:
+			/* text parameters travel NUL-terminated */
+			texts[i] = malloc(args[i].n + 1);
+			if (!texts[i]) {
+				err = CF_E_NOMEM;
+				goto out;
+			}
+			memcpy(texts[i], args[i].p, args[i].n);
+			texts[i][args[i].n] = '\0';
+			values[i] = texts[i];
+			break;
+		case CF_VAL_BLOB:
+			values[i] = args[i].p ? args[i].p : "";
+			lengths[i] = (int)args[i].n;
+			formats[i] = 1;
+			break;
+		}
+	}
+	const char *name = NULL;
+	CF_TRY_OUT(prepare(pc, sql, &name), out);
+	PGresult *r =
+	        name ? PQexecPrepared(pc->conn, name, (int)nargs, values, lengths, formats, 1)
+	             : PQexecParams(pc->conn, sql, (int)nargs, NULL, values, lengths, formats, 1);
+	ExecStatusType s = PQresultStatus(r);
+	if (s == PGRES_TUPLES_OK) {
+		struct cf_row row = {
+		        .engine = CF_STORE_POSTGRES, .impl = r, .ncols = (unsigned)PQnfields(r)};
+		int n = PQntuples(r);
+		for (int i = 0; i < n && err == CF_OK && fn; i++) {
+			row.index = i;
+			err = fn(&row, ctx);
+		}
+	} else if (s != PGRES_COMMAND_OK) {
+		err = pg_result_err(pc->conn, r, "statement");
+	}
+	if (err == CF_OK && changes) {
+		const char *t = PQcmdTuples(r);
+		*changes = t && *t ? strtoll(t, NULL, 10) : 0;
+	}
+	PQclear(r);
+out:
+	for (size_t i = 0; i < nargs; i++)
+		free(texts[i]);
+	return err;
+}
+
+static cf_err pg_exec(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
+                      int64_t *changes)
+{
+	return run(tx, sql, args, nargs, NULL, NULL, changes);
+}
+
+static cf_err pg_query(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
+                       cf_row_fn fn, void *ctx)
+{
+	return run(tx, sql, args, nargs, fn, ctx, NULL);
+}
+
+bool cf_postgres_row_is_null(const struct cf_row *row, unsigned col)
+{
+	return PQgetisnull(row->impl, row->index, (int)col) != 0;
+}
+
+int64_t cf_postgres_row_int(const struct cf_row *row, unsigned col)
+{
+	const uint8_t *p = (const uint8_t *)PQgetvalue(row->impl, row->index, (int)col);
+	int len = PQgetlength(row->impl, row->index, (int)col);
+	uint64_t v = 0;
+	for (int i = 0; i < len && i < 8; i++)
+		v = (v << 8) | p[i];
+	switch (len) { /* binary results are big-endian and sign-extended from their width */
+	case 1: return (int64_t)(int8_t)v;
+	case 2: return (int64_t)(int16_t)v;
+	case 4: return (int64_t)(int32_t)v;
+	case 8: return (int64_t)v;
+	default: return 0;
+	}
+}
+
+struct cf_span cf_postgres_row_blob(const struct cf_row *row, unsigned col)
+{
+	const char *p = PQgetvalue(row->impl, row->index, (int)col);
+	int len = PQgetlength(row->impl, row->index, (int)col);
+	return (struct cf_span){(const uint8_t *)p, len > 0 ? (size_t)len : 0};
+}
+
+/* Transactions --------------------------------------------------------------------------- */
+
+static cf_err begin(struct cf_store *st, struct pconn *pc, const char *tenant, bool readonly,
+                    struct cf_tx *tx)
+{
+	CF_TRY(pconn_ready(pc));
+	CF_TRY(simple(pc, readonly ? "BEGIN READ ONLY" : "BEGIN", "begin"));
+	*tx = (struct cf_tx){.st = st, .tenant = tenant, .conn = pc};
+	/* Transaction-local; an empty value matches no tenant's rows. */
+	static const char set_tenant[] = "SELECT set_config('coffre.tenant', $1, true)";
+	struct cf_val v = CF_V_TEXT(tenant ? tenant : "");
+	cf_err err = run(tx, set_tenant, &v, 1, NULL, NULL, NULL);
+	if (err)
+		(void)simple(pc, "ROLLBACK", "rollback");
+	return err;
+}
+
+static void *writer_main(void *arg)
+{
+	struct pg *p = arg;
+	struct pconn *pc = NULL;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (p->count == 0 && !p->stopping)
+			pthread_cond_wait(&p->nonempty, &p->lock);
+		if (p->count == 0 && p->stopping)
+			break;
+		struct pjob j = p->ring[p->head];
+		p->head = (p->head + 1) % QUEUE_MAX;
+		p->count--;
+		pthread_mutex_unlock(&p->lock);
+		cf_err_detail_clear();
+		cf_err err = CF_OK;
+		if (!pc)
+			err = pconn_open(p->url, true, &pc);
+		struct cf_tx tx;
+		if (err == CF_OK)
+			err = pc ? begin(p->st, pc, j.tenant, false, &tx) : CF_E_INTERNAL;
+		if (err == CF_OK && pc) {
+			err = j.fn(&tx, j.ctx);
+			if (err == CF_OK)
+				err = simple(pc, "COMMIT", "commit");
+			else {
+				char keep[CF_ERR_DETAIL_MAX];
+				(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
+				(void)simple(pc, "ROLLBACK", "rollback");
+				cf_err_detail_set("%s", keep);
+			}
+		}
+		j.done(j.ctx, err);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	pconn_close(pc);
+	return NULL;
+}
+
+static cf_err pg_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
+                       cf_store_done_fn done, void *ctx)
+{
+	struct pg *p = st->impl;
+	cf_err err = CF_OK;
+	pthread_mutex_lock(&p->lock);
+	if (p->stopping)
+		err = cf_err_fail(CF_E_STORE_UNAVAILABLE, "the store is closing");
+	else if (p->count == QUEUE_MAX)
+		err = CF_E_BUSY;
+	else {
+		p->ring[(p->head + p->count) % QUEUE_MAX] =
+		        (struct pjob){.fn = fn, .done = done, .ctx = ctx, .tenant = tenant};
+		p->count++;
+		pthread_cond_signal(&p->nonempty);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+static cf_err reader_take(struct pg *p, struct pconn **out)
+{
+	pthread_mutex_lock(&p->rlock);
+	while (!p->free_readers && p->nreaders >= p->max_readers)
+		pthread_cond_wait(&p->rfree, &p->rlock);
+	struct pconn *pc = p->free_readers;
+	if (pc) {
+		p->free_readers = pc->next_free;
+		pthread_mutex_unlock(&p->rlock);
+		*out = pc;
+		return CF_OK;
+	}
+	p->nreaders++;
+	pthread_mutex_unlock(&p->rlock);
+	cf_err err = pconn_open(p->url, true, &pc);
+	if (err) {
+		pthread_mutex_lock(&p->rlock);
+		p->nreaders--;
+		pthread_cond_signal(&p->rfree);
+		pthread_mutex_unlock(&p->rlock);
+		return err;
+	}
+	*out = pc;
+	return CF_OK;
+}
+
+static void reader_give(struct pg *p, struct pconn *pc)
+{
+	pthread_mutex_lock(&p->rlock);
+	pc->next_free = p->free_readers;
+	p->free_readers = pc;
+	pthread_cond_signal(&p->rfree);
+	pthread_mutex_unlock(&p->rlock);
+}
+
+static cf_err pg_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
+{
+	struct pg *p = st->impl;
+	struct pconn *pc = NULL;
+	CF_TRY(reader_take(p, &pc));
+	CF_ENSURE(pc, CF_E_INTERNAL);
+	struct cf_tx tx;
+	cf_err err = begin(st, pc, tenant, true, &tx);
+	if (err == CF_OK) {
+		err = fn(&tx, ctx);
+		(void)simple(pc, "ROLLBACK", "rollback");
+	}
+	reader_give(p, pc);
+	return err;
+}
+
+/* Migrations, as the tables' owner, one node at a time (advisory lock). */
+static cf_err migrate(struct cf_store *st, const struct cf_store_opts *opts)
+{
+	struct pconn *pc = NULL;
+	CF_TRY(pconn_open(opts->migrate_url ? opts->migrate_url : opts->url, false, &pc));
+	CF_ENSURE(pc, CF_E_INTERNAL);
+	cf_err err = simple(pc,
+	                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	                    " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+	                    " applied_at BIGINT NOT NULL)",
+	                    "schema_migrations");
+	struct cf_tx tx = {.st = st, .conn = pc};
+	int want = (int)opts->nmigrations;
+	int64_t have = 0;
+	if (err == CF_OK)
+		err = simple(pc, "BEGIN", "begin");
+	if (err == CF_OK)
+		err = simple(pc, "SELECT pg_advisory_xact_lock(7303858)", "migration lock");
+	PGresult *r =
+	        err ? NULL
+	            : PQexec(pc->conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+	if (r && PQresultStatus(r) == PGRES_TUPLES_OK)
+		have = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	else if (!err)
+		err = pg_result_err(pc->conn, r, "schema version");
+	PQclear(r);
+	if (!err && have > want)
+		err = cf_err_fail(
+		        CF_E_STORE_SCHEMA,
+		        "the database is at schema version %lld, newer than this coffre knows "
+		        "(%d): upgrade coffre",
+		        (long long)have, want);
+	else if (!err && have < want && !opts->migrate)
+		err = cf_err_fail(
+		        CF_E_STORE_SCHEMA,
+		        "the database is at schema version %lld and needs %d: run `coffre "
+		        "store migrate`",
+		        (long long)have, want);
+	for (int v = (int)have + 1; !err && v <= want; v++) {
+		const struct cf_migration *m = &opts->migrations[v - 1];
+		err = simple(pc, "SAVEPOINT m", "savepoint");
+		if (!err)
+			err = simple(pc, m->postgres, m->name);
+		if (!err) {
+			static const char ins[] =
+			        "INSERT INTO schema_migrations(version, name, applied_at)"
+			        " VALUES ($1, $2, extract(epoch from now())::bigint)";
+			struct cf_val args[] = {CF_V_INT(v), CF_V_TEXT(m->name)};
+			err = run(&tx, ins, args, 2, NULL, NULL, NULL);
+		}
+		if (err) {
+			char why[CF_ERR_DETAIL_MAX];
+			(void)snprintf(why, sizeof why, "%s", cf_err_detail());
+			err = cf_err_fail(CF_E_STORE_MIGRATION,
+			                  "migration %d (%s) failed and was rolled back: %s", v,
+			                  m->name, why);
+		} else {
+			cf_log(CF_LOG_INFO, NULL, "store_migrated", "applied migration %d (%s)", v,
+			       m->name);
+		}
+	}
+	/* All migrations of this start commit together, or none does. */
+	if (!err)
+		err = simple(pc, "COMMIT", "commit");
+	else
+		(void)simple(pc, "ROLLBACK", "rollback");
+	pconn_close(pc);
+	if (!err)
+		st->schema_version = want;
+	return err;
+}
+
+static cf_err pg_check(struct cf_store *st, struct cf_store_check *out)
+{
+	struct pg *p = st->impl;
+	struct pconn *pc = NULL;
+	CF_TRY(reader_take(p, &pc));
+	CF_ENSURE(pc, CF_E_INTERNAL);
+	PGresult *r = PQexec(pc->conn,
+	                     "SELECT current_setting('server_version'), current_setting('fsync'),"
+	                     " current_setting('synchronous_commit'),"
+	                     " current_setting('full_page_writes'),"
+	                     " current_setting('data_checksums'), current_user");
+	cf_err err = CF_OK;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		const char *host = PQhost(pc->conn);
+		bool local = host && host[0] == '/';
+		(void)snprintf(out->settings, sizeof out->settings,
+		               "engine=postgresql %s, fsync=%s, synchronous_commit=%s, "
+		               "full_page_writes=%s, data_checksums=%s, role=%s, transport=%s",
+		               PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
+		               PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5),
+		               local                  ? "local socket"
+		               : PQsslInUse(pc->conn) ? "TLS"
+		                                      : "plain");
+		out->settings_ok = strcmp(PQgetvalue(r, 0, 1), "on") == 0 &&
+		                   strcmp(PQgetvalue(r, 0, 2), "on") == 0 &&
+		                   strcmp(PQgetvalue(r, 0, 3), "on") == 0;
+		(void)snprintf(out->integrity, sizeof out->integrity, "ok");
+		out->integrity_ok = true;
+	} else {
+		err = pg_result_err(pc->conn, r, "check");
+	}
+	PQclear(r);
+	reader_give(p, pc);
+	return err;
+}
+
+static void pg_close(struct cf_store *st)
+{
+	struct pg *p = st->impl;
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->nonempty);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	while (p->free_readers) {
+		struct pconn *pc = p->free_readers;
+		p->free_readers = pc->next_free;
+		pconn_close(pc);
+	}
+	pthread_cond_destroy(&p->nonempty);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->rfree);
+	pthread_mutex_destroy(&p->rlock);
+	free(p->threads);
+	free(p->ring);
+	free(p);
+	st->impl = NULL;
+}
+
+static const struct cf_store_ops pg_ops = {
+        .write = pg_write,
+        .read = pg_read,
+        .exec = pg_exec,
+        .query = pg_query,
+        .check = pg_check,
+        .close = pg_close,
+};
+
+cf_err cf_postgres_open(const struct cf_store_opts *opts, struct cf_store *st)
+{
+	cf_err err = CF_OK;
+	struct pg *p = calloc(1, sizeof *p);
+	if (!p)
+		return CF_E_NOMEM;
+	st->ops = &pg_ops;
+	st->impl = p;
+	p->st = st;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->nonempty, NULL);
+	pthread_mutex_init(&p->rlock, NULL);
+	pthread_cond_init(&p->rfree, NULL);
+	p->max_readers = opts->readers ? opts->readers : READERS_DEFAULT;
+	if ((size_t)snprintf(p->url, sizeof p->url, "%s", opts->url) >= sizeof p->url) {
+		err = cf_err_fail(CF_E_CONFIG, "store.url too long");
+		goto out_close;
+	}
+	p->ring = calloc(QUEUE_MAX, sizeof *p->ring);
+	unsigned n = opts->pool ? opts->pool : POOL_DEFAULT;
+	p->threads = calloc(n, sizeof *p->threads);
+	CF_ENSURE_OUT(p->ring && p->threads, CF_E_NOMEM, out_close);
+	CF_TRY_OUT(migrate(st, opts), out_close);
+	/* Check the runtime role now (one reader), so a misconfiguration stops start-up. */
+	struct pconn *probe = NULL;
+	CF_TRY_OUT(reader_take(p, &probe), out_close);
+	CF_ENSURE_OUT(probe, CF_E_INTERNAL, out_close);
+	reader_give(p, probe);
+	for (unsigned i = 0; i < n; i++) {
+		if (pthread_create(&p->threads[i], NULL, writer_main, p) != 0) {
+			err = cf_err_fail(CF_E_NOMEM, "cannot start store writer %u", i);
+			goto out_close;
+		}
+		p->nthreads++;
+	}
+	return CF_OK;
+out_close:
+	pg_close(st);
+	return err;
+}

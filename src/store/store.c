@@ -1,0 +1,187 @@
+/* coffre — store: the engine-neutral part (URL dispatch, waiting writes, rows). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+cf_err cf_store_check_migrations(const struct cf_migration *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m[i].version != (int)i + 1 || !m[i].name || !m[i].sqlite || !m[i].postgres)
+			return cf_err_fail(CF_E_INTERNAL,
+			                   "migration %zu is malformed (versions must run "
+			                   "1, 2, 3... and name both dialects)",
+			                   i);
+	return CF_OK;
+}
+
+cf_err cf_store_open(const struct cf_store_opts *opts, struct cf_store **out)
+{
+	CF_TRY(cf_store_check_migrations(opts->migrations, opts->nmigrations));
+	if (!opts->url)
+		return cf_err_fail(CF_E_CONFIG, "store.url is not set");
+	struct cf_store *st = calloc(1, sizeof *st);
+	if (!st)
+		return CF_E_NOMEM;
+	cf_err err;
+	if (strncmp(opts->url, "sqlite:", 7) == 0 && opts->url[7]) {
+		st->engine = CF_STORE_SQLITE;
+		err = cf_sqlite_open(opts, opts->url + 7, st);
+	} else if (strncmp(opts->url, "postgres://", 11) == 0 ||
+	           strncmp(opts->url, "postgresql://", 13) == 0) {
+		st->engine = CF_STORE_POSTGRES;
+		err = cf_postgres_open(opts, st);
+	} else {
+		err = cf_err_fail(CF_E_CONFIG,
+		                  "store.url must be sqlite:PATH or postgres://... (got a URL of "
+		                  "another kind)");
+	}
+	if (err) {
+		free(st);
+		return err;
+	}
+	*out = st;
+	return CF_OK;
+}
+
+void cf_store_close(struct cf_store **pp)
+{
+	if (!pp || !*pp)
+		return;
+	struct cf_store *st = *pp;
+	*pp = NULL;
+	st->ops->close(st);
+	free(st);
+}
+
+enum cf_store_engine cf_store_engine(const struct cf_store *st)
+{
+	return st->engine;
+}
+
+int cf_store_schema_version(const struct cf_store *st)
+{
+	return st->schema_version;
+}
+
+cf_err cf_store_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
+                      cf_store_done_fn done, void *ctx)
+{
+	return st->ops->write(st, tenant, fn, done, ctx);
+}
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	cf_err result;
+	char detail[CF_ERR_DETAIL_MAX];
+};
+
+static void wake(void *ctx, cf_err result)
+{
+	struct waiter *w = ctx;
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	w->result = result;
+	/* the detail was set on the writer's thread: carry it to the waiting one */
+	(void)snprintf(w->detail, sizeof w->detail, "%s", result ? cf_err_detail() : "");
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+struct wait_call {
+	cf_store_fn fn;
+	void *ctx;
+	struct waiter w;
+};
+
+static cf_err wait_fn(struct cf_tx *tx, void *ctx)
+{
+	struct wait_call *c = ctx;
+	return c->fn(tx, c->ctx);
+}
+
+static void wait_done(void *ctx, cf_err result)
+{
+	wake(&((struct wait_call *)ctx)->w, result);
+}
+
+cf_err cf_store_write_wait(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
+{
+	struct wait_call c = {.fn = fn, .ctx = ctx};
+	pthread_mutex_init(&c.w.lock, NULL);
+	pthread_cond_init(&c.w.cond, NULL);
+	cf_err err = st->ops->write(st, tenant, wait_fn, wait_done, &c);
+	if (err == CF_OK) {
+		pthread_mutex_lock(&c.w.lock);
+		while (!c.w.done)
+			pthread_cond_wait(&c.w.cond, &c.w.lock);
+		pthread_mutex_unlock(&c.w.lock);
+		err = c.w.result;
+		if (err)
+			cf_err_detail_set("%s", c.w.detail);
+	}
+	pthread_cond_destroy(&c.w.cond);
+	pthread_mutex_destroy(&c.w.lock);
+	return err;
+}
+
+cf_err cf_store_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
+{
+	return st->ops->read(st, tenant, fn, ctx);
+}
+
+cf_err cf_tx_exec(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
+                  int64_t *changes)
+{
+	return tx->st->ops->exec(tx, sql, args, nargs, changes);
+}
+
+cf_err cf_tx_query(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
+                   cf_row_fn fn, void *ctx)
+{
+	return tx->st->ops->query(tx, sql, args, nargs, fn, ctx);
+}
+
+const char *cf_tx_tenant(const struct cf_tx *tx)
+{
+	return tx->tenant;
+}
+
+unsigned cf_row_count(const struct cf_row *row)
+{
+	return row->ncols;
+}
+
+bool cf_row_is_null(const struct cf_row *row, unsigned col)
+{
+	if (col >= row->ncols)
+		return true;
+	return row->engine == CF_STORE_SQLITE ? cf_sqlite_row_is_null(row, col)
+	                                      : cf_postgres_row_is_null(row, col);
+}
+
+int64_t cf_row_int(const struct cf_row *row, unsigned col)
+{
+	if (col >= row->ncols)
+		return 0;
+	return row->engine == CF_STORE_SQLITE ? cf_sqlite_row_int(row, col)
+	                                      : cf_postgres_row_int(row, col);
+}
+
+struct cf_span cf_row_blob(const struct cf_row *row, unsigned col)
+{
+	if (col >= row->ncols)
+		return (struct cf_span){NULL, 0};
+	return row->engine == CF_STORE_SQLITE ? cf_sqlite_row_blob(row, col)
+	                                      : cf_postgres_row_blob(row, col);
+}
+
+cf_err cf_store_check(struct cf_store *st, struct cf_store_check *out)
+{
+	*out = (struct cf_store_check){0};
+	return st->ops->check(st, out);
+}

@@ -1,0 +1,518 @@
+/* The store on both engines, one suite: real SQLite files and a real PostgreSQL 15 that
+ * tests/pg.sh starts (make test does it; COFFRE_TEST_PG_HOST names its socket folder).
+ * Migrations, typed values, group commit with per-request rollback, conflicts,
+ * concurrency, and row-level security biting the runtime role (TI1). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "store/store.h"
+
+static const struct cf_migration migs[] = {
+        {1, "items",
+         "CREATE TABLE items (tenant_id TEXT NOT NULL, id INTEGER NOT NULL, body BLOB,"
+         " note TEXT, PRIMARY KEY (tenant_id, id)) STRICT",
+         "CREATE TABLE items (tenant_id TEXT NOT NULL, id BIGINT NOT NULL, body BYTEA,"
+         " note TEXT, PRIMARY KEY (tenant_id, id));"
+         "ALTER TABLE items ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE items FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_isolation ON items"
+         " USING (tenant_id = current_setting('coffre.tenant', true))"
+         " WITH CHECK (tenant_id = current_setting('coffre.tenant', true));"
+         "GRANT SELECT, INSERT, UPDATE, DELETE ON items TO coffre_runtime"},
+        {2, "counter",
+         "CREATE TABLE counter (n INTEGER NOT NULL) STRICT; INSERT INTO counter VALUES (0)",
+         "CREATE TABLE counter (n BIGINT NOT NULL); INSERT INTO counter VALUES (0);"
+         "GRANT SELECT, UPDATE ON counter TO coffre_runtime"},
+        /* broken on purpose, used only by test_migration_rolls_back */
+        {3, "broken", "CREATE TABLE extra (x INTEGER) STRICT; INSERT INTO nowhere VALUES (1)",
+         "CREATE TABLE extra (x INTEGER); INSERT INTO nowhere VALUES (1)"},
+};
+
+struct engine {
+	enum cf_store_engine kind;
+	char url[512];
+	char owner_url[512];
+	char super_url[512];
+	char path[256];
+	char dbname[64];
+};
+
+static struct cf_store_opts opts_for(const struct engine *e, size_t nmig, bool migrate)
+{
+	return (struct cf_store_opts){
+	        .url = e->url,
+	        .migrate_url = e->kind == CF_STORE_POSTGRES ? e->owner_url : NULL,
+	        .migrations = migs,
+	        .nmigrations = nmig,
+	        .migrate = migrate,
+	};
+}
+
+static void quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static void pg_admin(const struct engine *e, const char *sql)
+{
+	PGconn *c = PQconnectdb(e->super_url);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PQsetNoticeProcessor(c, quiet, NULL);
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+static int setup_sqlite(void **state)
+{
+	struct engine *e = calloc(1, sizeof *e);
+	e->kind = CF_STORE_SQLITE;
+	(void)snprintf(e->path, sizeof e->path, "/tmp/cf_store_%d.db", (int)getpid());
+	unlink(e->path);
+	(void)snprintf(e->url, sizeof e->url, "sqlite:%s", e->path);
+	*state = e;
+	return 0;
+}
+
+static int setup_postgres(void **state)
+{
+	const char *host = getenv("COFFRE_TEST_PG_HOST");
+	if (!host) {
+		fprintf(stderr, "COFFRE_TEST_PG_HOST is not set: run through `make test`, or "
+		                "eval \"$(tests/pg.sh start)\" first\n");
+		return -1;
+	}
+	struct engine *e = calloc(1, sizeof *e);
+	e->kind = CF_STORE_POSTGRES;
+	(void)snprintf(e->dbname, sizeof e->dbname, "coffre_t%d", (int)getpid());
+	(void)snprintf(e->super_url, sizeof e->super_url, "postgresql://postgres@/postgres?host=%s",
+	               host);
+	(void)snprintf(e->url, sizeof e->url, "postgresql://coffre_app@/%s?host=%s", e->dbname,
+	               host);
+	(void)snprintf(e->owner_url, sizeof e->owner_url, "postgresql://coffre_owner@/%s?host=%s",
+	               e->dbname, host);
+	*state = e;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct engine *e = *state;
+	if (!e)
+		return 0;
+	if (e->kind == CF_STORE_SQLITE) {
+		char p[300];
+		unlink(e->path);
+		(void)snprintf(p, sizeof p, "%s-wal", e->path);
+		unlink(p);
+		(void)snprintf(p, sizeof p, "%s-shm", e->path);
+		unlink(p);
+	}
+	free(e);
+	return 0;
+}
+
+/* Each test starts from an empty database. */
+static int fresh(void **state)
+{
+	struct engine *e = *state;
+	if (e->kind == CF_STORE_SQLITE) {
+		char p[300];
+		unlink(e->path);
+		(void)snprintf(p, sizeof p, "%s-wal", e->path);
+		unlink(p);
+		(void)snprintf(p, sizeof p, "%s-shm", e->path);
+		unlink(p);
+	} else {
+		char sql[200];
+		(void)snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)",
+		               e->dbname);
+		pg_admin(e, sql);
+		(void)snprintf(sql, sizeof sql, "CREATE DATABASE %s OWNER coffre_owner", e->dbname);
+		pg_admin(e, sql);
+	}
+	return 0;
+}
+
+/* --- helpers ------------------------------------------------------------------------- */
+struct item {
+	const char *tenant;
+	int64_t id;
+	const void *body;
+	size_t body_len;
+	const char *note;
+};
+
+static const char sql_insert[] =
+        "INSERT INTO items (tenant_id, id, body, note) VALUES ($1, $2, $3, $4)";
+static const char sql_count[] = "SELECT count(*) FROM items";
+static const char sql_get[] = "SELECT id, body, note FROM items WHERE tenant_id = $1 AND id = $2";
+
+static cf_err insert_fn(struct cf_tx *tx, void *ctx)
+{
+	const struct item *it = ctx;
+	struct cf_val v[] = {CF_V_TEXT(it->tenant), CF_V_INT(it->id),
+	                     it->body ? CF_V_BLOB(it->body, it->body_len) : CF_V_NULL,
+	                     it->note ? CF_V_TEXT(it->note) : CF_V_NULL};
+	int64_t n = 0;
+	CF_TRY(cf_tx_exec(tx, sql_insert, v, 4, &n));
+	return n == 1 ? CF_OK : CF_E_INTERNAL;
+}
+
+static cf_err count_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_int(row, 0);
+	return CF_OK;
+}
+
+static cf_err count_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx, sql_count, NULL, 0, count_row, ctx);
+}
+
+static int64_t count_as(struct cf_store *st, const char *tenant)
+{
+	int64_t n = -1;
+	assert_int_equal(cf_store_read(st, tenant, count_fn, &n), CF_OK);
+	return n;
+}
+
+/* --- tests ---------------------------------------------------------------------------- */
+static void test_open_and_migrate(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	assert_int_equal(cf_store_schema_version(st), 2);
+	assert_int_equal(cf_store_engine(st), e->kind);
+	struct cf_store_check chk;
+	assert_int_equal(cf_store_check(st, &chk), CF_OK);
+	assert_true(chk.integrity_ok);
+	if (!chk.settings_ok)
+		fail_msg("settings not as required: %s", chk.settings);
+	cf_store_close(&st);
+	assert_null(st);
+	if (e->kind == CF_STORE_SQLITE) {
+		struct stat sb;
+		assert_int_equal(stat(e->path, &sb), 0);
+		assert_int_equal(sb.st_mode & 0777, 0600);
+	}
+	/* reopening is a no-op */
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	cf_store_close(&st);
+	/* an older coffre refuses a newer database */
+	o = opts_for(e, 1, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_E_STORE_SCHEMA);
+	assert_non_null(strstr(cf_err_detail(), "newer than this coffre"));
+}
+
+static void test_migrate_false_refuses(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 1, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	cf_store_close(&st);
+	o = opts_for(e, 2, false);
+	assert_int_equal(cf_store_open(&o, &st), CF_E_STORE_SCHEMA);
+	assert_non_null(strstr(cf_err_detail(), "coffre store migrate"));
+}
+
+static cf_err extra_exists(struct cf_tx *tx, void *ctx)
+{
+	static const char q[] = "SELECT count(*) FROM extra";
+	return cf_tx_query(tx, q, NULL, 0, count_row, ctx);
+}
+
+static void test_migration_rolls_back(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 3, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_E_STORE_MIGRATION);
+	assert_non_null(strstr(cf_err_detail(), "migration"));
+	/* nothing of the failed migration stayed: version and table */
+	o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	assert_int_equal(cf_store_schema_version(st), e->kind == CF_STORE_SQLITE ? 2 : 2);
+	int64_t n = 0;
+	assert_int_not_equal(cf_store_read(st, NULL, extra_exists, &n), CF_OK);
+	cf_store_close(&st);
+}
+
+struct got {
+	int64_t id;
+	uint8_t body[64];
+	size_t body_len;
+	bool body_null;
+	char note[64];
+	bool note_null;
+};
+
+static cf_err got_row(const struct cf_row *row, void *ctx)
+{
+	struct got *g = ctx;
+	g->id = cf_row_int(row, 0);
+	g->body_null = cf_row_is_null(row, 1);
+	struct cf_span b = cf_row_blob(row, 1);
+	g->body_len = b.len < sizeof g->body ? b.len : sizeof g->body;
+	if (b.len)
+		memcpy(g->body, b.ptr, g->body_len);
+	g->note_null = cf_row_is_null(row, 2);
+	struct cf_span t = cf_row_blob(row, 2);
+	(void)snprintf(g->note, sizeof g->note, "%.*s", (int)t.len, (const char *)t.ptr);
+	return CF_OK;
+}
+
+struct get_args {
+	const char *tenant;
+	int64_t id;
+	struct got *g;
+};
+
+static cf_err get_fn(struct cf_tx *tx, void *ctx)
+{
+	struct get_args *a = ctx;
+	struct cf_val v[] = {CF_V_TEXT(a->tenant), CF_V_INT(a->id)};
+	return cf_tx_query(tx, sql_get, v, 2, got_row, a->g);
+}
+
+static void test_values_round_trip(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	static const uint8_t body[] = {0, 1, 2, 0xff, 0, 'x'};
+	struct item it = {"acme", -9000000000LL, body, sizeof body, "naïve 'quoted' $1 text"};
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_fn, &it), CF_OK);
+	struct item nulls = {"acme", 7, NULL, 0, NULL};
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_fn, &nulls), CF_OK);
+	struct got g = {0};
+	struct get_args a = {"acme", -9000000000LL, &g};
+	assert_int_equal(cf_store_read(st, "acme", get_fn, &a), CF_OK);
+	assert_int_equal(g.id, -9000000000LL);
+	assert_int_equal(g.body_len, sizeof body);
+	assert_memory_equal(g.body, body, sizeof body);
+	assert_string_equal(g.note, "naïve 'quoted' $1 text");
+	memset(&g, 0, sizeof g);
+	a.id = 7;
+	assert_int_equal(cf_store_read(st, "acme", get_fn, &a), CF_OK);
+	assert_true(g.body_null);
+	assert_true(g.note_null);
+	cf_store_close(&st);
+}
+
+static cf_err insert_two_fn(struct cf_tx *tx, void *ctx)
+{
+	/* the first insert succeeds, the second conflicts: neither may stay */
+	struct item *it = ctx;
+	CF_TRY(insert_fn(tx, &it[0]));
+	return insert_fn(tx, &it[1]);
+}
+
+static void test_conflict_rolls_back_request(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	struct item a = {"acme", 1, "a", 1, NULL};
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_fn, &a), CF_OK);
+	struct item pair[2] = {{"acme", 2, "b", 1, NULL}, {"acme", 1, "dup", 3, NULL}};
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_two_fn, pair), CF_E_CONFLICT);
+	assert_int_equal(count_as(st, "acme"), 1);
+	cf_store_close(&st);
+}
+
+struct conc;
+struct citem {
+	struct item it; /* first: insert_fn reads it as a struct item */
+	struct conc *c;
+};
+
+struct conc {
+	struct cf_store *st;
+	int thread;
+	pthread_mutex_t *lock;
+	pthread_cond_t *cond;
+	int *pending;
+	int *ok;
+	int *failed;
+	struct citem items[200];
+};
+
+static void conc_done(void *ctx, cf_err result)
+{
+	struct conc *c = ((struct citem *)ctx)->c;
+	pthread_mutex_lock(c->lock);
+	if (result == CF_OK)
+		(*c->ok)++;
+	else
+		(*c->failed)++;
+	if (--*c->pending == 0)
+		pthread_cond_broadcast(c->cond);
+	pthread_mutex_unlock(c->lock);
+}
+
+static void *conc_main(void *arg)
+{
+	struct conc *c = arg;
+	for (int i = 0; i < 200; i++) {
+		/* every 50th request repeats its predecessor's key: it alone must fail */
+		int64_t id = c->thread * 1000 + (i % 50 == 49 ? i - 1 : i);
+		c->items[i] = (struct citem){{"acme", id, "x", 1, NULL}, c};
+		pthread_mutex_lock(c->lock);
+		(*c->pending)++;
+		pthread_mutex_unlock(c->lock);
+		cf_err e;
+		while ((e = cf_store_write(c->st, "acme", insert_fn, conc_done, &c->items[i])) ==
+		       CF_E_BUSY)
+			usleep(1000);
+		if (e != CF_OK)
+			abort();
+	}
+	return NULL;
+}
+
+static void test_concurrent_group_commit(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+	int pending = 0, ok = 0, failed = 0;
+	struct conc *cs = calloc(8, sizeof *cs);
+	pthread_t t[8];
+	for (int i = 0; i < 8; i++) {
+		cs[i] = (struct conc){.st = st,
+		                      .thread = i + 1,
+		                      .lock = &lock,
+		                      .cond = &cond,
+		                      .pending = &pending,
+		                      .ok = &ok,
+		                      .failed = &failed};
+		pthread_create(&t[i], NULL, conc_main, &cs[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	pthread_mutex_lock(&lock);
+	while (pending > 0)
+		pthread_cond_wait(&cond, &lock);
+	pthread_mutex_unlock(&lock);
+	assert_int_equal(ok + failed, 1600);
+	assert_int_equal(failed, 8 * 4);
+	assert_int_equal(count_as(st, "acme"), ok);
+	cf_store_close(&st);
+	free(cs);
+}
+
+static void test_tenant_isolation(void **state)
+{
+	/* TI1 on PostgreSQL: row-level security on coffre's runtime role. SQLite has no
+	 * RLS: there, isolation is each query's tenant_id filter (DESIGN §7). */
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	struct item a = {"tenant-a", 1, "a", 1, NULL};
+	assert_int_equal(cf_store_write_wait(st, "tenant-a", insert_fn, &a), CF_OK);
+	assert_int_equal(count_as(st, "tenant-a"), 1);
+	if (e->kind == CF_STORE_POSTGRES) {
+		/* without the tenant setting, or as another tenant: nothing is visible */
+		assert_int_equal(count_as(st, NULL), 0);
+		assert_int_equal(count_as(st, "tenant-b"), 0);
+		/* and nothing can be written in another tenant's name */
+		struct item forged = {"tenant-a", 2, "f", 1, NULL};
+		cf_err err = cf_store_write_wait(st, "tenant-b", insert_fn, &forged);
+		assert_int_equal(err, CF_E_IO);
+		assert_non_null(strstr(cf_err_detail(), "row-level security"));
+		/* the control: a superuser sees the row, so the zero above is RLS at work */
+		char su[600];
+		(void)snprintf(su, sizeof su, "postgresql://postgres@/%s?host=%s", e->dbname,
+		               getenv("COFFRE_TEST_PG_HOST"));
+		PGconn *c = PQconnectdb(su);
+		assert_int_equal(PQstatus(c), CONNECTION_OK);
+		PGresult *r = PQexec(c, "SELECT count(*) FROM items");
+		assert_string_equal(PQgetvalue(r, 0, 0), "1");
+		PQclear(r);
+		PQfinish(c);
+	}
+	cf_store_close(&st);
+}
+
+static void test_bad_urls(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	o.url = "mysql://x";
+	assert_int_equal(cf_store_open(&o, &st), CF_E_CONFIG);
+	o.url = "sqlite:";
+	assert_int_equal(cf_store_open(&o, &st), CF_E_CONFIG);
+	if (e->kind == CF_STORE_SQLITE) {
+		/* a file that is not a database */
+		assert_int_equal(cf_file_write_atomic(e->path, "this is not sqlite at all........",
+		                                      33, 0600),
+		                 CF_OK);
+		o = opts_for(e, 2, true);
+		assert_int_equal(cf_store_open(&o, &st), CF_E_STORE_UNAVAILABLE);
+		assert_non_null(strstr(cf_err_detail(), "corrupt"));
+		o.url = "sqlite:/nonexistent-dir/x.db";
+		assert_int_equal(cf_store_open(&o, &st), CF_E_STORE_UNAVAILABLE);
+	} else {
+		/* unreachable server */
+		o.url = "postgresql://coffre_app@/x?host=/nonexistent";
+		o.migrate_url = NULL;
+		assert_int_equal(cf_store_open(&o, &st), CF_E_STORE_UNAVAILABLE);
+		/* over TCP without verify-full */
+		o.url = "postgresql://coffre_app@127.0.0.1:1/x?sslmode=disable&connect_timeout=2";
+		assert_int_not_equal(cf_store_open(&o, &st), CF_OK);
+		/* a superuser as the runtime role: RLS would not apply */
+		o = opts_for(e, 2, true);
+		char su[600];
+		(void)snprintf(su, sizeof su, "postgresql://postgres@/%s?host=%s", e->dbname,
+		               getenv("COFFRE_TEST_PG_HOST"));
+		o.url = su;
+		assert_int_equal(cf_store_open(&o, &st), CF_E_CONFIG);
+		assert_non_null(strstr(cf_err_detail(), "row-level security"));
+	}
+}
+
+#define T(f) cmocka_unit_test_setup(f, fresh)
+static const struct CMUnitTest tests[] = {
+        T(test_open_and_migrate),
+        T(test_migrate_false_refuses),
+        T(test_migration_rolls_back),
+        T(test_values_round_trip),
+        T(test_conflict_rolls_back_request),
+        T(test_concurrent_group_commit),
+        T(test_tenant_isolation),
+        T(test_bad_urls),
+};
+
+int main(void)
+{
+	int failed = cmocka_run_group_tests_name("store_sqlite", tests, setup_sqlite, teardown);
+	failed += cmocka_run_group_tests_name("store_postgres", tests, setup_postgres, teardown);
+	return failed;
+}
