@@ -194,6 +194,9 @@ struct cf_config {
 	unsigned rate_burst;
 	unsigned shutdown_grace; /* seconds */
 	unsigned disk_reserve_mb;
+	/* [store] */
+	char store_url[CF_PATH_MAX];     /* "" = sqlite:DATA/coffre.db */
+	char store_migrate_url[CF_PATH_MAX];
 	/* [tls] */
 	char tls_cert[CF_PATH_MAX];
 	char tls_key[CF_PATH_MAX];

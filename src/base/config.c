@@ -51,6 +51,8 @@ static const struct key_def keys[] = {
         UINT("server", "rate_burst", rate_burst, 1, CF_HTTP_RATE_MAX),
         UINT("server", "shutdown_grace", shutdown_grace, 0, 600),
         UINT("server", "disk_reserve_mb", disk_reserve_mb, 0, 1024u * 1024u),
+        STR("store", "url", store_url),
+        STR("store", "migrate_url", store_migrate_url),
         STR("tls", "cert", tls_cert),
         STR("tls", "key", tls_key),
         {"log", "level", KEY_LEVEL, offsetof(struct cf_config, log_level), 0, 0, 0},
@@ -178,7 +180,7 @@ static int config_ini_handler(void *user, const char *section, const char *name,
 	const struct key_def *k = NULL;
 	if (!known_section(section)) {
 		(void)snprintf(ctx->msg, sizeof ctx->msg,
-		               "unknown section [%.64s] (known: server, tls, log)", section);
+		               "unknown section [%.64s] (known: server, store, tls, log)", section);
 	} else if (!(k = find_key(section, name))) {
 		(void)snprintf(ctx->msg, sizeof ctx->msg, "unknown key '%.64s' in [%s]", name,
 		               section);

@@ -10,11 +10,14 @@
 #include <curl/curl.h>
 
 #include "base/base.h"
+#include "store/store.h"
 
 #define EXIT_USAGE 2
 #define REPLY_MAX  (1024u * 1024u)
 
 struct cli {
+	const char *store;
+	const char *migrate_url;
 	const char *addr;
 	const char *cacert;
 	const char *data;
@@ -50,6 +53,85 @@ static const char status_usage[] =
         "verified) and prints its checks: disk reserve, clock synchronisation.\n"
         "\n"
         "Exit status: 0 ready, 1 not ready or unreachable, 2 bad usage.\n";
+
+static const char store_usage[] =
+        "usage: coffre store migrate [--store URL] [--migrate-url URL] [--json]\n"
+        "       coffre store check   [--store URL] [--json]\n"
+        "\n"
+        "Works on the database directly (not through the server).\n"
+        "  migrate   applies the migrations this coffre knows that the database lacks, each in\n"
+        "            one transaction; refuses a database newer than this coffre\n"
+        "  check     integrity (SQLite: PRAGMA integrity_check), schema version and the\n"
+        "            engine settings coffre relies on; changes nothing\n"
+        "\n"
+        "  --store URL        sqlite:PATH or postgres://... (env COFFRE_STORE_URL;\n"
+        "                     default sqlite:DATA/coffre.db with DATA from --data)\n"
+        "  --migrate-url URL  PostgreSQL: the tables' owner, for migrations\n"
+        "                     (env COFFRE_STORE_MIGRATE_URL)\n"
+        "\n"
+        "Exit status: 0 done / healthy, 1 failure or problems found, 2 bad usage.\n";
+
+static int cmd_store(struct cli *cli, const char *sub)
+{
+	char url[CF_PATH_MAX + 16];
+	if (!cli->store) {
+		(void)snprintf(url, sizeof url, "sqlite:%s/coffre.db", cli->data);
+		cli->store = url;
+	}
+	bool migrate = strcmp(sub, "migrate") == 0;
+	cf_log_set_level(cli->json ? CF_LOG_ERROR : CF_LOG_WARN);
+	struct cf_store *st = NULL;
+	cf_err err = cf_store_open_coffre(cli->store, cli->migrate_url, migrate, &st);
+	if (err == CF_E_STORE_SCHEMA && !migrate) {
+		if (cli->json)
+			printf("{\"ok\":false,\"error\":\"%s\"}\n", cf_err_name(err));
+		fprintf(stderr, "coffre store check: %s\n", cf_err_detail());
+		return 1;
+	}
+	if (err) {
+		fprintf(stderr, "coffre store %s: %s\n", sub,
+		        cf_err_detail()[0] ? cf_err_detail() : cf_err_message(err));
+		return 1;
+	}
+	int rc = 0;
+	if (migrate) {
+		if (cli->json)
+			printf("{\"schema_version\":%d}\n", cf_store_schema_version(st));
+		else
+			printf("database at schema version %d (this coffre knows %zu)\n",
+			       cf_store_schema_version(st), cf_store_schema_count);
+	} else {
+		struct cf_store_check chk;
+		if (cf_store_check(st, &chk) != CF_OK) {
+			fprintf(stderr, "coffre store check: %s\n", cf_err_detail());
+			rc = 1;
+		} else {
+			rc = chk.integrity_ok && chk.settings_ok ? 0 : 1;
+			if (cli->json) {
+				json_t *o =
+				        json_pack("{s:b, s:i, s:b, s:s, s:b, s:s}", "ok", rc == 0,
+				                  "schema_version", cf_store_schema_version(st),
+				                  "integrity_ok", chk.integrity_ok, "integrity",
+				                  chk.integrity, "settings_ok", chk.settings_ok,
+				                  "settings", chk.settings);
+				char *t = o ? json_dumps(o, JSON_PRESERVE_ORDER) : NULL;
+				if (t)
+					puts(t);
+				free(t);
+				json_decref(o);
+			} else {
+				printf("schema:    version %d\n", cf_store_schema_version(st));
+				printf("integrity: %s\n", chk.integrity);
+				printf("settings:  %s%s\n", chk.settings,
+				       chk.settings_ok
+				               ? ""
+				               : "  <- NOT as coffre requires (docs/storage.md)");
+			}
+		}
+	}
+	cf_store_close(&st);
+	return rc;
+}
 
 static size_t on_body(char *p, size_t size, size_t n, void *user)
 {
@@ -189,6 +271,8 @@ int main(int argc, char **argv)
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {"version", no_argument, NULL, 'V'},
+	                                     {"store", required_argument, NULL, 'S'},
+	                                     {"migrate-url", required_argument, NULL, 'M'},
 	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
@@ -200,6 +284,8 @@ int main(int argc, char **argv)
 		case 'C': cli.cacert = optarg; break;
 		case 'd': cli.data = optarg; break;
 		case 'j': cli.json = true; break;
+		case 'S': cli.store = optarg; break;
+		case 'M': cli.migrate_url = optarg; break;
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':
@@ -222,6 +308,8 @@ int main(int argc, char **argv)
 		const char *topic = nargs > 0 ? argv[optind + 1] : NULL;
 		if (topic && strcmp(topic, "status") == 0)
 			fputs(status_usage, stdout);
+		else if (topic && strcmp(topic, "store") == 0)
+			fputs(store_usage, stdout);
 		else if (!topic || strcmp(topic, "version") == 0)
 			fputs(main_usage, stdout);
 		else {
@@ -240,6 +328,19 @@ int main(int argc, char **argv)
 		else
 			printf("coffre %s\n", CF_VERSION);
 		return 0;
+	}
+	if (strcmp(cmd, "store") == 0) {
+		const char *sub = nargs > 0 ? argv[optind + 1] : NULL;
+		if (help) {
+			fputs(store_usage, stdout);
+			return 0;
+		}
+		if (!sub || (strcmp(sub, "migrate") != 0 && strcmp(sub, "check") != 0) ||
+		    nargs > 1) {
+			fputs(store_usage, stderr);
+			return EXIT_USAGE;
+		}
+		return cmd_store(&cli, sub);
 	}
 	if (strcmp(cmd, "status") == 0) {
 		if (help) {

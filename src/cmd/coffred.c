@@ -13,6 +13,7 @@
 
 #include "crypto/crypto.h"
 #include "http/http.h"
+#include "store/store.h"
 
 extern char **environ;
 
@@ -195,8 +196,23 @@ int main(int argc, char **argv)
 	if (cf_tls_load(cfg.tls_cert, cfg.tls_key) != CF_OK)
 		return die("TLS");
 
+	/* The store: SQLite in the data folder unless store.url says otherwise. Missing
+	 * migrations are applied now; a database newer than this coffred stops it. */
+	if (!cfg.store_url[0] &&
+	    (size_t)snprintf(cfg.store_url, sizeof cfg.store_url, "sqlite:%s/coffre.db",
+	                     cfg.data_dir) >= sizeof cfg.store_url) {
+		fprintf(stderr, "coffred: store: the data folder path is too long\n");
+		return 1;
+	}
+	struct cf_store *store = NULL;
+	if (cf_store_open_coffre(cfg.store_url, cfg.store_migrate_url, true, &store) != CF_OK) {
+		cf_tls_shutdown();
+		return die("store");
+	}
+
 	struct cf_server *srv = NULL;
-	if (cf_server_start(&cfg, &srv) != CF_OK) {
+	if (cf_server_start(&cfg, store, &srv) != CF_OK) {
+		cf_store_close(&store);
 		cf_tls_shutdown();
 		return die("server");
 	}
@@ -225,6 +241,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	cf_server_stop(&srv);
+	cf_store_close(&store);
 	cf_tls_shutdown();
 	cf_secmem_shutdown();
 	cf_log(CF_LOG_INFO, NULL, "stopped", "stopped cleanly");

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "base/base.h"
+#include "store/store.h"
 
 struct cf_req;
 struct cf_server;
@@ -72,9 +73,10 @@ CF_MUST cf_err cf_tls_load(const char *cert_path, const char *key_path);
 void cf_tls_shutdown(void);
 
 /* Server ---------------------------------------------------------------------------- */
-/* Binds the listening socket and starts serving. Errors name the cause
- * (address in use, permission, bad address) in the detail. */
-CF_MUST cf_err cf_server_start(const struct cf_config *cfg, struct cf_server **out);
+/* Binds the listening socket and starts serving. The store is borrowed: it must outlive
+ * the server. Errors name the cause (address in use, permission, bad address). */
+CF_MUST cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store,
+                               struct cf_server **out);
 /* Stops accepting, lets in-flight requests finish for at most server.shutdown_grace
  * seconds, then closes every connection and frees the server. Accepts NULL. */
 void cf_server_stop(struct cf_server **pp);
@@ -84,6 +86,7 @@ unsigned cf_server_port(const struct cf_server *srv);
 /* Requests, for handlers --------------------------------------------------------------- */
 const char *cf_req_id(const struct cf_req *req);
 const struct cf_config *cf_req_config(const struct cf_req *req);
+struct cf_store *cf_req_store(const struct cf_req *req);
 /* The body (CF_ROUTE_BODY routes), never NUL-terminated. */
 struct cf_span cf_req_body(const struct cf_req *req);
 /* A path parameter by name ({tenant} -> "tenant"); empty span when absent. */

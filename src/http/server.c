@@ -20,6 +20,7 @@
 
 struct cf_server {
 	struct cf_config cfg;
+	struct cf_store *store;
 	struct MHD_Daemon *mhd;
 	struct cf_pool *pool;
 	struct cf_ratelimit *rl;
@@ -71,6 +72,11 @@ const char *cf_req_id(const struct cf_req *req)
 const struct cf_config *cf_req_config(const struct cf_req *req)
 {
 	return &req->srv->cfg;
+}
+
+struct cf_store *cf_req_store(const struct cf_req *req)
+{
+	return req->srv->store;
 }
 
 struct cf_span cf_req_body(const struct cf_req *req)
@@ -434,7 +440,7 @@ static unsigned ncpu(void)
 	return n > 0 && n < 256 ? (unsigned)n : 2;
 }
 
-cf_err cf_server_start(const struct cf_config *cfg, struct cf_server **out)
+cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, struct cf_server **out)
 {
 	cf_err err = CF_OK;
 	gnutls_priority_t prio;
@@ -449,6 +455,7 @@ cf_err cf_server_start(const struct cf_config *cfg, struct cf_server **out)
 	if (!srv)
 		return CF_E_NOMEM;
 	srv->cfg = *cfg;
+	srv->store = store;
 	srv->listen_fd = -1;
 	unsigned workers = cfg->workers ? cfg->workers : ncpu();
 	unsigned threads = cfg->threads ? cfg->threads : ncpu();

@@ -458,27 +458,35 @@ static cf_err migrate(struct cf_store *st, const struct cf_store_opts *opts)
 	struct pconn *pc = NULL;
 	CF_TRY(pconn_open(opts->migrate_url ? opts->migrate_url : opts->url, false, &pc));
 	CF_ENSURE(pc, CF_E_INTERNAL);
-	cf_err err = simple(pc,
-	                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-	                    " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-	                    " applied_at BIGINT NOT NULL)",
-	                    "schema_migrations");
+	/* Create the version table only when it is missing and we may migrate: the runtime
+	 * role (coffre store check, coffred without migrate_url) may not create anything,
+	 * and reads the version through the SELECT the owner grants it. */
+	cf_err err = CF_OK;
+	PGresult *e = PQexec(pc->conn, "SELECT to_regclass('schema_migrations') IS NOT NULL");
+	bool exists = PQresultStatus(e) == PGRES_TUPLES_OK && strcmp(PQgetvalue(e, 0, 0), "t") == 0;
+	PQclear(e);
+	if (!exists && opts->migrate)
+		err = simple(pc,
+		             "CREATE TABLE schema_migrations ("
+		             " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+		             " applied_at BIGINT NOT NULL);"
+		             "GRANT SELECT ON schema_migrations TO coffre_runtime",
+		             "schema_migrations");
 	struct cf_tx tx = {.st = st, .conn = pc};
 	int want = (int)opts->nmigrations;
 	int64_t have = 0;
 	if (err == CF_OK)
 		err = simple(pc, "BEGIN", "begin");
-	if (err == CF_OK)
+	if (err == CF_OK && opts->migrate)
 		err = simple(pc, "SELECT pg_advisory_xact_lock(7303858)", "migration lock");
-	PGresult *r =
-	        err ? NULL
-	            : PQexec(pc->conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
-	if (r && PQresultStatus(r) == PGRES_TUPLES_OK)
-		have = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	else if (!err)
-		err = pg_result_err(pc->conn, r, "schema version");
-	PQclear(r);
-	if (!err && have > want)
+	if (err == CF_OK && (exists || opts->migrate)) {
+		PGresult *r = PQexec(pc->conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK)
+			have = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		else
+			err = pg_result_err(pc->conn, r, "schema version");
+		PQclear(r);
+	}	if (!err && have > want)
 		err = cf_err_fail(
 		        CF_E_STORE_SCHEMA,
 		        "the database is at schema version %lld, newer than this coffre knows "

@@ -604,6 +604,11 @@ cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct
 	CF_ENSURE_OUT(q->ring, CF_E_NOMEM, out_close);
 	/* The database holds ciphertext and keys' wrappings: owner-only from the start
 	 * (SQLite gives its -wal and -shm files the same mode). */
+	/* Without migrate (coffre store check) nothing may be created. */
+	if (!opts->migrate && access(path, F_OK) != 0) {
+		err = cf_err_fail(CF_E_STORE_UNAVAILABLE, "%s: no database there", path);
+		goto out_close;
+	}
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		err = cf_err_fail(CF_E_STORE_UNAVAILABLE, "%s: %s", path, strerror(errno));

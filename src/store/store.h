@@ -116,4 +116,10 @@ struct cf_store_check {
 };
 CF_MUST cf_err cf_store_check(struct cf_store *st, struct cf_store_check *out);
 
+/* coffre's own schema (schema.c), and opening a store with it. */
+extern const struct cf_migration cf_store_schema[];
+extern const size_t cf_store_schema_count;
+CF_MUST cf_err cf_store_open_coffre(const char *url, const char *migrate_url, bool migrate,
+                                    struct cf_store **out);
+
 #endif

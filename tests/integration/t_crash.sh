@@ -35,7 +35,7 @@ cycles sqlite "sqlite:$D/crash.db" "$CYCLES"
 
 if [ -n "${COFFRE_TEST_PG_HOST:-}" ]; then
 	db=coffre_crash_$$
-	runuser -u postgres -- "$COFFRE_TEST_PG_BIN/psql" -h "$COFFRE_TEST_PG_HOST" -U postgres -qAt \
+	runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql" -h "$COFFRE_TEST_PG_HOST" -U postgres -qAt \
 		-c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db OWNER coffre_owner" >/dev/null 2>&1
 	CRASH_OWNER_URL="postgresql://coffre_owner@/$db?host=$COFFRE_TEST_PG_HOST" \
 		cycles postgres "postgresql://coffre_app@/$db?host=$COFFRE_TEST_PG_HOST" 5
