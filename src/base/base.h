@@ -195,7 +195,7 @@ struct cf_config {
 	unsigned shutdown_grace; /* seconds */
 	unsigned disk_reserve_mb;
 	/* [store] */
-	char store_url[CF_PATH_MAX];     /* "" = sqlite:DATA/coffre.db */
+	char store_url[CF_PATH_MAX]; /* "" = sqlite:DATA/coffre.db */
 	char store_migrate_url[CF_PATH_MAX];
 	/* [tls] */
 	char tls_cert[CF_PATH_MAX];

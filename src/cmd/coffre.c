@@ -74,14 +74,15 @@ static const char store_usage[] =
 static int cmd_store(struct cli *cli, const char *sub)
 {
 	char url[CF_PATH_MAX + 16];
-	if (!cli->store) {
+	const char *store_url = cli->store;
+	if (!store_url) {
 		(void)snprintf(url, sizeof url, "sqlite:%s/coffre.db", cli->data);
-		cli->store = url;
+		store_url = url;
 	}
 	bool migrate = strcmp(sub, "migrate") == 0;
 	cf_log_set_level(cli->json ? CF_LOG_ERROR : CF_LOG_WARN);
 	struct cf_store *st = NULL;
-	cf_err err = cf_store_open_coffre(cli->store, cli->migrate_url, migrate, &st);
+	cf_err err = cf_store_open_coffre(store_url, cli->migrate_url, migrate, &st);
 	if (err == CF_E_STORE_SCHEMA && !migrate) {
 		if (cli->json)
 			printf("{\"ok\":false,\"error\":\"%s\"}\n", cf_err_name(err));

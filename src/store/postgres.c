@@ -480,13 +480,15 @@ static cf_err migrate(struct cf_store *st, const struct cf_store_opts *opts)
 	if (err == CF_OK && opts->migrate)
 		err = simple(pc, "SELECT pg_advisory_xact_lock(7303858)", "migration lock");
 	if (err == CF_OK && (exists || opts->migrate)) {
-		PGresult *r = PQexec(pc->conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
+		PGresult *r =
+		        PQexec(pc->conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
 		if (PQresultStatus(r) == PGRES_TUPLES_OK)
 			have = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		else
 			err = pg_result_err(pc->conn, r, "schema version");
 		PQclear(r);
-	}	if (!err && have > want)
+	}
+	if (!err && have > want)
 		err = cf_err_fail(
 		        CF_E_STORE_SCHEMA,
 		        "the database is at schema version %lld, newer than this coffre knows "

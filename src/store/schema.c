@@ -6,21 +6,21 @@
 #include "store/store.h"
 
 const struct cf_migration cf_store_schema[] = {
-	{1, "deployment",
-	 /* One row: this deployment's identity (the audit log's origin names it). */
-	 "CREATE TABLE deployment ("
-	 " id INTEGER PRIMARY KEY CHECK (id = 1),"
-	 " deployment_id TEXT NOT NULL,"
-	 " created_at INTEGER NOT NULL) STRICT;"
-	 "INSERT INTO deployment VALUES (1, lower(hex(randomblob(16))),"
-	 " CAST(strftime('%s','now') AS INTEGER))",
-	 "CREATE TABLE deployment ("
-	 " id INTEGER PRIMARY KEY CHECK (id = 1),"
-	 " deployment_id TEXT NOT NULL,"
-	 " created_at BIGINT NOT NULL);"
-	 "INSERT INTO deployment VALUES (1, replace(gen_random_uuid()::text, '-', ''),"
-	 " extract(epoch from now())::bigint);"
-	 "GRANT SELECT ON deployment TO coffre_runtime"},
+        {1, "deployment",
+         /* One row: this deployment's identity (the audit log's origin names it). */
+         "CREATE TABLE deployment ("
+         " id INTEGER PRIMARY KEY CHECK (id = 1),"
+         " deployment_id TEXT NOT NULL,"
+         " created_at INTEGER NOT NULL) STRICT;"
+         "INSERT INTO deployment VALUES (1, lower(hex(randomblob(16))),"
+         " CAST(strftime('%s','now') AS INTEGER))",
+         "CREATE TABLE deployment ("
+         " id INTEGER PRIMARY KEY CHECK (id = 1),"
+         " deployment_id TEXT NOT NULL,"
+         " created_at BIGINT NOT NULL);"
+         "INSERT INTO deployment VALUES (1, replace(gen_random_uuid()::text, '-', ''),"
+         " extract(epoch from now())::bigint);"
+         "GRANT SELECT ON deployment TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 
@@ -28,11 +28,11 @@ cf_err cf_store_open_coffre(const char *url, const char *migrate_url, bool migra
                             struct cf_store **out)
 {
 	struct cf_store_opts o = {
-		.url = url,
-		.migrate_url = migrate_url && migrate_url[0] ? migrate_url : NULL,
-		.migrations = cf_store_schema,
-		.nmigrations = cf_store_schema_count,
-		.migrate = migrate,
+	        .url = url,
+	        .migrate_url = migrate_url && migrate_url[0] ? migrate_url : NULL,
+	        .migrations = cf_store_schema,
+	        .nmigrations = cf_store_schema_count,
+	        .migrate = migrate,
 	};
 	return cf_store_open(&o, out);
 }
