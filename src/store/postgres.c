@@ -20,7 +20,7 @@
 
 #define STMT_CACHE      128
 #define QUEUE_MAX       65536u
-#define POOL_DEFAULT    8u
+#define POOL_DEFAULT    16u /* best measured on 2 cores at 64 writers (docs/PERFORMANCE.md) */
 #define READERS_DEFAULT 4u
 #define MAX_ARGS        64
 /* type oids (pg_type.h) */
@@ -40,6 +40,11 @@ struct pconn {
 	struct pstmt cache[STMT_CACHE];
 	unsigned nprepared;
 	struct pconn *next_free;
+	/* A transaction's BEGIN and tenant setting wait here to travel with its first
+	 * statement in one round trip (libpq pipeline mode). */
+	bool pending_begin;
+	bool pending_readonly;
+	const char *pending_tenant;
 };
 
 struct pjob {
@@ -191,30 +196,123 @@ static cf_err pconn_ready(struct pconn *pc)
 	return CF_OK;
 }
 
-static cf_err prepare(struct pconn *pc, const char *sql, const char **name)
+/* The cached statement name for sql, or NULL when it is not prepared yet (*slot then
+ * says where to record it once it is), or NULL with *slot NULL when the cache is full. */
+static const char *stmt_name(struct pconn *pc, const char *sql, struct pstmt **slot)
 {
 	size_t h = ((uintptr_t)sql >> 3) % STMT_CACHE;
+	*slot = NULL;
 	for (size_t i = 0; i < STMT_CACHE; i++) {
 		struct pstmt *s = &pc->cache[(h + i) % STMT_CACHE];
-		if (s->sql == sql) {
-			*name = s->name;
-			return CF_OK;
-		}
+		if (s->sql == sql)
+			return s->name;
 		if (!s->sql) {
-			(void)snprintf(s->name, sizeof s->name, "s%u", pc->nprepared++);
-			PGresult *r = PQprepare(pc->conn, s->name, sql, 0, NULL);
-			cf_err err = PQresultStatus(r) == PGRES_COMMAND_OK
-			                     ? CF_OK
-			                     : pg_result_err(pc->conn, r, "prepare");
-			PQclear(r);
-			if (err)
-				return err;
-			s->sql = sql;
-			*name = s->name;
-			return CF_OK;
+			*slot = s;
+			(void)snprintf(s->name, sizeof s->name, "s%u", pc->nprepared);
+			return NULL;
 		}
 	}
-	*name = NULL; /* cache full: run unnamed */
+	return NULL;
+}
+
+static const char set_tenant[] = "SELECT set_config('coffre.tenant', $1, true)";
+
+/* BEGIN, the tenant setting, [PREPARE] and the statement, sent together; the statement's
+ * result comes back in *out. */
+static cf_err exec_pipelined(struct pconn *pc, const char *sql, int nargs,
+                             const char *const *values, const int *lengths, const int *formats,
+                             PGresult **out)
+{
+	PGconn *c = pc->conn;
+	struct pstmt *slot = NULL;
+	const char *name = stmt_name(pc, sql, &slot);
+	const char *tenant = pc->pending_tenant ? pc->pending_tenant : "";
+	pc->pending_begin = false;
+	if (!PQenterPipelineMode(c))
+		return pg_conn_err(c, "pipeline");
+	bool sent = PQsendQueryParams(c, pc->pending_readonly ? "BEGIN READ ONLY" : "BEGIN", 0,
+	                              NULL, NULL, NULL, NULL, 0) &&
+	            PQsendQueryParams(c, set_tenant, 1, NULL, &tenant, NULL, NULL, 1);
+	bool preparing = !name && slot;
+	if (sent && preparing)
+		sent = PQsendPrepare(c, slot->name, sql, 0, NULL);
+	if (sent)
+		sent = (name || preparing) ? PQsendQueryPrepared(c, name ? name : slot->name, nargs,
+		                                                 values, lengths, formats, 1)
+		                           : PQsendQueryParams(c, sql, nargs, NULL, values, lengths,
+		                                               formats, 1);
+	if (sent)
+		sent = PQpipelineSync(c);
+	cf_err err = sent ? CF_OK : pg_conn_err(c, "pipeline");
+	/* Results in order; each query's is followed by NULL; then the sync. */
+	int queries = 3 + (preparing ? 1 : 0);
+	PGresult *stmt_result = NULL;
+	for (int q = 0; sent && q < queries; q++) {
+		PGresult *r;
+		while ((r = PQgetResult(c)) != NULL) {
+			ExecStatusType st = PQresultStatus(r);
+			bool last = q == queries - 1;
+			if (st == PGRES_PIPELINE_SYNC) {
+				PQclear(r);
+				continue;
+			}
+			if (last && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
+				stmt_result = r;
+				continue;
+			}
+			if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && err == CF_OK)
+				err = st == PGRES_PIPELINE_ABORTED
+				              ? CF_E_IO
+				              : pg_result_err(c, r, "statement");
+			else if (preparing && q == 2 && st == PGRES_COMMAND_OK) {
+				slot->sql = sql;
+				pc->nprepared++;
+			}
+			PQclear(r);
+		}
+	}
+	/* the sync's own result */
+	if (sent) {
+		PGresult *r;
+		while ((r = PQgetResult(c)) != NULL)
+			PQclear(r);
+	}
+	PQexitPipelineMode(c);
+	if (err) {
+		PQclear(stmt_result);
+		return err;
+	}
+	*out = stmt_result;
+	return stmt_result ? CF_OK : cf_err_fail(CF_E_IO, "the statement gave no result");
+}
+
+static cf_err exec_stmt(struct pconn *pc, const char *sql, int nargs, const char *const *values,
+                        const int *lengths, const int *formats, PGresult **out)
+{
+	if (pc->pending_begin)
+		return exec_pipelined(pc, sql, nargs, values, lengths, formats, out);
+	struct pstmt *slot = NULL;
+	const char *name = stmt_name(pc, sql, &slot);
+	if (!name && slot) {
+		PGresult *r = PQprepare(pc->conn, slot->name, sql, 0, NULL);
+		cf_err err = PQresultStatus(r) == PGRES_COMMAND_OK
+		                     ? CF_OK
+		                     : pg_result_err(pc->conn, r, "prepare");
+		PQclear(r);
+		CF_TRY(err);
+		slot->sql = sql;
+		pc->nprepared++;
+		name = slot->name;
+	}
+	*out = name ? PQexecPrepared(pc->conn, name, nargs, values, lengths, formats, 1)
+	            : PQexecParams(pc->conn, sql, nargs, NULL, values, lengths, formats, 1);
+	ExecStatusType st = PQresultStatus(*out);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		cf_err err = pg_result_err(pc->conn, *out, "statement");
+		PQclear(*out);
+		*out = NULL;
+		return err;
+	}
 	return CF_OK;
 }
 
@@ -256,13 +354,9 @@ static cf_err run(struct cf_tx *tx, const char *sql, const struct cf_val *args, 
 			break;
 		}
 	}
-	const char *name = NULL;
-	CF_TRY_OUT(prepare(pc, sql, &name), out);
-	PGresult *r =
-	        name ? PQexecPrepared(pc->conn, name, (int)nargs, values, lengths, formats, 1)
-	             : PQexecParams(pc->conn, sql, (int)nargs, NULL, values, lengths, formats, 1);
-	ExecStatusType s = PQresultStatus(r);
-	if (s == PGRES_TUPLES_OK) {
+	PGresult *r = NULL;
+	CF_TRY_OUT(exec_stmt(pc, sql, (int)nargs, values, lengths, formats, &r), out);
+	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
 		struct cf_row row = {
 		        .engine = CF_STORE_POSTGRES, .impl = r, .ncols = (unsigned)PQnfields(r)};
 		int n = PQntuples(r);
@@ -270,8 +364,6 @@ static cf_err run(struct cf_tx *tx, const char *sql, const struct cf_val *args, 
 			row.index = i;
 			err = fn(&row, ctx);
 		}
-	} else if (s != PGRES_COMMAND_OK) {
-		err = pg_result_err(pc->conn, r, "statement");
 	}
 	if (err == CF_OK && changes) {
 		const char *t = PQcmdTuples(r);
@@ -326,19 +418,27 @@ struct cf_span cf_postgres_row_blob(const struct cf_row *row, unsigned col)
 
 /* Transactions --------------------------------------------------------------------------- */
 
+/* Starts a transaction. Nothing is sent yet: BEGIN and the tenant setting travel with
+ * the first statement. */
 static cf_err begin(struct cf_store *st, struct pconn *pc, const char *tenant, bool readonly,
                     struct cf_tx *tx)
 {
 	CF_TRY(pconn_ready(pc));
-	CF_TRY(simple(pc, readonly ? "BEGIN READ ONLY" : "BEGIN", "begin"));
+	pc->pending_begin = true;
+	pc->pending_readonly = readonly;
+	pc->pending_tenant = tenant;
 	*tx = (struct cf_tx){.st = st, .tenant = tenant, .conn = pc};
-	/* Transaction-local; an empty value matches no tenant's rows. */
-	static const char set_tenant[] = "SELECT set_config('coffre.tenant', $1, true)";
-	struct cf_val v = CF_V_TEXT(tenant ? tenant : "");
-	cf_err err = run(tx, set_tenant, &v, 1, NULL, NULL, NULL);
-	if (err)
-		(void)simple(pc, "ROLLBACK", "rollback");
-	return err;
+	return CF_OK;
+}
+
+/* Ends a transaction: COMMIT (or ROLLBACK) if it was ever started. */
+static cf_err finish(struct pconn *pc, bool commit)
+{
+	if (pc->pending_begin) {
+		pc->pending_begin = false; /* nothing was sent: nothing to end */
+		return CF_OK;
+	}
+	return simple(pc, commit ? "COMMIT" : "ROLLBACK", commit ? "commit" : "rollback");
 }
 
 static void *writer_main(void *arg)
@@ -365,11 +465,11 @@ static void *writer_main(void *arg)
 		if (err == CF_OK && pc) {
 			err = j.fn(&tx, j.ctx);
 			if (err == CF_OK)
-				err = simple(pc, "COMMIT", "commit");
+				err = finish(pc, true);
 			else {
 				char keep[CF_ERR_DETAIL_MAX];
 				(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
-				(void)simple(pc, "ROLLBACK", "rollback");
+				(void)finish(pc, false);
 				cf_err_detail_set("%s", keep);
 			}
 		}
@@ -446,7 +546,7 @@ static cf_err pg_read(struct cf_store *st, const char *tenant, cf_store_fn fn, v
 	cf_err err = begin(st, pc, tenant, true, &tx);
 	if (err == CF_OK) {
 		err = fn(&tx, ctx);
-		(void)simple(pc, "ROLLBACK", "rollback");
+		(void)finish(pc, false);
 	}
 	reader_give(p, pc);
 	return err;
