@@ -5,6 +5,7 @@ LISTEN ?= 127.0.0.1:8443
 DATA ?= var/coffre
 FUZZ_SECONDS ?= 300
 SOAK_FUZZ_SECONDS ?= 1800
+SOAK_CRASH_CYCLES ?= 500
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 
@@ -20,7 +21,7 @@ help:
 	@echo "make lint     clang-format check, banned functions, clang-tidy, cppcheck"
 	@echo "make format   reformat the sources with clang-format"
 	@echo "make fuzz     run every fuzz target for FUZZ_SECONDS (default $(FUZZ_SECONDS))"
-	@echo "make soak     long fuzzing campaigns (SOAK_FUZZ_SECONDS each)"
+	@echo "make soak     long fuzzing campaigns and SOAK_CRASH_CYCLES store crash cycles"
 	@echo "make clean    remove build/"
 
 deps:
@@ -54,6 +55,9 @@ fuzz: deps
 soak: deps
 	@cmake --preset fuzz >/dev/null && cmake --build --preset fuzz -j$(JOBS)
 	@scripts/fuzz.sh $(SOAK_FUZZ_SECONDS)
+	@cmake --preset debug >/dev/null && cmake --build --preset debug -j$(JOBS)
+	@bash -c 'eval "$$(tests/pg.sh start)"; trap "tests/pg.sh stop $$COFFRE_TEST_PG_DIR" EXIT; \
+		CRASH_CYCLES=$(SOAK_CRASH_CYCLES) tests/integration/t_crash.sh'
 
 clean:
 	rm -rf build

@@ -285,10 +285,14 @@ static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 {
 	struct sconn *c = q->writer;
 	cf_err gerr = conn_exec(c, "BEGIN IMMEDIATE", "begin");
+	char begin_detail[CF_ERR_DETAIL_MAX];
+	(void)snprintf(begin_detail, sizeof begin_detail, "%s", gerr ? cf_err_detail() : "");
 	for (unsigned i = 0; i < n; i++) {
 		struct wjob *j = &jobs[i];
 		if (gerr) {
+			/* the group could not start: every request fails, for the same reason */
 			j->result = gerr;
+			(void)snprintf(j->detail, sizeof j->detail, "%s", begin_detail);
 			continue;
 		}
 		struct cf_tx tx = {.st = q->st, .tenant = j->tenant, .conn = c};

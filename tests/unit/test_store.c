@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "store/store.h"
 
@@ -498,6 +499,30 @@ static void test_bad_urls(void **state)
 	}
 }
 
+static void test_locked_then_recovers(void **state)
+{
+	/* SQLite: another process holds the write lock. The write waits (busy_timeout),
+	 * then fails as store_unavailable with nothing kept; once the lock is gone, the
+	 * same store writes again without being reopened. */
+	struct engine *e = *state;
+	if (e->kind != CF_STORE_SQLITE)
+		return; /* PostgreSQL's outage and recovery: tests/integration/t_store.sh */
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	sqlite3 *other = NULL;
+	assert_int_equal(sqlite3_open(e->path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	struct item a = {"acme", 1, "a", 1, NULL};
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_fn, &a), CF_E_STORE_UNAVAILABLE);
+	assert_non_null(strstr(cf_err_detail(), "locked"));
+	assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_fn, &a), CF_OK);
+	assert_int_equal(count_as(st, "acme"), 1);
+	cf_store_close(&st);
+}
+
 #define T(f) cmocka_unit_test_setup(f, fresh)
 static const struct CMUnitTest tests[] = {
         T(test_open_and_migrate),
@@ -508,6 +533,7 @@ static const struct CMUnitTest tests[] = {
         T(test_concurrent_group_commit),
         T(test_tenant_isolation),
         T(test_bad_urls),
+        T(test_locked_then_recovers),
 };
 
 int main(void)
