@@ -78,7 +78,7 @@ echo "coffre tests: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores"
 if pg_env=$(tests/pg.sh start 2>"$LOGS/pg-start.txt"); then
 	eval "$pg_env"
 	trap 'tests/pg.sh stop "$COFFRE_TEST_PG_DIR"' EXIT
-	echo "PostgreSQL $("$COFFRE_TEST_PG_BIN/postgres" --version | grep -oE '[0-9]+\.[0-9]+') on $COFFRE_TEST_PG_HOST"
+	echo "PostgreSQL $("$COFFRE_TEST_PG_BIN/postgres" --version | grep -oE '[0-9]+\.[0-9]+' | head -1) on $COFFRE_TEST_PG_HOST"
 else
 	echo "not ok 1 - PostgreSQL could not be started" >"$LOGS/pg.txt"
 	cat "$LOGS/pg-start.txt" >>"$LOGS/pg.txt"

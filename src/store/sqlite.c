@@ -310,17 +310,26 @@ static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 		j->result = e;
 		if (e && !j->detail[0])
 			(void)snprintf(j->detail, sizeof j->detail, "%s", cf_err_detail());
+		if (e && sqlite3_get_autocommit(c->db)) {
+			/* SQLite aborted the whole transaction (a full disk, an I/O error): the
+			 * requests before this one are gone too, and the ones after must not run
+			 * outside the group. All fail, for this reason. */
+			gerr = e;
+			(void)snprintf(begin_detail, sizeof begin_detail, "%s", j->detail);
+		}
 	}
+	char gdetail[CF_ERR_DETAIL_MAX];
+	(void)snprintf(gdetail, sizeof gdetail, "%s", begin_detail);
 	if (!gerr) {
 		gerr = conn_exec(c, "COMMIT", "commit");
 		if (gerr) {
-			(void)conn_exec(c, "ROLLBACK", "rollback");
+			(void)snprintf(gdetail, sizeof gdetail, "%s", cf_err_detail());
+			if (!sqlite3_get_autocommit(c->db))
+				(void)conn_exec(c, "ROLLBACK", "rollback");
 		}
 	} else if (!sqlite3_get_autocommit(c->db)) {
 		(void)conn_exec(c, "ROLLBACK", "rollback");
 	}
-	char gdetail[CF_ERR_DETAIL_MAX];
-	(void)snprintf(gdetail, sizeof gdetail, "%s", cf_err_detail());
 	for (unsigned i = 0; i < n; i++) {
 		struct wjob *j = &jobs[i];
 		cf_err r = j->result ? j->result : gerr;

@@ -4,7 +4,11 @@
  *   crash_writer verify URL ACKFILE           checks every acknowledged row is present and
  *       intact (each row carries a checksum of its payload), and the engine's integrity
  *       check passes; exit 0 when all is well.
- * tests/integration/t_crash.sh kills the writer with SIGKILL at random moments. */
+ *   crash_writer fill URL BALLAST             writes until the disk is full, checks the
+ *       failure is a clean store_unavailable and the database intact, deletes the
+ *       BALLAST file and checks the same store writes again (no reopen).
+ * tests/integration/t_crash.sh kills the writer with SIGKILL at random moments;
+ * tests/integration/t_store.sh fills a small tmpfs. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +119,44 @@ static cf_err all_rows(struct cf_tx *tx, void *ctx)
 	return cf_tx_query(tx, q, NULL, 0, check_row, ctx);
 }
 
+static int64_t next_fill_id = 1;
+
+static cf_err put_many(struct cf_tx *tx, void *ctx)
+{
+	(void)ctx;
+	for (int i = 0; i < 50; i++) {
+		struct row r = {.id = next_fill_id + i};
+		memset(r.payload, 'f', sizeof r.payload);
+		CF_TRY(put(tx, &r));
+	}
+	return CF_OK;
+}
+
+static int fill(struct cf_store *st, const char *ballast)
+{
+	cf_err err = CF_OK;
+	int64_t batches = 0;
+	while ((err = cf_store_write_wait(st, NULL, put_many, NULL)) == CF_OK) {
+		next_fill_id += 50;
+		batches++;
+	}
+	printf("full after %lld rows: %s (%s)\n", (long long)(batches * 50), cf_err_name(err),
+	       cf_err_detail());
+	if (err != CF_E_STORE_UNAVAILABLE || !strstr(cf_err_detail(), "full"))
+		return 1;
+	struct cf_store_check chk;
+	if (cf_store_check(st, &chk) != CF_OK || !chk.integrity_ok) {
+		printf("integrity after the full disk: %s\n", chk.integrity);
+		return 1;
+	}
+	printf("integrity: %s\n", chk.integrity);
+	if (unlink(ballast) != 0)
+		return 1;
+	err = cf_store_write_wait(st, NULL, put_many, NULL);
+	printf("after freeing space: %s\n", err == CF_OK ? "written" : cf_err_detail());
+	return err == CF_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
@@ -132,6 +174,11 @@ int main(int argc, char **argv)
 	if (cf_store_open(&o, &st) != CF_OK) {
 		fprintf(stderr, "crash_writer: open: %s\n", cf_err_detail());
 		return 1;
+	}
+	if (strcmp(argv[1], "fill") == 0) {
+		int rc = fill(st, argv[3]);
+		cf_store_close(&st);
+		return rc;
 	}
 	if (strcmp(argv[1], "write") == 0) {
 		int n = argc > 4 ? (int)strtol(argv[4], NULL, 10) : 8;

@@ -41,6 +41,20 @@ expect_refusal "a database newer than this coffre" "newer than this coffre" env 
 out=$("$COFFRE" store check --store "sqlite:$D/none.db" 2>&1)
 [ $? = 1 ] && [ ! -e "$D/none.db" ] && ok "coffre store check creates nothing where there is no database" || fail "coffre store check creates nothing" "$out"
 
+# --- a full disk: a 1 MiB tmpfs holding the database and some ballast
+WRITER=${CRASH_WRITER:-$(dirname "$COFFRED")/crash_writer}
+mkdir -p "$D/full"
+if mount -t tmpfs -o size=1m tmpfs "$D/full" 2>/dev/null; then
+	head -c 200000 /dev/zero >"$D/full/ballast"
+	out=$("$WRITER" fill "sqlite:$D/full/db" "$D/full/ballast" 2>&1)
+	rc=$?
+	umount "$D/full"
+	[ $rc = 0 ] && ok "a full disk: store_unavailable (disk is full), database intact, writes resume once space is freed" ||
+		fail "a full disk: clean failure, intact database, recovery" "$out"
+else
+	echo "# skip: cannot mount a tmpfs here, so the full-disk test did not run"
+fi
+
 # --- PostgreSQL
 if [ -z "${COFFRE_TEST_PG_HOST:-}" ]; then
 	fail "PostgreSQL tests (COFFRE_TEST_PG_HOST is not set: run through make test)"
