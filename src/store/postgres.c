@@ -116,6 +116,28 @@ static const char *conninfo_value(PGconn *c, const char *key, char *buf, size_t 
 	return buf;
 }
 
+static const char set_tenant[] = "SELECT set_config('coffre.tenant', $1, true)";
+
+/* The statements every transaction uses, prepared once per connection (again after a
+ * reset): each transaction then skips their parsing and planning. */
+static cf_err prepare_fixed(struct pconn *pc)
+{
+	static const char *const fixed[][2] = {
+	        {"cf_begin", "BEGIN"},       {"cf_begin_ro", "BEGIN READ ONLY"},
+	        {"cf_tenant", set_tenant},   {"cf_commit", "COMMIT"},
+	        {"cf_rollback", "ROLLBACK"},
+	};
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+		PGresult *r = PQprepare(pc->conn, fixed[i][0], fixed[i][1], 0, NULL);
+		cf_err err = PQresultStatus(r) == PGRES_COMMAND_OK
+		                     ? CF_OK
+		                     : pg_result_err(pc->conn, r, "prepare");
+		PQclear(r);
+		CF_TRY(err);
+	}
+	return CF_OK;
+}
+
 /* Server notices ("relation already exists, skipping") go to the debug log, not stderr. */
 static void on_notice(void *arg, const char *msg)
 {
@@ -166,6 +188,8 @@ static cf_err pconn_open(const char *url, bool runtime, struct pconn **out)
 		if (err)
 			goto out_fail;
 	}
+	if ((err = prepare_fixed(pc)) != CF_OK)
+		goto out_fail;
 	*out = pc;
 	return CF_OK;
 out_fail:
@@ -193,7 +217,7 @@ static cf_err pconn_ready(struct pconn *pc)
 	memset(pc->cache, 0, sizeof pc->cache);
 	if (PQstatus(pc->conn) != CONNECTION_OK)
 		return pg_conn_err(pc->conn, "PostgreSQL is unreachable");
-	return CF_OK;
+	return prepare_fixed(pc);
 }
 
 /* The cached statement name for sql, or NULL when it is not prepared yet (*slot then
@@ -215,8 +239,6 @@ static const char *stmt_name(struct pconn *pc, const char *sql, struct pstmt **s
 	return NULL;
 }
 
-static const char set_tenant[] = "SELECT set_config('coffre.tenant', $1, true)";
-
 /* BEGIN, the tenant setting, [PREPARE] and the statement, sent together; the statement's
  * result comes back in *out. */
 static cf_err exec_pipelined(struct pconn *pc, const char *sql, int nargs,
@@ -230,9 +252,9 @@ static cf_err exec_pipelined(struct pconn *pc, const char *sql, int nargs,
 	pc->pending_begin = false;
 	if (!PQenterPipelineMode(c))
 		return pg_conn_err(c, "pipeline");
-	bool sent = PQsendQueryParams(c, pc->pending_readonly ? "BEGIN READ ONLY" : "BEGIN", 0,
-	                              NULL, NULL, NULL, NULL, 0) &&
-	            PQsendQueryParams(c, set_tenant, 1, NULL, &tenant, NULL, NULL, 1);
+	bool sent = PQsendQueryPrepared(c, pc->pending_readonly ? "cf_begin_ro" : "cf_begin", 0,
+	                                NULL, NULL, NULL, 0) &&
+	            PQsendQueryPrepared(c, "cf_tenant", 1, &tenant, NULL, NULL, 1);
 	bool preparing = !name && slot;
 	if (sent && preparing)
 		sent = PQsendPrepare(c, slot->name, sql, 0, NULL);
@@ -438,7 +460,13 @@ static cf_err finish(struct pconn *pc, bool commit)
 		pc->pending_begin = false; /* nothing was sent: nothing to end */
 		return CF_OK;
 	}
-	return simple(pc, commit ? "COMMIT" : "ROLLBACK", commit ? "commit" : "rollback");
+	PGresult *r = PQexecPrepared(pc->conn, commit ? "cf_commit" : "cf_rollback", 0, NULL, NULL,
+	                             NULL, 0);
+	cf_err err = PQresultStatus(r) == PGRES_COMMAND_OK
+	                     ? CF_OK
+	                     : pg_result_err(pc->conn, r, commit ? "commit" : "rollback");
+	PQclear(r);
+	return err;
 }
 
 static void *writer_main(void *arg)

@@ -48,6 +48,10 @@ if mount -t tmpfs -o size=1m tmpfs "$D/full" 2>/dev/null; then
 	head -c 200000 /dev/zero >"$D/full/ballast"
 	out=$("$WRITER" fill "sqlite:$D/full/db" "$D/full/ballast" 2>&1)
 	rc=$?
+	# a read-only volume (Linux refuses to remount it while a store writes there, so
+	# the case that happens is starting on one): one clear line, exit 1
+	mount -o remount,ro "$D/full"
+	expect_refusal "a database on a read-only volume" "Read-only file system" env COFFRE_STORE_URL="sqlite:$D/full/db" "$COFFRED" --dev --data "$D/ro" --listen 127.0.0.1:0
 	umount "$D/full"
 	[ $rc = 0 ] && ok "a full disk: store_unavailable (disk is full), database intact, writes resume once space is freed" ||
 		fail "a full disk: clean failure, intact database, recovery" "$out"
