@@ -6,10 +6,12 @@
 #   raw-shared   256-byte appends, syncs shared (the best any group commit can do)
 #   sqlite-txn   plain SQLite, one row per transaction
 #   pgbench      PostgreSQL insert-only, same client count (its own group commit)
-# The last line is one JSON object of the figures.
+# The store is driven as coffred drives it: N writes in flight, each completion
+# submitting the next (no thread blocked per request). The last line is one JSON object.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=${BENCH_SECONDS:-4}
+SECS=${BENCH_SECONDS:-3}
+ROUNDS=${BENCH_ROUNDS:-3} # interleaved rounds; figures are medians (the machine is noisy)
 B=build/release/store_bench
 [ -x "$B" ] || { cmake --preset release >/dev/null && cmake --build --preset release -j"$(nproc)" >/dev/null; }
 W=$(mktemp -d /tmp/coffre-bench.XXXXXX)
@@ -25,11 +27,11 @@ chmod 755 "$W"
 chmod 644 "$W/insert.sql"
 
 declare -A R
-run() { # key command...
+run() { # key command...: appends this round's figure to R[key]
 	local key=$1 v
 	shift
 	v=$("$@" | awk '{print $3}')
-	R[$key]=${v:-0}
+	R[$key]="${R[$key]:-} ${v:-0}"
 	printf '  %-22s %10s writes/s\n' "$key" "${v:-0}"
 }
 pgb() { # clients
@@ -37,21 +39,25 @@ pgb() { # clients
 		-U coffre_app -c "$1" -j "$(($1 < 4 ? $1 : 4))" -T "$SECS" -f "$W/insert.sql" bench 2>/dev/null |
 		grep -oE 'tps = [0-9.]+ \(without' | grep -oE '[0-9.]+' | awk '{printf "x x %.0f\n", $1}'
 }
-echo "store benchmark: ${SECS}s per figure, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
-for t in 1 8 64; do
-	echo "-- $t writer(s)"
-	run "raw_sync_$t" "$B" raw-sync "$W/raw" "$t" "$SECS"
-	run "raw_shared_$t" "$B" raw-shared "$W/raw" "$t" "$SECS"
-	rm -f "$W"/plain.db*
-	run "sqlite_txn_$t" "$B" sqlite-txn "$W/plain.db" "$t" "$SECS"
-	rm -f "$W"/store.db*
-	run "sqlite_$t" "$B" store "sqlite:$W/store.db" "$t" "$SECS"
-	run "pgbench_$t" pgb "$t"
-	run "postgres_$t" "$B" store "$APP" "$t" "$SECS"
+echo "store benchmark: ${SECS}s per figure, $ROUNDS interleaved rounds, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+for round in $(seq 1 "$ROUNDS"); do
+	for t in 1 8 64; do
+		echo "-- round $round, $t writer(s)"
+		run "raw_sync_$t" "$B" raw-sync "$W/raw" "$t" "$SECS"
+		run "raw_shared_$t" "$B" raw-shared "$W/raw" "$t" "$SECS"
+		rm -f "$W"/plain.db*
+		run "sqlite_txn_$t" "$B" sqlite-txn "$W/plain.db" "$t" "$SECS"
+		rm -f "$W"/store.db*
+		run "sqlite_$t" "$B" store "sqlite:$W/store.db" "$t" "$SECS"
+		run "pgbench_$t" pgb "$t"
+		run "postgres_$t" "$B" store "$APP" "$t" "$SECS"
+	done
 done
 python3 - "$(declare -p R)" <<'PY'
 import json, re, sys
-r = {k: float(v) for k, v in re.findall(r'\[([a-z_0-9]+)\]="?([0-9.]+)"?', sys.argv[1])}
+import statistics
+r = {k: statistics.median(float(x) for x in v.split())
+     for k, v in re.findall(r'\[([a-z_0-9]+)\]="([0-9. ]+)"', sys.argv[1])}
 out = {
     "writes_per_s_sqlite_64": r["sqlite_64"],
     "writes_per_s_postgres_64": r["postgres_64"],

@@ -6,7 +6,9 @@
  *                      any group commit)
  *   sqlite-txn PATH    plain SQLite, WAL, synchronous=FULL, one row per transaction, one
  *                      connection per thread (what an application would do by itself)
- *   store URL          coffre's store interface: cf_store_write, durable before done */
+ *   store URL          coffre's store interface: THREADS writes always in flight, each
+ *                      completion (durable) submitting the next, as coffred's suspended
+ *                      requests do (no thread waits per request) */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -22,6 +24,7 @@
 
 static atomic_long done_count;
 static atomic_bool stop;
+static atomic_int in_flight;
 static const char *mode, *target;
 static int nthreads;
 
@@ -155,6 +158,28 @@ static void put_done(void *ctx, cf_err r)
 	pthread_mutex_unlock(&w->m);
 }
 
+/* In-flight writes: each completion submits the next until the run stops. */
+static void flight_done(void *ctx, cf_err r);
+static void flight_submit(void *ctx)
+{
+	while (!atomic_load(&stop)) {
+		cf_err e = cf_store_write(store, NULL, put, flight_done, ctx);
+		if (e == CF_OK)
+			return;
+		if (e != CF_E_BUSY)
+			break;
+		usleep(100);
+	}
+	atomic_fetch_sub(&in_flight, 1);
+}
+
+static void flight_done(void *ctx, cf_err r)
+{
+	if (r == CF_OK)
+		atomic_fetch_add(&done_count, 1);
+	flight_submit(ctx);
+}
+
 static void *store_main(void *arg)
 {
 	(void)arg;
@@ -223,8 +248,15 @@ int main(int argc, char **argv)
 	}
 	pthread_t t[256];
 	double start = now_s();
-	for (int i = 0; i < nthreads; i++)
-		pthread_create(&t[i], NULL, fn, NULL);
+	if (fn == store_main) {
+		/* no client threads: nthreads writes in flight */
+		atomic_store(&in_flight, nthreads);
+		for (int i = 0; i < nthreads; i++)
+			flight_submit(NULL);
+	} else {
+		for (int i = 0; i < nthreads; i++)
+			pthread_create(&t[i], NULL, fn, NULL);
+	}
 	struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
 	nanosleep(&ts, NULL);
 	long n = atomic_load(&done_count);
@@ -234,8 +266,13 @@ int main(int argc, char **argv)
 	pthread_cond_broadcast(&q_cond);
 	pthread_cond_broadcast(&ack_cond);
 	pthread_mutex_unlock(&q_lock);
-	for (int i = 0; i < nthreads; i++)
-		pthread_join(t[i], NULL);
+	if (fn == store_main) {
+		while (atomic_load(&in_flight) > 0)
+			usleep(1000);
+	} else {
+		for (int i = 0; i < nthreads; i++)
+			pthread_join(t[i], NULL);
+	}
 	if (fn == raw_shared_main)
 		pthread_join(syncer, NULL);
 	if (store)

@@ -2,6 +2,8 @@
 #ifndef CF_STORE_INTERNAL_H
 #define CF_STORE_INTERNAL_H
 
+#include <pthread.h>
+
 #include "store/store.h"
 
 struct cf_store_ops {
@@ -46,6 +48,24 @@ struct cf_span cf_sqlite_row_blob(const struct cf_row *row, unsigned col);
 bool cf_postgres_row_is_null(const struct cf_row *row, unsigned col);
 int64_t cf_postgres_row_int(const struct cf_row *row, unsigned col);
 struct cf_span cf_postgres_row_blob(const struct cf_row *row, unsigned col);
+
+/* A bounded pool of reader connections, opened on demand and kept (store.c); both
+ * engines use it. take waits when max connections are all in use. Thread-safe. */
+struct cf_connpool {
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	void **idle; /* a stack of idle connections */
+	unsigned nidle, nopen, max;
+	cf_err (*open)(void *ctx, void **out);
+	void (*close)(void *conn);
+	void *ctx;
+};
+cf_err cf_connpool_init(struct cf_connpool *p, unsigned max, cf_err (*open)(void *, void **),
+                        void (*close)(void *), void *ctx);
+cf_err cf_connpool_take(struct cf_connpool *p, void **out);
+void cf_connpool_give(struct cf_connpool *p, void *conn);
+/* Closes the idle connections; every taken one must have been given back. */
+void cf_connpool_destroy(struct cf_connpool *p);
 
 /* Checks the migration list: versions 1..n without gaps, both dialects present. */
 cf_err cf_store_check_migrations(const struct cf_migration *m, size_t n);

@@ -39,7 +39,6 @@ struct pconn {
 	PGconn *conn;
 	struct pstmt cache[STMT_CACHE];
 	unsigned nprepared;
-	struct pconn *next_free;
 	/* A transaction's BEGIN and tenant setting wait here to travel with its first
 	 * statement in one round trip (libpq pipeline mode). */
 	bool pending_begin;
@@ -64,10 +63,7 @@ struct pg {
 	bool stopping;
 	unsigned nthreads;
 	pthread_t *threads;
-	pthread_mutex_t rlock;
-	pthread_cond_t rfree;
-	struct pconn *free_readers;
-	unsigned nreaders, max_readers;
+	struct cf_connpool readers;
 };
 
 static cf_err pg_conn_err(PGconn *c, const char *what)
@@ -529,39 +525,31 @@ static cf_err pg_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
 	return err;
 }
 
-static cf_err reader_take(struct pg *p, struct pconn **out)
+static cf_err reader_open(void *ctx, void **out)
 {
-	pthread_mutex_lock(&p->rlock);
-	while (!p->free_readers && p->nreaders >= p->max_readers)
-		pthread_cond_wait(&p->rfree, &p->rlock);
-	struct pconn *pc = p->free_readers;
-	if (pc) {
-		p->free_readers = pc->next_free;
-		pthread_mutex_unlock(&p->rlock);
-		*out = pc;
-		return CF_OK;
-	}
-	p->nreaders++;
-	pthread_mutex_unlock(&p->rlock);
-	cf_err err = pconn_open(p->url, true, &pc);
-	if (err) {
-		pthread_mutex_lock(&p->rlock);
-		p->nreaders--;
-		pthread_cond_signal(&p->rfree);
-		pthread_mutex_unlock(&p->rlock);
-		return err;
-	}
-	*out = pc;
+	struct pg *o = ctx;
+	struct pconn *c = NULL;
+	CF_TRY(pconn_open(o->url, true, &c));
+	*out = c;
 	return CF_OK;
 }
 
-static void reader_give(struct pg *p, struct pconn *pc)
+static void reader_close(void *conn)
 {
-	pthread_mutex_lock(&p->rlock);
-	pc->next_free = p->free_readers;
-	p->free_readers = pc;
-	pthread_cond_signal(&p->rfree);
-	pthread_mutex_unlock(&p->rlock);
+	pconn_close(conn);
+}
+
+static cf_err reader_take(struct pg *o, struct pconn **out)
+{
+	void *v = NULL;
+	CF_TRY(cf_connpool_take(&o->readers, &v));
+	*out = v;
+	return CF_OK;
+}
+
+static void reader_give(struct pg *o, struct pconn *c)
+{
+	cf_connpool_give(&o->readers, c);
 }
 
 static cf_err pg_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
@@ -709,15 +697,9 @@ static void pg_close(struct cf_store *st)
 	pthread_mutex_unlock(&p->lock);
 	for (unsigned i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
-	while (p->free_readers) {
-		struct pconn *pc = p->free_readers;
-		p->free_readers = pc->next_free;
-		pconn_close(pc);
-	}
+	cf_connpool_destroy(&p->readers);
 	pthread_cond_destroy(&p->nonempty);
 	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->rfree);
-	pthread_mutex_destroy(&p->rlock);
 	free(p->threads);
 	free(p->ring);
 	free(p);
@@ -742,11 +724,13 @@ cf_err cf_postgres_open(const struct cf_store_opts *opts, struct cf_store *st)
 	st->ops = &pg_ops;
 	st->impl = p;
 	p->st = st;
+	if (cf_connpool_init(&p->readers, opts->readers ? opts->readers : READERS_DEFAULT,
+	                     reader_open, reader_close, p) != CF_OK) {
+		err = CF_E_NOMEM;
+		goto out_close;
+	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->nonempty, NULL);
-	pthread_mutex_init(&p->rlock, NULL);
-	pthread_cond_init(&p->rfree, NULL);
-	p->max_readers = opts->readers ? opts->readers : READERS_DEFAULT;
 	if ((size_t)snprintf(p->url, sizeof p->url, "%s", opts->url) >= sizeof p->url) {
 		err = cf_err_fail(CF_E_CONFIG, "store.url too long");
 		goto out_close;

@@ -31,7 +31,6 @@ struct stmt_slot {
 struct sconn {
 	sqlite3 *db;
 	struct stmt_slot cache[STMT_CACHE];
-	struct sconn *next_free;
 };
 
 struct wjob {
@@ -54,11 +53,7 @@ struct sq {
 	struct wjob *ring;
 	unsigned head, count, group_max;
 	bool stopping;
-	/* readers */
-	pthread_mutex_t rlock;
-	pthread_cond_t rfree;
-	struct sconn *free_readers;
-	unsigned nreaders, max_readers;
+	struct cf_connpool readers;
 };
 
 static cf_err sq_err(sqlite3 *db, int rc, const char *what)
@@ -388,39 +383,31 @@ static cf_err sq_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
 
 /* Readers ---------------------------------------------------------------------------- */
 
-static cf_err reader_take(struct sq *q, struct sconn **out)
+static cf_err reader_open(void *ctx, void **out)
 {
-	pthread_mutex_lock(&q->rlock);
-	while (!q->free_readers && q->nreaders >= q->max_readers)
-		pthread_cond_wait(&q->rfree, &q->rlock);
-	struct sconn *c = q->free_readers;
-	if (c) {
-		q->free_readers = c->next_free;
-		pthread_mutex_unlock(&q->rlock);
-		*out = c;
-		return CF_OK;
-	}
-	q->nreaders++;
-	pthread_mutex_unlock(&q->rlock);
-	cf_err err = conn_open(q->path, false, &c);
-	if (err) {
-		pthread_mutex_lock(&q->rlock);
-		q->nreaders--;
-		pthread_cond_signal(&q->rfree);
-		pthread_mutex_unlock(&q->rlock);
-		return err;
-	}
+	struct sq *o = ctx;
+	struct sconn *c = NULL;
+	CF_TRY(conn_open(o->path, false, &c));
 	*out = c;
 	return CF_OK;
 }
 
-static void reader_give(struct sq *q, struct sconn *c)
+static void reader_close(void *conn)
 {
-	pthread_mutex_lock(&q->rlock);
-	c->next_free = q->free_readers;
-	q->free_readers = c;
-	pthread_cond_signal(&q->rfree);
-	pthread_mutex_unlock(&q->rlock);
+	conn_close(conn);
+}
+
+static cf_err reader_take(struct sq *o, struct sconn **out)
+{
+	void *v = NULL;
+	CF_TRY(cf_connpool_take(&o->readers, &v));
+	*out = v;
+	return CF_OK;
+}
+
+static void reader_give(struct sq *o, struct sconn *c)
+{
+	cf_connpool_give(&o->readers, c);
 }
 
 static cf_err sq_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
@@ -570,15 +557,9 @@ static void sq_close(struct cf_store *st)
 		pthread_join(q->thread, NULL);
 	}
 	conn_close(q->writer);
-	while (q->free_readers) {
-		struct sconn *c = q->free_readers;
-		q->free_readers = c->next_free;
-		conn_close(c);
-	}
+	cf_connpool_destroy(&q->readers);
 	pthread_cond_destroy(&q->nonempty);
 	pthread_mutex_destroy(&q->lock);
-	pthread_cond_destroy(&q->rfree);
-	pthread_mutex_destroy(&q->rlock);
 	free(q->ring);
 	free(q);
 }
@@ -603,11 +584,13 @@ cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct
 	st->ops = &cf_sqlite_ops;
 	st->impl = q;
 	q->st = st;
+	if (cf_connpool_init(&q->readers, opts->readers ? opts->readers : READERS_DEFAULT,
+	                     reader_open, reader_close, q) != CF_OK) {
+		err = CF_E_NOMEM;
+		goto out_close;
+	}
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->nonempty, NULL);
-	pthread_mutex_init(&q->rlock, NULL);
-	pthread_cond_init(&q->rfree, NULL);
-	q->max_readers = opts->readers ? opts->readers : READERS_DEFAULT;
 	q->group_max = opts->group_max ? opts->group_max : GROUP_DEFAULT;
 	if ((size_t)snprintf(q->path, sizeof q->path, "%s", path) >= sizeof q->path) {
 		err = cf_err_fail(CF_E_CONFIG, "store path too long");

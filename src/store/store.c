@@ -185,3 +185,62 @@ cf_err cf_store_check(struct cf_store *st, struct cf_store_check *out)
 	*out = (struct cf_store_check){0};
 	return st->ops->check(st, out);
 }
+
+cf_err cf_connpool_init(struct cf_connpool *p, unsigned max, cf_err (*open)(void *, void **),
+                        void (*close)(void *), void *ctx)
+{
+	*p = (struct cf_connpool){.max = max ? max : 1, .open = open, .close = close, .ctx = ctx};
+	p->idle = calloc(p->max, sizeof *p->idle);
+	if (!p->idle)
+		return CF_E_NOMEM;
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->freed, NULL);
+	return CF_OK;
+}
+
+cf_err cf_connpool_take(struct cf_connpool *p, void **out)
+{
+	pthread_mutex_lock(&p->lock);
+	while (p->nidle == 0 && p->nopen >= p->max)
+		pthread_cond_wait(&p->freed, &p->lock);
+	if (p->nidle > 0) {
+		*out = p->idle[--p->nidle];
+		pthread_mutex_unlock(&p->lock);
+		return CF_OK;
+	}
+	p->nopen++; /* opened outside the lock: connecting may take a while */
+	pthread_mutex_unlock(&p->lock);
+	void *conn = NULL;
+	cf_err err = p->open(p->ctx, &conn);
+	if (err == CF_OK && !conn)
+		err = CF_E_INTERNAL;
+	if (err) {
+		pthread_mutex_lock(&p->lock);
+		p->nopen--;
+		pthread_cond_signal(&p->freed);
+		pthread_mutex_unlock(&p->lock);
+		return err;
+	}
+	*out = conn;
+	return CF_OK;
+}
+
+void cf_connpool_give(struct cf_connpool *p, void *conn)
+{
+	pthread_mutex_lock(&p->lock);
+	p->idle[p->nidle++] = conn;
+	pthread_cond_signal(&p->freed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void cf_connpool_destroy(struct cf_connpool *p)
+{
+	if (!p->idle)
+		return;
+	while (p->nidle > 0)
+		p->close(p->idle[--p->nidle]);
+	free(p->idle);
+	p->idle = NULL;
+	pthread_cond_destroy(&p->freed);
+	pthread_mutex_destroy(&p->lock);
+}
