@@ -53,6 +53,7 @@
 	X(CF_E_STORE_MIGRATION, "store_migration", 500, "a database migration failed")             \
 	X(CF_E_IO, "io_error", 500, "an input/output error occurred on the server")                \
 	X(CF_E_CONFIG, "config_error", 500, "the configuration is invalid")                        \
+	X(CF_E_INTEGRITY, "integrity", 500, "data failed its integrity check")                     \
 	X(CF_E_CRYPTO, "crypto_error", 500, "a cryptographic operation failed")                    \
 	X(CF_E_SECMEM, "secure_memory", 500, "secure memory could not be locked")                  \
 	X(CF_E_PERMISSION, "permission", 500, "a file or folder has unsafe permissions")           \
