@@ -1,0 +1,65 @@
+/* coffre — keys: key management (DESIGN §5). This first piece is the envelope: how one
+ * field of one record version is sealed under a fresh data key (DEK) that the tenant's
+ * key-encryption key (KEK) wraps. The keyring that holds KEKs behind handles, the root
+ * key providers, rotation and shredding build on it.
+ *
+ * ER1, ER2: every value is sealed with AES-256-GCM under a DEK used for this one value
+ * only (so a random nonce never repeats under a key); the DEK is wrapped with
+ * AES-256-SIV under the KEK, and the wrapped DEK is stored beside the ciphertext.
+ * Associated data comes from the caller's context (tenant, collection, record id,
+ * version, field), never from the stored bytes: a value copied to another tenant,
+ * record, version or field does not open. docs/formats.md gives every byte. */
+#ifndef CF_KEYS_H
+#define CF_KEYS_H
+
+#include "base/base.h"
+#include "crypto/crypto.h"
+
+/* Where a value belongs. Every string is at most CF_ENV_ID_MAX bytes. */
+#define CF_ENV_ID_MAX 255u
+struct cf_env_ctx {
+	struct cf_span tenant;
+	struct cf_span collection;
+	struct cf_span record;
+	uint64_t version;
+	struct cf_span field;
+};
+
+/* Which KEK wrapped the DEK: its version, and the root key version that wraps it. */
+struct cf_key_id {
+	uint32_t kek_version;
+	uint32_t rk_version;
+};
+
+/* A parsed envelope: spans into the caller's bytes. */
+struct cf_env_view {
+	uint8_t format;
+	uint8_t alg;
+	struct cf_key_id kid;
+	struct cf_span tenant;      /* informational: the caller's tenant is what counts */
+	struct cf_span wrapped_dek; /* AES-SIV: 16 + 32 bytes */
+	struct cf_span nonce;       /* 12 bytes */
+	struct cf_span sealed;      /* ciphertext then tag */
+};
+
+#define CF_ENV_FORMAT      1
+#define CF_ENV_ALG_GCM_SIV 1 /* data AES-256-GCM, DEK wrap AES-256-SIV */
+#define CF_ENV_DEK         32
+#define CF_ENV_WRAPPED_DEK (CF_AEAD_TAG + CF_ENV_DEK)
+
+/* Bytes an envelope for plaintext of pt_len bytes takes for this tenant. */
+size_t cf_env_size(const struct cf_env_ctx *ctx, size_t pt_len);
+/* Seals pt for ctx under kek (64 bytes, AES-256-SIV) into out (cf_env_size bytes).
+ * CF_E_INVALID for an oversize context value. */
+CF_MUST cf_err cf_env_seal(const uint8_t kek[CF_SIV_KEY], struct cf_key_id kid,
+                           const struct cf_env_ctx *ctx, struct cf_span pt, uint8_t *out,
+                           size_t out_cap, size_t *out_len);
+/* Parses without decrypting: CF_E_INTEGRITY for anything malformed (fuzzed). */
+CF_MUST cf_err cf_env_parse(struct cf_span env, struct cf_env_view *view);
+/* Opens an envelope for ctx under kek (the caller found it from view.kid and its own
+ * tenant). out must hold view.sealed.len - 16 bytes. CF_E_INTEGRITY when the value does
+ * not belong to ctx, was altered, or kek is not the one that sealed it. */
+CF_MUST cf_err cf_env_open(const uint8_t kek[CF_SIV_KEY], const struct cf_env_ctx *ctx,
+                           struct cf_span env, uint8_t *out, size_t out_cap, size_t *out_len);
+
+#endif

@@ -1,0 +1,189 @@
+/* Unit tests for src/keys: the envelope of a sealed value (ER1, ER2, TI1). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys/keys.h"
+
+#define S(str) ((struct cf_span){(const uint8_t *)(str), sizeof(str) - 1})
+
+static uint8_t kek[CF_SIV_KEY], kek2[CF_SIV_KEY];
+
+static int setup(void **state)
+{
+	(void)state;
+	return cf_crypto_random_key(kek, sizeof kek) == CF_OK &&
+	                       cf_crypto_random_key(kek2, sizeof kek2) == CF_OK
+	               ? 0
+	               : -1;
+}
+
+static struct cf_env_ctx ctx_a(void)
+{
+	return (struct cf_env_ctx){S("acme"), S("customers"), S("rec-1"), 3, S("email")};
+}
+
+static uint8_t *seal(const struct cf_env_ctx *c, struct cf_span pt, size_t *len)
+{
+	size_t cap = cf_env_size(c, pt.len);
+	uint8_t *env = malloc(cap);
+	assert_non_null(env);
+	struct cf_key_id kid = {.kek_version = 7, .rk_version = 2};
+	assert_int_equal(cf_env_seal(kek, kid, c, pt, env, cap, len), CF_OK);
+	assert_int_equal(*len, cap);
+	return env;
+}
+
+static cf_err open_as(const uint8_t *k, const struct cf_env_ctx *c, const uint8_t *env, size_t len)
+{
+	uint8_t out[70000];
+	size_t n = 0;
+	return cf_env_open(k, c, (struct cf_span){env, len}, out, sizeof out, &n);
+}
+
+static void test_round_trip_and_layout(void **state)
+{
+	(void)state;
+	static uint8_t big[65536];
+	memset(big, 'z', sizeof big);
+	size_t sizes[] = {0, 1, 1024, sizeof big};
+	struct cf_env_ctx c = ctx_a();
+	for (size_t i = 0; i < 4; i++) {
+		size_t len;
+		uint8_t *env = seal(&c, (struct cf_span){big, sizes[i]}, &len);
+		struct cf_env_view v;
+		assert_int_equal(cf_env_parse((struct cf_span){env, len}, &v), CF_OK);
+		assert_int_equal(v.format, CF_ENV_FORMAT);
+		assert_int_equal(v.alg, CF_ENV_ALG_GCM_SIV);
+		assert_int_equal(v.kid.kek_version, 7);
+		assert_int_equal(v.kid.rk_version, 2);
+		assert_true(cf_span_eq(v.tenant, S("acme")));
+		assert_int_equal(v.wrapped_dek.len, 48);
+		assert_int_equal(v.nonce.len, 12);
+		assert_int_equal(v.sealed.len, sizes[i] + 16);
+		/* header: format, alg, kek version, rk version, tenant (docs/formats.md) */
+		static const uint8_t head[] = {1, 1, 0, 0, 0, 7, 0, 0, 0, 2, 4, 'a', 'c', 'm', 'e'};
+		assert_memory_equal(env, head, sizeof head);
+		uint8_t *out = malloc(sizes[i] + 1);
+		size_t n = 99;
+		assert_int_equal(
+		        cf_env_open(kek, &c, (struct cf_span){env, len}, out, sizes[i] + 1, &n),
+		        CF_OK);
+		assert_int_equal(n, sizes[i]);
+		if (n)
+			assert_memory_equal(out, big, n);
+		free(out);
+		free(env);
+	}
+	/* the same value twice: different DEK and nonce, so different bytes */
+	size_t l1, l2;
+	uint8_t *e1 = seal(&c, S("same"), &l1), *e2 = seal(&c, S("same"), &l2);
+	assert_int_equal(l1, l2);
+	assert_memory_not_equal(e1 + 15, e2 + 15, l1 - 15);
+	free(e1);
+	free(e2);
+}
+
+static void test_bound_to_context(void **state)
+{
+	(void)state;
+	struct cf_env_ctx c = ctx_a();
+	size_t len;
+	uint8_t *env = seal(&c, S("jane@example.com"), &len);
+	assert_int_equal(open_as(kek, &c, env, len), CF_OK);
+	/* TI1: a row copied to another tenant does not open, and says why */
+	struct cf_env_ctx other = c;
+	other.tenant = S("evil");
+	assert_int_equal(open_as(kek, &other, env, len), CF_E_INTEGRITY);
+	assert_non_null(strstr(cf_err_detail(), "another tenant"));
+	/* ...even when the stored tenant is forged to match: the associated data comes
+	 * from the caller, and the value was bound to "acme" */
+	memcpy(env + 11, "evil", 4);
+	assert_int_equal(open_as(kek, &other, env, len), CF_E_INTEGRITY);
+	memcpy(env + 11, "acme", 4);
+	/* another record, version, field, collection */
+	other = c;
+	other.record = S("rec-2");
+	assert_int_equal(open_as(kek, &other, env, len), CF_E_INTEGRITY);
+	other = c;
+	other.version = 4;
+	assert_int_equal(open_as(kek, &other, env, len), CF_E_INTEGRITY);
+	other = c;
+	other.field = S("phone");
+	assert_int_equal(open_as(kek, &other, env, len), CF_E_INTEGRITY);
+	other = c;
+	other.collection = S("orders");
+	assert_int_equal(open_as(kek, &other, env, len), CF_E_INTEGRITY);
+	/* the wrong KEK, and a key id edited to point at another version */
+	assert_int_equal(open_as(kek2, &c, env, len), CF_E_INTEGRITY);
+	env[5] ^= 1;
+	assert_int_equal(open_as(kek, &c, env, len), CF_E_INTEGRITY);
+	env[5] ^= 1;
+	assert_int_equal(open_as(kek, &c, env, len), CF_OK);
+	free(env);
+}
+
+static void test_tampering_and_truncation(void **state)
+{
+	(void)state;
+	struct cf_env_ctx c = ctx_a();
+	size_t len;
+	uint8_t *env = seal(&c, S("4111 1111 1111 1111"), &len);
+	for (size_t i = 0; i < len; i++)
+		for (int bit = 0; bit < 8; bit += 3) {
+			env[i] ^= (uint8_t)(1u << bit);
+			if (open_as(kek, &c, env, len) != CF_E_INTEGRITY)
+				fail_msg("flipping bit %d of byte %zu was not detected", bit, i);
+			env[i] ^= (uint8_t)(1u << bit);
+		}
+	for (size_t n = 0; n < len; n++)
+		if (open_as(kek, &c, env, n) != CF_E_INTEGRITY)
+			fail_msg("truncation to %zu bytes was not detected", n);
+	/* trailing bytes are part of the sealed data, so they fail too */
+	uint8_t *longer = malloc(len + 1);
+	memcpy(longer, env, len);
+	longer[len] = 0;
+	assert_int_equal(open_as(kek, &c, longer, len + 1), CF_E_INTEGRITY);
+	free(longer);
+	assert_int_equal(open_as(kek, &c, env, len), CF_OK);
+	free(env);
+}
+
+static void test_bad_context(void **state)
+{
+	(void)state;
+	uint8_t out[200];
+	size_t n;
+	struct cf_env_ctx c = ctx_a();
+	c.tenant = (struct cf_span){(const uint8_t *)"", 0};
+	assert_int_equal(
+	        cf_env_seal(kek, (struct cf_key_id){1, 1}, &c, S("x"), out, sizeof out, &n),
+	        CF_E_INVALID);
+	static uint8_t longname[300];
+	memset(longname, 'a', sizeof longname);
+	c = ctx_a();
+	c.field = (struct cf_span){longname, sizeof longname};
+	assert_int_equal(
+	        cf_env_seal(kek, (struct cf_key_id){1, 1}, &c, S("x"), out, sizeof out, &n),
+	        CF_E_INVALID);
+	c = ctx_a();
+	assert_int_equal(cf_env_seal(kek, (struct cf_key_id){1, 1}, &c, S("x"), out, 10, &n),
+	                 CF_E_INVALID);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_round_trip_and_layout),
+	        cmocka_unit_test(test_bound_to_context),
+	        cmocka_unit_test(test_tampering_and_truncation),
+	        cmocka_unit_test(test_bad_context),
+	};
+	return cmocka_run_group_tests_name("keys", tests, setup, NULL);
+}
