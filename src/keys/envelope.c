@@ -134,7 +134,7 @@ cf_err cf_env_open(const uint8_t kek[CF_SIV_KEY], const struct cf_env_ctx *ctx, 
                    uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	CF_ENSURE(ctx_ok(ctx), cf_err_fail(CF_E_INVALID, "envelope context out of range"));
-	struct cf_env_view v;
+	struct cf_env_view v = {0};
 	CF_TRY(cf_env_parse(env, &v));
 	/* The stored tenant is not trusted; a mismatch is reported as what it is. */
 	CF_ENSURE(cf_span_eq(v.tenant, ctx->tenant),
