@@ -22,7 +22,9 @@ CF_MUST cf_err cf_crypto_dev_pki(const char *dir, bool *created);
 #define CF_DEV_SERVER_KEY  "server.key"
 #define CF_DEV_CA_CRL      "ca.crl"
 
-/* Random bytes: nonces and ids, and key material (GnuTLS's key-grade generator). */
+/* Random bytes. cf_crypto_random is GnuTLS's level for nonces and temporal keys (a DEK
+ * protects one value: that is its level); cf_crypto_random_key is the key-grade level,
+ * for long-term keys (KEKs, root keys, signing keys). */
 CF_MUST cf_err cf_crypto_random(void *buf, size_t n);
 CF_MUST cf_err cf_crypto_random_key(void *buf, size_t n);
 
@@ -48,6 +50,17 @@ CF_MUST cf_err cf_siv_seal(const uint8_t key[CF_SIV_KEY], struct cf_span label, 
                            struct cf_span pt, uint8_t *out);
 CF_MUST cf_err cf_siv_open(const uint8_t key[CF_SIV_KEY], struct cf_span label, struct cf_span ad,
                            struct cf_span ct, uint8_t *out);
+
+/* A prepared AES-256-SIV key, for keys that wrap many others (KEKs): the key schedule is
+ * set up once. Thread-safe (calls on one context are serialised). The schedule lives in
+ * GnuTLS's memory, wiped when the context is freed. */
+struct cf_siv;
+CF_MUST cf_err cf_siv_new(const uint8_t key[CF_SIV_KEY], struct cf_siv **out);
+void cf_siv_free(struct cf_siv **pp);
+CF_MUST cf_err cf_siv_seal_with(struct cf_siv *siv, struct cf_span label, struct cf_span ad,
+                                struct cf_span pt, uint8_t *out);
+CF_MUST cf_err cf_siv_open_with(struct cf_siv *siv, struct cf_span label, struct cf_span ad,
+                                struct cf_span ct, uint8_t *out);
 
 /* HMAC-SHA-256 (RFC 2104) and HKDF-SHA-256 (RFC 5869). len <= 8160. */
 #define CF_HMAC_LEN 32

@@ -2,6 +2,7 @@
  * Fixed algorithms, explicit associated data, no choices for callers to get wrong.
  * Known-answer tests: tests/unit/test_crypto.c (NIST GCM, RFC 5869, RFC 4231, RFC 8032,
  * RFC 9106, and AES-SIV cross-checked against python3-cryptography). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,75 @@ cf_err cf_siv_open(const uint8_t key[CF_SIV_KEY], struct cf_span label, struct c
 	          cf_err_fail(CF_E_TOO_LARGE, "ciphertext too large"));
 	return aead(GNUTLS_CIPHER_AES_256_SIV, key, CF_SIV_KEY, label, ad, ct, out,
 	            ct.len - CF_AEAD_TAG, &n, false);
+}
+
+struct cf_siv {
+	pthread_mutex_t lock;
+	gnutls_aead_cipher_hd_t h;
+};
+
+cf_err cf_siv_new(const uint8_t key[CF_SIV_KEY], struct cf_siv **out)
+{
+	struct cf_siv *s = calloc(1, sizeof *s);
+	if (!s)
+		return CF_E_NOMEM;
+	gnutls_datum_t k = {(unsigned char *)(uintptr_t)key, CF_SIV_KEY};
+	int rc = gnutls_aead_cipher_init(&s->h, GNUTLS_CIPHER_AES_256_SIV, &k);
+	if (rc < 0) {
+		free(s);
+		return gt_fail(rc, "AES-SIV key");
+	}
+	pthread_mutex_init(&s->lock, NULL);
+	*out = s;
+	return CF_OK;
+}
+
+void cf_siv_free(struct cf_siv **pp)
+{
+	if (!pp || !*pp)
+		return;
+	struct cf_siv *s = *pp;
+	*pp = NULL;
+	gnutls_aead_cipher_deinit(s->h); /* GnuTLS wipes the key schedule */
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static cf_err siv_with(struct cf_siv *s, struct cf_span label, struct cf_span ad, struct cf_span in,
+                       uint8_t *out, bool seal)
+{
+	CF_ENSURE(label.len > 0, cf_err_fail(CF_E_INVALID, "AES-SIV needs a non-empty label"));
+	CF_ENSURE(in.len <= CF_AEAD_MAX + (seal ? 0 : CF_AEAD_TAG),
+	          cf_err_fail(CF_E_TOO_LARGE, "input too large"));
+	if (!seal && in.len < CF_AEAD_TAG)
+		return cf_err_fail(CF_E_INTEGRITY, "ciphertext truncated");
+	size_t n = seal ? in.len + CF_AEAD_TAG : in.len - CF_AEAD_TAG;
+	const void *src = in.len ? in.ptr : (const void *)"";
+	pthread_mutex_lock(&s->lock);
+	int rc = seal ? gnutls_aead_cipher_encrypt(s->h, label.ptr, label.len,
+	                                           ad.len ? ad.ptr : NULL, ad.len, CF_AEAD_TAG, src,
+	                                           in.len, out, &n)
+	              : gnutls_aead_cipher_decrypt(s->h, label.ptr, label.len,
+	                                           ad.len ? ad.ptr : NULL, ad.len, CF_AEAD_TAG, src,
+	                                           in.len, out, &n);
+	pthread_mutex_unlock(&s->lock);
+	if (rc < 0)
+		return !seal && rc == GNUTLS_E_DECRYPTION_FAILED
+		               ? cf_err_fail(CF_E_INTEGRITY, "authentication failed")
+		               : gt_fail(rc, seal ? "seal" : "open");
+	return CF_OK;
+}
+
+cf_err cf_siv_seal_with(struct cf_siv *siv, struct cf_span label, struct cf_span ad,
+                        struct cf_span pt, uint8_t *out)
+{
+	return siv_with(siv, label, ad, pt, out, true);
+}
+
+cf_err cf_siv_open_with(struct cf_siv *siv, struct cf_span label, struct cf_span ad,
+                        struct cf_span ct, uint8_t *out)
+{
+	return siv_with(siv, label, ad, ct, out, false);
 }
 
 /* MAC and KDF ------------------------------------------------------------------------- */

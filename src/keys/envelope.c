@@ -1,7 +1,42 @@
 /* coffre — the envelope of one sealed value (ER1, ER2). Layout in docs/formats.md. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "keys/keys.h"
+
+struct cf_kek {
+	struct cf_secbuf *key;
+	struct cf_siv *siv;
+};
+
+cf_err cf_kek_new(const uint8_t key[CF_SIV_KEY], struct cf_kek **out)
+{
+	struct cf_kek *k = calloc(1, sizeof *k);
+	if (!k)
+		return CF_E_NOMEM;
+	cf_err err = cf_secbuf_new(CF_SIV_KEY, &k->key);
+	if (err == CF_OK) {
+		memcpy(k->key->ptr, key, CF_SIV_KEY);
+		err = cf_siv_new(k->key->ptr, &k->siv);
+	}
+	if (err) {
+		cf_kek_free(&k);
+		return err;
+	}
+	*out = k;
+	return CF_OK;
+}
+
+void cf_kek_free(struct cf_kek **pp)
+{
+	if (!pp || !*pp)
+		return;
+	struct cf_kek *k = *pp;
+	*pp = NULL;
+	cf_siv_free(&k->siv);
+	cf_secbuf_free(&k->key);
+	free(k);
+}
 
 /* Fixed labels for AES-SIV (the S2V input where a nonce would go). */
 static const uint8_t wrap_label[] = "coffre/dek-wrap/v1";
@@ -70,9 +105,8 @@ static size_t build_ad(uint8_t *ad, uint8_t format, uint8_t alg, struct cf_key_i
 
 #define AD_MAX (9 + 2 + 8 + 4 * (1 + CF_ENV_ID_MAX) + 8 + 1)
 
-cf_err cf_env_seal(const uint8_t kek[CF_SIV_KEY], struct cf_key_id kid,
-                   const struct cf_env_ctx *ctx, struct cf_span pt, uint8_t *out, size_t out_cap,
-                   size_t *out_len)
+cf_err cf_env_seal(struct cf_kek *kek, struct cf_key_id kid, const struct cf_env_ctx *ctx,
+                   struct cf_span pt, uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	CF_ENSURE(ctx_ok(ctx), cf_err_fail(CF_E_INVALID, "envelope context out of range"));
 	CF_ENSURE(pt.len <= CF_AEAD_MAX, cf_err_fail(CF_E_TOO_LARGE, "value too large"));
@@ -90,13 +124,19 @@ cf_err cf_env_seal(const uint8_t kek[CF_SIV_KEY], struct cf_key_id kid,
 	memcpy(p, ctx->tenant.ptr, ctx->tenant.len);
 	p += ctx->tenant.len;
 	uint8_t *wrapped = p, *nonce = p + CF_ENV_WRAPPED_DEK, *sealed = nonce + CF_GCM_NONCE;
-	/* A fresh DEK for this value alone, and a random nonce (one use per key). */
-	CF_TRY_OUT(cf_crypto_random_key(dek, sizeof dek), out_wipe_dek);
-	CF_TRY_OUT(cf_crypto_random(nonce, CF_GCM_NONCE), out_wipe_dek);
+	/* A fresh DEK for this value alone and its nonce, in one draw at GnuTLS's level for
+	 * temporal keys (the DEK protects one value; KEKs use the key-grade level). */
+	uint8_t fresh[CF_ENV_DEK + CF_GCM_NONCE];
+	err = cf_crypto_random(fresh, sizeof fresh);
+	memcpy(dek, fresh, CF_ENV_DEK);
+	memcpy(nonce, fresh + CF_ENV_DEK, CF_GCM_NONCE);
+	cf_wipe(fresh, sizeof fresh);
+	if (err)
+		goto out_wipe_dek;
 	size_t nad = build_ad(ad, CF_ENV_FORMAT, CF_ENV_ALG_GCM_SIV, kid, ctx, 'W');
-	CF_TRY_OUT(cf_siv_seal(kek, (struct cf_span){wrap_label, sizeof wrap_label - 1},
-	                       (struct cf_span){ad, nad}, (struct cf_span){dek, sizeof dek},
-	                       wrapped),
+	CF_TRY_OUT(cf_siv_seal_with(kek->siv, (struct cf_span){wrap_label, sizeof wrap_label - 1},
+	                            (struct cf_span){ad, nad}, (struct cf_span){dek, sizeof dek},
+	                            wrapped),
 	           out_wipe_dek);
 	ad[nad - 1] = 'D';
 	CF_TRY_OUT(cf_gcm_seal(dek, nonce, (struct cf_span){ad, nad}, pt, sealed), out_wipe_dek);
@@ -130,7 +170,7 @@ cf_err cf_env_parse(struct cf_span env, struct cf_env_view *v)
 	return CF_OK;
 }
 
-cf_err cf_env_open(const uint8_t kek[CF_SIV_KEY], const struct cf_env_ctx *ctx, struct cf_span env,
+cf_err cf_env_open(struct cf_kek *kek, const struct cf_env_ctx *ctx, struct cf_span env,
                    uint8_t *out, size_t out_cap, size_t *out_len)
 {
 	CF_ENSURE(ctx_ok(ctx), cf_err_fail(CF_E_INVALID, "envelope context out of range"));
@@ -144,8 +184,8 @@ cf_err cf_env_open(const uint8_t kek[CF_SIV_KEY], const struct cf_env_ctx *ctx, 
 	cf_err err = CF_OK;
 	uint8_t dek[CF_ENV_DEK], ad[AD_MAX];
 	size_t nad = build_ad(ad, v.format, v.alg, v.kid, ctx, 'W');
-	CF_TRY_OUT(cf_siv_open(kek, (struct cf_span){wrap_label, sizeof wrap_label - 1},
-	                       (struct cf_span){ad, nad}, v.wrapped_dek, dek),
+	CF_TRY_OUT(cf_siv_open_with(kek->siv, (struct cf_span){wrap_label, sizeof wrap_label - 1},
+	                            (struct cf_span){ad, nad}, v.wrapped_dek, dek),
 	           out_wipe_dek);
 	ad[nad - 1] = 'D';
 	CF_TRY_OUT(cf_gcm_open(dek, v.nonce.ptr, (struct cf_span){ad, nad}, v.sealed, out),

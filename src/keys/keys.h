@@ -47,19 +47,24 @@ struct cf_env_view {
 #define CF_ENV_DEK         32
 #define CF_ENV_WRAPPED_DEK (CF_AEAD_TAG + CF_ENV_DEK)
 
+/* A KEK ready to wrap DEKs: its bytes in secure memory, its AES-SIV context prepared
+ * once. (The keyring will hand these out behind handles.) Thread-safe. */
+struct cf_kek;
+CF_MUST cf_err cf_kek_new(const uint8_t key[CF_SIV_KEY], struct cf_kek **out);
+void cf_kek_free(struct cf_kek **pp);
+
 /* Bytes an envelope for plaintext of pt_len bytes takes for this tenant. */
 size_t cf_env_size(const struct cf_env_ctx *ctx, size_t pt_len);
-/* Seals pt for ctx under kek (64 bytes, AES-256-SIV) into out (cf_env_size bytes).
+/* Seals pt for ctx under kek into out (cf_env_size bytes).
  * CF_E_INVALID for an oversize context value. */
-CF_MUST cf_err cf_env_seal(const uint8_t kek[CF_SIV_KEY], struct cf_key_id kid,
-                           const struct cf_env_ctx *ctx, struct cf_span pt, uint8_t *out,
-                           size_t out_cap, size_t *out_len);
+CF_MUST cf_err cf_env_seal(struct cf_kek *kek, struct cf_key_id kid, const struct cf_env_ctx *ctx,
+                           struct cf_span pt, uint8_t *out, size_t out_cap, size_t *out_len);
 /* Parses without decrypting: CF_E_INTEGRITY for anything malformed (fuzzed). */
 CF_MUST cf_err cf_env_parse(struct cf_span env, struct cf_env_view *view);
 /* Opens an envelope for ctx under kek (the caller found it from view.kid and its own
  * tenant). out must hold view.sealed.len - 16 bytes. CF_E_INTEGRITY when the value does
  * not belong to ctx, was altered, or kek is not the one that sealed it. */
-CF_MUST cf_err cf_env_open(const uint8_t kek[CF_SIV_KEY], const struct cf_env_ctx *ctx,
-                           struct cf_span env, uint8_t *out, size_t out_cap, size_t *out_len);
+CF_MUST cf_err cf_env_open(struct cf_kek *kek, const struct cf_env_ctx *ctx, struct cf_span env,
+                           uint8_t *out, size_t out_cap, size_t *out_len);
 
 #endif

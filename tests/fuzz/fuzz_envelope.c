@@ -8,7 +8,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint8_t kek[CF_SIV_KEY] = {1, 2, 3};
+	static struct cf_kek *kek;
+	if (!kek) {
+		static const uint8_t key[CF_SIV_KEY] = {1, 2, 3};
+		if (cf_secmem_init(64 * 1024) != CF_OK || cf_kek_new(key, &kek) != CF_OK)
+			__builtin_trap();
+	}
 	struct cf_env_view v;
 	struct cf_span env = {data, size};
 	if (cf_env_parse(env, &v) != CF_OK)

@@ -13,15 +13,28 @@
 
 #define S(str) ((struct cf_span){(const uint8_t *)(str), sizeof(str) - 1})
 
-static uint8_t kek[CF_SIV_KEY], kek2[CF_SIV_KEY];
+static struct cf_kek *kek, *kek2;
 
 static int setup(void **state)
 {
 	(void)state;
-	return cf_crypto_random_key(kek, sizeof kek) == CF_OK &&
-	                       cf_crypto_random_key(kek2, sizeof kek2) == CF_OK
-	               ? 0
-	               : -1;
+	uint8_t k1[CF_SIV_KEY], k2[CF_SIV_KEY];
+	if (cf_secmem_init(64 * 1024) != CF_OK || cf_crypto_random_key(k1, sizeof k1) != CF_OK ||
+	    cf_crypto_random_key(k2, sizeof k2) != CF_OK || cf_kek_new(k1, &kek) != CF_OK ||
+	    cf_kek_new(k2, &kek2) != CF_OK)
+		return -1;
+	cf_wipe(k1, sizeof k1);
+	cf_wipe(k2, sizeof k2);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	cf_kek_free(&kek);
+	cf_kek_free(&kek2);
+	cf_secmem_shutdown();
+	return 0;
 }
 
 static struct cf_env_ctx ctx_a(void)
@@ -40,7 +53,7 @@ static uint8_t *seal(const struct cf_env_ctx *c, struct cf_span pt, size_t *len)
 	return env;
 }
 
-static cf_err open_as(const uint8_t *k, const struct cf_env_ctx *c, const uint8_t *env, size_t len)
+static cf_err open_as(struct cf_kek *k, const struct cf_env_ctx *c, const uint8_t *env, size_t len)
 {
 	uint8_t out[70000];
 	size_t n = 0;
@@ -185,5 +198,5 @@ int main(void)
 	        cmocka_unit_test(test_tampering_and_truncation),
 	        cmocka_unit_test(test_bad_context),
 	};
-	return cmocka_run_group_tests_name("keys", tests, setup, NULL);
+	return cmocka_run_group_tests_name("keys", tests, setup, teardown);
 }
