@@ -54,6 +54,8 @@
 	X(CF_E_IO, "io_error", 500, "an input/output error occurred on the server")                \
 	X(CF_E_CONFIG, "config_error", 500, "the configuration is invalid")                        \
 	X(CF_E_INTEGRITY, "integrity", 500, "data failed its integrity check")                     \
+	X(CF_E_UNSEAL_FAILED, "unseal_failed", 403,                                                \
+	  "the passphrase or shares do not open the root key")                                     \
 	X(CF_E_CRYPTO, "crypto_error", 500, "a cryptographic operation failed")                    \
 	X(CF_E_SECMEM, "secure_memory", 500, "secure memory could not be locked")                  \
 	X(CF_E_PERMISSION, "permission", 500, "a file or folder has unsafe permissions")           \

@@ -67,4 +67,28 @@ CF_MUST cf_err cf_env_parse(struct cf_span env, struct cf_env_view *view);
 CF_MUST cf_err cf_env_open(struct cf_kek *kek, const struct cf_env_ctx *ctx, struct cf_span env,
                            uint8_t *out, size_t out_cap, size_t *out_len);
 
+/* Root key, `file` provider (ER3): the root key (64 bytes, AES-256-SIV, wrapping KEKs)
+ * sealed in a file under a key derived from a passphrase with Argon2id. Format in
+ * docs/formats.md: versioned, with the Argon2id parameters and a checksum, so that a
+ * damaged file (CF_E_INTEGRITY) is told apart from a wrong passphrase
+ * (CF_E_UNSEAL_FAILED). The root key is returned in secure memory. */
+#define CF_RK_LEN      64
+#define CF_RK_FILE_LEN 137 /* docs/formats.md */
+/* Creates the file (0600, atomically) with a new key-grade random root key. Refuses to
+ * overwrite an existing file (CF_E_CONFLICT). */
+CF_MUST cf_err cf_rootkey_file_create(const char *path, struct cf_span passphrase,
+                                      const struct cf_argon2_params *prm, uint32_t rk_version,
+                                      struct cf_secbuf **rk_out);
+/* Opens it: CF_E_UNSEAL_FAILED (wrong passphrase), CF_E_INTEGRITY (damaged, or
+ * parameters out of bounds), CF_E_NOT_FOUND, CF_E_IO. */
+CF_MUST cf_err cf_rootkey_file_open(const char *path, struct cf_span passphrase,
+                                    struct cf_secbuf **rk_out, uint32_t *rk_version);
+/* The parsed header of a key file, without opening it (fuzzed). */
+struct cf_rk_file_view {
+	uint32_t rk_version;
+	struct cf_argon2_params prm;
+	struct cf_span salt, nonce, sealed, header;
+};
+CF_MUST cf_err cf_rootkey_file_parse(struct cf_span bytes, struct cf_rk_file_view *v);
+
 #endif

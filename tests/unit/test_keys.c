@@ -6,7 +6,12 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
 #include <string.h>
 
 #include "keys/keys.h"
@@ -190,6 +195,84 @@ static void test_bad_context(void **state)
 	                 CF_E_INVALID);
 }
 
+static const struct cf_argon2_params fast = {.m_kib = 1024, .t = 1, .p = 1};
+
+static void test_rootkey_file(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cf_rk_XXXXXX", path[64];
+	assert_non_null(mkdtemp(dir));
+	(void)snprintf(path, sizeof path, "%s/root.key", dir);
+	struct cf_secbuf *rk = NULL, *again = NULL;
+	assert_int_equal(cf_rootkey_file_create(path, S("short"), &fast, 1, &rk), CF_E_INVALID);
+	assert_int_equal(cf_rootkey_file_create(path, S("correct horse battery"), &fast, 3, &rk),
+	                 CF_OK);
+	assert_int_equal(rk->len, CF_RK_LEN);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(st.st_size, CF_RK_FILE_LEN);
+	/* never overwritten */
+	assert_int_equal(cf_rootkey_file_create(path, S("another passphrase"), &fast, 4, &again),
+	                 CF_E_CONFLICT);
+	uint32_t ver = 0;
+	assert_int_equal(cf_rootkey_file_open(path, S("correct horse battery"), &again, &ver),
+	                 CF_OK);
+	assert_int_equal(ver, 3);
+	assert_memory_equal(again->ptr, rk->ptr, CF_RK_LEN);
+	cf_secbuf_free(&again);
+	/* a wrong passphrase is told apart from a damaged file */
+	assert_int_equal(cf_rootkey_file_open(path, S("correct horse batterY"), &again, &ver),
+	                 CF_E_UNSEAL_FAILED);
+	assert_null(again);
+	struct cf_buf b;
+	assert_int_equal(cf_file_read(path, 4096, &b), CF_OK);
+	uint8_t orig[CF_RK_FILE_LEN];
+	memcpy(orig, b.data, sizeof orig);
+	cf_buf_free(&b);
+	char bad[80];
+	(void)snprintf(bad, sizeof bad, "%s/bad.key", dir);
+	for (size_t i = 0; i < CF_RK_FILE_LEN; i++) {
+		uint8_t copy[CF_RK_FILE_LEN];
+		memcpy(copy, orig, sizeof copy);
+		copy[i] ^= 0x04;
+		assert_int_equal(cf_file_write_atomic(bad, copy, sizeof copy, 0600), CF_OK);
+		if (cf_rootkey_file_open(bad, S("correct horse battery"), &again, &ver) !=
+		    CF_E_INTEGRITY)
+			fail_msg("a change to byte %zu was not reported as damage", i);
+	}
+	assert_int_equal(cf_file_write_atomic(bad, orig, 100, 0600), CF_OK);
+	assert_int_equal(cf_rootkey_file_open(bad, S("correct horse battery"), &again, &ver),
+	                 CF_E_INTEGRITY);
+	/* parameters edited and the checksum recomputed: the header is authenticated */
+	uint8_t forged[CF_RK_FILE_LEN];
+	memcpy(forged, orig, sizeof forged);
+	forged[16] = 2; /* t: a valid value, but not the one sealed */
+	uint8_t d[32];
+	assert_int_equal(gnutls_hash_fast(GNUTLS_DIG_SHA256, forged, CF_RK_FILE_LEN - 8, d), 0);
+	memcpy(forged + CF_RK_FILE_LEN - 8, d, 8);
+	assert_int_equal(cf_file_write_atomic(bad, forged, sizeof forged, 0600), CF_OK);
+	assert_int_equal(cf_rootkey_file_open(bad, S("correct horse battery"), &again, &ver),
+	                 CF_E_UNSEAL_FAILED);
+	/* a file asking for absurd work is refused before any is done */
+	memcpy(forged, orig, sizeof forged);
+	forged[9] = 0x7f; /* m_kib far above the bound */
+	assert_int_equal(gnutls_hash_fast(GNUTLS_DIG_SHA256, forged, CF_RK_FILE_LEN - 8, d), 0);
+	memcpy(forged + CF_RK_FILE_LEN - 8, d, 8);
+	assert_int_equal(cf_file_write_atomic(bad, forged, sizeof forged, 0600), CF_OK);
+	assert_int_equal(cf_rootkey_file_open(bad, S("correct horse battery"), &again, &ver),
+	                 CF_E_INTEGRITY);
+	assert_non_null(strstr(cf_err_detail(), "out of bounds"));
+	(void)snprintf(bad, sizeof bad, "%s/none.key", dir);
+	assert_int_equal(cf_rootkey_file_open(bad, S("correct horse battery"), &again, &ver),
+	                 CF_E_NOT_FOUND);
+	cf_secbuf_free(&rk);
+	(void)snprintf(bad, sizeof bad, "%s/bad.key", dir);
+	unlink(bad);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -197,6 +280,7 @@ int main(void)
 	        cmocka_unit_test(test_bound_to_context),
 	        cmocka_unit_test(test_tampering_and_truncation),
 	        cmocka_unit_test(test_bad_context),
+	        cmocka_unit_test(test_rootkey_file),
 	};
 	return cmocka_run_group_tests_name("keys", tests, setup, teardown);
 }
