@@ -97,7 +97,10 @@ cf_err cf_rootkey_file_create(const char *path, struct cf_span passphrase,
 	CF_ENSURE(access(path, F_OK) != 0,
 	          cf_err_fail(CF_E_CONFLICT, "%s exists: a root key file is never overwritten",
 	                      path));
-	memcpy(file, MAGIC, 4);
+	file[0] = 'C'; /* MAGIC, byte by byte: it is not a string in the file */
+	file[1] = 'F';
+	file[2] = 'R';
+	file[3] = 'K';
 	file[4] = 1;
 	put_u32(file + 5, rk_version);
 	put_u32(file + 9, prm->m_kib);
