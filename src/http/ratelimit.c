@@ -13,8 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <gnutls/crypto.h>
-
+#include "crypto/crypto.h"
 #include "http/http.h"
 
 #define WAYS    4
@@ -52,7 +51,7 @@ cf_err cf_ratelimit_new(unsigned rate_per_s, unsigned burst, size_t slots,
 	if (rl->interval_ns == 0)
 		rl->interval_ns = 1;
 	rl->window_ns = rl->interval_ns * burst;
-	if (gnutls_rnd(GNUTLS_RND_NONCE, rl->seed, sizeof rl->seed) != 0) {
+	if (cf_crypto_random(rl->seed, sizeof rl->seed) != CF_OK) {
 		free(rl->sets);
 		free(rl);
 		return CF_E_CRYPTO;
