@@ -9,7 +9,7 @@ packages=(
 	gcc make cmake pkgconf
 	# libraries (DESIGN.md §4)
 	libgnutls28-dev libmicrohttpd-dev libjansson-dev libinih-dev libcurl4-gnutls-dev
-	libsqlite3-dev libpq-dev libargon2-dev
+	libsqlite3-dev libpq-dev libargon2-dev libgfshare-dev
 	# tests: unit (cmocka), fuzz (clang + libFuzzer runtime), real clients
 	libcmocka-dev clang libclang-rt-14-dev
 	curl openssl gnutls-bin testssl.sh python3 procps

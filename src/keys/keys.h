@@ -91,4 +91,16 @@ struct cf_rk_file_view {
 };
 CF_MUST cf_err cf_rootkey_file_parse(struct cf_span bytes, struct cf_rk_file_view *v);
 
+/* Root key, `shares` provider (ER3): k-of-n Shamir shares, each a line of text with its
+ * root key version, threshold, index, key check value and checksum. */
+#define CF_SHARE_TEXT_MAX 192
+/* Splits rk into n shares (2 <= k <= n <= 255); shares[i] gets share i+1. */
+CF_MUST cf_err cf_rootkey_split(const struct cf_secbuf *rk, uint32_t rk_version, unsigned k,
+                                unsigned n, char (*shares)[CF_SHARE_TEXT_MAX]);
+/* Combines shares: CF_E_INVALID names the mistyped, malformed, duplicated or foreign
+ * share, or too few; CF_E_UNSEAL_FAILED when they combine to a key whose check value is
+ * wrong (a share altered with its checksum recomputed). */
+CF_MUST cf_err cf_rootkey_combine(const char *const *shares, size_t count,
+                                  struct cf_secbuf **rk_out, uint32_t *rk_version);
+
 #endif

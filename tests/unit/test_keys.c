@@ -273,6 +273,74 @@ static void test_rootkey_file(void **state)
 	rmdir(dir);
 }
 
+static void test_rootkey_shares(void **state)
+{
+	(void)state;
+	struct cf_secbuf *rk = NULL, *got = NULL;
+	assert_int_equal(cf_secbuf_new(CF_RK_LEN, &rk), CF_OK);
+	assert_int_equal(cf_crypto_random_key(rk->ptr, CF_RK_LEN), CF_OK);
+	char sh[5][CF_SHARE_TEXT_MAX];
+	assert_int_equal(cf_rootkey_split(rk, 9, 1, 5, sh), CF_E_INVALID);
+	assert_int_equal(cf_rootkey_split(rk, 9, 6, 5, sh), CF_E_INVALID);
+	assert_int_equal(cf_rootkey_split(rk, 9, 3, 5, sh), CF_OK);
+	assert_true(strncmp(sh[0], "cfs1.9.3.1.", 11) == 0);
+	/* any 3 of the 5 give the root key back; so do 4 and 5 */
+	static const int combos[][5] = {{0, 1, 2, -1, -1},
+	                                {4, 2, 0, -1, -1},
+	                                {1, 3, 4, -1, -1},
+	                                {0, 1, 2, 3, -1},
+	                                {0, 1, 2, 3, 4}};
+	for (size_t c = 0; c < sizeof combos / sizeof combos[0]; c++) {
+		const char *use[5];
+		size_t n = 0;
+		for (size_t i = 0; i < 5 && combos[c][i] >= 0; i++)
+			use[n++] = sh[combos[c][i]];
+		uint32_t ver = 0;
+		assert_int_equal(cf_rootkey_combine(use, n, &got, &ver), CF_OK);
+		assert_int_equal(ver, 9);
+		assert_memory_equal(got->ptr, rk->ptr, CF_RK_LEN);
+		cf_secbuf_free(&got);
+	}
+	uint32_t ver;
+	const char *two[] = {sh[0], sh[1]};
+	assert_int_equal(cf_rootkey_combine(two, 2, &got, &ver), CF_E_INVALID);
+	assert_non_null(strstr(cf_err_detail(), "3 shares are needed"));
+	const char *dup[] = {sh[0], sh[1], sh[0]};
+	assert_int_equal(cf_rootkey_combine(dup, 3, &got, &ver), CF_E_INVALID);
+	assert_non_null(strstr(cf_err_detail(), "share 3 repeats share 1"));
+	/* a typo is caught by the checksum, naming the share */
+	char typo[CF_SHARE_TEXT_MAX];
+	memcpy(typo, sh[1], sizeof typo);
+	typo[20] = typo[20] == 'a' ? 'b' : 'a';
+	const char *t3[] = {sh[0], typo, sh[2]};
+	assert_int_equal(cf_rootkey_combine(t3, 3, &got, &ver), CF_E_INVALID);
+	assert_non_null(strstr(cf_err_detail(), "share 2 is mistyped"));
+	/* a share of another root key */
+	struct cf_secbuf *rk2 = NULL;
+	char other[5][CF_SHARE_TEXT_MAX];
+	assert_int_equal(cf_secbuf_new(CF_RK_LEN, &rk2), CF_OK);
+	assert_int_equal(cf_crypto_random_key(rk2->ptr, CF_RK_LEN), CF_OK);
+	assert_int_equal(cf_rootkey_split(rk2, 9, 3, 5, other), CF_OK);
+	const char *mixed[] = {sh[0], sh[1], other[2]};
+	assert_int_equal(cf_rootkey_combine(mixed, 3, &got, &ver), CF_E_INVALID);
+	assert_non_null(strstr(cf_err_detail(), "share 3 belongs to another root key"));
+	/* a share altered with its checksum recomputed: the key check value catches it */
+	char forged[CF_SHARE_TEXT_MAX];
+	memcpy(forged, sh[2], sizeof forged);
+	size_t len = strlen(forged);
+	forged[30] = forged[30] == '0' ? '1' : '0';
+	uint8_t d[32];
+	assert_int_equal(gnutls_hash_fast(GNUTLS_DIG_SHA256, forged, len - 9, d), 0);
+	(void)snprintf(forged + len - 8, 9, "%02x%02x%02x%02x", d[0], d[1], d[2], d[3]);
+	const char *f3[] = {sh[0], sh[1], forged};
+	assert_int_equal(cf_rootkey_combine(f3, 3, &got, &ver), CF_E_UNSEAL_FAILED);
+	assert_null(got);
+	const char *junk[] = {"hello"};
+	assert_int_equal(cf_rootkey_combine(junk, 1, &got, &ver), CF_E_INVALID);
+	cf_secbuf_free(&rk);
+	cf_secbuf_free(&rk2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +349,7 @@ int main(void)
 	        cmocka_unit_test(test_tampering_and_truncation),
 	        cmocka_unit_test(test_bad_context),
 	        cmocka_unit_test(test_rootkey_file),
+	        cmocka_unit_test(test_rootkey_shares),
 	};
 	return cmocka_run_group_tests_name("keys", tests, setup, teardown);
 }
