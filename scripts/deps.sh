@@ -9,14 +9,14 @@ packages=(
 	gcc make cmake pkgconf
 	# libraries (DESIGN.md §4)
 	libgnutls28-dev libmicrohttpd-dev libjansson-dev libinih-dev libcurl4-gnutls-dev
-	libsqlite3-dev libpq-dev libargon2-dev libgfshare-dev
+	libsqlite3-dev libpq-dev libargon2-dev libgfshare-dev libp11-kit-dev
 	# tests: unit (cmocka), fuzz (clang + libFuzzer runtime), real clients
 	libcmocka-dev clang libclang-rt-14-dev
 	curl openssl gnutls-bin testssl.sh python3 procps
 	# a real PostgreSQL 15 (server, initdb, pgbench) that the tests start themselves
 	postgresql-15
-	# an independent AES-SIV for the cross-check of ours
-	python3-cryptography
+	# an independent AES-SIV for the cross-check of ours; a real PKCS#11 token (SoftHSM2)
+	python3-cryptography softhsm2
 	# lint
 	clang-format clang-tidy cppcheck
 )

@@ -103,4 +103,23 @@ CF_MUST cf_err cf_rootkey_split(const struct cf_secbuf *rk, uint32_t rk_version,
 CF_MUST cf_err cf_rootkey_combine(const char *const *shares, size_t count,
                                   struct cf_secbuf **rk_out, uint32_t *rk_version);
 
+/* Root key, `pkcs11` provider (ER6): an AES-256 root key generated inside an HSM
+ * (sensitive, non-extractable, labelled coffre-root-key-vN); key material is wrapped and
+ * unwrapped by the token with AES-256-GCM (a random 12-byte IV, then ciphertext and
+ * tag), and only unwrapped keys, in locked memory, leave it. Thread-safe. */
+struct cf_hsm;
+/* Loads the module (p11-kit), finds the token by label and logs in. CF_E_CONFIG for a
+ * missing module or token, CF_E_UNSEAL_FAILED for a wrong PIN. */
+CF_MUST cf_err cf_hsm_open(const char *module, const char *token_label, struct cf_span pin,
+                           struct cf_hsm **out);
+void cf_hsm_close(struct cf_hsm **pp);
+/* CF_E_CONFLICT when the token already holds that version. */
+CF_MUST cf_err cf_hsm_generate_rk(struct cf_hsm *h, uint32_t rk_version);
+CF_MUST cf_err cf_hsm_wrap(struct cf_hsm *h, uint32_t rk_version, struct cf_span ad,
+                           struct cf_span key, uint8_t *out, size_t out_cap, size_t *out_len);
+/* CF_E_INTEGRITY when the wrapped key was altered or ad differs; CF_E_NOT_FOUND when the
+ * token has no such root key version. */
+CF_MUST cf_err cf_hsm_unwrap(struct cf_hsm *h, uint32_t rk_version, struct cf_span ad,
+                             struct cf_span wrapped, struct cf_secbuf **key_out);
+
 #endif

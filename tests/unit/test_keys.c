@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
+#include <p11-kit/p11-kit.h>
 #include <string.h>
 
 #include "keys/keys.h"
@@ -341,6 +342,109 @@ static void test_rootkey_shares(void **state)
 	cf_secbuf_free(&rk2);
 }
 
+#define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
+
+/* A fresh SoftHSM2 token in a folder of its own. */
+static bool softhsm_token(char *dir)
+{
+	char conf[128], cmd[512];
+	if (!mkdtemp(dir))
+		return false;
+	(void)snprintf(conf, sizeof conf, "%s/softhsm2.conf", dir);
+	FILE *f = fopen(conf, "w");
+	if (!f)
+		return false;
+	fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
+	        dir);
+	fclose(f);
+	setenv("SOFTHSM2_CONF", conf, 1);
+	(void)snprintf(cmd, sizeof cmd,
+	               "softhsm2-util --init-token --free --label coffre-test --pin 123456 "
+	               "--so-pin 12345678 >/dev/null 2>&1");
+	FILE *p = popen(cmd, "r");
+	return p && pclose(p) == 0;
+}
+
+static void test_rootkey_hsm(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/cf_hsm_XXXXXX";
+	if (!softhsm_token(dir))
+		fail_msg("cannot initialise a SoftHSM2 token (scripts/deps.sh installs softhsm2)");
+	struct cf_hsm *h = NULL;
+	assert_int_equal(cf_hsm_open("/nonexistent/module.so", "coffre-test", S("123456"), &h),
+	                 CF_E_CONFIG);
+	assert_int_equal(cf_hsm_open(SOFTHSM, "no-such-token", S("123456"), &h), CF_E_CONFIG);
+	assert_int_equal(cf_hsm_open(SOFTHSM, "coffre-test", S("654321"), &h), CF_E_UNSEAL_FAILED);
+	assert_int_equal(cf_hsm_open(SOFTHSM, "coffre-test", S("123456"), &h), CF_OK);
+	assert_int_equal(cf_hsm_generate_rk(h, 1), CF_OK);
+	assert_int_equal(cf_hsm_generate_rk(h, 1), CF_E_CONFLICT);
+	uint8_t key[CF_SIV_KEY], wrapped[128];
+	size_t wlen = 0;
+	assert_int_equal(cf_crypto_random_key(key, sizeof key), CF_OK);
+	assert_int_equal(cf_hsm_wrap(h, 1, S("tenant acme, KEK v1"),
+	                             (struct cf_span){key, sizeof key}, wrapped, sizeof wrapped,
+	                             &wlen),
+	                 CF_OK);
+	assert_int_equal(wlen, 12 + 64 + 16);
+	struct cf_secbuf *back = NULL;
+	cf_err ue = cf_hsm_unwrap(h, 1, S("tenant acme, KEK v1"), (struct cf_span){wrapped, wlen},
+	                          &back);
+	if (ue != CF_OK)
+		fail_msg("unwrap: %s: %s", cf_err_name(ue), cf_err_detail());
+	assert_memory_equal(back->ptr, key, sizeof key);
+	cf_secbuf_free(&back);
+	/* bound to its associated data, and tamper-evident */
+	assert_int_equal(cf_hsm_unwrap(h, 1, S("tenant evil, KEK v1"),
+	                               (struct cf_span){wrapped, wlen}, &back),
+	                 CF_E_INTEGRITY);
+	wrapped[20] ^= 1;
+	assert_int_equal(cf_hsm_unwrap(h, 1, S("tenant acme, KEK v1"),
+	                               (struct cf_span){wrapped, wlen}, &back),
+	                 CF_E_INTEGRITY);
+	wrapped[20] ^= 1;
+	assert_int_equal(cf_hsm_unwrap(h, 2, S("tenant acme, KEK v1"),
+	                               (struct cf_span){wrapped, wlen}, &back),
+	                 CF_E_NOT_FOUND);
+	assert_null(back);
+	cf_hsm_close(&h);
+	/* ER6: the token refuses to give the root key's value to anyone, us included */
+	CK_FUNCTION_LIST *f = p11_kit_module_load(SOFTHSM, P11_KIT_MODULE_UNMANAGED);
+	assert_non_null(f);
+	assert_int_equal(p11_kit_module_initialize(f), CKR_OK);
+	CK_SLOT_ID slots[8];
+	CK_ULONG ns = 8;
+	assert_int_equal(f->C_GetSlotList(CK_TRUE, slots, &ns), CKR_OK);
+	CK_SESSION_HANDLE s;
+	assert_int_equal(f->C_OpenSession(slots[0], CKF_SERIAL_SESSION, NULL, NULL, &s), CKR_OK);
+	assert_int_equal(f->C_Login(s, CKU_USER, (CK_UTF8CHAR *)"123456", 6), CKR_OK);
+	CK_ATTRIBUTE find[] = {{CKA_LABEL, (void *)"coffre-root-key-v1", 18}};
+	CK_OBJECT_HANDLE o = 0;
+	CK_ULONG n = 0;
+	assert_int_equal(f->C_FindObjectsInit(s, find, 1), CKR_OK);
+	assert_int_equal(f->C_FindObjects(s, &o, 1, &n), CKR_OK);
+	assert_int_equal(n, 1);
+	(void)f->C_FindObjectsFinal(s);
+	uint8_t value[64];
+	CK_BBOOL sensitive = CK_FALSE, extractable = CK_TRUE;
+	CK_ATTRIBUTE get[] = {{CKA_SENSITIVE, &sensitive, sizeof sensitive},
+	                      {CKA_EXTRACTABLE, &extractable, sizeof extractable}};
+	assert_int_equal(f->C_GetAttributeValue(s, o, get, 2), CKR_OK);
+	assert_true(sensitive);
+	assert_false(extractable);
+	CK_ATTRIBUTE val[] = {{CKA_VALUE, value, sizeof value}};
+	assert_int_equal(f->C_GetAttributeValue(s, o, val, 1), CKR_ATTRIBUTE_SENSITIVE);
+	(void)f->C_Logout(s);
+	(void)f->C_CloseSession(s);
+	(void)p11_kit_module_finalize(f);
+	p11_kit_module_release(f);
+	char cmd[160];
+	(void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	FILE *p = popen(cmd, "r");
+	if (p)
+		pclose(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -350,6 +454,7 @@ int main(void)
 	        cmocka_unit_test(test_bad_context),
 	        cmocka_unit_test(test_rootkey_file),
 	        cmocka_unit_test(test_rootkey_shares),
+	        cmocka_unit_test(test_rootkey_hsm),
 	};
 	return cmocka_run_group_tests_name("keys", tests, setup, teardown);
 }
