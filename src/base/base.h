@@ -43,8 +43,6 @@
 	X(CF_E_BUSY, "busy", 503, "the server is busy; retry later")                               \
 	X(CF_E_SHUTTING_DOWN, "shutting_down", 503,                                                \
 	  "the server is stopping; retry on another node")                                         \
-	X(CF_E_DISK_RESERVE, "disk_reserve", 503,                                                  \
-	  "the data volume is below its free-space reserve; writes are refused")                   \
 	X(CF_E_CONFLICT, "conflict", 409, "the change conflicts with what is stored")              \
 	X(CF_E_STORE_UNAVAILABLE, "store_unavailable", 503,                                        \
 	  "the database is unavailable; retry later")                                              \
@@ -130,7 +128,6 @@ struct cf_buf {
 };
 void cf_buf_init(struct cf_buf *b, size_t max);
 CF_MUST cf_err cf_buf_append(struct cf_buf *b, const void *p, size_t n);
-CF_MUST cf_err cf_buf_append_str(struct cf_buf *b, const char *s);
 /* Frees the storage; the buffer is empty and reusable afterwards. */
 void cf_buf_free(struct cf_buf *b);
 /* Moves the bytes out (NUL-terminated, caller frees); the buffer is left empty. */
@@ -259,8 +256,6 @@ CF_MUST cf_err cf_pool_new(const char *name, unsigned threads, unsigned queue_ma
 CF_MUST cf_err cf_pool_submit(struct cf_pool *pool, cf_pool_fn fn, void *arg);
 /* Runs every queued job, joins the threads and frees the pool; accepts NULL. */
 void cf_pool_free(struct cf_pool **pp);
-/* Jobs queued or running, for metrics. */
-unsigned cf_pool_pending(struct cf_pool *pool);
 
 /* Files ------------------------------------------------------------------------------ */
 /* Reads a whole file of at most max bytes into out (initialised here). CF_E_NOT_FOUND

@@ -47,11 +47,6 @@ cf_err cf_buf_append(struct cf_buf *b, const void *p, size_t n)
 	return CF_OK;
 }
 
-cf_err cf_buf_append_str(struct cf_buf *b, const char *s)
-{
-	return cf_buf_append(b, s, strlen(s));
-}
-
 void cf_buf_free(struct cf_buf *b)
 {
 	free(b->data);

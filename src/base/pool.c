@@ -101,14 +101,6 @@ cf_err cf_pool_submit(struct cf_pool *pool, cf_pool_fn fn, void *arg)
 	return err;
 }
 
-unsigned cf_pool_pending(struct cf_pool *pool)
-{
-	pthread_mutex_lock(&pool->lock);
-	unsigned n = pool->count + pool->running;
-	pthread_mutex_unlock(&pool->lock);
-	return n;
-}
-
 void cf_pool_free(struct cf_pool **pp)
 {
 	if (!pp || !*pp)
