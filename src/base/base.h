@@ -117,6 +117,14 @@ bool cf_span_eq(struct cf_span a, struct cf_span b);
 /* Constant-time equality for MACs, tokens and codes: time depends on the lengths only. */
 bool cf_span_eq_ct(struct cf_span a, struct cf_span b);
 
+/* Byte helpers for on-disk and wire formats. ------------------------------------------ */
+void cf_be32_put(uint8_t *p, uint32_t v);
+uint32_t cf_be32_get(const uint8_t *p);
+/* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void cf_hex_encode(const uint8_t *p, size_t n, char *out);
+/* n bytes from 2n lower-case hex digits; false on any other character. */
+bool cf_hex_decode(const char *s, size_t n, uint8_t *out);
+
 /* Bounded growable buffers ----------------------------------------------------------
  * A buffer never grows past `max`; appending past it fails with CF_E_TOO_LARGE and
  * leaves the buffer as it was. Not for secrets (use cf_secbuf). */

@@ -1,4 +1,4 @@
-/* coffre — error codes, details and spans. */
+/* coffre — error codes, details, spans and byte helpers. */
 #include <stdio.h>
 #include <string.h>
 
@@ -81,4 +81,45 @@ bool cf_span_eq_ct(struct cf_span a, struct cf_span b)
 	for (size_t i = 0; i < a.len; i++)
 		acc = (uint8_t)(acc | (a.ptr[i] ^ b.ptr[i]));
 	return acc == 0;
+}
+
+void cf_be32_put(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+uint32_t cf_be32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void cf_hex_encode(const uint8_t *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static unsigned hex_digit(char c)
+{
+	return c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+	       : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+	                              : 16;
+}
+
+bool cf_hex_decode(const char *s, size_t n, uint8_t *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned hi = hex_digit(s[2 * i]), lo = hi < 16 ? hex_digit(s[2 * i + 1]) : 16;
+		if (hi > 15 || lo > 15)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
 }

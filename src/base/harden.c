@@ -31,11 +31,6 @@ cf_err cf_random_hex(char *buf, size_t cap, size_t nbytes)
 		return CF_E_INVALID;
 	if (gnutls_rnd(GNUTLS_RND_NONCE, raw, nbytes) != 0)
 		return cf_err_fail(CF_E_CRYPTO, "the random generator failed");
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < nbytes; i++) {
-		buf[2 * i] = hex[raw[i] >> 4];
-		buf[2 * i + 1] = hex[raw[i] & 15];
-	}
-	buf[2 * nbytes] = '\0';
+	cf_hex_encode(raw, nbytes, buf);
 	return CF_OK;
 }

@@ -43,19 +43,6 @@ static const uint8_t wrap_label[] = "coffre/dek-wrap/v1";
 
 #define HEADER_FIXED (1 + 1 + 4 + 4 + 1) /* format, alg, kek_version, rk_version, tenant_len */
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static bool ctx_ok(const struct cf_env_ctx *c)
 {
 	return c->tenant.len > 0 && c->tenant.len <= CF_ENV_ID_MAX &&
@@ -82,9 +69,9 @@ static size_t build_ad(uint8_t *ad, uint8_t format, uint8_t alg, struct cf_key_i
 	n += sizeof tag - 1;
 	ad[n++] = format;
 	ad[n++] = alg;
-	put_u32(ad + n, kid.kek_version);
+	cf_be32_put(ad + n, kid.kek_version);
 	n += 4;
-	put_u32(ad + n, kid.rk_version);
+	cf_be32_put(ad + n, kid.rk_version);
 	n += 4;
 	const struct cf_span *parts[] = {&c->tenant, &c->collection, &c->record};
 	for (size_t i = 0; i < 3; i++) {
@@ -117,8 +104,8 @@ cf_err cf_env_seal(struct cf_kek *kek, struct cf_key_id kid, const struct cf_env
 	uint8_t *p = out;
 	*p++ = CF_ENV_FORMAT;
 	*p++ = CF_ENV_ALG_GCM_SIV;
-	put_u32(p, kid.kek_version);
-	put_u32(p + 4, kid.rk_version);
+	cf_be32_put(p, kid.kek_version);
+	cf_be32_put(p + 4, kid.rk_version);
 	p += 8;
 	*p++ = (uint8_t)ctx->tenant.len;
 	memcpy(p, ctx->tenant.ptr, ctx->tenant.len);
@@ -156,8 +143,8 @@ cf_err cf_env_parse(struct cf_span env, struct cf_env_view *v)
 	          cf_err_fail(CF_E_INTEGRITY, "unknown envelope format %u", v->format));
 	CF_ENSURE(v->alg == CF_ENV_ALG_GCM_SIV,
 	          cf_err_fail(CF_E_INTEGRITY, "unknown envelope algorithm %u", v->alg));
-	v->kid.kek_version = get_u32(p + 2);
-	v->kid.rk_version = get_u32(p + 6);
+	v->kid.kek_version = cf_be32_get(p + 2);
+	v->kid.rk_version = cf_be32_get(p + 6);
 	size_t tlen = p[10];
 	size_t fixed = HEADER_FIXED + tlen + CF_ENV_WRAPPED_DEK + CF_GCM_NONCE + CF_AEAD_TAG;
 	CF_ENSURE(tlen > 0 && n >= fixed, cf_err_fail(CF_E_INTEGRITY, "envelope truncated"));

@@ -24,19 +24,6 @@
 #define T_MAX     64u
 #define P_MAX     64u
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static cf_err checksum(const uint8_t *p, size_t n, uint8_t out[CHECKSUM])
 {
 	uint8_t d[32];
@@ -58,9 +45,9 @@ cf_err cf_rootkey_file_parse(struct cf_span b, struct cf_rk_file_view *v)
 	CF_ENSURE(cf_span_eq_ct((struct cf_span){sum, CHECKSUM},
 	                        (struct cf_span){b.ptr + b.len - CHECKSUM, CHECKSUM}),
 	          cf_err_fail(CF_E_INTEGRITY, "the root key file is damaged (checksum mismatch)"));
-	v->rk_version = get_u32(b.ptr + 5);
-	v->prm = (struct cf_argon2_params){get_u32(b.ptr + 9), get_u32(b.ptr + 13),
-	                                   get_u32(b.ptr + 17)};
+	v->rk_version = cf_be32_get(b.ptr + 5);
+	v->prm = (struct cf_argon2_params){cf_be32_get(b.ptr + 9), cf_be32_get(b.ptr + 13),
+	                                   cf_be32_get(b.ptr + 17)};
 	CF_ENSURE(v->prm.m_kib >= 8 * v->prm.p && v->prm.m_kib <= M_KIB_MAX && v->prm.t >= 1 &&
 	                  v->prm.t <= T_MAX && v->prm.p >= 1 && v->prm.p <= P_MAX,
 	          cf_err_fail(CF_E_INTEGRITY,
@@ -102,10 +89,10 @@ cf_err cf_rootkey_file_create(const char *path, struct cf_span passphrase,
 	file[2] = 'R';
 	file[3] = 'K';
 	file[4] = 1;
-	put_u32(file + 5, rk_version);
-	put_u32(file + 9, prm->m_kib);
-	put_u32(file + 13, prm->t);
-	put_u32(file + 17, prm->p);
+	cf_be32_put(file + 5, rk_version);
+	cf_be32_put(file + 9, prm->m_kib);
+	cf_be32_put(file + 13, prm->t);
+	cf_be32_put(file + 17, prm->p);
 	CF_TRY_OUT(cf_crypto_random(file + 21, 16), out);
 	CF_TRY_OUT(cf_crypto_random(file + HEADER, CF_GCM_NONCE), out);
 	CF_TRY_OUT(cf_secbuf_new(CF_RK_LEN, &rk), out);

@@ -134,6 +134,15 @@ static CK_OBJECT_HANDLE find_rk(struct cf_hsm *h, uint32_t rk_version)
 	return o;
 }
 
+/* The root key object of a version, or CF_E_NOT_FOUND naming it. Under h->lock. */
+static cf_err need_rk(struct cf_hsm *h, uint32_t rk_version, CK_OBJECT_HANDLE *out)
+{
+	*out = find_rk(h, rk_version);
+	return *out ? CF_OK
+	            : cf_err_fail(CF_E_NOT_FOUND, "HSM: no root key version %u in the token",
+	                          rk_version);
+}
+
 cf_err cf_hsm_generate_rk(struct cf_hsm *h, uint32_t rk_version)
 {
 	cf_err err = CF_OK;
@@ -177,12 +186,8 @@ cf_err cf_hsm_wrap(struct cf_hsm *h, uint32_t rk_version, struct cf_span ad, str
 	CF_TRY(cf_crypto_random(out, HSM_IV));
 	cf_err err = CF_OK;
 	pthread_mutex_lock(&h->lock);
-	CK_OBJECT_HANDLE rk = find_rk(h, rk_version);
-	if (!rk) {
-		err = cf_err_fail(CF_E_NOT_FOUND, "HSM: no root key version %u in the token",
-		                  rk_version);
-		goto out;
-	}
+	CK_OBJECT_HANDLE rk = 0;
+	CF_TRY_OUT(need_rk(h, rk_version, &rk), out);
 	CK_GCM_PARAMS gp = {out,    HSM_IV, HSM_IV * 8, (unsigned char *)(uintptr_t)ad.ptr,
 	                    ad.len, 128};
 	CK_MECHANISM m = {CKM_AES_GCM, &gp, sizeof gp};
@@ -214,12 +219,8 @@ cf_err cf_hsm_unwrap(struct cf_hsm *h, uint32_t rk_version, struct cf_span ad,
 	CF_TRY(cf_secbuf_new(wrapped.len - HSM_IV, &tmp));
 	CF_TRY_OUT(cf_secbuf_new(klen, &k), out_nolock);
 	pthread_mutex_lock(&h->lock);
-	CK_OBJECT_HANDLE rk = find_rk(h, rk_version);
-	if (!rk) {
-		err = cf_err_fail(CF_E_NOT_FOUND, "HSM: no root key version %u in the token",
-		                  rk_version);
-		goto out;
-	}
+	CK_OBJECT_HANDLE rk = 0;
+	CF_TRY_OUT(need_rk(h, rk_version, &rk), out);
 	CK_GCM_PARAMS gp = {(unsigned char *)(uintptr_t)wrapped.ptr, HSM_IV, HSM_IV * 8,
 	                    (unsigned char *)(uintptr_t)ad.ptr,      ad.len, 128};
 	CK_MECHANISM m = {CKM_AES_GCM, &gp, sizeof gp};

@@ -45,40 +45,12 @@ static cf_err kcv_of(const uint8_t *rk, uint8_t out[8])
 	return CF_OK;
 }
 
-static void hex(const uint8_t *p, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[p[i] >> 4];
-		out[2 * i + 1] = d[p[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static bool unhex(const char *s, size_t n, uint8_t *out)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned v = 0;
-		for (int j = 0; j < 2; j++) {
-			char c = s[2 * i + (size_t)j];
-			unsigned x = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-			             : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-			                                    : 16;
-			if (x > 15)
-				return false;
-			v = v * 16 + x;
-		}
-		out[i] = (uint8_t)v;
-	}
-	return true;
-}
-
 static cf_err sum_of(const char *text, size_t n, char out[9])
 {
 	uint8_t d[32];
 	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, text, n, d) < 0)
 		return cf_err_fail(CF_E_CRYPTO, "SHA-256");
-	hex(d, 4, out);
+	cf_hex_encode(d, 4, out);
 	return CF_OK;
 }
 
@@ -98,11 +70,11 @@ cf_err cf_rootkey_split(const struct cf_secbuf *rk, uint32_t rk_version, unsigne
 		return CF_E_NOMEM;
 	gfshare_ctx_enc_setsecret(g, rk->ptr);
 	char kcvh[17], sh[SHARE_HEX + 1], sum[9];
-	hex(kcv, 8, kcvh);
+	cf_hex_encode(kcv, 8, kcvh);
 	cf_err err = CF_OK;
 	for (unsigned i = 0; i < n && err == CF_OK; i++) {
 		gfshare_ctx_enc_getshare(g, (unsigned char)i, share);
-		hex(share, CF_RK_LEN, sh);
+		cf_hex_encode(share, CF_RK_LEN, sh);
 		int len = snprintf(shares[i], CF_SHARE_TEXT_MAX, "cfs1.%u.%u.%u.%s.%s", rk_version,
 		                   k, xs[i], sh, kcvh);
 		if (len < 0 || (size_t)len + 10 > CF_SHARE_TEXT_MAX)
@@ -161,7 +133,7 @@ static cf_err parse_share(const char *text, size_t idx, struct parsed *out)
 	out->k = k;
 	out->x = (uint8_t)x;
 	CF_ENSURE((size_t)(text + len - p) == SHARE_HEX + 1 + 16 + 9 && p[SHARE_HEX] == '.' &&
-	                  unhex(p, CF_RK_LEN, out->share),
+	                  cf_hex_decode(p, CF_RK_LEN, out->share),
 	          cf_err_fail(CF_E_INVALID, "share %zu is malformed", idx + 1));
 	memcpy(out->kcv, p + SHARE_HEX + 1, 16);
 	out->kcv[16] = '\0';
@@ -208,7 +180,7 @@ cf_err cf_rootkey_combine(const char *const *shares, size_t count, struct cf_sec
 	uint8_t kcv[8];
 	char kcvh[17];
 	CF_TRY_OUT(kcv_of(rk->ptr, kcv), out);
-	hex(kcv, 8, kcvh);
+	cf_hex_encode(kcv, 8, kcvh);
 	if (!cf_span_eq_ct((struct cf_span){(const uint8_t *)kcvh, 16},
 	                   (struct cf_span){(const uint8_t *)ps[0].kcv, 16})) {
 		err = cf_err_fail(

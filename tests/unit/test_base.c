@@ -54,6 +54,25 @@ static void test_span(void **state)
 	assert_true(cf_span_eq_ct(cf_span_str(""), cf_span_str("")));
 }
 
+static void test_byte_helpers(void **state)
+{
+	(void)state;
+	uint8_t b[4];
+	cf_be32_put(b, 0x01020304u);
+	assert_memory_equal(b, "\x01\x02\x03\x04", 4);
+	assert_int_equal(cf_be32_get(b), 0x01020304u);
+	char h[9];
+	static const uint8_t raw[4] = {0x00, 0xab, 0x7f, 0xff};
+	cf_hex_encode(raw, 4, h);
+	assert_string_equal(h, "00ab7fff");
+	uint8_t back[4];
+	assert_true(cf_hex_decode(h, 4, back));
+	assert_memory_equal(back, raw, 4);
+	assert_false(cf_hex_decode("00AB7fff", 4, back)); /* lower case only */
+	assert_false(cf_hex_decode("0g", 1, back));
+	assert_false(cf_hex_decode("0", 1, back)); /* the NUL is not a digit */
+}
+
 /* buffers ------------------------------------------------------------------------------ */
 static void test_buf_bounded(void **state)
 {
@@ -477,6 +496,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_err_table),
 	        cmocka_unit_test(test_span),
+	        cmocka_unit_test(test_byte_helpers),
 	        cmocka_unit_test(test_buf_bounded),
 	        cmocka_unit_test(test_secmem),
 	        cmocka_unit_test(test_secmem_refuses_unlockable),
