@@ -17,6 +17,8 @@ packages=(
 	postgresql-15
 	# an independent AES-SIV for the cross-check of ours; a real PKCS#11 token (SoftHSM2)
 	python3-cryptography softhsm2
+	# the OpenAPI description is read by a test
+	python3-yaml
 	# lint
 	clang-format clang-tidy cppcheck
 )

@@ -95,6 +95,66 @@ else
 	fail "the slow client is disconnected by the server after the 3 s timeout" "still connected after 10 s"
 fi
 
+# docs/openapi.yaml describes every route the server has, and what it answers has the
+# fields the description requires (a small checker: required keys and enums, recursively).
+routes=$(grep -oE '^\s*\{"[A-Z]+", "/[^"]*"' "$ROOT/src/http/routes.c" | grep -oE '"/[^"]*"' | tr -d '"' | sort -u)
+documented=$(grep -oE '^  /[^:]*:' "$ROOT/docs/openapi.yaml" | tr -d ' :' | sort -u)
+[ -n "$routes" ] && [ "$routes" = "$documented" ] && ok "docs/openapi.yaml describes exactly the routes the server has" ||
+	fail "docs/openapi.yaml describes exactly the routes the server has" "server: $routes / documented: $documented"
+out=$(/usr/bin/python3 - "$ROOT/docs/openapi.yaml" "$URL" "$CA" <<'PY'
+import json, ssl, sys, urllib.request, urllib.error
+import yaml
+spec = yaml.safe_load(open(sys.argv[1]))
+ctx = ssl.create_default_context(cafile=sys.argv[3])
+def resolve(s):
+    while isinstance(s, dict) and "$ref" in s:
+        node = spec
+        for part in s["$ref"][2:].split("/"):
+            node = node[part]
+        s = node
+    return s
+def check(schema, v, path):
+    schema = resolve(schema)
+    t = schema.get("type")
+    kinds = {"object": dict, "array": list, "string": str, "boolean": bool}
+    if t == "integer" and not (isinstance(v, int) and not isinstance(v, bool)):
+        raise SystemExit(f"{path}: not an integer")
+    if t in kinds and not isinstance(v, kinds[t]):
+        raise SystemExit(f"{path}: not a {t}")
+    if "enum" in schema and v not in schema["enum"]:
+        raise SystemExit(f"{path}: {v!r} not in {schema['enum']}")
+    for k in schema.get("required", []):
+        if k not in v:
+            raise SystemExit(f"{path}.{k}: missing")
+    for k, sub in schema.get("properties", {}).items():
+        if isinstance(v, dict) and k in v:
+            check(sub, v[k], f"{path}.{k}")
+    if t == "array":
+        for i, item in enumerate(v):
+            check(schema.get("items", {}), item, f"{path}[{i}]")
+n = 0
+for p, ops in spec["paths"].items():
+    for method, op in ops.items():
+        try:
+            r = urllib.request.urlopen(urllib.request.Request(sys.argv[2] + p, method=method.upper()), context=ctx)
+            status, body = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        resp = resolve(op["responses"].get(str(status)) or {})
+        if not resp:
+            raise SystemExit(f"{method} {p}: status {status} is not described")
+        check(resp["content"]["application/json"]["schema"], json.loads(body), f"{method} {p}")
+        n += 1
+# an error body, against the Error schema
+try:
+    urllib.request.urlopen(sys.argv[2] + "/nope", context=ctx)
+except urllib.error.HTTPError as e:
+    check(spec["components"]["schemas"]["Error"], json.loads(e.read()), "404")
+print(f"{n} operations")
+PY
+)
+[ $? = 0 ] && ok "live answers match docs/openapi.yaml ($out, and an error body)" || fail "live answers match docs/openapi.yaml" "$out"
+
 code=$(ccurl -o /dev/null -w '%{http_code}' "$URL/healthz")
 [ "$code" = 200 ] && kill -0 "$SRV_PID" && ok "the server still serves after all of the above" || fail "the server still serves after all of the above" "$code"
 
