@@ -54,6 +54,13 @@
 	X(CF_E_INTEGRITY, "integrity", 500, "data failed its integrity check")                     \
 	X(CF_E_UNSEAL_FAILED, "unseal_failed", 403,                                                \
 	  "the passphrase or shares do not open the root key")                                     \
+	X(CF_E_SEALED, "sealed", 503, "the vault is sealed; an operator must unseal it")           \
+	X(CF_E_NOT_INITIALIZED, "not_initialized", 409,                                            \
+	  "the vault has no root key yet; an operator must initialize it")                         \
+	X(CF_E_TENANT_SUSPENDED, "tenant_suspended", 403, "this tenant is suspended")              \
+	X(CF_E_KEY_DESTROYED, "key_destroyed", 410,                                                \
+	  "the key that sealed this data has been destroyed")                                      \
+	X(CF_E_FORBIDDEN, "forbidden", 403, "the caller may not do this")                          \
 	X(CF_E_CRYPTO, "crypto_error", 500, "a cryptographic operation failed")                    \
 	X(CF_E_SECMEM, "secure_memory", 500, "secure memory could not be locked")                  \
 	X(CF_E_PERMISSION, "permission", 500, "a file or folder has unsafe permissions")           \

@@ -59,7 +59,9 @@ size_t cf_env_size(const struct cf_env_ctx *ctx, size_t pt_len)
 /* The associated data: a length-prefixed encoding of what the value is bound to.
  *   "coffre/v1" | format | alg | kek_version | rk_version
  *   | len8 tenant | len8 collection | len8 record | version (u64) | len8 field | purpose
- * The DEK's wrap binds the same fields with purpose 'W'; the data with 'D'. */
+ * The DEK's wrap binds the same fields with purpose 'W'; the data with 'D' and a zero
+ * key id (the data is bound to its key id through the DEK's wrap), so that a rotation
+ * rewraps the 48-byte DEK without touching the data (ER4). */
 static size_t build_ad(uint8_t *ad, uint8_t format, uint8_t alg, struct cf_key_id kid,
                        const struct cf_env_ctx *c, uint8_t purpose)
 {
@@ -125,7 +127,7 @@ cf_err cf_env_seal(struct cf_kek *kek, struct cf_key_id kid, const struct cf_env
 	                            (struct cf_span){ad, nad}, (struct cf_span){dek, sizeof dek},
 	                            wrapped),
 	           out_wipe_dek);
-	ad[nad - 1] = 'D';
+	nad = build_ad(ad, CF_ENV_FORMAT, CF_ENV_ALG_GCM_SIV, (struct cf_key_id){0}, ctx, 'D');
 	CF_TRY_OUT(cf_gcm_seal(dek, nonce, (struct cf_span){ad, nad}, pt, sealed), out_wipe_dek);
 	*out_len = need;
 out_wipe_dek:
@@ -174,11 +176,58 @@ cf_err cf_env_open(struct cf_kek *kek, const struct cf_env_ctx *ctx, struct cf_s
 	CF_TRY_OUT(cf_siv_open_with(kek->siv, (struct cf_span){wrap_label, sizeof wrap_label - 1},
 	                            (struct cf_span){ad, nad}, v.wrapped_dek, dek),
 	           out_wipe_dek);
-	ad[nad - 1] = 'D';
+	nad = build_ad(ad, v.format, v.alg, (struct cf_key_id){0}, ctx, 'D');
 	CF_TRY_OUT(cf_gcm_open(dek, v.nonce.ptr, (struct cf_span){ad, nad}, v.sealed, out),
 	           out_wipe_dek);
 	*out_len = pt_len;
 out_wipe_dek:
 	cf_wipe(dek, sizeof dek);
 	return err;
+}
+
+cf_err cf_env_rewrap(struct cf_kek *from, struct cf_kek *to, struct cf_key_id to_kid,
+                     const struct cf_env_ctx *ctx, uint8_t *env, size_t env_len)
+{
+	CF_ENSURE(ctx_ok(ctx), cf_err_fail(CF_E_INVALID, "envelope context out of range"));
+	struct cf_env_view v = {0};
+	CF_TRY(cf_env_parse((struct cf_span){env, env_len}, &v));
+	CF_ENSURE(cf_span_eq(v.tenant, ctx->tenant),
+	          cf_err_fail(CF_E_INTEGRITY, "the value belongs to another tenant"));
+	cf_err err = CF_OK;
+	uint8_t dek[CF_ENV_DEK], ad[AD_MAX], wrapped[CF_ENV_WRAPPED_DEK];
+	const struct cf_span label = {wrap_label, sizeof wrap_label - 1};
+	size_t nad = build_ad(ad, v.format, v.alg, v.kid, ctx, 'W');
+	CF_TRY_OUT(
+	        cf_siv_open_with(from->siv, label, (struct cf_span){ad, nad}, v.wrapped_dek, dek),
+	        out_wipe_dek);
+	nad = build_ad(ad, v.format, v.alg, to_kid, ctx, 'W');
+	CF_TRY_OUT(cf_siv_seal_with(to->siv, label, (struct cf_span){ad, nad},
+	                            (struct cf_span){dek, sizeof dek}, wrapped),
+	           out_wipe_dek);
+	/* Only now, with the new wrap made, are the stored bytes changed. */
+	cf_be32_put(env + 2, to_kid.kek_version);
+	cf_be32_put(env + 6, to_kid.rk_version);
+	memcpy(env + (v.wrapped_dek.ptr - env), wrapped, sizeof wrapped);
+out_wipe_dek:
+	cf_wipe(dek, sizeof dek);
+	return err;
+}
+
+/* The keyring's use of a KEK beyond envelopes: wrapping purpose keys, and handing its
+ * bytes to the root key for a rewrap (rekey). Not for any other part. */
+cf_err cf_kek_wrap(struct cf_kek *kek, struct cf_span label, struct cf_span ad, struct cf_span key,
+                   uint8_t *out)
+{
+	return cf_siv_seal_with(kek->siv, label, ad, key, out);
+}
+
+cf_err cf_kek_unwrap(struct cf_kek *kek, struct cf_span label, struct cf_span ad,
+                     struct cf_span wrapped, uint8_t *out)
+{
+	return cf_siv_open_with(kek->siv, label, ad, wrapped, out);
+}
+
+struct cf_span cf_kek_bytes(const struct cf_kek *kek)
+{
+	return (struct cf_span){kek->key->ptr, kek->key->len};
 }

@@ -140,6 +140,41 @@ static cf_err parse_share(const char *text, size_t idx, struct parsed *out)
 	return CF_OK;
 }
 
+/* Parses every share and checks they agree (same root key, no repeats). */
+static cf_err parse_all(const char *const *shares, size_t count, struct parsed *ps, uint8_t *xs)
+{
+	for (size_t i = 0; i < count; i++) {
+		CF_TRY(parse_share(shares[i], i, &ps[i]));
+		CF_ENSURE(i == 0 || (ps[i].rk_version == ps[0].rk_version && ps[i].k == ps[0].k &&
+		                     strcmp(ps[i].kcv, ps[0].kcv) == 0),
+		          cf_err_fail(CF_E_INVALID,
+		                      "share %zu belongs to another root key than share 1", i + 1));
+		for (size_t j = 0; j < i; j++)
+			CF_ENSURE(ps[j].x != ps[i].x,
+			          cf_err_fail(CF_E_INVALID, "share %zu repeats share %zu", i + 1,
+			                      j + 1));
+		xs[i] = ps[i].x;
+	}
+	return CF_OK;
+}
+
+cf_err cf_rootkey_shares_check(const char *const *shares, size_t count, uint32_t *rk_version,
+                               unsigned *k)
+{
+	CF_ENSURE(count >= 1 && count <= 255, cf_err_fail(CF_E_INVALID, "no shares given"));
+	struct parsed *ps = calloc(count, sizeof *ps);
+	CF_ENSURE(ps, CF_E_NOMEM);
+	uint8_t xs[255];
+	cf_err err = parse_all(shares, count, ps, xs);
+	if (err == CF_OK) {
+		*rk_version = ps[0].rk_version;
+		*k = ps[0].k;
+	}
+	cf_wipe(ps, count * sizeof *ps);
+	free(ps);
+	return err;
+}
+
 cf_err cf_rootkey_combine(const char *const *shares, size_t count, struct cf_secbuf **rk_out,
                           uint32_t *rk_version)
 {
@@ -150,23 +185,7 @@ cf_err cf_rootkey_combine(const char *const *shares, size_t count, struct cf_sec
 	gfshare_ctx *g = NULL;
 	CF_ENSURE(ps, CF_E_NOMEM);
 	uint8_t xs[255];
-	for (size_t i = 0; i < count; i++) {
-		CF_TRY_OUT(parse_share(shares[i], i, &ps[i]), out);
-		if (i > 0 && (ps[i].rk_version != ps[0].rk_version || ps[i].k != ps[0].k ||
-		              strcmp(ps[i].kcv, ps[0].kcv) != 0)) {
-			err = cf_err_fail(CF_E_INVALID,
-			                  "share %zu belongs to another root key than share 1",
-			                  i + 1);
-			goto out;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (ps[j].x == ps[i].x) {
-				err = cf_err_fail(CF_E_INVALID, "share %zu repeats share %zu",
-				                  i + 1, j + 1);
-				goto out;
-			}
-		xs[i] = ps[i].x;
-	}
+	CF_TRY_OUT(parse_all(shares, count, ps, xs), out);
 	if (count < ps[0].k) {
 		err = cf_err_fail(CF_E_INVALID, "%u shares are needed, %zu given", ps[0].k, count);
 		goto out;

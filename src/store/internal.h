@@ -15,6 +15,7 @@ struct cf_store_ops {
 	cf_err (*query)(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
 	                cf_row_fn fn, void *ctx);
 	cf_err (*check)(struct cf_store *st, struct cf_store_check *out);
+	cf_err (*scrub)(struct cf_store *st); /* NULL: nothing to do */
 	void (*close)(struct cf_store *st);
 };
 

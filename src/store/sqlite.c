@@ -544,6 +544,17 @@ static cf_err sq_check(struct cf_store *st, struct cf_store_check *out)
 	return CF_OK;
 }
 
+static cf_err sq_scrub(struct cf_store *st)
+{
+	struct sq *q = st->impl;
+	struct sconn *c = NULL;
+	CF_TRY(reader_take(q, &c));
+	CF_ENSURE(c, CF_E_INTERNAL);
+	cf_err err = conn_exec(c, "PRAGMA wal_checkpoint(TRUNCATE)", "checkpoint");
+	reader_give(q, c);
+	return err;
+}
+
 /* Open and close ---------------------------------------------------------------------- */
 
 static void sq_close(struct cf_store *st)
@@ -570,6 +581,7 @@ const struct cf_store_ops cf_sqlite_ops = {
         .exec = sq_exec,
         .query = sq_query,
         .check = sq_check,
+        .scrub = sq_scrub,
         .close = sq_close,
 };
 

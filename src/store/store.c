@@ -244,3 +244,8 @@ void cf_connpool_destroy(struct cf_connpool *p)
 	pthread_cond_destroy(&p->freed);
 	pthread_mutex_destroy(&p->lock);
 }
+
+cf_err cf_store_scrub(struct cf_store *st)
+{
+	return st->ops->scrub ? st->ops->scrub(st) : CF_OK;
+}

@@ -107,6 +107,13 @@ bool cf_row_is_null(const struct cf_row *row, unsigned col);
 int64_t cf_row_int(const struct cf_row *row, unsigned col);
 struct cf_span cf_row_blob(const struct cf_row *row, unsigned col); /* text too */
 
+/* After deleting secrets (crypto-shredding): makes the engine overwrite what it still
+ * holds of deleted rows where it can. SQLite (secure_delete is always on): checkpoints
+ * the WAL into the database and truncates it, so the only copies left are the zeroed
+ * pages. PostgreSQL has no such control: returns CF_OK (docs/keys.md says what that
+ * means). */
+CF_MUST cf_err cf_store_scrub(struct cf_store *st);
+
 /* What `coffre store check` reports. */
 struct cf_store_check {
 	bool integrity_ok;
