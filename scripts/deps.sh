@@ -12,7 +12,7 @@ packages=(
 	libsqlite3-dev libpq-dev libargon2-dev libgfshare-dev libp11-kit-dev
 	# tests: unit (cmocka), fuzz (clang + libFuzzer runtime), real clients
 	libcmocka-dev clang libclang-rt-14-dev
-	curl openssl gnutls-bin testssl.sh python3 procps
+	curl openssl gnutls-bin testssl.sh python3 procps util-linux sqlite3
 	# a real PostgreSQL 15 (server, initdb, pgbench) that the tests start themselves
 	postgresql-15
 	# an independent AES-SIV for the cross-check of ours; a real PKCS#11 token (SoftHSM2)

@@ -123,6 +123,8 @@ struct cf_span cf_span_str(const char *s);
 bool cf_span_eq(struct cf_span a, struct cf_span b);
 /* Constant-time equality for MACs, tokens and codes: time depends on the lengths only. */
 bool cf_span_eq_ct(struct cf_span a, struct cf_span b);
+/* Copies s into dst as a C string, cut to cap - 1 bytes (cap >= 1). */
+void cf_span_to_str(struct cf_span s, char *dst, size_t cap);
 
 /* Byte helpers for on-disk and wire formats. ------------------------------------------ */
 void cf_be32_put(uint8_t *p, uint32_t v);
@@ -186,6 +188,9 @@ CF_MUST cf_err cf_json_get_int(const json_t *obj, const char *key, bool required
 CF_MUST cf_err cf_json_get_bool(const json_t *obj, const char *key, bool required, bool *out);
 CF_MUST cf_err cf_json_get_object(const json_t *obj, const char *key, bool required, json_t **out);
 /* Compact UTF-8 serialisation (caller frees with free()). */
+/* From now on jansson wipes every block it frees. Call first thing in main, before any
+ * JSON value exists (a block must be freed by the allocator that made it). */
+void cf_json_wipe_on_free(void);
 CF_MUST cf_err cf_json_dump(const json_t *v, char **out, size_t *out_len);
 
 /* Configuration ---------------------------------------------------------------------
@@ -198,8 +203,9 @@ struct cf_config {
 	/* [server] */
 	char listen[256];
 	char data_dir[CF_PATH_MAX];
-	unsigned threads; /* I/O threads; 0 = one per core */
-	unsigned workers; /* work-pool threads; 0 = one per core */
+	char admin_socket[CF_PATH_MAX]; /* "" = DATA/admin.sock */
+	unsigned threads;               /* I/O threads; 0 = one per core */
+	unsigned workers;               /* work-pool threads; 0 = one per core */
 	unsigned max_connections;
 	unsigned per_ip_connections;
 	unsigned connection_timeout; /* seconds */
@@ -212,6 +218,15 @@ struct cf_config {
 	/* [store] */
 	char store_url[CF_PATH_MAX]; /* "" = sqlite:DATA/coffre.db */
 	char store_migrate_url[CF_PATH_MAX];
+	/* [keys] */
+	char keys_store_url[CF_PATH_MAX]; /* "" = sqlite:DATA/keystore.db */
+	char keys_migrate_url[CF_PATH_MAX];
+	char environment[16];   /* "" = production (development with --dev) */
+	unsigned rotation_days; /* default KEK rotation period per tenant */
+	unsigned rewrap_batch;  /* envelopes per rewrap step */
+	unsigned job_interval;  /* seconds between background key jobs */
+	char pkcs11_module[CF_PATH_MAX];
+	char pkcs11_token[64];
 	/* [tls] */
 	char tls_cert[CF_PATH_MAX];
 	char tls_key[CF_PATH_MAX];
@@ -282,6 +297,8 @@ CF_MUST cf_err cf_file_write_atomic(const char *path, const void *data, size_t l
 /* Checks that path is a folder owned by this user with no group or other access; with
  * create, makes it (0700) when missing. CF_E_PERMISSION names what is wrong. */
 CF_MUST cf_err cf_dir_private(const char *path, bool create);
+/* Sends all n bytes on a socket (no SIGPIPE); false when the peer went away first. */
+bool cf_send_all(int fd, const void *p, size_t n);
 
 /* Process hardening (ER3): not dumpable, no core files, more file descriptors. ------- */
 CF_MUST cf_err cf_harden_process(void);

@@ -53,6 +53,15 @@ static const struct key_def keys[] = {
         UINT("server", "disk_reserve_mb", disk_reserve_mb, 0, 1024u * 1024u),
         STR("store", "url", store_url),
         STR("store", "migrate_url", store_migrate_url),
+        STR("server", "admin_socket", admin_socket),
+        STR("keys", "store", keys_store_url),
+        STR("keys", "migrate_url", keys_migrate_url),
+        STR("keys", "environment", environment),
+        UINT("keys", "rotation_days", rotation_days, 1, 3650),
+        UINT("keys", "rewrap_batch", rewrap_batch, 1, 100000),
+        UINT("keys", "job_interval", job_interval, 1, 86400),
+        STR("keys", "pkcs11_module", pkcs11_module),
+        STR("keys", "pkcs11_token", pkcs11_token),
         STR("tls", "cert", tls_cert),
         STR("tls", "key", tls_key),
         {"log", "level", KEY_LEVEL, offsetof(struct cf_config, log_level), 0, 0, 0},
@@ -76,6 +85,9 @@ void cf_config_defaults(struct cf_config *cfg)
 	        .rate_burst = CF_HTTP_BURST_DEFAULT,
 	        .shutdown_grace = CF_HTTP_GRACE_DEFAULT,
 	        .disk_reserve_mb = 256,
+	        .rotation_days = 90,
+	        .rewrap_batch = 500,
+	        .job_interval = 60,
 	        .log_level = CF_LOG_INFO,
 	};
 	(void)snprintf(cfg->listen, sizeof cfg->listen, "127.0.0.1:8443");
@@ -316,6 +328,13 @@ cf_err cf_config_validate(const struct cf_config *cfg)
 		return cf_err_fail(CF_E_CONFIG,
 		                   "tls.cert and tls.key are required outside development "
 		                   "mode (or start with --dev)");
+	if (cfg->environment[0] && strcmp(cfg->environment, "production") != 0 &&
+	    strcmp(cfg->environment, "development") != 0)
+		return cf_err_fail(CF_E_CONFIG,
+		                   "keys.environment '%.20s' must be production or development",
+		                   cfg->environment);
+	if (!cfg->dev && strcmp(cfg->environment, "development") == 0)
+		return cf_err_fail(CF_E_CONFIG, "keys.environment = development needs --dev");
 	if (cfg->per_ip_connections > cfg->max_connections)
 		return cf_err_fail(
 		        CF_E_CONFIG,

@@ -123,3 +123,11 @@ bool cf_hex_decode(const char *s, size_t n, uint8_t *out)
 	}
 	return true;
 }
+
+void cf_span_to_str(struct cf_span s, char *dst, size_t cap)
+{
+	size_t n = s.len < cap - 1 ? s.len : cap - 1;
+	if (n)
+		memcpy(dst, s.ptr, n);
+	dst[n] = '\0';
+}

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -120,4 +121,19 @@ cf_err cf_dir_private(const char *path, bool create)
 		        "%s has mode %03o; it holds keys and must be 0700 (chmod 700 %s)", path,
 		        (unsigned)(st.st_mode & 0777), path);
 	return CF_OK;
+}
+
+bool cf_send_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	size_t off = 0;
+	while (off < n) {
+		ssize_t w = send(fd, b + off, n - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		off += (size_t)w;
+	}
+	return true;
 }

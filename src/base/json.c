@@ -189,11 +189,51 @@ cf_err cf_json_get_object(const json_t *obj, const char *key, bool required, jso
 
 cf_err cf_json_dump(const json_t *v, char **out, size_t *out_len)
 {
-	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	/* Into a buffer of our own, so that callers free() it whatever jansson's allocator. */
+	size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (n == 0)
+		return CF_E_NOMEM;
+	char *s = malloc(n + 1);
 	if (!s)
 		return CF_E_NOMEM;
+	if (json_dumpb(v, s, n, JSON_COMPACT | JSON_ENCODE_ANY) != n) {
+		free(s);
+		return CF_E_INTERNAL;
+	}
+	s[n] = '\0';
 	*out = s;
 	if (out_len)
-		*out_len = strlen(s);
+		*out_len = n;
 	return CF_OK;
+}
+
+/* Every block jansson frees is wiped first: strings that held a passphrase, a share or a
+ * personal value do not linger in freed heap. Each block carries its size in front. */
+#define WIPE_HDR 16u /* keeps max_align_t alignment */
+
+static void *wipe_malloc(size_t n)
+{
+	if (n > SIZE_MAX - WIPE_HDR)
+		return NULL;
+	uint8_t *p = malloc(n + WIPE_HDR);
+	if (!p)
+		return NULL;
+	memcpy(p, &n, sizeof n);
+	return p + WIPE_HDR;
+}
+
+static void wipe_free(void *ptr)
+{
+	if (!ptr)
+		return;
+	uint8_t *p = (uint8_t *)ptr - WIPE_HDR;
+	size_t n = 0;
+	memcpy(&n, p, sizeof n);
+	cf_wipe(p, n + WIPE_HDR);
+	free(p);
+}
+
+void cf_json_wipe_on_free(void)
+{
+	json_set_alloc_funcs(wipe_malloc, wipe_free);
 }

@@ -23,16 +23,13 @@ bool cf_log_enabled(enum cf_log_level lvl)
 
 static void log_write(json_t *obj)
 {
-	char *line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!line)
+	char out[CF_LOG_LINE_MAX + 1];
+	size_t n = json_dumpb(obj, out, CF_LOG_LINE_MAX - 1, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	if (n == 0)
 		return;
-	size_t n = strlen(line);
 	if (n > CF_LOG_LINE_MAX - 1)
 		n = CF_LOG_LINE_MAX - 1; /* cut, never split: the line stays one record */
-	char out[CF_LOG_LINE_MAX + 1];
-	memcpy(out, line, n); /* NOLINT(bugprone-not-null-terminated-result): bytes for write(2) */
 	out[n++] = '\n';
-	free(line);
 	size_t off = 0;
 	while (off < n) {
 		ssize_t w = write(STDERR_FILENO, out + off, n - off);

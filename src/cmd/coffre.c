@@ -10,20 +10,11 @@
 #include <curl/curl.h>
 
 #include "base/base.h"
+#include "cmd/cli.h"
 #include "store/store.h"
 
 #define EXIT_USAGE 2
 #define REPLY_MAX  (1024u * 1024u)
-
-struct cli {
-	const char *store;
-	const char *migrate_url;
-	const char *addr;
-	const char *cacert;
-	const char *data;
-	bool json;
-	char cacert_buf[CF_PATH_MAX + 16];
-};
 
 static const char main_usage[] =
         "usage: coffre [global options] <command> [options]\n"
@@ -32,6 +23,10 @@ static const char main_usage[] =
         "\n"
         "Commands:\n"
         "  status     show whether the server is ready (GET /readyz)\n"
+        "  operator   init, unseal, seal, rekey, status (local admin socket)\n"
+        "  tenant     create, list, suspend, resume, delete tenants (admin socket)\n"
+        "  keys       rotate a tenant's key, show key status (admin socket)\n"
+        "  store      migrate or check the database\n"
         "  version    show the command line's version\n"
         "  help CMD   show help for a command\n"
         "\n"
@@ -40,7 +35,8 @@ static const char main_usage[] =
         "  --cacert FILE   CA certificate(s) to verify the server with (env COFFRE_CACERT);\n"
         "                  by default the development CA for a server on this machine\n"
         "                  (DATA/tls/ca.pem), else the system's CAs\n"
-        "  --data DIR      a --dev server's data folder (env COFFRE_DATA; default var/coffre)\n"
+        "  --data DIR      the server's data folder (env COFFRE_DATA; default var/coffre)\n"
+        "  --socket PATH   the admin socket (env COFFRE_SOCKET; default DATA/admin.sock)\n"
         "  --json          print JSON for scripts\n"
         "  -h, --help      show help\n"
         "\n"
@@ -115,8 +111,8 @@ static int cmd_store(struct cli *cli, const char *sub)
 				                  "integrity_ok", chk.integrity_ok, "integrity",
 				                  chk.integrity, "settings_ok", chk.settings_ok,
 				                  "settings", chk.settings);
-				char *t = o ? json_dumps(o, JSON_PRESERVE_ORDER) : NULL;
-				if (t)
+				char *t = NULL;
+				if (o && cf_json_dump(o, &t, NULL) == CF_OK)
 					puts(t);
 				free(t);
 				json_decref(o);
@@ -227,8 +223,8 @@ static int cmd_status(struct cli *cli)
 	const char *state = json_string_value(json_object_get(doc, "status"));
 	rc = status == 200 && state && strcmp(state, "ready") == 0 ? 0 : 1;
 	if (cli->json) {
-		char *s = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		if (s)
+		char *s = NULL;
+		if (cf_json_dump(doc, &s, NULL) == CF_OK)
 			puts(s);
 		free(s);
 		goto out;
@@ -257,7 +253,9 @@ out:
 
 int main(int argc, char **argv)
 {
+	cf_json_wipe_on_free(); /* requests carry passphrases, shares, PINs */
 	struct cli cli = {
+	        .socket = getenv("COFFRE_SOCKET"),
 	        .addr = getenv("COFFRE_ADDR"),
 	        .cacert = getenv("COFFRE_CACERT"),
 	        .data = getenv("COFFRE_DATA"),
@@ -274,6 +272,16 @@ int main(int argc, char **argv)
 	                                     {"version", no_argument, NULL, 'V'},
 	                                     {"store", required_argument, NULL, 'S'},
 	                                     {"migrate-url", required_argument, NULL, 'M'},
+	                                     {"socket", required_argument, NULL, 's'},
+	                                     {"provider", required_argument, NULL, 'P'},
+	                                     {"shares", required_argument, NULL, 'n'},
+	                                     {"threshold", required_argument, NULL, 'k'},
+	                                     {"secret-fd", required_argument, NULL, 'F'},
+	                                     {"tenant", required_argument, NULL, 't'},
+	                                     {"rotation-days", required_argument, NULL, 'r'},
+	                                     {"reset", no_argument, NULL, 'R'},
+	                                     {"yes", no_argument, NULL, 'y'},
+	                                     {"wait", no_argument, NULL, 'w'},
 	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
@@ -287,6 +295,16 @@ int main(int argc, char **argv)
 		case 'j': cli.json = true; break;
 		case 'S': cli.store = optarg; break;
 		case 'M': cli.migrate_url = optarg; break;
+		case 's': cli.socket = optarg; break;
+		case 'P': cli.provider = optarg; break;
+		case 'n': cli.shares = optarg; break;
+		case 'k': cli.threshold = optarg; break;
+		case 'F': cli.secret_fd = optarg; break;
+		case 't': cli.tenant = optarg; break;
+		case 'r': cli.rotation_days = optarg; break;
+		case 'R': cli.reset = true; break;
+		case 'y': cli.yes = true; break;
+		case 'w': cli.wait = true; break;
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':
@@ -311,6 +329,8 @@ int main(int argc, char **argv)
 			fputs(status_usage, stdout);
 		else if (topic && strcmp(topic, "store") == 0)
 			fputs(store_usage, stdout);
+		else if (topic && cli_admin_usage(topic))
+			fputs(cli_admin_usage(topic), stdout);
 		else if (!topic || strcmp(topic, "version") == 0)
 			fputs(main_usage, stdout);
 		else {
@@ -342,6 +362,13 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		return cmd_store(&cli, sub);
+	}
+	if (cli_admin_usage(cmd)) {
+		if (help) {
+			fputs(cli_admin_usage(cmd), stdout);
+			return 0;
+		}
+		return cli_admin(&cli, cmd, nargs, argv + optind + 1);
 	}
 	if (strcmp(cmd, "status") == 0) {
 		if (help) {

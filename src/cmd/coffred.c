@@ -9,11 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypto/crypto.h"
 #include "http/http.h"
+#include "keys/keys.h"
 #include "store/store.h"
+#include "vault/vault.h"
 
 extern char **environ;
 
@@ -89,6 +92,141 @@ static void dev_banner(const struct cf_config *cfg, unsigned port, const char *c
 	fflush(stdout);
 }
 
+/* Background key jobs (DESIGN §5): scheduled rotation, then the rewrap of what old KEK
+ * versions still wrap, in throttled steps, every keys.job_interval seconds. */
+struct jobs {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop, started;
+	struct cf_keyring *kr;
+	unsigned interval;
+};
+
+static bool jobs_sleep(struct jobs *j, long ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&j->lock);
+	while (!j->stop && pthread_cond_timedwait(&j->wake, &j->lock, &until) == 0)
+		;
+	bool stop = j->stop;
+	pthread_mutex_unlock(&j->lock);
+	return !stop;
+}
+
+static void *jobs_main(void *arg)
+{
+	struct jobs *j = arg;
+	do {
+		unsigned rotated = 0;
+		if (cf_keys_rotate_due(j->kr, (int64_t)time(NULL), &rotated) != CF_OK)
+			cf_log(CF_LOG_ERROR, NULL, "rotation_failed", "scheduled rotation: %s",
+			       cf_err_detail());
+		bool busy = true;
+		while (busy) {
+			if (cf_keys_rewrap_step(j->kr, &busy) != CF_OK) {
+				cf_log(CF_LOG_ERROR, NULL, "rewrap_failed",
+				       "rewrap step failed (retried later): %s", cf_err_detail());
+				break;
+			}
+			if (busy && !jobs_sleep(j, 20)) /* the throttle between steps */
+				return NULL;
+		}
+	} while (jobs_sleep(j, (long)j->interval * 1000));
+	return NULL;
+}
+
+static void jobs_stop(struct jobs *j)
+{
+	if (!j->started)
+		return;
+	pthread_mutex_lock(&j->lock);
+	j->stop = true;
+	pthread_cond_signal(&j->wake);
+	pthread_mutex_unlock(&j->lock);
+	pthread_join(j->thread, NULL);
+}
+
+/* Development mode's root key passphrase: COFFRE_DEV_PASSPHRASE, else one generated
+ * into DATA/dev-passphrase (0600) on the first start. Never used outside --dev. */
+static cf_err dev_passphrase(const char *data_dir, struct cf_secbuf **out)
+{
+	const char *env = getenv("COFFRE_DEV_PASSPHRASE");
+	CF_TRY(cf_secbuf_new(128, out));
+	CF_ENSURE(*out, CF_E_INTERNAL);
+	if (env && *env) {
+		(*out)->len = strlen(env) < 127 ? strlen(env) : 127;
+		memcpy((*out)->ptr, env, (*out)->len);
+		return CF_OK;
+	}
+	char path[CF_PATH_MAX + 32];
+	(void)snprintf(path, sizeof path, "%s/dev-passphrase", data_dir);
+	struct cf_buf b;
+	cf_err e = cf_file_read(path, 127, &b);
+	if (e == CF_E_NOT_FOUND) {
+		char hex[65];
+		CF_TRY(cf_random_hex(hex, sizeof hex, 32));
+		CF_TRY(cf_file_write_atomic(path, (const uint8_t *)hex, 64, 0600));
+		memcpy((*out)->ptr, hex, 64);
+		(*out)->len = 64;
+		cf_wipe(hex, sizeof hex);
+		return CF_OK;
+	}
+	CF_TRY(e);
+	memcpy((*out)->ptr, b.data, b.len);
+	(*out)->len = b.len;
+	cf_wipe(b.data, b.len);
+	cf_buf_free(&b);
+	return CF_OK;
+}
+
+static bool ks_initialized(struct cf_keyring *kr)
+{
+	struct cf_keys_status ks;
+	cf_keys_status(kr, &ks);
+	return ks.initialized;
+}
+
+/* --dev: initialize or unseal by itself, and make a first tenant. */
+static cf_err dev_keys(const struct cf_config *cfg, struct cf_keyring *kr, struct cf_store *st)
+{
+	struct cf_secbuf *pass = NULL;
+	CF_TRY(dev_passphrase(cfg->data_dir, &pass));
+	CF_ENSURE(pass, CF_E_INTERNAL);
+	struct cf_keys_status ks;
+	cf_keys_status(kr, &ks);
+	cf_err e = CF_OK;
+	struct cf_span p = {pass->ptr, pass->len};
+	if (!ks.initialized) {
+		struct cf_rk_secret s = {.provider = CF_RK_FILE, .passphrase = p};
+		e = cf_keys_init(kr, &s, NULL);
+	} else {
+		bool done = false;
+		e = cf_keys_unseal(kr, p, &done);
+	}
+	cf_secbuf_free(&pass);
+	CF_TRY(e);
+	CF_TRY(cf_vault_bind_keystore(st, kr));
+	CF_TRY(cf_vault_resume_deletions(st, kr));
+	json_t *list = NULL;
+	CF_TRY(cf_vault_tenant_list(st, &list));
+	size_t n = json_array_size(list);
+	json_decref(list);
+	if (n == 0) {
+		json_t *t = NULL;
+		CF_TRY(cf_vault_tenant_create(st, kr, "dev", cfg->rotation_days, &t));
+		json_decref(t);
+	}
+	return CF_OK;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -99,6 +237,7 @@ int main(int argc, char **argv)
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {"version", no_argument, NULL, 'V'},
 	                                     {NULL, 0, NULL, 0}};
+	cf_json_wipe_on_free();
 	const char *config_path = NULL, *listen_flag = NULL, *data_flag = NULL, *level_flag = NULL;
 	bool dev = false;
 	int c;
@@ -210,12 +349,73 @@ int main(int argc, char **argv)
 		return die("store");
 	}
 
+	/* The keystore, apart from the store; sealed until an operator (or --dev) opens it. */
+	if (!cfg.keys_store_url[0] &&
+	    (size_t)snprintf(cfg.keys_store_url, sizeof cfg.keys_store_url, "sqlite:%s/keystore.db",
+	                     cfg.data_dir) >= sizeof cfg.keys_store_url) {
+		fprintf(stderr, "coffred: keys: the data folder path is too long\n");
+		return 1;
+	}
+	if (!cfg.environment[0])
+		(void)snprintf(cfg.environment, sizeof cfg.environment, "%s",
+		               dev ? "development" : "production");
+	if (!cfg.admin_socket[0] &&
+	    (size_t)snprintf(cfg.admin_socket, sizeof cfg.admin_socket, "%s/admin.sock",
+	                     cfg.data_dir) >= sizeof cfg.admin_socket) {
+		fprintf(stderr, "coffred: admin socket: the data folder path is too long\n");
+		return 1;
+	}
+	struct cf_keyring_opts ko = {.store_url = cfg.keys_store_url,
+	                             .migrate_url = cfg.keys_migrate_url,
+	                             .data_dir = cfg.data_dir,
+	                             .environment = cfg.environment,
+	                             .pkcs11_module = cfg.pkcs11_module,
+	                             .pkcs11_token = cfg.pkcs11_token,
+	                             .rotation_s = (int64_t)cfg.rotation_days * 86400,
+	                             .rewrap_batch = cfg.rewrap_batch};
+	struct cf_keyring *kr = NULL;
+	cf_err ke = cf_keyring_open(&ko, &kr);
+	if (ke == CF_OK && dev)
+		ke = dev_keys(&cfg, kr, store);
+	else if (ke == CF_OK)
+		ke = cf_vault_bind_keystore(store, kr); /* ER7, before serving anything */
+	if (ke != CF_OK) {
+		cf_keyring_close(&kr);
+		cf_store_close(&store);
+		cf_tls_shutdown();
+		return die("keys");
+	}
+	struct cf_admin *admin = NULL;
+	struct cf_admin_opts ao = {.path = cfg.admin_socket,
+	                           .keys = kr,
+	                           .store = store,
+	                           .rotation_days = cfg.rotation_days};
+	if (cf_admin_start(&ao, &admin) != CF_OK) {
+		cf_keyring_close(&kr);
+		cf_store_close(&store);
+		cf_tls_shutdown();
+		return die("admin socket");
+	}
+	struct jobs jobs = {.kr = kr, .interval = cfg.job_interval};
+	pthread_mutex_init(&jobs.lock, NULL);
+	pthread_cond_init(&jobs.wake, NULL);
+	if (pthread_create(&jobs.thread, NULL, jobs_main, &jobs) == 0)
+		jobs.started = true;
+
 	struct cf_server *srv = NULL;
-	if (cf_server_start(&cfg, store, &srv) != CF_OK) {
+	if (cf_server_start(&cfg, store, kr, &srv) != CF_OK) {
+		jobs_stop(&jobs);
+		cf_admin_stop(&admin);
+		cf_keyring_close(&kr);
 		cf_store_close(&store);
 		cf_tls_shutdown();
 		return die("server");
 	}
+	if (cf_keys_is_sealed(kr))
+		cf_log(CF_LOG_WARN, NULL, "sealed",
+		       "the vault is sealed: the API answers 503 until an operator runs "
+		       "`coffre operator %s` (admin socket %s)",
+		       ks_initialized(kr) ? "unseal" : "init", cfg.admin_socket);
 	unsigned port = cf_server_port(srv);
 	json_t *f =
 	        json_pack("{s:s, s:i, s:b}", "listen", cfg.listen, "port", (int)port, "dev", dev);
@@ -241,6 +441,9 @@ int main(int argc, char **argv)
 		break;
 	}
 	cf_server_stop(&srv);
+	jobs_stop(&jobs);
+	cf_admin_stop(&admin);
+	cf_keyring_close(&kr); /* seals: every key wiped */
 	cf_store_close(&store);
 	cf_tls_shutdown();
 	cf_secmem_shutdown();

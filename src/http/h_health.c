@@ -43,7 +43,15 @@ cf_err cf_h_readyz(struct cf_req *req)
 	}
 	struct cf_clock_state clk;
 	cf_clock_state(&clk);
-	bool ready = disk_ok && store_ok;
+	/* Ready also means unsealed: a sealed vault answers 503 sealed to every API call. */
+	struct cf_keyring *kr = cf_req_keys(req);
+	struct cf_keys_status ks = {.initialized = true};
+	if (kr)
+		cf_keys_status(kr, &ks);
+	const char *keys_state = !ks.initialized ? "not_initialized"
+	                         : ks.sealed     ? "sealed"
+	                                         : "unsealed";
+	bool ready = disk_ok && store_ok && (!kr || (ks.initialized && !ks.sealed));
 	/* AL6: an unsynchronised clock is reported, not treated as "not ready": many hosts
 	 * run without NTP and coffre still serves them correctly. */
 	json_t *warnings = json_array();
@@ -60,6 +68,10 @@ cf_err cf_h_readyz(struct cf_req *req)
 	                  "clock", "synchronized", clk.synchronized, "max_error_us",
 	                  (json_int_t)clk.max_error_us, "est_error_us",
 	                  (json_int_t)clk.est_error_us, "warnings", warnings);
+	if (body && kr)
+		json_object_set_new(json_object_get(body, "checks"), "keys",
+		                    json_pack("{s:b, s:s}", "ok", ks.initialized && !ks.sealed,
+		                              "state", keys_state));
 	if (!body)
 		return CF_E_NOMEM;
 	return cf_req_reply_json(req, ready ? 200 : 503, body);

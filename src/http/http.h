@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "base/base.h"
+#include "keys/keys.h"
 #include "store/store.h"
 
 struct cf_req;
@@ -73,20 +74,35 @@ CF_MUST cf_err cf_tls_load(const char *cert_path, const char *key_path);
 void cf_tls_shutdown(void);
 
 /* Server ---------------------------------------------------------------------------- */
-/* Binds the listening socket and starts serving. The store is borrowed: it must outlive
- * the server. Errors name the cause (address in use, permission, bad address). */
+/* Binds the listening socket and starts serving. The store and keyring are borrowed: they must
+ * outlive the server. Errors name the cause (address in use, permission, bad address). */
 CF_MUST cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store,
-                               struct cf_server **out);
+                               struct cf_keyring *keys, struct cf_server **out);
 /* Stops accepting, lets in-flight requests finish for at most server.shutdown_grace
  * seconds, then closes every connection and frees the server. Accepts NULL. */
 void cf_server_stop(struct cf_server **pp);
 /* The bound port (useful with port 0). */
 unsigned cf_server_port(const struct cf_server *srv);
 
+/* The local admin socket (admin.c): init, unseal, seal, rekey, status, tenants, key
+ * rotation; docs/keys.md lists its requests. Borrowed keyring and store. */
+struct cf_admin;
+struct cf_admin_opts {
+	const char *path;
+	struct cf_keyring *keys;
+	struct cf_store *store;
+	unsigned rotation_days;
+};
+CF_MUST cf_err cf_admin_start(const struct cf_admin_opts *o, struct cf_admin **out);
+/* Stops serving and removes the socket file. Accepts NULL. */
+void cf_admin_stop(struct cf_admin **pp);
+
 /* Requests, for handlers --------------------------------------------------------------- */
 const char *cf_req_id(const struct cf_req *req);
 const struct cf_config *cf_req_config(const struct cf_req *req);
 struct cf_store *cf_req_store(const struct cf_req *req);
+/* The keyring (NULL in tests that run without one). */
+struct cf_keyring *cf_req_keys(const struct cf_req *req);
 /* The body (CF_ROUTE_BODY routes), never NUL-terminated. */
 struct cf_span cf_req_body(const struct cf_req *req);
 /* A path parameter by name ({tenant} -> "tenant"); empty span when absent. */

@@ -21,6 +21,7 @@
 struct cf_server {
 	struct cf_config cfg;
 	struct cf_store *store;
+	struct cf_keyring *keys;
 	struct MHD_Daemon *mhd;
 	struct cf_pool *pool;
 	struct cf_ratelimit *rl;
@@ -77,6 +78,11 @@ const struct cf_config *cf_req_config(const struct cf_req *req)
 struct cf_store *cf_req_store(const struct cf_req *req)
 {
 	return req->srv->store;
+}
+
+struct cf_keyring *cf_req_keys(const struct cf_req *req)
+{
+	return req->srv->keys;
 }
 
 struct cf_span cf_req_body(const struct cf_req *req)
@@ -231,6 +237,10 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 			                   srv->cfg.max_body);
 		}
 	}
+	/* ER3: while sealed (or before init) no key can be reached, so the API answers
+	 * 503 sealed before routing; the health routes stay up to say why. */
+	if (strncmp(url, "/v1/", 4) == 0 && srv->keys && cf_keys_is_sealed(srv->keys))
+		return cf_err_fail(CF_E_SEALED, "the vault is sealed; an operator must unseal it");
 	/* HEAD is GET without a body; libmicrohttpd drops the body for us. */
 	const char *route_method = strcmp(method, "HEAD") == 0 ? "GET" : method;
 	cf_err e = cf_router_match(cf_http_routes, cf_http_routes_count, route_method,
@@ -440,7 +450,8 @@ static unsigned ncpu(void)
 	return n > 0 && n < 256 ? (unsigned)n : 2;
 }
 
-cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, struct cf_server **out)
+cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, struct cf_keyring *keys,
+                       struct cf_server **out)
 {
 	cf_err err = CF_OK;
 	gnutls_priority_t prio;
@@ -456,6 +467,7 @@ cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, stru
 		return CF_E_NOMEM;
 	srv->cfg = *cfg;
 	srv->store = store;
+	srv->keys = keys;
 	srv->listen_fd = -1;
 	unsigned workers = cfg->workers ? cfg->workers : ncpu();
 	unsigned threads = cfg->threads ? cfg->threads : ncpu();

@@ -326,21 +326,13 @@ struct meta_row {
 	size_t check_len;
 };
 
-static void copy_text(char *dst, size_t cap, struct cf_span s)
-{
-	size_t n = s.len < cap - 1 ? s.len : cap - 1;
-	if (n)
-		memcpy(dst, s.ptr, n);
-	dst[n] = '\0';
-}
-
 static cf_err meta_row(const struct cf_row *row, void *ctx)
 {
 	struct meta_row *m = ctx;
 	m->found = true;
-	copy_text(m->keystore_id, sizeof m->keystore_id, cf_row_blob(row, 0));
-	copy_text(m->environment, sizeof m->environment, cf_row_blob(row, 1));
-	copy_text(m->provider, sizeof m->provider, cf_row_blob(row, 2));
+	cf_span_to_str(cf_row_blob(row, 0), m->keystore_id, sizeof m->keystore_id);
+	cf_span_to_str(cf_row_blob(row, 1), m->environment, sizeof m->environment);
+	cf_span_to_str(cf_row_blob(row, 2), m->provider, sizeof m->provider);
 	m->rk_version = cf_row_int(row, 3);
 	struct cf_span c = cf_row_blob(row, 4);
 	CF_ENSURE(c.len > 0 && c.len <= sizeof m->check,
@@ -348,8 +340,8 @@ static cf_err meta_row(const struct cf_row *row, void *ctx)
 	memcpy(m->check, c.ptr, c.len);
 	m->check_len = c.len;
 	m->shares_k = cf_row_int(row, 5);
-	copy_text(m->module, sizeof m->module, cf_row_blob(row, 6));
-	copy_text(m->token, sizeof m->token, cf_row_blob(row, 7));
+	cf_span_to_str(cf_row_blob(row, 6), m->module, sizeof m->module);
+	cf_span_to_str(cf_row_blob(row, 7), m->token, sizeof m->token);
 	return CF_OK;
 }
 
@@ -536,7 +528,7 @@ static cf_err load_tenant_row(const struct cf_row *row, void *ctx)
 	struct load_ctx *lc = ctx;
 	struct tenant *t = calloc(1, sizeof *t);
 	CF_ENSURE(t, CF_E_NOMEM);
-	copy_text(t->id, sizeof t->id, cf_row_blob(row, 0));
+	cf_span_to_str(cf_row_blob(row, 0), t->id, sizeof t->id);
 	struct cf_span st = cf_row_blob(row, 1);
 	t->suspended = st.len == 9 && memcmp(st.ptr, "suspended", 9) == 0;
 	t->rotation_s = cf_row_int(row, 2);
@@ -551,7 +543,7 @@ static cf_err load_kek_row(const struct cf_row *row, void *ctx)
 	struct load_ctx *lc = ctx;
 	struct cf_keyring *kr = lc->kr;
 	char id[CF_TENANT_ID_MAX + 1];
-	copy_text(id, sizeof id, cf_row_blob(row, 0));
+	cf_span_to_str(cf_row_blob(row, 0), id, sizeof id);
 	struct tenant *t = tenant_find_str(kr, id);
 	CF_ENSURE(t, cf_err_fail(CF_E_INTEGRITY, "keystore: a KEK of unknown tenant '%s'", id));
 	struct kek_slot s = {.version = (uint32_t)cf_row_int(row, 1),
@@ -585,7 +577,7 @@ static cf_err load_purpose_row(const struct cf_row *row, void *ctx)
 {
 	struct load_ctx *lc = ctx;
 	char id[CF_TENANT_ID_MAX + 1];
-	copy_text(id, sizeof id, cf_row_blob(row, 0));
+	cf_span_to_str(cf_row_blob(row, 0), id, sizeof id);
 	struct tenant *t = tenant_find_str(lc->kr, id);
 	CF_ENSURE(t, cf_err_fail(CF_E_INTEGRITY, "keystore: a purpose key of unknown tenant"));
 	int64_t purpose = cf_row_int(row, 1);
@@ -1588,7 +1580,7 @@ static cf_err job_row(const struct cf_row *row, void *ctx)
 	if (js->n == JOBS_PER_STEP)
 		return CF_OK;
 	struct job *j = &js->j[js->n++];
-	copy_text(j->tenant, sizeof j->tenant, cf_row_blob(row, 0));
+	cf_span_to_str(cf_row_blob(row, 0), j->tenant, sizeof j->tenant);
 	j->from = (uint32_t)cf_row_int(row, 1);
 	return CF_OK;
 }
@@ -1700,7 +1692,7 @@ static json_t *find_tenant_obj(json_t *arr, struct cf_span id)
 {
 	size_t i;
 	json_t *o;
-	json_array_foreach (arr, i, o) {
+	for (i = 0; i < json_array_size(arr) && (o = json_array_get(arr, i)); i++) {
 		const char *s = json_string_value(json_object_get(o, "tenant"));
 		if (s && strlen(s) == id.len && memcmp(s, id.ptr, id.len) == 0)
 			return o;

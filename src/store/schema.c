@@ -21,6 +21,26 @@ const struct cf_migration cf_store_schema[] = {
          "INSERT INTO deployment VALUES (1, replace(gen_random_uuid()::text, '-', ''),"
          " extract(epoch from now())::bigint);"
          "GRANT SELECT ON deployment TO coffre_runtime"},
+        {2, "tenants",
+         /* ER7: the data store remembers which keystore (and environment) it belongs to.
+          * Tenants: deployment-wide rows (an operator lists them); their data rows carry
+          * tenant_id. 'deleting' marks a deletion that must finish (crypto-shredding). */
+         "ALTER TABLE deployment ADD COLUMN keystore_id TEXT;"
+         "ALTER TABLE deployment ADD COLUMN environment TEXT;"
+         "CREATE TABLE tenants ("
+         " tenant_id TEXT PRIMARY KEY,"
+         " name TEXT NOT NULL UNIQUE,"
+         " state TEXT NOT NULL CHECK (state IN ('active', 'suspended', 'deleting')),"
+         " created_at INTEGER NOT NULL) STRICT",
+         "ALTER TABLE deployment ADD COLUMN keystore_id TEXT;"
+         "ALTER TABLE deployment ADD COLUMN environment TEXT;"
+         "GRANT UPDATE (keystore_id, environment) ON deployment TO coffre_runtime;"
+         "CREATE TABLE tenants ("
+         " tenant_id TEXT PRIMARY KEY,"
+         " name TEXT NOT NULL UNIQUE,"
+         " state TEXT NOT NULL CHECK (state IN ('active', 'suspended', 'deleting')),"
+         " created_at BIGINT NOT NULL);"
+         "GRANT SELECT, INSERT, UPDATE, DELETE ON tenants TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

@@ -50,14 +50,7 @@ start_server() {
 	"$COFFRED" --dev --data "$SRV_DIR/data" --listen 127.0.0.1:0 "$@" >"$SRV_DIR/out" 2>"$SRV_ERR" &
 	SRV_PID=$!
 	SERVERS+=("$SRV_PID")
-	PORT=
-	local i
-	for i in $(seq 1 200); do
-		PORT=$(grep -oE '^ *URL: +https://127\.0\.0\.1:[0-9]+' "$SRV_DIR/out" 2>/dev/null | grep -oE '[0-9]+$' | head -1)
-		[ -n "$PORT" ] && break
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.1
-	done
+	wait_port "$SRV_DIR/out" '^ *URL: +https://127\.0\.0\.1:[0-9]+'
 	if [ -z "$PORT" ]; then
 		echo "# coffred did not start:" >&2
 		sed 's/^/#   /' "$SRV_ERR" >&2
@@ -65,6 +58,19 @@ start_server() {
 	fi
 	URL=https://127.0.0.1:$PORT
 	CA=$SRV_DIR/data/tls/ca.pem
+}
+
+# wait_port FILE REGEX: sets PORT to the number ending REGEX's first match in FILE, once
+# it appears (empty if SRV_PID dies or 20 s pass).
+wait_port() {
+	PORT=
+	local i
+	for i in $(seq 1 200); do
+		PORT=$(grep -oE "$2" "$1" 2>/dev/null | grep -oE '[0-9]+$' | head -1)
+		[ -n "$PORT" ] && break
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		sleep 0.1
+	done
 }
 
 stop_server() { # [pid]: SIGTERM and wait; sets STOP_RC to the exit status

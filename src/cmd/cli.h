@@ -1,0 +1,25 @@
+/* coffre — what the command line's files share. */
+#ifndef CF_CMD_CLI_H
+#define CF_CMD_CLI_H
+
+#include "base/base.h"
+
+struct cli {
+	const char *store;
+	const char *migrate_url;
+	const char *addr;
+	const char *cacert;
+	const char *data;
+	const char *socket;
+	const char *provider, *shares, *threshold, *secret_fd, *tenant, *rotation_days;
+	bool json, reset, yes, wait;
+	char cacert_buf[CF_PATH_MAX + 16];
+};
+
+/* The admin-socket commands (coffre_admin.c): operator, tenant, keys. The usage text of
+ * cmd, or NULL when cmd is not one of them. */
+const char *cli_admin_usage(const char *cmd);
+/* Runs one; returns the exit status. */
+int cli_admin(struct cli *cli, const char *cmd, int nargs, char **args);
+
+#endif
