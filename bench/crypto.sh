@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench BENCH=crypto: seal/open throughput of coffre's envelope (a fresh DEK, its
-# AES-256-SIV wrap and the AES-256-GCM seal, per value) at 1 KiB and 64 KiB, against a
+# AES-256-SIV wrap and the AES-256-GCM seal, per value) at 1 KiB and 64 KiB, directly and
+# through the keyring's handles (a real keystore in a temporary folder), against a
 # bare GnuTLS AES-256-GCM loop on one pre-initialised key (the ceiling), in one run; and
 # gnutls-cli --benchmark-ciphers beside it for reference (it measures AES-128-GCM at
 # 16 KiB, once per run). Medians of 3 rounds. The last line is one JSON object.

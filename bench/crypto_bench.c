@@ -87,6 +87,66 @@ static void envelope(size_t size, bool do_open, double *ns_per_op, double *mbps)
 	*mbps = (double)ops * (double)size / t / 1e6;
 }
 
+/* The same through the keyring's handles, as the rest of coffre calls it: the read lock,
+ * the tenant's lookup, the active KEK, then the envelope. A real keystore (SQLite file in
+ * a temporary folder) holds the tenant's keys. */
+static struct cf_keyring *bench_keyring(void)
+{
+	static struct cf_keyring *kr;
+	if (kr)
+		return kr;
+	static char dir[] = "/tmp/cf_bench_kr_XXXXXX";
+	char url[96];
+	if (!mkdtemp(dir))
+		abort();
+	(void)snprintf(url, sizeof url, "sqlite:%s/keystore.db", dir);
+	static const struct cf_argon2_params fast = {8 * 1024, 1, 1};
+	struct cf_keyring_opts o = {
+	        .store_url = url, .data_dir = dir, .environment = "production", .argon2 = &fast};
+	struct cf_rk_secret s = {.provider = CF_RK_FILE,
+	                         .passphrase = {(const uint8_t *)"benchmark passphrase", 20}};
+	cf_log_set_level(CF_LOG_ERROR);
+	if (cf_keyring_open(&o, &kr) != CF_OK || cf_keys_init(kr, &s, NULL) != CF_OK ||
+	    cf_keys_tenant_create(kr, "acme", 0) != CF_OK)
+		abort();
+	return kr;
+}
+
+static void handles(size_t size, bool do_open, double *ns_per_op, double *mbps)
+{
+	struct cf_keyring *kr = bench_keyring();
+	struct cf_env_ctx ctx = {{(const uint8_t *)"acme", 4},
+	                         {(const uint8_t *)"customers", 9},
+	                         {(const uint8_t *)"rec-000001", 10},
+	                         1,
+	                         {(const uint8_t *)"email", 5}};
+	size_t cap = cf_env_size(&ctx, size), len = 0;
+	uint8_t *in = calloc(1, size), *env = malloc(cap), *out = malloc(size + 1);
+	if (cf_keys_seal_value(kr, &ctx, (struct cf_span){in, size}, env, cap, &len))
+		abort();
+	long ops = 0;
+	double start = now(), t;
+	do {
+		for (int i = 0; i < 64; i++) {
+			size_t n;
+			cf_err e =
+			        do_open ? cf_keys_open_value(kr, &ctx, (struct cf_span){env, len},
+			                                     out, size + 1, &n)
+			                : cf_keys_seal_value(kr, &ctx, (struct cf_span){in, size},
+			                                     env, cap, &n);
+			if (e)
+				abort();
+			ops++;
+		}
+		t = now() - start;
+	} while (t < secs);
+	free(in);
+	free(env);
+	free(out);
+	*ns_per_op = t * 1e9 / (double)ops;
+	*mbps = (double)ops * (double)size / t / 1e6;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
@@ -107,5 +167,12 @@ int main(int argc, char **argv)
 	printf("seal_64k_mbps %.0f\nratio_aead_64k_vs_raw %.3f\n", mb, mb / raw64);
 	envelope(65536, true, &ns, &mb);
 	printf("open_64k_mbps %.0f\nratio_open_64k_vs_raw %.3f\n", mb, mb / raw64);
+	handles(1024, false, &ns, &mb);
+	printf("handle_seal_1k_ns %.1f\nhandle_key_overhead_us_1k %.3f\n", ns,
+	       (ns - raw1k) / 1000.0);
+	handles(1024, true, &ns, &mb);
+	printf("handle_open_1k_ns %.1f\n", ns);
+	handles(65536, false, &ns, &mb);
+	printf("ratio_handle_64k_vs_raw %.3f\n", mb / raw64);
 	return 0;
 }

@@ -571,6 +571,56 @@ static void test_damaged_keystore(void **state)
 	cf_keyring_close(&kr);
 }
 
+/* a rekey that fails changes nothing; a damaged key file is an integrity error ------ */
+static void test_rekey_failures(void **state)
+{
+	(void)state;
+	fresh_sqlite();
+	struct cf_keyring *kr = NULL;
+	struct cf_keyring_opts o = opts("production");
+	o.pkcs11_module = "/nonexistent/libpkcs11.so";
+	OK(cf_keyring_open(&o, &kr));
+	struct cf_rk_secret s = {.provider = CF_RK_FILE, .passphrase = S(PASS)};
+	OK(cf_keys_init(kr, &s, NULL));
+	OK(cf_keys_tenant_create(kr, "acme", 0));
+	uint8_t env[256];
+	size_t len = seal_for(kr, "acme", "r1", env, sizeof env);
+	/* an absent HSM, a short passphrase, bad share counts: refused, nothing changed */
+	struct cf_rk_secret hs = {.provider = CF_RK_PKCS11, .pin = S("123456")};
+	assert_int_equal(cf_keys_rekey(kr, &hs, NULL), CF_E_CONFIG);
+	struct cf_rk_secret weak = {.provider = CF_RK_FILE, .passphrase = S("short")};
+	assert_int_equal(cf_keys_rekey(kr, &weak, NULL), CF_E_INVALID);
+	struct cf_rk_secret bad = {.provider = CF_RK_SHARES, .k = 4, .n = 3};
+	assert_int_equal(cf_keys_rekey(kr, &bad, NULL), CF_E_INVALID);
+	struct cf_keys_status st;
+	cf_keys_status(kr, &st);
+	assert_int_equal(st.rk_version, 1);
+	assert_int_equal(st.provider, CF_RK_FILE);
+	char path[128];
+	(void)snprintf(path, sizeof path, "%s/root-v2.key", dir);
+	assert_int_not_equal(access(path, F_OK), 0);
+	cf_keys_seal(kr);
+	bool done = false;
+	OK(cf_keys_unseal(kr, S(PASS), &done));
+	OK(open_for(kr, "acme", "r1", env, len));
+	cf_keys_seal(kr);
+	/* a damaged key file: integrity, not a wrong passphrase */
+	(void)snprintf(path, sizeof path, "%s/root-v1.key", dir);
+	FILE *f = fopen(path, "r+b");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 60, SEEK_SET), 0);
+	int c = fgetc(f);
+	assert_int_equal(fseek(f, 60, SEEK_SET), 0);
+	fputc(c ^ 0x40, f);
+	fclose(f);
+	assert_int_equal(cf_keys_unseal(kr, S(PASS), &done), CF_E_INTEGRITY);
+	assert_true(cf_keys_is_sealed(kr));
+	/* and a missing one is named */
+	unlink(path);
+	assert_int_equal(cf_keys_unseal(kr, S(PASS), &done), CF_E_NOT_FOUND);
+	cf_keyring_close(&kr);
+}
+
 /* shares, pkcs11, and rekey from one provider to the next ------------------------------ */
 static bool softhsm_token(char *hdir)
 {
@@ -768,6 +818,7 @@ int main(void)
 	        cmocka_unit_test(test_rotation),
 	        cmocka_unit_test(test_shred),
 	        cmocka_unit_test(test_damaged_keystore),
+	        cmocka_unit_test(test_rekey_failures),
 	        cmocka_unit_test(test_providers_and_rekey),
 	        cmocka_unit_test(test_postgres_keystore),
 	};
