@@ -11,7 +11,7 @@ B=build/release/crypto_bench
 [ -x "$B" ] || { cmake --preset release >/dev/null && cmake --build --preset release -j"$(nproc)" >/dev/null; }
 ROUNDS=${BENCH_ROUNDS:-3}
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -rf "$out" /tmp/cf_bench_kr_*' EXIT
 for r in $(seq 1 "$ROUNDS"); do
 	echo "-- round $r"
 	"$B" 1 | tee -a "$out" | sed 's/^/  /'
