@@ -165,6 +165,10 @@ void cf_secmem_shutdown(void);
 CF_MUST cf_err cf_secbuf_new(size_t len, struct cf_secbuf **out);
 /* Wipes and frees; accepts NULL and sets *pp to NULL. */
 void cf_secbuf_free(struct cf_secbuf **pp);
+/* A per-thread secure scratch area of CF_SECMEM_SCRATCH bytes for short-lived keys
+ * (wipe what you put there once done); NULL when secure memory is not initialised. */
+#define CF_SECMEM_SCRATCH 128u
+uint8_t *cf_secmem_scratch(void);
 /* Wipes memory in a way the compiler cannot remove. */
 void cf_wipe(void *p, size_t n);
 /* Bytes of the arena in use, for metrics and tests. */

@@ -8,6 +8,7 @@
  * mlock and munlock are called through syscall(2): AddressSanitizer replaces the libc
  * functions with no-ops, and a sanitizer build must lock its secrets too. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,6 +33,8 @@ static struct {
 	size_t in_use;
 	struct slot_free *free_list[SLOT_CLASSES];
 } arena = {.lock = PTHREAD_MUTEX_INITIALIZER};
+/* Bumped at every init and shutdown: per-thread scratch from another generation is void. */
+static atomic_uint generation;
 
 void cf_wipe(void *p, size_t n)
 {
@@ -79,6 +82,7 @@ cf_err cf_secmem_init(size_t arena_bytes)
 	CF_TRY_OUT(map_locked(size, &arena.base), out_unlock);
 	arena.size = size;
 	arena.bump = 0;
+	atomic_fetch_add(&generation, 1);
 out_unlock:
 	pthread_mutex_unlock(&arena.lock);
 	return err;
@@ -93,6 +97,7 @@ void cf_secmem_shutdown(void)
 		munmap(arena.base, arena.size);
 	}
 	arena.base = NULL;
+	atomic_fetch_add(&generation, 1);
 	arena.size = arena.bump = arena.in_use = 0;
 	memset(arena.free_list, 0, sizeof arena.free_list);
 	pthread_mutex_unlock(&arena.lock);
@@ -182,4 +187,47 @@ size_t cf_secmem_in_use(void)
 	size_t n = arena.in_use;
 	pthread_mutex_unlock(&arena.lock);
 	return n;
+}
+
+/* Per-thread scratch: one secure buffer per thread for short-lived keys (a DEK while a
+ * value is sealed), so that the hot path takes no lock. Returned to the arena when the
+ * thread ends; void after the arena is shut down (the generation tells). */
+struct scratch {
+	struct cf_secbuf *sb;
+	unsigned generation;
+};
+static __thread struct scratch tl_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_release(void *p)
+{
+	struct scratch *s = p;
+	if (s->generation == atomic_load(&generation))
+		cf_secbuf_free(&s->sb);
+	else
+		free(s->sb); /* its memory went with the arena */
+	s->sb = NULL;
+}
+
+static void scratch_key_make(void)
+{
+	(void)pthread_key_create(&scratch_key, scratch_release);
+}
+
+uint8_t *cf_secmem_scratch(void)
+{
+	unsigned gen = atomic_load(&generation);
+	if (tl_scratch.sb && tl_scratch.generation == gen)
+		return tl_scratch.sb->ptr;
+	if (tl_scratch.sb) {
+		free(tl_scratch.sb);
+		tl_scratch.sb = NULL;
+	}
+	(void)pthread_once(&scratch_once, scratch_key_make);
+	if (cf_secbuf_new(CF_SECMEM_SCRATCH, &tl_scratch.sb) != CF_OK)
+		return NULL;
+	tl_scratch.generation = gen;
+	(void)pthread_setspecific(scratch_key, &tl_scratch);
+	return tl_scratch.sb->ptr;
 }

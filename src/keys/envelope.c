@@ -102,7 +102,9 @@ cf_err cf_env_seal(struct cf_kek *kek, struct cf_key_id kid, const struct cf_env
 	size_t need = cf_env_size(ctx, pt.len);
 	CF_ENSURE(out_cap >= need, cf_err_fail(CF_E_INVALID, "envelope buffer too small"));
 	cf_err err = CF_OK;
-	uint8_t dek[CF_ENV_DEK], ad[AD_MAX];
+	/* The DEK lives in this thread's locked scratch (never swapped, not in dumps). */
+	uint8_t *dek = cf_secmem_scratch(), ad[AD_MAX];
+	CF_ENSURE(dek, cf_err_fail(CF_E_SECMEM, "no secure memory for the data key"));
 	uint8_t *p = out;
 	*p++ = CF_ENV_FORMAT;
 	*p++ = CF_ENV_ALG_GCM_SIV;
@@ -115,23 +117,23 @@ cf_err cf_env_seal(struct cf_kek *kek, struct cf_key_id kid, const struct cf_env
 	uint8_t *wrapped = p, *nonce = p + CF_ENV_WRAPPED_DEK, *sealed = nonce + CF_GCM_NONCE;
 	/* A fresh DEK for this value alone and its nonce, in one draw at GnuTLS's level for
 	 * temporal keys (the DEK protects one value; KEKs use the key-grade level). */
-	uint8_t fresh[CF_ENV_DEK + CF_GCM_NONCE];
-	err = cf_crypto_random(fresh, sizeof fresh);
+	uint8_t *fresh = dek + CF_ENV_DEK;
+	err = cf_crypto_random(fresh, CF_ENV_DEK + CF_GCM_NONCE);
 	memcpy(dek, fresh, CF_ENV_DEK);
 	memcpy(nonce, fresh + CF_ENV_DEK, CF_GCM_NONCE);
-	cf_wipe(fresh, sizeof fresh);
+	cf_wipe(fresh, CF_ENV_DEK + CF_GCM_NONCE);
 	if (err)
 		goto out_wipe_dek;
 	size_t nad = build_ad(ad, CF_ENV_FORMAT, CF_ENV_ALG_GCM_SIV, kid, ctx, 'W');
 	CF_TRY_OUT(cf_siv_seal_with(kek->siv, (struct cf_span){wrap_label, sizeof wrap_label - 1},
-	                            (struct cf_span){ad, nad}, (struct cf_span){dek, sizeof dek},
+	                            (struct cf_span){ad, nad}, (struct cf_span){dek, CF_ENV_DEK},
 	                            wrapped),
 	           out_wipe_dek);
 	nad = build_ad(ad, CF_ENV_FORMAT, CF_ENV_ALG_GCM_SIV, (struct cf_key_id){0}, ctx, 'D');
 	CF_TRY_OUT(cf_gcm_seal(dek, nonce, (struct cf_span){ad, nad}, pt, sealed), out_wipe_dek);
 	*out_len = need;
 out_wipe_dek:
-	cf_wipe(dek, sizeof dek);
+	cf_wipe(dek, CF_ENV_DEK);
 	return err;
 }
 
@@ -171,7 +173,8 @@ cf_err cf_env_open(struct cf_kek *kek, const struct cf_env_ctx *ctx, struct cf_s
 	size_t pt_len = v.sealed.len - CF_AEAD_TAG;
 	CF_ENSURE(out_cap >= pt_len, cf_err_fail(CF_E_INVALID, "output buffer too small"));
 	cf_err err = CF_OK;
-	uint8_t dek[CF_ENV_DEK], ad[AD_MAX];
+	uint8_t *dek = cf_secmem_scratch(), ad[AD_MAX];
+	CF_ENSURE(dek, cf_err_fail(CF_E_SECMEM, "no secure memory for the data key"));
 	size_t nad = build_ad(ad, v.format, v.alg, v.kid, ctx, 'W');
 	CF_TRY_OUT(cf_siv_open_with(kek->siv, (struct cf_span){wrap_label, sizeof wrap_label - 1},
 	                            (struct cf_span){ad, nad}, v.wrapped_dek, dek),
@@ -181,7 +184,7 @@ cf_err cf_env_open(struct cf_kek *kek, const struct cf_env_ctx *ctx, struct cf_s
 	           out_wipe_dek);
 	*out_len = pt_len;
 out_wipe_dek:
-	cf_wipe(dek, sizeof dek);
+	cf_wipe(dek, CF_ENV_DEK);
 	return err;
 }
 
@@ -194,7 +197,8 @@ cf_err cf_env_rewrap(struct cf_kek *from, struct cf_kek *to, struct cf_key_id to
 	CF_ENSURE(cf_span_eq(v.tenant, ctx->tenant),
 	          cf_err_fail(CF_E_INTEGRITY, "the value belongs to another tenant"));
 	cf_err err = CF_OK;
-	uint8_t dek[CF_ENV_DEK], ad[AD_MAX], wrapped[CF_ENV_WRAPPED_DEK];
+	uint8_t *dek = cf_secmem_scratch(), ad[AD_MAX], wrapped[CF_ENV_WRAPPED_DEK];
+	CF_ENSURE(dek, cf_err_fail(CF_E_SECMEM, "no secure memory for the data key"));
 	const struct cf_span label = {wrap_label, sizeof wrap_label - 1};
 	size_t nad = build_ad(ad, v.format, v.alg, v.kid, ctx, 'W');
 	CF_TRY_OUT(
@@ -202,14 +206,14 @@ cf_err cf_env_rewrap(struct cf_kek *from, struct cf_kek *to, struct cf_key_id to
 	        out_wipe_dek);
 	nad = build_ad(ad, v.format, v.alg, to_kid, ctx, 'W');
 	CF_TRY_OUT(cf_siv_seal_with(to->siv, label, (struct cf_span){ad, nad},
-	                            (struct cf_span){dek, sizeof dek}, wrapped),
+	                            (struct cf_span){dek, CF_ENV_DEK}, wrapped),
 	           out_wipe_dek);
 	/* Only now, with the new wrap made, are the stored bytes changed. */
 	cf_be32_put(env + 2, to_kid.kek_version);
 	cf_be32_put(env + 6, to_kid.rk_version);
 	memcpy(env + (v.wrapped_dek.ptr - env), wrapped, sizeof wrapped);
 out_wipe_dek:
-	cf_wipe(dek, sizeof dek);
+	cf_wipe(dek, CF_ENV_DEK);
 	return err;
 }
 

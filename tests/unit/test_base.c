@@ -159,6 +159,40 @@ static void test_secmem(void **state)
 	cf_secmem_shutdown();
 }
 
+static void *scratch_thread(void *arg)
+{
+	uint8_t *p = cf_secmem_scratch();
+	*(uint8_t **)arg = p;
+	return NULL;
+}
+
+/* The per-thread scratch for short-lived keys (DEKs): locked, one per thread, returned
+ * to the arena when the thread ends, void after a shutdown. */
+static void test_secmem_scratch(void **state)
+{
+	(void)state;
+	assert_null(cf_secmem_scratch()); /* no arena yet */
+	assert_int_equal(cf_secmem_init(64 * 1024), CF_OK);
+	uint8_t *mine = cf_secmem_scratch();
+	assert_non_null(mine);
+	assert_ptr_equal(cf_secmem_scratch(), mine);
+	assert_true(vma_has_flags(mine, " lo", " dd"));
+	size_t used = cf_secmem_in_use();
+	uint8_t *theirs = NULL;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, scratch_thread, &theirs), 0);
+	pthread_join(t, NULL);
+	assert_non_null(theirs);
+	assert_ptr_not_equal(theirs, mine);
+	assert_int_equal(cf_secmem_in_use(), used); /* the thread's went back */
+	cf_secmem_shutdown();
+	assert_int_equal(cf_secmem_init(64 * 1024), CF_OK);
+	uint8_t *again = cf_secmem_scratch(); /* a new arena: a new scratch */
+	assert_non_null(again);
+	assert_true(vma_has_flags(again, " lo", " dd"));
+	cf_secmem_shutdown();
+}
+
 static void test_secmem_refuses_unlockable(void **state)
 {
 	(void)state;
@@ -499,6 +533,7 @@ int main(void)
 	        cmocka_unit_test(test_byte_helpers),
 	        cmocka_unit_test(test_buf_bounded),
 	        cmocka_unit_test(test_secmem),
+	        cmocka_unit_test(test_secmem_scratch),
 	        cmocka_unit_test(test_secmem_refuses_unlockable),
 	        cmocka_unit_test(test_json_strict),
 	        cmocka_unit_test(test_json_depth),
