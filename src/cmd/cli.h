@@ -12,6 +12,7 @@ struct cli {
 	const char *data;
 	const char *socket;
 	const char *provider, *shares, *threshold, *secret_fd, *tenant, *rotation_days;
+	const char *trusted;
 	bool json, reset, yes, wait;
 	char cacert_buf[CF_PATH_MAX + 16];
 };
@@ -21,5 +22,9 @@ struct cli {
 const char *cli_admin_usage(const char *cmd);
 /* Runs one; returns the exit status. */
 int cli_admin(struct cli *cli, const char *cmd, int nargs, char **args);
+
+/* coffre audit (coffre_audit.c). */
+const char *cli_audit_usage(void);
+int cli_audit(struct cli *cli, int nargs, char **args);
 
 #endif

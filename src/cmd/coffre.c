@@ -27,6 +27,7 @@ static const char main_usage[] =
         "  tenant     create, list, suspend, resume, delete tenants (admin socket)\n"
         "  keys       rotate a tenant's key, show key status (admin socket)\n"
         "  store      migrate or check the database\n"
+        "  audit      verify the audit log offline, or proof files\n"
         "  version    show the command line's version\n"
         "  help CMD   show help for a command\n"
         "\n"
@@ -282,6 +283,7 @@ int main(int argc, char **argv)
 	                                     {"reset", no_argument, NULL, 'R'},
 	                                     {"yes", no_argument, NULL, 'y'},
 	                                     {"wait", no_argument, NULL, 'w'},
+	                                     {"trusted-checkpoint", required_argument, NULL, 'T'},
 	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
@@ -305,6 +307,7 @@ int main(int argc, char **argv)
 		case 'R': cli.reset = true; break;
 		case 'y': cli.yes = true; break;
 		case 'w': cli.wait = true; break;
+		case 'T': cli.trusted = optarg; break;
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':
@@ -329,6 +332,8 @@ int main(int argc, char **argv)
 			fputs(status_usage, stdout);
 		else if (topic && strcmp(topic, "store") == 0)
 			fputs(store_usage, stdout);
+		else if (topic && strcmp(topic, "audit") == 0)
+			fputs(cli_audit_usage(), stdout);
 		else if (topic && cli_admin_usage(topic))
 			fputs(cli_admin_usage(topic), stdout);
 		else if (!topic || strcmp(topic, "version") == 0)
@@ -362,6 +367,13 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		return cmd_store(&cli, sub);
+	}
+	if (strcmp(cmd, "audit") == 0) {
+		if (help) {
+			fputs(cli_audit_usage(), stdout);
+			return 0;
+		}
+		return cli_audit(&cli, nargs, argv + optind + 1);
 	}
 	if (cli_admin_usage(cmd)) {
 		if (help) {

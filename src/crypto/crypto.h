@@ -68,6 +68,16 @@ CF_MUST cf_err cf_hmac_sha256(struct cf_span key, struct cf_span data, uint8_t o
 CF_MUST cf_err cf_hkdf_sha256(struct cf_span ikm, struct cf_span salt, struct cf_span info,
                               uint8_t *out, size_t len);
 
+/* SHA-256 over the concatenation of parts (FIPS 180-4). */
+#define CF_SHA256_LEN 32
+CF_MUST cf_err cf_sha256v(const struct cf_span *parts, size_t nparts, uint8_t out[CF_SHA256_LEN]);
+
+/* Standard base64 (RFC 4648 §4, with padding). encode: out holds 4 * ceil(n / 3) + 1.
+ * decode: CF_E_INVALID unless the text is canonical base64 of at most cap bytes. */
+void cf_base64_encode(const uint8_t *p, size_t n, char *out);
+CF_MUST cf_err cf_base64_decode(const char *text, size_t len, uint8_t *out, size_t cap,
+                                size_t *out_len);
+
 /* Ed25519 (RFC 8032): a 32-byte seed is the private key; the public key is kept beside
  * it. verify: CF_OK, or CF_E_INTEGRITY for a bad signature or public key. */
 #define CF_ED25519_SEED 32

@@ -175,6 +175,67 @@ cf_err cf_siv_open_with(struct cf_siv *siv, struct cf_span label, struct cf_span
 	return siv_with(siv, label, ad, ct, out, false);
 }
 
+/* Hashing and base64 ------------------------------------------------------------------ */
+
+cf_err cf_sha256v(const struct cf_span *parts, size_t nparts, uint8_t out[CF_SHA256_LEN])
+{
+	gnutls_hash_hd_t h;
+	int rc = gnutls_hash_init(&h, GNUTLS_DIG_SHA256);
+	if (rc < 0)
+		return gt_fail(rc, "SHA-256");
+	for (size_t i = 0; i < nparts && rc >= 0; i++)
+		if (parts[i].len)
+			rc = gnutls_hash(h, parts[i].ptr, parts[i].len);
+	gnutls_hash_deinit(h, out);
+	return rc < 0 ? gt_fail(rc, "SHA-256") : CF_OK;
+}
+
+/* Base64 through GnuTLS; coffre adds the bounds and the canonical check. */
+void cf_base64_encode(const uint8_t *p, size_t n, char *out)
+{
+	gnutls_datum_t in = {(unsigned char *)(uintptr_t)p, (unsigned)n}, res = {NULL, 0};
+	out[0] = '\0';
+	if (gnutls_base64_encode2(&in, &res) < 0)
+		return;
+	memcpy(out, res.data, res.size);
+	out[res.size] = '\0';
+	gnutls_free(res.data);
+}
+
+cf_err cf_base64_decode(const char *t, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+	CF_ENSURE(len > 0 && len % 4 == 0 && len <= 4 * ((cap + 2) / 3),
+	          cf_err_fail(CF_E_INVALID, "base64: wrong length"));
+	for (size_t i = 0; i < len; i++) {
+		char c = t[i];
+		bool pad = c == '=' && i >= len - 2 && (i == len - 1 || t[len - 1] == '=');
+		CF_ENSURE((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		                  (c >= '0' && c <= '9') || c == '+' || c == '/' || pad,
+		          cf_err_fail(CF_E_INVALID, "base64: bad character"));
+	}
+	gnutls_datum_t in = {(unsigned char *)(uintptr_t)t, (unsigned)len}, res = {NULL, 0};
+	CF_ENSURE(gnutls_base64_decode2(&in, &res) >= 0,
+	          cf_err_fail(CF_E_INVALID, "base64: not decodable"));
+	cf_err err = CF_OK;
+	if (res.size > cap) {
+		err = cf_err_fail(CF_E_INVALID, "base64: too long");
+	} else {
+		/* canonical: encoding it back gives the same text */
+		char back[4 * ((CF_SHA256_LEN * 8 + 2) / 3) + 8];
+		if (len < sizeof back) {
+			cf_base64_encode(res.data, res.size, back);
+			if (strlen(back) != len || memcmp(back, t, len) != 0)
+				err = cf_err_fail(CF_E_INVALID, "base64: not canonical");
+		}
+		if (err == CF_OK) {
+			memcpy(out, res.data, res.size);
+			*out_len = res.size;
+		}
+	}
+	gnutls_free(res.data);
+	return err;
+}
+
 /* MAC and KDF ------------------------------------------------------------------------- */
 
 cf_err cf_hmac_sha256(struct cf_span key, struct cf_span data, uint8_t out[CF_HMAC_LEN])

@@ -1,0 +1,176 @@
+/* coffre — audit: the tamper-evident audit log (DESIGN §6, measures AL1–AL6).
+ *
+ * Every entry is a canonical binary record (entry.c, docs/formats.md). It is written in
+ * the same store transaction as the change it records, so it is durable before the
+ * reply leaves, or the request fails (fail closed). A background sequencer gives
+ * committed entries their index in one append-only Merkle tree per deployment (RFC 6962
+ * hashing, merkle.c) and stores each perfect subtree's hash; checkpoints (origin, size,
+ * root) are signed with the deployment's Ed25519 key in the C2SP signed-note format.
+ * Anyone holding an earlier checkpoint can prove that a later log extends it. */
+#ifndef CF_AUDIT_H
+#define CF_AUDIT_H
+
+#include "base/base.h"
+#include "crypto/crypto.h"
+#include "keys/keys.h"
+#include "store/store.h"
+
+/* --- Merkle tree (merkle.c) ----------------------------------------------------------- */
+#define CF_HASH_LEN         CF_SHA256_LEN
+#define CF_MERKLE_LEVELS    63
+#define CF_MERKLE_PROOF_MAX 128
+
+CF_MUST cf_err cf_merkle_leaf(struct cf_span data, uint8_t out[CF_HASH_LEN]);
+CF_MUST cf_err cf_merkle_node(const uint8_t l[CF_HASH_LEN], const uint8_t r[CF_HASH_LEN],
+                              uint8_t out[CF_HASH_LEN]);
+
+/* The right frontier of a tree: nodes[level] is the perfect subtree for each set bit of
+ * size. Enough to append and to compute the root. */
+struct cf_merkle_frontier {
+	uint64_t size;
+	uint8_t nodes[CF_MERKLE_LEVELS][CF_HASH_LEN];
+};
+/* Called for each perfect subtree an append completes: level 0 is the leaf itself. */
+typedef cf_err (*cf_merkle_emit_fn)(void *ctx, unsigned level, uint64_t index,
+                                    const uint8_t hash[CF_HASH_LEN]);
+/* Reads a stored perfect subtree hash (2^level leaves from index * 2^level). */
+typedef cf_err (*cf_merkle_get_fn)(void *ctx, unsigned level, uint64_t index,
+                                   uint8_t out[CF_HASH_LEN]);
+
+void cf_merkle_frontier_init(struct cf_merkle_frontier *f);
+CF_MUST cf_err cf_merkle_append(struct cf_merkle_frontier *f, const uint8_t leaf[CF_HASH_LEN],
+                                cf_merkle_emit_fn emit, void *ctx);
+CF_MUST cf_err cf_merkle_root(const struct cf_merkle_frontier *f, uint8_t out[CF_HASH_LEN]);
+CF_MUST cf_err cf_merkle_frontier_load(struct cf_merkle_frontier *f, uint64_t size,
+                                       cf_merkle_get_fn get, void *ctx);
+/* MTH(D[begin:end]) from stored subtrees: O(log n) reads. */
+CF_MUST cf_err cf_merkle_subtree(cf_merkle_get_fn get, void *ctx, uint64_t begin, uint64_t end,
+                                 uint8_t out[CF_HASH_LEN]);
+/* Proofs (RFC 9162 §2.1.3.1, §2.1.4.1); proof holds CF_MERKLE_PROOF_MAX hashes. */
+CF_MUST cf_err cf_merkle_inclusion_proof(cf_merkle_get_fn get, void *ctx, uint64_t index,
+                                         uint64_t size, uint8_t (*proof)[CF_HASH_LEN], size_t *n);
+CF_MUST cf_err cf_merkle_consistency_proof(cf_merkle_get_fn get, void *ctx, uint64_t size1,
+                                           uint64_t size2, uint8_t (*proof)[CF_HASH_LEN],
+                                           size_t *n);
+/* Verification (RFC 9162 §2.1.3.2, §2.1.4.2): CF_OK, or CF_E_INTEGRITY saying why. */
+CF_MUST cf_err cf_merkle_verify_inclusion(uint64_t index, uint64_t size,
+                                          const uint8_t leaf[CF_HASH_LEN],
+                                          const uint8_t (*proof)[CF_HASH_LEN], size_t n,
+                                          const uint8_t root[CF_HASH_LEN]);
+CF_MUST cf_err cf_merkle_verify_consistency(uint64_t size1, uint64_t size2,
+                                            const uint8_t root1[CF_HASH_LEN],
+                                            const uint8_t root2[CF_HASH_LEN],
+                                            const uint8_t (*proof)[CF_HASH_LEN], size_t n);
+/* A proof file in the JSON of tests/vectors/merkle (leafIdx/treeSize/root/leafHash/proof,
+ * or size1/size2/root1/root2/proof): CF_OK when it verifies, CF_E_INTEGRITY when not,
+ * CF_E_INVALID when it is not such a file. */
+CF_MUST cf_err cf_merkle_verify_json(const json_t *doc);
+
+/* --- entries (entry.c) ------------------------------------------------------------------ */
+enum cf_actor_kind {
+	CF_ACTOR_ANONYMOUS = 0, /* with its source */
+	CF_ACTOR_USER = 1,
+	CF_ACTOR_CLIENT = 2,
+	CF_ACTOR_OPERATOR = 3, /* on the admin socket: "uid=N" */
+	CF_ACTOR_SYSTEM = 4,   /* coffred itself: jobs */
+};
+enum cf_outcome { CF_OUTCOME_OK = 0, CF_OUTCOME_DENIED = 1, CF_OUTCOME_FAILED = 2 };
+
+#define CF_AUDIT_FORMAT     1
+#define CF_AUDIT_SALT       16
+#define CF_AUDIT_TEXT_MAX   255
+#define CF_AUDIT_ENTRY_MAX  2048
+#define CF_AUDIT_FLAG_CLOCK 1u /* the clock was synchronized (AL6) */
+
+/* One entry. Identifying values (actor, resource, source) are what is stored: for a
+ * tenant's entries, an HMAC under its audit key (cf_audit_mac); for the deployment's, the
+ * operator's uid or a key id. Never a secret. */
+struct cf_audit_entry {
+	uint8_t format;
+	int64_t time_us;       /* UTC */
+	struct cf_span tenant; /* empty: the deployment's own entries */
+	uint64_t seq;          /* per tenant, from 1, no gaps */
+	uint8_t actor_kind;
+	struct cf_span actor;
+	struct cf_span action;   /* "tenant.create", "keys.rotate", "operator.unseal", ... */
+	struct cf_span resource; /* what it acted on */
+	uint8_t outcome;
+	struct cf_span error;      /* the error code when not ok */
+	struct cf_span request_id; /* hex, or empty */
+	struct cf_span privilege;  /* AL5: the role or right used ("operator", "admin") */
+	uint8_t flags;
+	uint8_t salt[CF_AUDIT_SALT];
+};
+/* Canonical encoding: out holds CF_AUDIT_ENTRY_MAX. CF_E_INVALID for an oversize field. */
+CF_MUST cf_err cf_audit_encode(const struct cf_audit_entry *e, uint8_t *out, size_t cap,
+                               size_t *len);
+/* Strict parse (fuzzed): spans point into bytes. CF_E_INTEGRITY when malformed. */
+CF_MUST cf_err cf_audit_decode(struct cf_span bytes, struct cf_audit_entry *e);
+
+/* --- the log (log.c) --------------------------------------------------------------------- */
+/* The data store's audit tables: migration 3 in store/schema.c. */
+
+/* What a writer states; the rest (time, seq, salt, clock flag) the log fills in. */
+struct cf_audit_event {
+	const char *tenant; /* NULL: the deployment's log */
+	enum cf_actor_kind actor_kind;
+	const char *actor; /* clear value; HMACed for a tenant */
+	const char *action;
+	const char *resource; /* clear value; HMACed for a tenant (NULL: none) */
+	enum cf_outcome outcome;
+	const char *error; /* error code name, NULL when ok */
+	const char *request_id;
+	const char *privilege;
+};
+/* Appends an entry inside the caller's write transaction (so it commits with the change
+ * it records, or not at all). kr HMACs a tenant's identifying values; NULL only for
+ * deployment entries. */
+CF_MUST cf_err cf_audit_append(struct cf_tx *tx, struct cf_keyring *kr,
+                               const struct cf_audit_event *ev);
+/* The same in a transaction of its own, waiting until durable. */
+CF_MUST cf_err cf_audit_record(struct cf_store *st, struct cf_keyring *kr,
+                               const struct cf_audit_event *ev);
+/* The HMAC of a tenant's identifying value, hex (65 bytes): what entries store and what a
+ * search compares. */
+CF_MUST cf_err cf_audit_mac(struct cf_keyring *kr, const char *tenant, const char *value,
+                            char out[65]);
+
+/* Sequencer: gives up to `limit` committed entries their tree index, stores the subtrees
+ * they complete, all in one transaction. *added gets how many. Only one sequencer runs
+ * at a time per database (PostgreSQL: an advisory lock). */
+struct cf_audit_seq;
+CF_MUST cf_err cf_audit_seq_open(struct cf_store *st, struct cf_audit_seq **out);
+void cf_audit_seq_close(struct cf_audit_seq **pp);
+CF_MUST cf_err cf_audit_seq_step(struct cf_audit_seq *s, unsigned limit, unsigned *added);
+/* Signs and stores a checkpoint of the current tree when it grew since the last one (or
+ * always when force). *made says whether one was made. Needs an unsealed keyring. */
+CF_MUST cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool force,
+                                   bool *made);
+
+/* Checkpoints: C2SP signed notes, "<origin>\n<size>\n<base64 root>\n\n— <origin> <sig>\n". */
+#define CF_CHECKPOINT_MAX 512
+CF_MUST cf_err cf_checkpoint_sign(struct cf_keyring *kr, const char *origin, uint64_t size,
+                                  const uint8_t root[CF_HASH_LEN], char *out, size_t cap);
+/* Parses and checks a note against a public key: origin, size, root. CF_E_INTEGRITY for
+ * a bad signature or a malformed note. */
+CF_MUST cf_err cf_checkpoint_open(const char *note, const uint8_t pub[CF_ED25519_PUB], char *origin,
+                                  size_t origin_cap, uint64_t *size, uint8_t root[CF_HASH_LEN]);
+
+/* Offline verification (coffre audit verify). */
+struct cf_audit_report {
+	uint64_t entries, sequenced, checkpoints, tenants;
+	bool ok;
+	char problem[512]; /* the first thing that does not match */
+};
+/* Reads the whole log from st: re-hashes every entry, rebuilds the tree, compares the
+ * stored subtrees and every checkpoint (signature with pub, root, consistency), checks
+ * per-tenant sequence numbers. trusted (may be NULL) is a checkpoint note obtained
+ * earlier that the log must extend. progress (may be NULL) is called now and then. */
+CF_MUST cf_err cf_audit_verify(struct cf_store *st, const uint8_t pub[CF_ED25519_PUB],
+                               const char *trusted, void (*progress)(uint64_t done, uint64_t total),
+                               struct cf_audit_report *rep);
+/* The deployment's checkpoint public key and origin as the data store records them. */
+CF_MUST cf_err cf_audit_identity(struct cf_store *st, uint8_t pub[CF_ED25519_PUB], char *origin,
+                                 size_t cap);
+
+#endif

@@ -1,0 +1,696 @@
+/* coffre — the audit log in the data store (AL1, AL3, AL5, AL6): appending entries inside
+ * the caller's transaction, the sequencer that builds the Merkle tree, signed
+ * checkpoints, and the offline verification behind `coffre audit verify`. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+
+/* --- appending ------------------------------------------------------------------------ */
+cf_err cf_audit_mac(struct cf_keyring *kr, const char *tenant, const char *value, char out[65])
+{
+	uint8_t mac[CF_HMAC_LEN];
+	uint32_t version = 0;
+	CF_TRY(cf_keys_mac(kr, tenant, CF_PURPOSE_AUDIT, cf_span_str(value), mac, &version));
+	cf_hex_encode(mac, sizeof mac, out);
+	return CF_OK;
+}
+
+static cf_err seq_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_int(row, 0);
+	return CF_OK;
+}
+
+cf_err cf_audit_append(struct cf_tx *tx, struct cf_keyring *kr, const struct cf_audit_event *ev)
+{
+	const char *tenant = ev->tenant ? ev->tenant : "";
+	char actor[65], resource[65];
+	const char *a = ev->actor ? ev->actor : "", *r = ev->resource ? ev->resource : "";
+	/* A tenant's identifying values are stored as HMACs under its audit key: the tenant
+	 * can search for them, nobody else learns them. */
+	if (tenant[0] && a[0]) {
+		CF_ENSURE(kr, CF_E_INTERNAL);
+		CF_TRY(cf_audit_mac(kr, tenant, a, actor));
+		a = actor;
+	}
+	if (tenant[0] && r[0]) {
+		CF_ENSURE(kr, CF_E_INTERNAL);
+		CF_TRY(cf_audit_mac(kr, tenant, r, resource));
+		r = resource;
+	}
+	int64_t seq = 0;
+	struct cf_val sv[] = {CF_V_TEXT(tenant)};
+	CF_TRY(cf_tx_query(tx,
+	                   "INSERT INTO audit_seq (tenant_id, next) VALUES ($1, 1)"
+	                   " ON CONFLICT (tenant_id) DO UPDATE SET next = audit_seq.next + 1"
+	                   " RETURNING next",
+	                   sv, 1, seq_row, &seq));
+	CF_ENSURE(seq >= 1, cf_err_fail(CF_E_INTERNAL, "audit: no sequence number"));
+	struct cf_clock_state clk;
+	cf_clock_state(&clk);
+	struct cf_audit_entry e = {
+	        .format = CF_AUDIT_FORMAT,
+	        .time_us = cf_now_us(),
+	        .tenant = cf_span_str(tenant),
+	        .seq = (uint64_t)seq,
+	        .actor_kind = (uint8_t)ev->actor_kind,
+	        .actor = cf_span_str(a),
+	        .action = cf_span_str(ev->action),
+	        .resource = cf_span_str(r),
+	        .outcome = (uint8_t)ev->outcome,
+	        .error = cf_span_str(ev->error ? ev->error : ""),
+	        .request_id = cf_span_str(ev->request_id ? ev->request_id : ""),
+	        .privilege = cf_span_str(ev->privilege ? ev->privilege : ""),
+	        .flags = clk.synchronized ? CF_AUDIT_FLAG_CLOCK : 0,
+	};
+	CF_TRY(cf_crypto_random(e.salt, sizeof e.salt));
+	uint8_t body[CF_AUDIT_ENTRY_MAX];
+	size_t n = 0;
+	CF_TRY(cf_audit_encode(&e, body, sizeof body, &n));
+	struct cf_val v[] = {CF_V_TEXT(tenant),     CF_V_INT(seq),       CF_V_INT(e.time_us),
+	                     CF_V_TEXT(ev->action), CF_V_INT(e.outcome), CF_V_TEXT(a),
+	                     CF_V_TEXT(r),          CF_V_BLOB(body, n)};
+	return cf_tx_exec(tx,
+	                  "INSERT INTO audit_entries (tenant_id, seq, time_us, action, outcome,"
+	                  " actor, resource, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+	                  v, 8, NULL);
+}
+
+struct record_ctx {
+	struct cf_keyring *kr;
+	const struct cf_audit_event *ev;
+};
+
+static cf_err record_fn(struct cf_tx *tx, void *ctx)
+{
+	struct record_ctx *rc = ctx;
+	return cf_audit_append(tx, rc->kr, rc->ev);
+}
+
+cf_err cf_audit_record(struct cf_store *st, struct cf_keyring *kr, const struct cf_audit_event *ev)
+{
+	struct record_ctx rc = {kr, ev};
+	return cf_store_write_wait(st, NULL, record_fn, &rc);
+}
+
+/* --- the sequencer --------------------------------------------------------------------- */
+struct cf_audit_seq {
+	struct cf_store *st;
+	struct cf_merkle_frontier f;
+	bool loaded;
+	uint64_t last_checkpoint;
+	char origin[80];
+};
+
+struct node_get {
+	struct cf_tx *tx;
+	uint8_t *out;
+	bool found;
+};
+
+static cf_err node_row(const struct cf_row *row, void *ctx)
+{
+	struct node_get *g = ctx;
+	struct cf_span h = cf_row_blob(row, 0);
+	CF_ENSURE(h.len == CF_HASH_LEN,
+	          cf_err_fail(CF_E_INTEGRITY, "audit: a stored hash is damaged"));
+	memcpy(g->out, h.ptr, CF_HASH_LEN);
+	g->found = true;
+	return CF_OK;
+}
+
+static cf_err tx_get_node(void *ctx, unsigned level, uint64_t index, uint8_t out[CF_HASH_LEN])
+{
+	struct node_get g = {.tx = ctx, .out = out};
+	struct cf_val v[] = {CF_V_INT(level), CF_V_INT(index)};
+	CF_TRY(cf_tx_query(g.tx, "SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2", v, 2,
+	                   node_row, &g));
+	return g.found ? CF_OK
+	               : cf_err_fail(CF_E_INTEGRITY,
+	                             "audit: the subtree (%u, %" PRIu64 ") is missing", level,
+	                             index);
+}
+
+static cf_err tx_put_node(void *ctx, unsigned level, uint64_t index, const uint8_t h[CF_HASH_LEN])
+{
+	struct cf_val v[] = {CF_V_INT(level), CF_V_INT(index), CF_V_BLOB(h, CF_HASH_LEN)};
+	return cf_tx_exec(ctx, "INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)", v,
+	                  3, NULL);
+}
+
+static cf_err int_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_is_null(row, 0) ? -1 : cf_row_int(row, 0);
+	return CF_OK;
+}
+
+static cf_err tree_size(struct cf_tx *tx, uint64_t *size)
+{
+	int64_t n = -1;
+	CF_TRY(cf_tx_query(tx, "SELECT size FROM audit_tree WHERE id = 1", NULL, 0, int_row, &n));
+	*size = n < 0 ? 0 : (uint64_t)n;
+	return CF_OK;
+}
+
+cf_err cf_audit_seq_open(struct cf_store *st, struct cf_audit_seq **out)
+{
+	struct cf_audit_seq *s = calloc(1, sizeof *s);
+	CF_ENSURE(s, CF_E_NOMEM);
+	s->st = st;
+	*out = s;
+	return CF_OK;
+}
+
+void cf_audit_seq_close(struct cf_audit_seq **pp)
+{
+	if (!pp || !*pp)
+		return;
+	free(*pp);
+	*pp = NULL;
+}
+
+#define STEP_MAX 4096
+struct pending {
+	int64_t ids[STEP_MAX];
+	uint8_t leaves[STEP_MAX][CF_HASH_LEN];
+	size_t n, limit;
+};
+
+static cf_err pending_row(const struct cf_row *row, void *ctx)
+{
+	struct pending *p = ctx;
+	if (p->n >= p->limit)
+		return CF_OK;
+	p->ids[p->n] = cf_row_int(row, 0);
+	CF_TRY(cf_merkle_leaf(cf_row_blob(row, 1), p->leaves[p->n]));
+	p->n++;
+	return CF_OK;
+}
+
+struct step_ctx {
+	struct cf_audit_seq *s;
+	struct pending *p;
+	unsigned added;
+	bool locked_out;
+};
+
+static cf_err step_fn(struct cf_tx *tx, void *ctx)
+{
+	struct step_ctx *sc = ctx;
+	struct cf_audit_seq *s = sc->s;
+	sc->added = 0;
+	if (cf_store_engine(s->st) == CF_STORE_POSTGRES) {
+		/* One sequencer per database, whatever the number of coffred nodes. */
+		int64_t got = 0;
+		CF_TRY(cf_tx_query(tx,
+		                   "SELECT CASE WHEN pg_try_advisory_xact_lock(72657331) THEN 1"
+		                   " ELSE 0 END",
+		                   NULL, 0, int_row, &got));
+		if (got != 1) {
+			sc->locked_out = true;
+			return CF_OK;
+		}
+	}
+	uint64_t size = 0;
+	CF_TRY(tree_size(tx, &size));
+	/* The frontier is reloaded whenever it may be stale (first use, another node). */
+	if (!s->loaded || s->f.size != size)
+		CF_TRY(cf_merkle_frontier_load(&s->f, size, tx_get_node, tx));
+	s->loaded = false; /* until this transaction commits */
+	struct cf_val lim[] = {CF_V_INT(sc->p->limit)};
+	sc->p->n = 0;
+	CF_TRY(cf_tx_query(tx,
+	                   "SELECT id, body FROM audit_entries WHERE leaf_index IS NULL"
+	                   " ORDER BY id LIMIT $1",
+	                   lim, 1, pending_row, sc->p));
+	for (size_t i = 0; i < sc->p->n; i++) {
+		struct cf_val u[] = {CF_V_INT(s->f.size), CF_V_INT(sc->p->ids[i])};
+		CF_TRY(cf_tx_exec(tx, "UPDATE audit_entries SET leaf_index = $1 WHERE id = $2", u,
+		                  2, NULL));
+		CF_TRY(cf_merkle_append(&s->f, sc->p->leaves[i], tx_put_node, tx));
+	}
+	if (sc->p->n) {
+		struct cf_val t[] = {CF_V_INT(s->f.size)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "INSERT INTO audit_tree (id, size) VALUES (1, $1)"
+		                  " ON CONFLICT (id) DO UPDATE SET size = excluded.size",
+		                  t, 1, NULL));
+	}
+	sc->added = (unsigned)sc->p->n;
+	return CF_OK;
+}
+
+cf_err cf_audit_seq_step(struct cf_audit_seq *s, unsigned limit, unsigned *added)
+{
+	struct pending *p = malloc(sizeof *p);
+	CF_ENSURE(p, CF_E_NOMEM);
+	p->limit = limit && limit < STEP_MAX ? limit : STEP_MAX;
+	struct step_ctx sc = {.s = s, .p = p};
+	cf_err err = cf_store_write_wait(s->st, NULL, step_fn, &sc);
+	free(p);
+	/* Committed: the frontier in memory is the tree's. Failed: reload next time. */
+	s->loaded = err == CF_OK && !sc.locked_out;
+	*added = err == CF_OK ? sc.added : 0;
+	return err;
+}
+
+/* --- checkpoints ------------------------------------------------------------------------ */
+/* The C2SP signed-note key id: SHA-256(name || "\n" || 0x01 || public key)[:4]. */
+static cf_err note_key_id(const char *name, const uint8_t pub[CF_ED25519_PUB], uint8_t id[4])
+{
+	static const uint8_t nl_alg[] = {'\n', 0x01};
+	const struct cf_span parts[] = {cf_span_str(name), {nl_alg, 2}, {pub, CF_ED25519_PUB}};
+	uint8_t h[CF_SHA256_LEN];
+	CF_TRY(cf_sha256v(parts, 3, h));
+	memcpy(id, h, 4);
+	return CF_OK;
+}
+
+cf_err cf_checkpoint_sign(struct cf_keyring *kr, const char *origin, uint64_t size,
+                          const uint8_t root[CF_HASH_LEN], char *out, size_t cap)
+{
+	char root64[64], body[256];
+	cf_base64_encode(root, CF_HASH_LEN, root64);
+	int bn = snprintf(body, sizeof body, "%s\n%" PRIu64 "\n%s\n", origin, size, root64);
+	CF_ENSURE(bn > 0 && (size_t)bn < sizeof body, cf_err_fail(CF_E_INVALID, "origin too long"));
+	uint8_t sig[4 + CF_ED25519_SIG], pub[CF_ED25519_PUB];
+	CF_TRY(cf_keys_public(kr, CF_DKEY_CHECKPOINT, pub));
+	CF_TRY(note_key_id(origin, pub, sig));
+	CF_TRY(cf_keys_sign(kr, CF_DKEY_CHECKPOINT,
+	                    (struct cf_span){(const uint8_t *)body, (size_t)bn}, sig + 4));
+	char sig64[128];
+	cf_base64_encode(sig, sizeof sig, sig64);
+	int n = snprintf(out, cap, "%s\n\xe2\x80\x94 %s %s\n", body, origin, sig64);
+	CF_ENSURE(n > 0 && (size_t)n < cap, cf_err_fail(CF_E_INVALID, "checkpoint too long"));
+	return CF_OK;
+}
+
+cf_err cf_checkpoint_open(const char *note, const uint8_t pub[CF_ED25519_PUB], char *origin,
+                          size_t origin_cap, uint64_t *size, uint8_t root[CF_HASH_LEN])
+{
+	const char *sep = strstr(note, "\n\n");
+	CF_ENSURE(sep, cf_err_fail(CF_E_INTEGRITY, "checkpoint: not a signed note"));
+	size_t body_len = (size_t)(sep - note) + 1;
+	/* body: origin \n size \n root \n (extension lines are not used by coffre) */
+	const char *l1 = memchr(note, '\n', body_len);
+	const char *l2 = l1 ? memchr(l1 + 1, '\n', body_len - (size_t)(l1 + 1 - note)) : NULL;
+	const char *l3 = l2 ? memchr(l2 + 1, '\n', body_len - (size_t)(l2 + 1 - note)) : NULL;
+	CF_ENSURE(l1 && l2 && l3 && (size_t)(l3 - note) + 1 == body_len && l1 > note &&
+	                  (size_t)(l1 - note) < origin_cap,
+	          cf_err_fail(CF_E_INTEGRITY, "checkpoint: malformed body"));
+	memcpy(origin, note, (size_t)(l1 - note));
+	origin[l1 - note] = '\0';
+	char num[24];
+	size_t nl = (size_t)(l2 - l1 - 1);
+	CF_ENSURE(nl > 0 && nl < sizeof num, cf_err_fail(CF_E_INTEGRITY, "checkpoint: bad size"));
+	memcpy(num, l1 + 1, nl);
+	num[nl] = '\0';
+	char *end = NULL;
+	unsigned long long sz = strtoull(num, &end, 10);
+	CF_ENSURE(end && !*end && (num[0] != '0' || nl == 1) && num[0] != '-',
+	          cf_err_fail(CF_E_INTEGRITY, "checkpoint: bad size"));
+	size_t rlen = 0;
+	CF_ENSURE(cf_base64_decode(l2 + 1, (size_t)(l3 - l2 - 1), root, CF_HASH_LEN, &rlen) ==
+	                          CF_OK &&
+	                  rlen == CF_HASH_LEN,
+	          cf_err_fail(CF_E_INTEGRITY, "checkpoint: bad root hash"));
+	/* signature lines: "— <name> <base64(key id || signature)>\n"; ours must be one */
+	uint8_t want_id[4];
+	CF_TRY(note_key_id(origin, pub, want_id));
+	const char *line = sep + 2;
+	while (*line) {
+		const char *eol = strchr(line, '\n');
+		CF_ENSURE(eol,
+		          cf_err_fail(CF_E_INTEGRITY, "checkpoint: unterminated signature line"));
+		size_t olen = strlen(origin);
+		if (strncmp(line, "\xe2\x80\x94 ", 4) == 0 &&
+		    strncmp(line + 4, origin, olen) == 0 && line[4 + olen] == ' ') {
+			const char *b64 = line + 5 + olen;
+			uint8_t sig[4 + CF_ED25519_SIG + 4];
+			size_t slen = 0;
+			if (cf_base64_decode(b64, (size_t)(eol - b64), sig, sizeof sig, &slen) ==
+			            CF_OK &&
+			    slen == 4 + CF_ED25519_SIG && memcmp(sig, want_id, 4) == 0) {
+				CF_ENSURE(cf_ed25519_verify(
+				                  pub,
+				                  (struct cf_span){(const uint8_t *)note, body_len},
+				                  sig + 4) == CF_OK,
+				          cf_err_fail(CF_E_INTEGRITY,
+				                      "checkpoint: the signature is not valid"));
+				*size = sz;
+				return CF_OK;
+			}
+		}
+		line = eol + 1;
+	}
+	return cf_err_fail(CF_E_INTEGRITY, "checkpoint: no signature by this deployment's key");
+}
+
+struct identity {
+	char deployment[64], origin[80];
+	uint8_t pub[CF_ED25519_PUB];
+	bool have_pub;
+};
+
+static cf_err ident_row(const struct cf_row *row, void *ctx)
+{
+	struct identity *id = ctx;
+	cf_span_to_str(cf_row_blob(row, 0), id->deployment, sizeof id->deployment);
+	if (!cf_row_is_null(row, 1))
+		cf_span_to_str(cf_row_blob(row, 1), id->origin, sizeof id->origin);
+	struct cf_span p = cf_row_blob(row, 2);
+	if (!cf_row_is_null(row, 2) && p.len == CF_ED25519_PUB) {
+		memcpy(id->pub, p.ptr, CF_ED25519_PUB);
+		id->have_pub = true;
+	}
+	return CF_OK;
+}
+
+static cf_err ident_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx,
+	                   "SELECT deployment_id, audit_origin, audit_public_key FROM deployment"
+	                   " WHERE id = 1",
+	                   NULL, 0, ident_row, ctx);
+}
+
+cf_err cf_audit_identity(struct cf_store *st, uint8_t pub[CF_ED25519_PUB], char *origin, size_t cap)
+{
+	struct identity id = {0};
+	CF_TRY(cf_store_read(st, NULL, ident_fn, &id));
+	CF_ENSURE(id.have_pub && id.origin[0],
+	          cf_err_fail(CF_E_NOT_FOUND, "this log has no checkpoint key yet"));
+	memcpy(pub, id.pub, CF_ED25519_PUB);
+	(void)snprintf(origin, cap, "%s", id.origin);
+	return CF_OK;
+}
+
+struct cp_ctx {
+	struct cf_audit_seq *s;
+	struct cf_keyring *kr;
+	bool force, made;
+};
+
+static cf_err last_cp_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_is_null(row, 0) ? 0 : cf_row_int(row, 0);
+	return CF_OK;
+}
+
+static cf_err checkpoint_fn(struct cf_tx *tx, void *ctx)
+{
+	struct cp_ctx *c = ctx;
+	c->made = false;
+	struct identity id = {0};
+	CF_TRY(cf_tx_query(tx,
+	                   "SELECT deployment_id, audit_origin, audit_public_key FROM deployment"
+	                   " WHERE id = 1",
+	                   NULL, 0, ident_row, &id));
+	uint8_t pub[CF_ED25519_PUB];
+	CF_TRY(cf_keys_public(c->kr, CF_DKEY_CHECKPOINT, pub));
+	if (!id.origin[0]) {
+		/* The first checkpoint names the log and its key in the data store. */
+		(void)snprintf(id.origin, sizeof id.origin, "coffre.audit/%s", id.deployment);
+		struct cf_val v[] = {CF_V_TEXT(id.origin), CF_V_BLOB(pub, CF_ED25519_PUB)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "UPDATE deployment SET audit_origin = $1, audit_public_key = $2"
+		                  " WHERE id = 1",
+		                  v, 2, NULL));
+	} else {
+		CF_ENSURE(id.have_pub && memcmp(id.pub, pub, CF_ED25519_PUB) == 0,
+		          cf_err_fail(CF_E_CONFIG, "the checkpoint key is not the one this log "
+		                                   "recorded: refusing to sign"));
+	}
+	uint64_t size = 0;
+	CF_TRY(tree_size(tx, &size));
+	int64_t last = 0;
+	CF_TRY(cf_tx_query(tx, "SELECT max(size) FROM audit_checkpoints", NULL, 0, last_cp_row,
+	                   &last));
+	if ((int64_t)size == last && !(c->force && size > 0))
+		return CF_OK;
+	if ((int64_t)size == last) /* forced, same size: nothing new to sign */
+		return CF_OK;
+	struct cf_merkle_frontier f;
+	uint8_t root[CF_HASH_LEN];
+	CF_TRY(cf_merkle_frontier_load(&f, size, tx_get_node, tx));
+	CF_TRY(cf_merkle_root(&f, root));
+	char note[CF_CHECKPOINT_MAX];
+	CF_TRY(cf_checkpoint_sign(c->kr, id.origin, size, root, note, sizeof note));
+	struct cf_val v[] = {CF_V_INT(size), CF_V_BLOB(root, CF_HASH_LEN), CF_V_TEXT(note),
+	                     CF_V_INT(cf_now_us() / 1000000)};
+	CF_TRY(cf_tx_exec(tx,
+	                  "INSERT INTO audit_checkpoints (size, root, note, created_at)"
+	                  " VALUES ($1, $2, $3, $4)",
+	                  v, 4, NULL));
+	c->made = true;
+	return CF_OK;
+}
+
+cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool force, bool *made)
+{
+	struct cp_ctx c = {.s = s, .kr = kr, .force = force};
+	CF_TRY(cf_store_write_wait(s->st, NULL, checkpoint_fn, &c));
+	*made = c.made;
+	return CF_OK;
+}
+
+/* --- offline verification ----------------------------------------------------------------- */
+struct tenant_seq {
+	char tenant[CF_AUDIT_TEXT_MAX + 1];
+	uint64_t last;
+};
+
+struct checkpoint {
+	uint64_t size;
+	uint8_t root[CF_HASH_LEN];
+	char *note;
+};
+
+struct verify {
+	struct cf_audit_report *rep;
+	struct cf_merkle_frontier f;
+	struct tenant_seq *seqs;
+	size_t nseqs, capseqs;
+	struct checkpoint *cps;
+	size_t ncps, next_cp;
+	const uint8_t *pub;
+	uint64_t total, last_good_cp;
+	void (*progress)(uint64_t, uint64_t);
+	bool failed;
+	bool have_trusted;
+	uint64_t trusted_size;
+	uint8_t trusted_root[CF_HASH_LEN];
+};
+
+static void problem(struct verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct verify *v, const char *fmt, ...)
+{
+	if (v->failed)
+		return;
+	v->failed = true;
+	v->rep->ok = false;
+	va_list ap;
+	va_start(ap, fmt);
+	(void)vsnprintf(v->rep->problem, sizeof v->rep->problem, fmt, ap);
+	va_end(ap);
+}
+
+static struct tenant_seq *seq_of(struct verify *v, struct cf_span tenant)
+{
+	for (size_t i = 0; i < v->nseqs; i++)
+		if (strlen(v->seqs[i].tenant) == tenant.len &&
+		    memcmp(v->seqs[i].tenant, tenant.ptr, tenant.len) == 0)
+			return &v->seqs[i];
+	if (v->nseqs == v->capseqs) {
+		size_t cap = v->capseqs ? v->capseqs * 2 : 16;
+		struct tenant_seq *n = realloc(v->seqs, cap * sizeof *n);
+		if (!n)
+			return NULL;
+		v->seqs = n;
+		v->capseqs = cap;
+	}
+	struct tenant_seq *t = &v->seqs[v->nseqs++];
+	cf_span_to_str(tenant, t->tenant, sizeof t->tenant);
+	t->last = 0;
+	return t;
+}
+
+static cf_err cp_row(const struct cf_row *row, void *ctx)
+{
+	struct verify *v = ctx;
+	struct checkpoint *n = realloc(v->cps, (v->ncps + 1) * sizeof *n);
+	CF_ENSURE(n, CF_E_NOMEM);
+	v->cps = n;
+	struct checkpoint *c = &v->cps[v->ncps++];
+	c->size = (uint64_t)cf_row_int(row, 0);
+	struct cf_span r = cf_row_blob(row, 1), note = cf_row_blob(row, 2);
+	memset(c->root, 0, CF_HASH_LEN);
+	if (r.len == CF_HASH_LEN)
+		memcpy(c->root, r.ptr, CF_HASH_LEN);
+	c->note = strndup((const char *)note.ptr, note.len);
+	CF_ENSURE(c->note, CF_E_NOMEM);
+	return CF_OK;
+}
+
+/* At each checkpoint's size the rebuilt root must be the signed one. */
+static void check_checkpoints(struct verify *v)
+{
+	while (!v->failed && v->next_cp < v->ncps && v->cps[v->next_cp].size == v->f.size) {
+		struct checkpoint *c = &v->cps[v->next_cp++];
+		uint8_t root[CF_HASH_LEN], nroot[CF_HASH_LEN];
+		char origin[96];
+		uint64_t nsize = 0;
+		if (cf_merkle_root(&v->f, root) != CF_OK) {
+			problem(v, "internal error hashing");
+			return;
+		}
+		if (cf_checkpoint_open(c->note, v->pub, origin, sizeof origin, &nsize, nroot) !=
+		    CF_OK) {
+			problem(v, "checkpoint at size %" PRIu64 ": %s", c->size, cf_err_detail());
+			return;
+		}
+		if (nsize != c->size || memcmp(nroot, c->root, CF_HASH_LEN) != 0) {
+			problem(v,
+			        "checkpoint at size %" PRIu64
+			        ": its row does not match its signed note",
+			        c->size);
+			return;
+		}
+		if (memcmp(root, c->root, CF_HASH_LEN) != 0) {
+			problem(v,
+			        "the entries from index %" PRIu64 " to %" PRIu64
+			        " do not hash to the root signed at size %" PRIu64
+			        " (an entry was edited, removed, added or moved)",
+			        v->last_good_cp, c->size - 1, c->size);
+			return;
+		}
+		v->last_good_cp = c->size;
+		v->rep->checkpoints++;
+	}
+}
+
+static cf_err verify_row(const struct cf_row *row, void *ctx)
+{
+	struct verify *v = ctx;
+	if (v->failed)
+		return CF_OK;
+	int64_t idx = cf_row_int(row, 0);
+	struct cf_span body = cf_row_blob(row, 1), tenant = cf_row_blob(row, 2),
+	               stored_leaf = cf_row_blob(row, 4);
+	int64_t seq = cf_row_int(row, 3);
+	if ((uint64_t)idx != v->f.size) {
+		problem(v,
+		        "the entry at index %" PRIu64 " is missing (the next one is %" PRId64 ")",
+		        v->f.size, idx);
+		return CF_OK;
+	}
+	struct cf_audit_entry e;
+	if (cf_audit_decode(body, &e) != CF_OK) {
+		problem(v, "entry %" PRId64 " is damaged: %s", idx, cf_err_detail());
+		return CF_OK;
+	}
+	if (!cf_span_eq(e.tenant, tenant) || e.seq != (uint64_t)seq) {
+		problem(v, "entry %" PRId64 ": its row's tenant or sequence number was edited",
+		        idx);
+		return CF_OK;
+	}
+	struct tenant_seq *ts = seq_of(v, e.tenant);
+	CF_ENSURE(ts, CF_E_NOMEM);
+	if (e.seq != ts->last + 1) {
+		problem(v,
+		        "entry %" PRId64 ": tenant '%s' goes from sequence %" PRIu64 " to %" PRIu64
+		        " (an entry is missing or moved)",
+		        idx, ts->tenant[0] ? ts->tenant : "(deployment)", ts->last, e.seq);
+		return CF_OK;
+	}
+	ts->last = e.seq;
+	uint8_t leaf[CF_HASH_LEN];
+	CF_TRY(cf_merkle_leaf(body, leaf));
+	if (stored_leaf.len != CF_HASH_LEN || memcmp(stored_leaf.ptr, leaf, CF_HASH_LEN) != 0) {
+		problem(v,
+		        "entry %" PRId64 " does not match the tree's leaf for it (it was edited)",
+		        idx);
+		return CF_OK;
+	}
+	CF_TRY(cf_merkle_append(&v->f, leaf, NULL, NULL));
+	v->rep->sequenced++;
+	check_checkpoints(v);
+	if (v->have_trusted && v->f.size == v->trusted_size) {
+		uint8_t root[CF_HASH_LEN];
+		CF_TRY(cf_merkle_root(&v->f, root));
+		if (memcmp(root, v->trusted_root, CF_HASH_LEN) != 0)
+			problem(v,
+			        "the log does not extend the trusted checkpoint of size %" PRIu64
+			        ": its first %" PRIu64 " entries were rewritten since",
+			        v->trusted_size, v->trusted_size);
+	}
+	if (v->progress && (v->f.size & 0xFFFF) == 0)
+		v->progress(v->f.size, v->total);
+	return CF_OK;
+}
+
+static cf_err count_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx, "SELECT count(*) FROM audit_entries", NULL, 0, int_row, ctx);
+}
+
+static cf_err cps_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx, "SELECT size, root, note FROM audit_checkpoints ORDER BY size", NULL,
+	                   0, cp_row, ctx);
+}
+
+static cf_err entries_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx,
+	                   "SELECT e.leaf_index, e.body, e.tenant_id, e.seq, n.hash"
+	                   " FROM audit_entries e LEFT JOIN audit_nodes n"
+	                   " ON n.level = 0 AND n.idx = e.leaf_index"
+	                   " WHERE e.leaf_index IS NOT NULL ORDER BY e.leaf_index",
+	                   NULL, 0, verify_row, ctx);
+}
+
+cf_err cf_audit_verify(struct cf_store *st, const uint8_t pub[CF_ED25519_PUB], const char *trusted,
+                       void (*progress)(uint64_t done, uint64_t total), struct cf_audit_report *rep)
+{
+	*rep = (struct cf_audit_report){.ok = true};
+	struct verify v = {.rep = rep, .pub = pub, .progress = progress};
+	cf_merkle_frontier_init(&v.f);
+	if (trusted) {
+		char origin[96], why[256];
+		if (cf_checkpoint_open(trusted, pub, origin, sizeof origin, &v.trusted_size,
+		                       v.trusted_root) != CF_OK) {
+			(void)snprintf(why, sizeof why, "%s", cf_err_detail());
+			return cf_err_fail(CF_E_INVALID, "the trusted checkpoint: %s", why);
+		}
+		v.have_trusted = true;
+	}
+	int64_t total = 0;
+	cf_err err = cf_store_read(st, NULL, count_fn, &total);
+	v.total = total > 0 ? (uint64_t)total : 0;
+	rep->entries = v.total;
+	if (err == CF_OK)
+		err = cf_store_read(st, NULL, cps_fn, &v);
+	if (err == CF_OK)
+		err = cf_store_read(st, NULL, entries_fn, &v);
+	if (err == CF_OK && !v.failed && v.next_cp < v.ncps)
+		problem(&v,
+		        "a checkpoint signs size %" PRIu64 " but the log has only %" PRIu64
+		        " sequenced entries (entries were removed)",
+		        v.cps[v.next_cp].size, v.f.size);
+	if (err == CF_OK && !v.failed && v.have_trusted && v.trusted_size > v.f.size)
+		problem(&v,
+		        "the trusted checkpoint has %" PRIu64 " entries; the log has only %" PRIu64
+		        " (it was truncated)",
+		        v.trusted_size, v.f.size);
+	for (size_t i = 0; i < v.ncps; i++)
+		free(v.cps[i].note);
+	free(v.cps);
+	free(v.seqs);
+	rep->tenants = v.nseqs;
+	return err;
+}

@@ -1,0 +1,541 @@
+/* Unit tests for src/audit (AL1, AL5, AL6): RFC 6962 hashing against the reference tree,
+ * every Merkle proof vector of tests/vectors/merkle with exactly its wantErr answer,
+ * generated proofs for every index and size pair up to 40, the entry encoding, and the
+ * log on a real SQLite file and a real PostgreSQL database: append, sequence, checkpoint,
+ * verify, and each kind of tampering named by the verifier. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+
+#define S(str) ((struct cf_span){(const uint8_t *)(str), sizeof(str) - 1})
+#define OK(x)                                                                                      \
+	do {                                                                                       \
+		cf_err e_ = (x);                                                                   \
+		if (e_ != CF_OK)                                                                   \
+			fail_msg("%s: %s: %s", #x, cf_err_name(e_), cf_err_detail());              \
+	} while (0)
+
+static char dir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	(void)snprintf(dir, sizeof dir, "/tmp/cf_audit_XXXXXX");
+	if (!mkdtemp(dir) || cf_secmem_init(256 * 1024) != CF_OK)
+		return -1;
+	cf_log_set_level(CF_LOG_ERROR);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[96];
+	(void)snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	FILE *p = popen(cmd, "r");
+	if (p)
+		pclose(p);
+	cf_secmem_shutdown();
+	return 0;
+}
+
+/* --- hashing and proofs ----------------------------------------------------------------- */
+/* An in-memory node store for the generated trees. */
+#define MAXN 64
+struct mem {
+	uint8_t nodes[7][MAXN][CF_HASH_LEN];
+	bool have[7][MAXN];
+};
+
+static cf_err mem_put(void *ctx, unsigned level, uint64_t index, const uint8_t h[CF_HASH_LEN])
+{
+	struct mem *m = ctx;
+	assert_true(level < 7 && index < MAXN);
+	assert_false(m->have[level][index]); /* each perfect subtree is completed once */
+	memcpy(m->nodes[level][index], h, CF_HASH_LEN);
+	m->have[level][index] = true;
+	return CF_OK;
+}
+
+static cf_err mem_get(void *ctx, unsigned level, uint64_t index, uint8_t out[CF_HASH_LEN])
+{
+	struct mem *m = ctx;
+	if (level >= 7 || index >= MAXN || !m->have[level][index])
+		return CF_E_NOT_FOUND;
+	memcpy(out, m->nodes[level][index], CF_HASH_LEN);
+	return CF_OK;
+}
+
+/* MTH(D[begin:end]) straight from RFC 6962 §2.1, over the leaf hashes. */
+static void mth(uint8_t (*leaves)[CF_HASH_LEN], size_t begin, size_t end, uint8_t out[CF_HASH_LEN])
+{
+	if (end - begin == 1) {
+		memcpy(out, leaves[begin], CF_HASH_LEN);
+		return;
+	}
+	size_t k = 1;
+	while (k * 2 < end - begin)
+		k *= 2;
+	uint8_t l[CF_HASH_LEN], r[CF_HASH_LEN];
+	mth(leaves, begin, begin + k, l);
+	mth(leaves, begin + k, end, r);
+	OK(cf_merkle_node(l, r, out));
+}
+
+/* The reference tree of RFC 6962's test suite (certificate-transparency): eight leaves
+ * and the root at every size. */
+static void test_reference_roots(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *hex;
+	} data[] = {{""},
+	            {"00"},
+	            {"10"},
+	            {"2021"},
+	            {"3031"},
+	            {"40414243"},
+	            {"5051525354555657"},
+	            {"606162636465666768696a6b6c6d6e6f"}};
+	static const char *roots[] = {
+	        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+	        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+	        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+	        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+	        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+	        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+	        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+	        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"};
+	struct cf_merkle_frontier f;
+	cf_merkle_frontier_init(&f);
+	uint8_t root[CF_HASH_LEN];
+	char hex[65];
+	OK(cf_merkle_root(&f, root)); /* the empty tree: SHA-256("") */
+	cf_hex_encode(root, CF_HASH_LEN, hex);
+	assert_string_equal(hex,
+	                    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	for (size_t i = 0; i < 8; i++) {
+		uint8_t d[16], leaf[CF_HASH_LEN];
+		size_t n = strlen(data[i].hex) / 2;
+		assert_true(cf_hex_decode(data[i].hex, n, d));
+		OK(cf_merkle_leaf((struct cf_span){d, n}, leaf));
+		OK(cf_merkle_append(&f, leaf, NULL, NULL));
+		OK(cf_merkle_root(&f, root));
+		cf_hex_encode(root, CF_HASH_LEN, hex);
+		assert_string_equal(hex, roots[i]);
+	}
+}
+
+static void test_generated_proofs(void **state)
+{
+	(void)state;
+	static struct mem m;
+	memset(&m, 0, sizeof m);
+	uint8_t leaves[40][CF_HASH_LEN], roots[41][CF_HASH_LEN];
+	struct cf_merkle_frontier f;
+	cf_merkle_frontier_init(&f);
+	for (size_t i = 0; i < 40; i++) {
+		uint8_t d[8] = {(uint8_t)i, 7};
+		OK(cf_merkle_leaf((struct cf_span){d, sizeof d}, leaves[i]));
+		OK(cf_merkle_append(&f, leaves[i], mem_put, &m));
+		OK(cf_merkle_root(&f, roots[i + 1]));
+		uint8_t want[CF_HASH_LEN];
+		mth(leaves, 0, i + 1, want);
+		assert_memory_equal(roots[i + 1], want, CF_HASH_LEN);
+		/* the frontier reloads from the stored subtrees */
+		struct cf_merkle_frontier g;
+		OK(cf_merkle_frontier_load(&g, i + 1, mem_get, &m));
+		uint8_t again[CF_HASH_LEN];
+		OK(cf_merkle_root(&g, again));
+		assert_memory_equal(again, want, CF_HASH_LEN);
+	}
+	uint8_t proof[CF_MERKLE_PROOF_MAX][CF_HASH_LEN];
+	size_t n = 0;
+	for (uint64_t size = 1; size <= 40; size++) {
+		for (uint64_t i = 0; i < size; i++) {
+			OK(cf_merkle_inclusion_proof(mem_get, &m, i, size, proof, &n));
+			OK(cf_merkle_verify_inclusion(i, size, leaves[i],
+			                              (const uint8_t(*)[CF_HASH_LEN])proof, n,
+			                              roots[size]));
+			/* and a wrong leaf, index or root does not verify */
+			assert_int_equal(
+			        cf_merkle_verify_inclusion(i, size, leaves[(i + 1) % 40],
+			                                   (const uint8_t(*)[CF_HASH_LEN])proof, n,
+			                                   roots[size]),
+			        CF_E_INTEGRITY);
+			if (size > 1)
+				assert_int_equal(cf_merkle_verify_inclusion(
+				                         i, size, leaves[i],
+				                         (const uint8_t(*)[CF_HASH_LEN])proof, n,
+				                         roots[size - 1]),
+				                 CF_E_INTEGRITY);
+		}
+		for (uint64_t s1 = 1; s1 <= size; s1++) {
+			OK(cf_merkle_consistency_proof(mem_get, &m, s1, size, proof, &n));
+			OK(cf_merkle_verify_consistency(s1, size, roots[s1], roots[size],
+			                                (const uint8_t(*)[CF_HASH_LEN])proof, n));
+			if (s1 < size && s1 > 1)
+				assert_int_equal(cf_merkle_verify_consistency(
+				                         s1, size, roots[s1 - 1], roots[size],
+				                         (const uint8_t(*)[CF_HASH_LEN])proof, n),
+				                 CF_E_INTEGRITY);
+		}
+	}
+	assert_int_equal(cf_merkle_inclusion_proof(mem_get, &m, 5, 5, proof, &n),
+	                 CF_E_OUT_OF_RANGE);
+}
+
+/* Every vector of tests/vectors/merkle gets exactly its wantErr answer. */
+static unsigned vectors_in(const char *path, unsigned *wrong)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		fail_msg("cannot open %s", path);
+	unsigned n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p[1024];
+		(void)snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+		struct stat sb;
+		if (stat(p, &sb) != 0)
+			continue;
+		if (S_ISDIR(sb.st_mode)) {
+			n += vectors_in(p, wrong);
+			continue;
+		}
+		size_t len = strlen(p);
+		if (len < 5 || strcmp(p + len - 5, ".json") != 0)
+			continue;
+		/* As `coffre audit verify-proof` reads it: a file jansson cannot take (a size
+		 * past 2^63) is an error too. */
+		struct cf_buf text;
+		OK(cf_file_read(p, 1 << 16, &text));
+		bool want_err = memmem(text.data, text.len, "\"wantErr\": true", 15) != NULL;
+		json_t *doc = NULL;
+		cf_err e = cf_json_parse_object(text.data, text.len, 1 << 16, &doc);
+		cf_buf_free(&text);
+		if (e == CF_OK)
+			e = cf_merkle_verify_json(doc);
+		if ((e != CF_OK) != want_err) {
+			fprintf(stderr, "vector %s: wantErr %d, got %s (%s)\n", p, want_err,
+			        cf_err_name(e), cf_err_detail());
+			(*wrong)++;
+		}
+		json_decref(doc);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static void test_vectors(void **state)
+{
+	(void)state;
+	unsigned wrong = 0;
+	unsigned n = vectors_in(CF_SOURCE_DIR "/tests/vectors/merkle", &wrong);
+	assert_true(n >= 190);
+	assert_int_equal(wrong, 0);
+}
+
+/* --- entries ---------------------------------------------------------------------------- */
+static void test_entry_encoding(void **state)
+{
+	(void)state;
+	struct cf_audit_entry e = {.format = CF_AUDIT_FORMAT,
+	                           .time_us = 1795458524123456,
+	                           .tenant = S("t0123456789abcdef"),
+	                           .seq = 42,
+	                           .actor_kind = CF_ACTOR_OPERATOR,
+	                           .actor = S("uid=0"),
+	                           .action = S("keys.rotate"),
+	                           .resource = S("acme"),
+	                           .outcome = CF_OUTCOME_OK,
+	                           .privilege = S("operator"),
+	                           .flags = CF_AUDIT_FLAG_CLOCK};
+	memset(e.salt, 0x5a, sizeof e.salt);
+	uint8_t b[CF_AUDIT_ENTRY_MAX];
+	size_t n = 0;
+	OK(cf_audit_encode(&e, b, sizeof b, &n));
+	struct cf_audit_entry d;
+	OK(cf_audit_decode((struct cf_span){b, n}, &d));
+	assert_int_equal(d.time_us, e.time_us);
+	assert_int_equal(d.seq, 42);
+	assert_true(cf_span_eq(d.tenant, e.tenant) && cf_span_eq(d.action, e.action) &&
+	            cf_span_eq(d.actor, e.actor) && cf_span_eq(d.privilege, e.privilege));
+	uint8_t again[CF_AUDIT_ENTRY_MAX];
+	size_t n2 = 0;
+	OK(cf_audit_encode(&d, again, sizeof again, &n2)); /* one form only */
+	assert_int_equal(n2, n);
+	assert_memory_equal(again, b, n);
+	for (size_t cut = 0; cut < n; cut++)
+		assert_int_equal(cf_audit_decode((struct cf_span){b, cut}, &d), CF_E_INTEGRITY);
+	b[n] = 0;
+	assert_int_equal(cf_audit_decode((struct cf_span){b, n + 1}, &d), CF_E_INTEGRITY);
+	b[0] = 2;
+	assert_int_equal(cf_audit_decode((struct cf_span){b, n}, &d), CF_E_INTEGRITY);
+	struct cf_audit_entry bad = e;
+	bad.action = S("new\nline");
+	assert_int_equal(cf_audit_encode(&bad, b, sizeof b, &n), CF_E_INVALID);
+	bad = e;
+	bad.seq = 0;
+	assert_int_equal(cf_audit_encode(&bad, b, sizeof b, &n), CF_E_INVALID);
+}
+
+/* --- the log ------------------------------------------------------------------------------ */
+static struct cf_keyring *make_keyring(const char *ks_url, const char *sub)
+{
+	static const struct cf_argon2_params fast = {8 * 1024, 1, 1};
+	char kdir[128];
+	(void)snprintf(kdir, sizeof kdir, "%s/%s", dir, sub);
+	mkdir(kdir, 0700);
+	struct cf_keyring_opts o = {.store_url = ks_url,
+	                            .data_dir = kdir,
+	                            .environment = "production",
+	                            .argon2 = &fast};
+	struct cf_keyring *kr = NULL;
+	OK(cf_keyring_open(&o, &kr));
+	struct cf_rk_secret s = {.provider = CF_RK_FILE, .passphrase = S("audit test passphrase")};
+	OK(cf_keys_init(kr, &s, NULL));
+	OK(cf_keys_tenant_create(kr, "acme", 0));
+	OK(cf_keys_tenant_create(kr, "globex", 0));
+	return kr;
+}
+
+static void append_some(struct cf_store *st, struct cf_keyring *kr, int count, const char *tag)
+{
+	for (int i = 0; i < count; i++) {
+		char res[32];
+		(void)snprintf(res, sizeof res, "%s-%d", tag, i);
+		struct cf_audit_event ev = {.tenant = i % 3 == 0   ? NULL
+		                                      : i % 3 == 1 ? "acme"
+		                                                   : "globex",
+		                            .actor_kind = CF_ACTOR_USER,
+		                            .actor = "alice@example.com",
+		                            .action = "record.read",
+		                            .resource = res,
+		                            .outcome = CF_OUTCOME_OK,
+		                            .request_id = "0123456789abcdef0123456789abcdef",
+		                            .privilege = "reader"};
+		OK(cf_audit_record(st, kr, &ev));
+	}
+}
+
+static void sequence_all(struct cf_audit_seq *seq)
+{
+	unsigned added = 1;
+	while (added)
+		OK(cf_audit_seq_step(seq, 7, &added));
+}
+
+static cf_err exec_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_exec(tx, ctx, NULL, 0, NULL);
+}
+
+static void sql(struct cf_store *st, const char *q)
+{
+	OK(cf_store_write_wait(st, NULL, exec_fn, (void *)(uintptr_t)q));
+}
+
+static struct cf_audit_report verify(struct cf_store *st, const char *trusted)
+{
+	uint8_t pub[CF_ED25519_PUB];
+	char origin[96];
+	OK(cf_audit_identity(st, pub, origin, sizeof origin));
+	struct cf_audit_report rep;
+	OK(cf_audit_verify(st, pub, trusted, NULL, &rep));
+	return rep;
+}
+
+struct note_ctx {
+	char note[CF_CHECKPOINT_MAX];
+	int64_t size;
+};
+
+static cf_err note_row(const struct cf_row *row, void *ctx)
+{
+	struct note_ctx *n = ctx;
+	cf_span_to_str(cf_row_blob(row, 0), n->note, sizeof n->note);
+	n->size = cf_row_int(row, 1);
+	return CF_OK;
+}
+
+static cf_err note_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx,
+	                   "SELECT note, size FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+	                   NULL, 0, note_row, ctx);
+}
+
+static void log_flow(const char *url, const char *owner_url, const char *ks_url, const char *sub)
+{
+	struct cf_keyring *kr = make_keyring(ks_url, sub);
+	struct cf_store *st = NULL;
+	OK(cf_store_open_coffre(url, owner_url, true, &st));
+	struct cf_audit_seq *seq = NULL;
+	OK(cf_audit_seq_open(st, &seq));
+	append_some(st, kr, 30, "a");
+	sequence_all(seq);
+	bool made = false;
+	OK(cf_audit_checkpoint(seq, kr, false, &made));
+	assert_true(made);
+	OK(cf_audit_checkpoint(seq, kr, false, &made));
+	assert_false(made); /* the tree did not grow */
+	struct note_ctx first = {0};
+	OK(cf_store_read(st, NULL, note_fn, &first));
+	assert_int_equal(first.size, 30);
+	/* the note opens with the deployment's key and says what was signed */
+	uint8_t pub[CF_ED25519_PUB], root[CF_HASH_LEN];
+	char origin[96];
+	uint64_t size = 0;
+	OK(cf_audit_identity(st, pub, origin, sizeof origin));
+	OK(cf_checkpoint_open(first.note, pub, origin, sizeof origin, &size, root));
+	assert_int_equal(size, 30);
+	assert_non_null(strstr(first.note, "\n\n\xe2\x80\x94 coffre.audit/"));
+	char forged[CF_CHECKPOINT_MAX];
+	(void)snprintf(forged, sizeof forged, "%s", first.note);
+	forged[strlen(origin) + 1] = '9'; /* another size, same signature */
+	assert_int_equal(cf_checkpoint_open(forged, pub, origin, sizeof origin, &size, root),
+	                 CF_E_INTEGRITY);
+
+	append_some(st, kr, 20, "b");
+	sequence_all(seq);
+	OK(cf_audit_checkpoint(seq, kr, false, &made));
+	struct cf_audit_report rep = verify(st, first.note);
+	if (!rep.ok)
+		fail_msg("verify: %s", rep.problem);
+	assert_int_equal(rep.sequenced, 50);
+	assert_int_equal(rep.checkpoints, 2);
+	assert_int_equal(rep.tenants, 3);
+	/* identifying values are HMACs, not the clear value */
+	char mac[65];
+	OK(cf_audit_mac(kr, "acme", "alice@example.com", mac));
+	assert_int_equal(strlen(mac), 64);
+
+	/* tampering, each undone after */
+	bool pg = cf_store_engine(st) == CF_STORE_POSTGRES;
+	sql(st, pg ? "UPDATE audit_entries SET body = body || '\\x00'::bytea WHERE leaf_index = 17"
+	           : "UPDATE audit_entries SET body = CAST(body || x'00' AS BLOB) WHERE leaf_index "
+	             "= 17");
+	rep = verify(st, NULL);
+	assert_false(rep.ok);
+	assert_non_null(strstr(rep.problem, "entry 17"));
+	sql(st,
+	    pg ? "UPDATE audit_entries SET body = substring(body from 1 for length(body) - 1)"
+	         " WHERE leaf_index = 17"
+	       : "UPDATE audit_entries SET body = CAST(substr(body, 1, length(body) - 1) AS BLOB)"
+	         " WHERE leaf_index = 17");
+	rep = verify(st, NULL);
+	if (!rep.ok)
+		fail_msg("verify after undo: %s", rep.problem);
+	/* an edited row column (the tenant) */
+	sql(st, "UPDATE audit_entries SET seq = seq + 100 WHERE leaf_index = 4");
+	rep = verify(st, NULL);
+	assert_false(rep.ok);
+	assert_non_null(strstr(rep.problem, "entry 4"));
+	sql(st, "UPDATE audit_entries SET seq = seq - 100 WHERE leaf_index = 4");
+	/* a forged checkpoint row */
+	sql(st, "UPDATE audit_checkpoints SET note = replace(note, 'coffre.audit', 'coffre.audiT')"
+	        " WHERE size = 30");
+	rep = verify(st, NULL);
+	assert_false(rep.ok);
+	assert_non_null(strstr(rep.problem, "checkpoint at size 30"));
+	sql(st, "UPDATE audit_checkpoints SET note = replace(note, 'coffre.audiT', 'coffre.audit')"
+	        " WHERE size = 30");
+	rep = verify(st, NULL);
+	assert_true(rep.ok);
+	/* a missing entry (the last one) */
+	sql(st, "DELETE FROM audit_entries WHERE leaf_index = 49");
+	rep = verify(st, NULL);
+	assert_false(rep.ok);
+	assert_non_null(strstr(rep.problem, "entries were removed"));
+
+	/* A history rewritten and re-signed with the (stolen) key: consistent on its own,
+	 * caught by a checkpoint kept from before. */
+	sql(st, "DELETE FROM audit_entries");
+	sql(st, "DELETE FROM audit_nodes");
+	sql(st, "DELETE FROM audit_checkpoints");
+	sql(st, "DELETE FROM audit_tree");
+	sql(st, "DELETE FROM audit_seq");
+	cf_audit_seq_close(&seq);
+	OK(cf_audit_seq_open(st, &seq));
+	append_some(st, kr, 40, "forged");
+	sequence_all(seq);
+	OK(cf_audit_checkpoint(seq, kr, false, &made));
+	rep = verify(st, NULL);
+	assert_true(rep.ok);
+	rep = verify(st, first.note);
+	assert_false(rep.ok);
+	assert_non_null(strstr(rep.problem, "trusted checkpoint"));
+	cf_audit_seq_close(&seq);
+	cf_store_close(&st);
+	cf_keyring_close(&kr);
+}
+
+static void test_log_sqlite(void **state)
+{
+	(void)state;
+	char url[128], ks[128];
+	(void)snprintf(url, sizeof url, "sqlite:%s/coffre.db", dir);
+	(void)snprintf(ks, sizeof ks, "sqlite:%s/keystore.db", dir);
+	log_flow(url, NULL, ks, "sq");
+}
+
+static void pg_admin(const char *super, const char *q)
+{
+	PGconn *c = PQconnectdb(super);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, q);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", q, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
+
+static void test_log_postgres(void **state)
+{
+	(void)state;
+	const char *host = getenv("COFFRE_TEST_PG_HOST");
+	if (!host)
+		fail_msg("COFFRE_TEST_PG_HOST is not set: run through `make test`");
+	char super[256], q[160], db[32], url[256], owner[256], ks[128];
+	(void)snprintf(db, sizeof db, "coffre_au%d", (int)getpid());
+	(void)snprintf(super, sizeof super, "postgresql://postgres@/postgres?host=%s", host);
+	(void)snprintf(q, sizeof q, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+	pg_admin(super, q);
+	(void)snprintf(q, sizeof q, "CREATE DATABASE %s OWNER coffre_owner", db);
+	pg_admin(super, q);
+	/* The runtime role cannot edit the log: tampering needs the owner, as an attacker
+	 * with the database's keys would have. */
+	(void)snprintf(url, sizeof url, "postgresql://coffre_owner@/%s?host=%s", db, host);
+	(void)snprintf(owner, sizeof owner, "postgresql://coffre_owner@/%s?host=%s", db, host);
+	(void)snprintf(ks, sizeof ks, "sqlite:%s/keystore-pg.db", dir);
+	log_flow(url, owner, ks, "pg");
+	(void)snprintf(q, sizeof q, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+	pg_admin(super, q);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_reference_roots), cmocka_unit_test(test_generated_proofs),
+	        cmocka_unit_test(test_vectors),         cmocka_unit_test(test_entry_encoding),
+	        cmocka_unit_test(test_log_sqlite),      cmocka_unit_test(test_log_postgres),
+	};
+	return cmocka_run_group_tests_name("audit", tests, setup, teardown);
+}
