@@ -231,6 +231,8 @@ struct cf_config {
 	unsigned job_interval;  /* seconds between background key jobs */
 	char pkcs11_module[CF_PATH_MAX];
 	char pkcs11_token[64];
+	/* [audit] */
+	unsigned checkpoint_interval; /* seconds between checkpoints while the log grows */
 	/* [tls] */
 	char tls_cert[CF_PATH_MAX];
 	char tls_key[CF_PATH_MAX];

@@ -62,6 +62,7 @@ static const struct key_def keys[] = {
         UINT("keys", "job_interval", job_interval, 1, 86400),
         STR("keys", "pkcs11_module", pkcs11_module),
         STR("keys", "pkcs11_token", pkcs11_token),
+        UINT("audit", "checkpoint_interval", checkpoint_interval, 1, 3600),
         STR("tls", "cert", tls_cert),
         STR("tls", "key", tls_key),
         {"log", "level", KEY_LEVEL, offsetof(struct cf_config, log_level), 0, 0, 0},
@@ -88,6 +89,7 @@ void cf_config_defaults(struct cf_config *cfg)
 	        .rotation_days = 90,
 	        .rewrap_batch = 500,
 	        .job_interval = 60,
+	        .checkpoint_interval = 5,
 	        .log_level = CF_LOG_INFO,
 	};
 	(void)snprintf(cfg->listen, sizeof cfg->listen, "127.0.0.1:8443");

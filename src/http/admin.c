@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "http/http.h"
 #include "vault/vault.h"
 
@@ -251,6 +252,45 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 	return CF_E_INTERNAL;
 }
 
+/* AL1, AL5: every operator action that changes something, and every refusal, is an
+ * entry of the deployment's audit log (actor: the peer's uid; privilege: operator).
+ * Reads (status, tenant_list, keys_status) are not: scripts poll them. */
+static const char *audited_action(const char *op)
+{
+	static const char *const map[][2] = {
+	        {"init", "operator.init"},          {"unseal", "operator.unseal"},
+	        {"seal", "operator.seal"},          {"rekey", "operator.rekey"},
+	        {"tenant_create", "tenant.create"}, {"tenant_suspend", "tenant.suspend"},
+	        {"tenant_resume", "tenant.resume"}, {"tenant_delete", "tenant.delete"},
+	        {"keys_rotate", "keys.rotate"},
+	};
+	for (size_t i = 0; op && i < sizeof map / sizeof map[0]; i++)
+		if (strcmp(op, map[i][0]) == 0)
+			return map[i][1];
+	return NULL;
+}
+
+static cf_err audit_op(struct cf_admin *a, uid_t uid, const char *action, const char *resource,
+                       cf_err result)
+{
+	char actor[32];
+	(void)snprintf(actor, sizeof actor, "uid=%u", (unsigned)uid);
+	enum cf_outcome outcome = result == CF_OK ? CF_OUTCOME_OK
+	                          : result == CF_E_FORBIDDEN || result == CF_E_UNSEAL_FAILED
+	                                  ? CF_OUTCOME_DENIED
+	                                  : CF_OUTCOME_FAILED;
+	struct cf_audit_event ev = {
+	        .actor_kind = CF_ACTOR_OPERATOR,
+	        .actor = actor,
+	        .action = action,
+	        .resource = resource,
+	        .outcome = outcome,
+	        .error = result == CF_OK ? NULL : cf_err_name(result),
+	        .privilege = "operator",
+	};
+	return cf_audit_record(a->store, NULL, &ev);
+}
+
 static void send_line(int fd, json_t *o)
 {
 	char *s = NULL;
@@ -277,6 +317,9 @@ static void serve(struct cf_admin *a, int fd)
 		cf_log(CF_LOG_WARN, NULL, "admin_refused",
 		       "admin socket: refused a connection from uid %d (pid %d)", (int)cred.uid,
 		       (int)cred.pid);
+		if (audit_op(a, cred.uid, "admin.connect", NULL, CF_E_FORBIDDEN) != CF_OK)
+			cf_log(CF_LOG_ERROR, NULL, "audit_failed", "admin refusal not audited: %s",
+			       cf_err_detail());
 		(void)cf_err_fail(CF_E_FORBIDDEN,
 		                  "the admin socket serves coffred's user and root only");
 		reply = error_json(CF_E_FORBIDDEN);
@@ -313,6 +356,26 @@ static void serve(struct cf_admin *a, int fd)
 	if (e == CF_OK && req)
 		e = dispatch(a, req, &reply);
 	const char *op = req ? json_string_value(json_object_get(req, "op")) : NULL;
+	const char *action = audited_action(op);
+	if (action) {
+		/* Fail closed as far as it can: the change is done (the keystore is another
+		 * database), but the operator is told it is not in the audit log. */
+		char keep[256];
+		(void)snprintf(keep, sizeof keep, "%s", e ? cf_err_detail() : "");
+		const char *tenant = json_string_value(json_object_get(req, "tenant"));
+		if (audit_op(a, cred.uid, action, tenant, e) != CF_OK) {
+			cf_log(CF_LOG_ERROR, NULL, "audit_failed", "%s not audited: %s", action,
+			       cf_err_detail());
+			if (e == CF_OK)
+				e = cf_err_fail(
+				        CF_E_STORE_UNAVAILABLE,
+				        "%s was done, but the audit log could not be written: "
+				        "check the store",
+				        action);
+		} else if (e) {
+			(void)cf_err_fail(e, "%s", keep);
+		}
+	}
 	json_t *f = json_pack("{s:s, s:i, s:s}", "op", op ? op : "?", "uid", (int)cred.uid,
 	                      "result", cf_err_name(e));
 	cf_log_fields(e ? CF_LOG_WARN : CF_LOG_INFO, "admin_op", f);

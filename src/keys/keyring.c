@@ -88,6 +88,8 @@ struct cf_keyring {
 	unsigned npending;
 	struct cf_rewrap_source sources[CF_REWRAP_SOURCES_MAX];
 	size_t nsources;
+	cf_keys_event_fn event;
+	void *event_ctx;
 };
 
 static int64_t now_s(void)
@@ -1532,22 +1534,54 @@ cf_err cf_keys_rotate(struct cf_keyring *kr, const char *tenant, uint32_t *new_v
 	return err;
 }
 
+void cf_keys_set_event_hook(struct cf_keyring *kr, cf_keys_event_fn fn, void *ctx)
+{
+	pthread_rwlock_wrlock(&kr->lock);
+	kr->event = fn;
+	kr->event_ctx = ctx;
+	pthread_rwlock_unlock(&kr->lock);
+}
+
+static void emit(struct cf_keyring *kr, const char *action, const char *tenant,
+                 const char *resource, const char *detail)
+{
+	pthread_rwlock_rdlock(&kr->lock);
+	cf_keys_event_fn fn = kr->event;
+	void *ctx = kr->event_ctx;
+	pthread_rwlock_unlock(&kr->lock);
+	if (fn)
+		fn(ctx, action, tenant, resource, detail);
+}
+
 cf_err cf_keys_rotate_due(struct cf_keyring *kr, int64_t now, unsigned *rotated)
 {
 	*rotated = 0;
-	pthread_rwlock_wrlock(&kr->lock);
 	cf_err err = CF_OK;
-	for (size_t i = 0; !kr->sealed && i < kr->ntenants && err == CF_OK; i++) {
-		struct tenant *t = kr->tenants[i];
-		struct kek_slot *a = kek_active(t);
-		if (!a || a->created_at + t->rotation_s > now)
-			continue;
+	/* One tenant at a time, each rotation announced outside the lock. */
+	for (size_t i = 0;; i++) {
+		char id[CF_TENANT_ID_MAX + 1] = "";
 		uint32_t nv = 0;
-		err = rotate_locked(kr, t, &nv);
-		if (err == CF_OK)
+		pthread_rwlock_wrlock(&kr->lock);
+		bool more = !kr->sealed && i < kr->ntenants;
+		if (more) {
+			struct tenant *t = kr->tenants[i];
+			struct kek_slot *a = kek_active(t);
+			if (a && a->created_at + t->rotation_s <= now) {
+				err = rotate_locked(kr, t, &nv);
+				if (err == CF_OK)
+					(void)snprintf(id, sizeof id, "%s", t->id);
+			}
+		}
+		pthread_rwlock_unlock(&kr->lock);
+		if (!more || err)
+			break;
+		if (id[0]) {
 			(*rotated)++;
+			char kid[CF_TENANT_ID_MAX + 32];
+			(void)snprintf(kid, sizeof kid, "kek/%s/%u", id, nv);
+			emit(kr, "keys.rotate", id, kid, "scheduled rotation");
+		}
 	}
-	pthread_rwlock_unlock(&kr->lock);
 	return err;
 }
 
@@ -1668,13 +1702,15 @@ cf_err cf_keys_rewrap_step(struct cf_keyring *kr, bool *busy)
 		pthread_rwlock_unlock(&kr->lock);
 		CF_TRY(err);
 		if (p.finish) {
-			/* The attestation (the audit log records it once it exists). */
+			/* The attestation: in the log, and through the hook in the audit log. */
 			char id[CF_TENANT_ID_MAX + 32];
 			(void)snprintf(id, sizeof id, "kek/%s/%u", j->tenant, j->from);
 			json_t *f = json_pack("{s:s, s:s, s:I, s:s}", "key_id", id, "tenant",
 			                      j->tenant, "moved", (json_int_t)p.moved, "reason",
 			                      "rotated out: no live envelope refers to it");
 			cf_log_fields(CF_LOG_WARN, "key_destroyed", f);
+			emit(kr, "key.destroyed", j->tenant, id,
+			     "rotated out: no live envelope refers to it");
 		} else {
 			*busy = true;
 		}

@@ -251,6 +251,14 @@ CF_MUST cf_err cf_keys_add_rewrap_source(struct cf_keyring *kr, const struct cf_
  * to any more destroys that version (attested in the log). *busy: work remains. */
 CF_MUST cf_err cf_keys_rewrap_step(struct cf_keyring *kr, bool *busy);
 
+/* Events the keyring's own jobs cause (a scheduled rotation, a KEK destroyed after its
+ * rewrap), for the audit log: the hook is called after the change is durable, outside
+ * the keyring's lock. action: "keys.rotate" or "key.destroyed"; resource: the key id
+ * ("kek/<tenant>/<version>"); detail: why. The hook's failure is logged by its owner. */
+typedef void (*cf_keys_event_fn)(void *ctx, const char *action, const char *tenant,
+                                 const char *resource, const char *detail);
+void cf_keys_set_event_hook(struct cf_keyring *kr, cf_keys_event_fn fn, void *ctx);
+
 /* What `coffre keys status` shows: a JSON array, one object per tenant. */
 CF_MUST cf_err cf_keys_tenants_json(struct cf_keyring *kr, const char *tenant, json_t **out);
 
