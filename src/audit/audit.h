@@ -156,6 +156,29 @@ CF_MUST cf_err cf_checkpoint_sign(struct cf_keyring *kr, const char *origin, uin
 CF_MUST cf_err cf_checkpoint_open(const char *note, const uint8_t pub[CF_ED25519_PUB], char *origin,
                                   size_t origin_cap, uint64_t *size, uint8_t root[CF_HASH_LEN]);
 
+/* Reading the log (query.c): what the API and the admin socket serve. Each returns a
+ * JSON object; proofs and roots are standard base64, as in tests/vectors/merkle. */
+/* {"size", "root", "checkpoint"}: the latest signed checkpoint; CF_E_NOT_FOUND before
+ * the first. */
+CF_MUST cf_err cf_audit_latest(struct cf_store *st, json_t **out);
+/* {"index", "size", "leaf_hash", "proof"}: entry index in the tree of size (0: the
+ * latest checkpoint's). CF_E_OUT_OF_RANGE when index >= size or size is past the tree. */
+CF_MUST cf_err cf_audit_inclusion(struct cf_store *st, uint64_t index, uint64_t size, json_t **out);
+/* {"size1", "size2", "proof"}; size2 0 means the latest checkpoint's. */
+CF_MUST cf_err cf_audit_consistency(struct cf_store *st, uint64_t size1, uint64_t size2,
+                                    json_t **out);
+/* A tenant's entries (tenant NULL: the deployment's own), newest first, filtered; values
+ * compared as stored (HMACs for a tenant: the caller passes cf_audit_mac's). Cursor:
+ * the "next" of the previous page (0: the first). {"entries": [...], "next"}. */
+struct cf_audit_filter {
+	const char *tenant, *action, *actor, *resource;
+	int outcome;                /* -1: any */
+	int64_t since_us, until_us; /* 0: unbounded */
+	int64_t cursor;
+	unsigned limit; /* 1..1000 */
+};
+CF_MUST cf_err cf_audit_list(struct cf_store *st, const struct cf_audit_filter *f, json_t **out);
+
 /* Offline verification (coffre audit verify). */
 struct cf_audit_report {
 	uint64_t entries, sequenced, checkpoints, tenants;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit/audit.h"
+#include "audit/internal.h"
 
 /* --- appending ------------------------------------------------------------------------ */
 cf_err cf_audit_mac(struct cf_keyring *kr, const char *tenant, const char *value, char out[65])
@@ -123,7 +123,7 @@ static cf_err node_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
-static cf_err tx_get_node(void *ctx, unsigned level, uint64_t index, uint8_t out[CF_HASH_LEN])
+cf_err cf_audit_tx_get_node(void *ctx, unsigned level, uint64_t index, uint8_t out[CF_HASH_LEN])
 {
 	struct node_get g = {.tx = ctx, .out = out};
 	struct cf_val v[] = {CF_V_INT(level), CF_V_INT(index)};
@@ -148,7 +148,7 @@ static cf_err int_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
-static cf_err tree_size(struct cf_tx *tx, uint64_t *size)
+cf_err cf_audit_tx_tree_size(struct cf_tx *tx, uint64_t *size)
 {
 	int64_t n = -1;
 	CF_TRY(cf_tx_query(tx, "SELECT size FROM audit_tree WHERE id = 1", NULL, 0, int_row, &n));
@@ -216,10 +216,10 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 		}
 	}
 	uint64_t size = 0;
-	CF_TRY(tree_size(tx, &size));
+	CF_TRY(cf_audit_tx_tree_size(tx, &size));
 	/* The frontier is reloaded whenever it may be stale (first use, another node). */
 	if (!s->loaded || s->f.size != size)
-		CF_TRY(cf_merkle_frontier_load(&s->f, size, tx_get_node, tx));
+		CF_TRY(cf_merkle_frontier_load(&s->f, size, cf_audit_tx_get_node, tx));
 	s->loaded = false; /* until this transaction commits */
 	struct cf_val lim[] = {CF_V_INT(sc->p->limit)};
 	sc->p->n = 0;
@@ -426,7 +426,7 @@ static cf_err checkpoint_fn(struct cf_tx *tx, void *ctx)
 		                                   "recorded: refusing to sign"));
 	}
 	uint64_t size = 0;
-	CF_TRY(tree_size(tx, &size));
+	CF_TRY(cf_audit_tx_tree_size(tx, &size));
 	int64_t last = 0;
 	CF_TRY(cf_tx_query(tx, "SELECT max(size) FROM audit_checkpoints", NULL, 0, last_cp_row,
 	                   &last));
@@ -436,7 +436,7 @@ static cf_err checkpoint_fn(struct cf_tx *tx, void *ctx)
 		return CF_OK;
 	struct cf_merkle_frontier f;
 	uint8_t root[CF_HASH_LEN];
-	CF_TRY(cf_merkle_frontier_load(&f, size, tx_get_node, tx));
+	CF_TRY(cf_merkle_frontier_load(&f, size, cf_audit_tx_get_node, tx));
 	CF_TRY(cf_merkle_root(&f, root));
 	char note[CF_CHECKPOINT_MAX];
 	CF_TRY(cf_checkpoint_sign(c->kr, id.origin, size, root, note, sizeof note));

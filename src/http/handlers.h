@@ -6,5 +6,8 @@
 
 cf_err cf_h_healthz(struct cf_req *req);
 cf_err cf_h_readyz(struct cf_req *req);
+cf_err cf_h_audit_latest(struct cf_req *req);
+cf_err cf_h_audit_inclusion(struct cf_req *req);
+cf_err cf_h_audit_consistency(struct cf_req *req);
 
 #endif

@@ -107,6 +107,10 @@ struct cf_keyring *cf_req_keys(const struct cf_req *req);
 struct cf_span cf_req_body(const struct cf_req *req);
 /* A path parameter by name ({tenant} -> "tenant"); empty span when absent. */
 struct cf_span cf_req_param(const struct cf_req *req, const char *name);
+/* A decimal query parameter (?name=123) in 0..max; *out untouched when absent.
+ * CF_E_INVALID for anything else. */
+CF_MUST cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t max,
+                                uint64_t *out);
 /* Sets the reply: status and a JSON body (ownership of body is taken, even on error). */
 CF_MUST cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body);
 

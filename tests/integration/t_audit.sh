@@ -26,12 +26,27 @@ out=$(op --json audit verify); rc=$?
 rows=$(sqlite3 "$DATA/coffre.db" "SELECT action || ':' || outcome || ':' || actor FROM audit_entries ORDER BY id" | tr '\n' ' ')
 grep -q 'tenant.create:0:uid=0 ' <<<"$rows" && grep -q 'keys.rotate:0:uid=0' <<<"$rows" && grep -q 'operator.unseal:2:uid=0' <<<"$rows" &&
 	ok "entries name the action, the outcome and the operator (AL5)" || fail "entries name the action, outcome and operator" "$rows"
-sqlite3 "$DATA/coffre.db" "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1" >"$SRV_DIR/trusted.txt"
+# A customer keeps the published checkpoint, as served by the API.
+ccurl "$URL/v1/audit/checkpoints/latest" | jget checkpoint >"$SRV_DIR/trusted.txt"
+size1=$(ccurl "$URL/v1/audit/checkpoints/latest" | jget size)
 head -1 "$SRV_DIR/trusted.txt" | grep -q '^coffre.audit/' && grep -q $'^\xe2\x80\x94 coffre.audit/' "$SRV_DIR/trusted.txt" &&
 	ok "a checkpoint is a C2SP signed note" || fail "a checkpoint is a C2SP signed note" "$(cat "$SRV_DIR/trusted.txt")"
 op tenant create hooli >/dev/null
 sleep 1.5
 op audit verify --trusted-checkpoint "$SRV_DIR/trusted.txt" >/dev/null && ok "the grown log extends the checkpoint kept earlier" || fail "the grown log extends the checkpoint kept earlier"
+# ...and the same, proven online with the API's proofs and checked by the customer's side
+latest=$(ccurl "$URL/v1/audit/checkpoints/latest")
+size2=$(jget size <<<"$latest")
+root2=$(jget root <<<"$latest")
+root1=$(sed -n 3p "$SRV_DIR/trusted.txt")
+ccurl "$URL/v1/audit/proof/consistency?size1=$size1&size2=$size2" |
+	python3 -c 'import json,sys;d=json.load(sys.stdin);d["root1"],d["root2"]=sys.argv[1],sys.argv[2];json.dump(d,sys.stdout)' "$root1" "$root2" >"$SRV_DIR/cons.json"
+"$COFFRE" audit verify-proof "$SRV_DIR/cons.json" >/dev/null && [ "$size2" -gt "$size1" ] && ok "a consistency proof from the API shows the log of $size2 extends the kept one of $size1" || fail "a consistency proof from the API" "$(cat "$SRV_DIR/cons.json")"
+ccurl "$URL/v1/audit/proof/inclusion?index=1&size=$size2" |
+	python3 -c 'import json,sys;d=json.load(sys.stdin);print(json.dumps({"leafIdx":d["index"],"treeSize":d["size"],"leafHash":d["leaf_hash"],"proof":d["proof"],"root":sys.argv[1]}))' "$root2" >"$SRV_DIR/incl.json"
+"$COFFRE" audit verify-proof "$SRV_DIR/incl.json" >/dev/null && ok "an inclusion proof from the API verifies against the signed root" || fail "an inclusion proof from the API" "$(cat "$SRV_DIR/incl.json")"
+sed -i 's/"leafIdx": 1/"leafIdx": 2/' "$SRV_DIR/incl.json"
+! "$COFFRE" audit verify-proof "$SRV_DIR/incl.json" >/dev/null 2>&1 && ok "...and not for another index" || fail "...and not for another index"
 stop_server
 
 # --- tampering with the file directly, each on a fresh copy
