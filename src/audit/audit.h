@@ -179,6 +179,19 @@ struct cf_audit_filter {
 };
 CF_MUST cf_err cf_audit_list(struct cf_store *st, const struct cf_audit_filter *f, json_t **out);
 
+/* Sinks (sink.c, AL3): copies of the log apart from the data store. spec is
+ * "file:PATH" (JSON lines, fsynced), "syslog:[SOCKET]" (RFC 5424, default /dev/log) or a
+ * store URL ("sqlite:PATH", "postgres://..."; the entries' exact bytes). Each resumes
+ * where it stopped: the file from its last complete line, the store from its highest
+ * index, syslog from a cursor in the data store. */
+struct cf_audit_sink;
+CF_MUST cf_err cf_audit_sink_open(struct cf_store *src, const char *spec,
+                                  struct cf_audit_sink **out);
+void cf_audit_sink_close(struct cf_audit_sink **pp);
+/* Delivers what is sequenced and not yet delivered (up to 1000 entries and the
+ * checkpoints they complete). *delivered gets how many lines or rows. */
+CF_MUST cf_err cf_audit_sink_step(struct cf_audit_sink *s, unsigned *delivered);
+
 /* Offline verification (coffre audit verify). */
 struct cf_audit_report {
 	uint64_t entries, sequenced, checkpoints, tenants;

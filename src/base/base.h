@@ -232,7 +232,10 @@ struct cf_config {
 	char pkcs11_module[CF_PATH_MAX];
 	char pkcs11_token[64];
 	/* [audit] */
-	unsigned checkpoint_interval; /* seconds between checkpoints while the log grows */
+	unsigned checkpoint_interval;  /* seconds between checkpoints while the log grows */
+	char sink_file[CF_PATH_MAX];   /* AL3 copies: "" = none */
+	char sink_syslog[CF_PATH_MAX]; /* the syslog socket ("" = none) */
+	char sink_store[CF_PATH_MAX];  /* a second database's URL ("" = none) */
 	/* [tls] */
 	char tls_cert[CF_PATH_MAX];
 	char tls_key[CF_PATH_MAX];

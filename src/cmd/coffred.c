@@ -165,7 +165,32 @@ struct auditor {
 	struct cf_store *store;
 	struct cf_keyring *kr;
 	unsigned checkpoint_interval;
+	/* AL3: copies; a sink that cannot open yet (its database is down) is retried */
+	const char *sink_spec[3];
+	struct cf_audit_sink *sinks[3];
 };
+
+static void sinks_step(struct auditor *a)
+{
+	for (size_t i = 0; i < 3; i++) {
+		if (!a->sink_spec[i])
+			continue;
+		if (!a->sinks[i] &&
+		    cf_audit_sink_open(a->store, a->sink_spec[i], &a->sinks[i]) != CF_OK) {
+			cf_log(CF_LOG_ERROR, NULL, "audit_sink", "audit sink %s: %s (retried)",
+			       a->sink_spec[i], cf_err_detail());
+			continue;
+		}
+		unsigned n = 1;
+		while (n && a->sinks[i])
+			if (cf_audit_sink_step(a->sinks[i], &n) != CF_OK) {
+				cf_log(CF_LOG_ERROR, NULL, "audit_sink",
+				       "audit sink %s: %s (resumes where it stopped)",
+				       a->sink_spec[i], cf_err_detail());
+				cf_audit_sink_close(&a->sinks[i]); /* reopened next time */
+			}
+	}
+}
 
 static void *auditor_main(void *arg)
 {
@@ -192,7 +217,10 @@ static void *auditor_main(void *arg)
 				       "checkpoint failed (retried): %s", cf_err_detail());
 			last_cp = now;
 		}
+		sinks_step(a);
 	} while (jobs_sleep(a->sync, 200));
+	for (size_t i = 0; i < 3; i++)
+		cf_audit_sink_close(&a->sinks[i]);
 	cf_audit_seq_close(&seq);
 	return NULL;
 }
@@ -461,10 +489,16 @@ int main(int argc, char **argv)
 	cf_keys_set_event_hook(kr, key_event, store);
 	if (pthread_create(&jobs.thread, NULL, jobs_main, &jobs) == 0)
 		jobs.started = true;
+	char sink_file[CF_PATH_MAX + 8], sink_syslog[CF_PATH_MAX + 8];
+	(void)snprintf(sink_file, sizeof sink_file, "file:%s", cfg.sink_file);
+	(void)snprintf(sink_syslog, sizeof sink_syslog, "syslog:%s", cfg.sink_syslog);
 	struct auditor auditor = {.sync = &jobs,
 	                          .store = store,
 	                          .kr = kr,
-	                          .checkpoint_interval = cfg.checkpoint_interval};
+	                          .checkpoint_interval = cfg.checkpoint_interval,
+	                          .sink_spec = {cfg.sink_file[0] ? sink_file : NULL,
+	                                        cfg.sink_syslog[0] ? sink_syslog : NULL,
+	                                        cfg.sink_store[0] ? cfg.sink_store : NULL}};
 	if (pthread_create(&auditor.thread, NULL, auditor_main, &auditor) == 0)
 		auditor.started = true;
 

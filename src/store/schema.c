@@ -98,6 +98,13 @@ const struct cf_migration cf_store_schema[] = {
          "GRANT UPDATE (leaf_index) ON audit_entries TO coffre_runtime;"
          "GRANT USAGE ON SEQUENCE audit_entries_id_seq TO coffre_runtime;"
          "GRANT SELECT, INSERT, UPDATE ON audit_seq, audit_tree TO coffre_runtime"},
+        {4, "audit sinks",
+         /* Where each audit sink stopped (the syslog sink's resume point). */
+         "CREATE TABLE audit_sinks (name TEXT PRIMARY KEY, next_index INTEGER NOT NULL,"
+         " last_checkpoint INTEGER NOT NULL) STRICT",
+         "CREATE TABLE audit_sinks (name TEXT PRIMARY KEY, next_index BIGINT NOT NULL,"
+         " last_checkpoint BIGINT NOT NULL);"
+         "GRANT SELECT, INSERT, UPDATE ON audit_sinks TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 
