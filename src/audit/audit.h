@@ -122,12 +122,22 @@ struct cf_audit_event {
 	const char *request_id;
 	const char *privilege;
 };
-/* Appends an entry inside the caller's write transaction (so it commits with the change
- * it records, or not at all). kr HMACs a tenant's identifying values; NULL only for
- * deployment entries. */
-CF_MUST cf_err cf_audit_append(struct cf_tx *tx, struct cf_keyring *kr,
-                               const struct cf_audit_event *ev);
-/* The same in a transaction of its own, waiting until durable. */
+/* An entry made ready outside the store's writer: the tenant's HMACs computed, the salt
+ * drawn, the clock's state read, every string copied (bounded). */
+struct cf_audit_prepared {
+	char tenant[CF_TENANT_ID_MAX + 1];
+	uint8_t actor_kind, outcome, flags;
+	char actor[CF_AUDIT_TEXT_MAX + 1], action[64], resource[CF_AUDIT_TEXT_MAX + 1];
+	char error[48], request_id[64], privilege[64];
+	uint8_t salt[CF_AUDIT_SALT];
+};
+/* kr HMACs a tenant's identifying values (NULL only for deployment entries). */
+CF_MUST cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
+                                struct cf_audit_prepared *out);
+/* Appends it inside the caller's write transaction (so it commits with the change it
+ * records, or not at all): the tenant's next sequence number, the time, the encoding. */
+CF_MUST cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p);
+/* Both, in a transaction of its own, waiting until durable. */
 CF_MUST cf_err cf_audit_record(struct cf_store *st, struct cf_keyring *kr,
                                const struct cf_audit_event *ev);
 /* The HMAC of a tenant's identifying value, hex (65 bytes): what entries store and what a
@@ -167,9 +177,10 @@ CF_MUST cf_err cf_audit_inclusion(struct cf_store *st, uint64_t index, uint64_t 
 /* {"size1", "size2", "proof"}; size2 0 means the latest checkpoint's. */
 CF_MUST cf_err cf_audit_consistency(struct cf_store *st, uint64_t size1, uint64_t size2,
                                     json_t **out);
-/* A tenant's entries (tenant NULL: the deployment's own), newest first, filtered; values
- * compared as stored (HMACs for a tenant: the caller passes cf_audit_mac's). Cursor:
- * the "next" of the previous page (0: the first). {"entries": [...], "next"}. */
+/* A tenant's entries (tenant NULL: the deployment's own), newest first (by the tenant's
+ * sequence), filtered; values compared as stored (HMACs for a tenant: the caller passes
+ * cf_audit_mac's). Cursor: the "next" of the previous page (0: the first).
+ * {"entries": [...], "next"}. */
 struct cf_audit_filter {
 	const char *tenant, *action, *actor, *resource;
 	int outcome;                /* -1: any */

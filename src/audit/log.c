@@ -25,76 +25,97 @@ static cf_err seq_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
-cf_err cf_audit_append(struct cf_tx *tx, struct cf_keyring *kr, const struct cf_audit_event *ev)
+static cf_err copy_field(char *dst, size_t cap, const char *src, const char *what)
 {
-	const char *tenant = ev->tenant ? ev->tenant : "";
-	char actor[65], resource[65];
-	const char *a = ev->actor ? ev->actor : "", *r = ev->resource ? ev->resource : "";
+	size_t n = src ? strlen(src) : 0;
+	CF_ENSURE(n < cap, cf_err_fail(CF_E_INVALID, "audit entry: %s too long", what));
+	if (n)
+		memcpy(dst, src, n);
+	dst[n] = '\0';
+	return CF_OK;
+}
+
+cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
+                        struct cf_audit_prepared *p)
+{
+	memset(p, 0, sizeof *p);
+	CF_TRY(copy_field(p->tenant, sizeof p->tenant, ev->tenant, "tenant"));
+	CF_ENSURE(ev->action && ev->action[0], cf_err_fail(CF_E_INVALID, "audit entry: no action"));
+	CF_TRY(copy_field(p->action, sizeof p->action, ev->action, "action"));
+	CF_TRY(copy_field(p->error, sizeof p->error, ev->error, "error"));
+	CF_TRY(copy_field(p->request_id, sizeof p->request_id, ev->request_id, "request id"));
+	CF_TRY(copy_field(p->privilege, sizeof p->privilege, ev->privilege, "privilege"));
 	/* A tenant's identifying values are stored as HMACs under its audit key: the tenant
 	 * can search for them, nobody else learns them. */
-	if (tenant[0] && a[0]) {
+	const char *a = ev->actor ? ev->actor : "", *r = ev->resource ? ev->resource : "";
+	if (p->tenant[0] && a[0]) {
 		CF_ENSURE(kr, CF_E_INTERNAL);
-		CF_TRY(cf_audit_mac(kr, tenant, a, actor));
-		a = actor;
+		CF_TRY(cf_audit_mac(kr, p->tenant, a, p->actor));
+	} else {
+		CF_TRY(copy_field(p->actor, sizeof p->actor, a, "actor"));
 	}
-	if (tenant[0] && r[0]) {
+	if (p->tenant[0] && r[0]) {
 		CF_ENSURE(kr, CF_E_INTERNAL);
-		CF_TRY(cf_audit_mac(kr, tenant, r, resource));
-		r = resource;
+		CF_TRY(cf_audit_mac(kr, p->tenant, r, p->resource));
+	} else {
+		CF_TRY(copy_field(p->resource, sizeof p->resource, r, "resource"));
 	}
+	p->actor_kind = (uint8_t)ev->actor_kind;
+	p->outcome = (uint8_t)ev->outcome;
+	struct cf_clock_state clk;
+	cf_clock_state(&clk);
+	p->flags = clk.synchronized ? CF_AUDIT_FLAG_CLOCK : 0;
+	return cf_crypto_random(p->salt, sizeof p->salt);
+}
+
+cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
+{
 	int64_t seq = 0;
-	struct cf_val sv[] = {CF_V_TEXT(tenant)};
+	struct cf_val sv[] = {CF_V_TEXT(p->tenant)};
 	CF_TRY(cf_tx_query(tx,
 	                   "INSERT INTO audit_seq (tenant_id, next) VALUES ($1, 1)"
 	                   " ON CONFLICT (tenant_id) DO UPDATE SET next = audit_seq.next + 1"
 	                   " RETURNING next",
 	                   sv, 1, seq_row, &seq));
 	CF_ENSURE(seq >= 1, cf_err_fail(CF_E_INTERNAL, "audit: no sequence number"));
-	struct cf_clock_state clk;
-	cf_clock_state(&clk);
 	struct cf_audit_entry e = {
 	        .format = CF_AUDIT_FORMAT,
 	        .time_us = cf_now_us(),
-	        .tenant = cf_span_str(tenant),
+	        .tenant = cf_span_str(p->tenant),
 	        .seq = (uint64_t)seq,
-	        .actor_kind = (uint8_t)ev->actor_kind,
-	        .actor = cf_span_str(a),
-	        .action = cf_span_str(ev->action),
-	        .resource = cf_span_str(r),
-	        .outcome = (uint8_t)ev->outcome,
-	        .error = cf_span_str(ev->error ? ev->error : ""),
-	        .request_id = cf_span_str(ev->request_id ? ev->request_id : ""),
-	        .privilege = cf_span_str(ev->privilege ? ev->privilege : ""),
-	        .flags = clk.synchronized ? CF_AUDIT_FLAG_CLOCK : 0,
+	        .actor_kind = p->actor_kind,
+	        .actor = cf_span_str(p->actor),
+	        .action = cf_span_str(p->action),
+	        .resource = cf_span_str(p->resource),
+	        .outcome = p->outcome,
+	        .error = cf_span_str(p->error),
+	        .request_id = cf_span_str(p->request_id),
+	        .privilege = cf_span_str(p->privilege),
+	        .flags = p->flags,
 	};
-	CF_TRY(cf_crypto_random(e.salt, sizeof e.salt));
+	memcpy(e.salt, p->salt, sizeof e.salt);
 	uint8_t body[CF_AUDIT_ENTRY_MAX];
 	size_t n = 0;
 	CF_TRY(cf_audit_encode(&e, body, sizeof body, &n));
-	struct cf_val v[] = {CF_V_TEXT(tenant),     CF_V_INT(seq),       CF_V_INT(e.time_us),
-	                     CF_V_TEXT(ev->action), CF_V_INT(e.outcome), CF_V_TEXT(a),
-	                     CF_V_TEXT(r),          CF_V_BLOB(body, n)};
+	struct cf_val v[] = {CF_V_TEXT(p->tenant),   CF_V_INT(seq),       CF_V_INT(e.time_us),
+	                     CF_V_TEXT(p->action),   CF_V_INT(e.outcome), CF_V_TEXT(p->actor),
+	                     CF_V_TEXT(p->resource), CF_V_BLOB(body, n)};
 	return cf_tx_exec(tx,
 	                  "INSERT INTO audit_entries (tenant_id, seq, time_us, action, outcome,"
 	                  " actor, resource, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 	                  v, 8, NULL);
 }
 
-struct record_ctx {
-	struct cf_keyring *kr;
-	const struct cf_audit_event *ev;
-};
-
 static cf_err record_fn(struct cf_tx *tx, void *ctx)
 {
-	struct record_ctx *rc = ctx;
-	return cf_audit_append(tx, rc->kr, rc->ev);
+	return cf_audit_append(tx, ctx);
 }
 
 cf_err cf_audit_record(struct cf_store *st, struct cf_keyring *kr, const struct cf_audit_event *ev)
 {
-	struct record_ctx rc = {kr, ev};
-	return cf_store_write_wait(st, NULL, record_fn, &rc);
+	struct cf_audit_prepared p;
+	CF_TRY(cf_audit_prepare(kr, ev, &p));
+	return cf_store_write_wait(st, NULL, record_fn, &p);
 }
 
 /* --- the sequencer --------------------------------------------------------------------- */
@@ -115,6 +136,8 @@ struct node_get {
 static cf_err node_row(const struct cf_row *row, void *ctx)
 {
 	struct node_get *g = ctx;
+	if (cf_row_is_null(row, 0))
+		return CF_OK;
 	struct cf_span h = cf_row_blob(row, 0);
 	CF_ENSURE(h.len == CF_HASH_LEN,
 	          cf_err_fail(CF_E_INTEGRITY, "audit: a stored hash is damaged"));
@@ -127,8 +150,15 @@ cf_err cf_audit_tx_get_node(void *ctx, unsigned level, uint64_t index, uint8_t o
 {
 	struct node_get g = {.tx = ctx, .out = out};
 	struct cf_val v[] = {CF_V_INT(level), CF_V_INT(index)};
-	CF_TRY(cf_tx_query(g.tx, "SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2", v, 2,
-	                   node_row, &g));
+	/* Leaves live with their entries; the subtrees above them in audit_nodes. */
+	if (level == 0)
+		CF_TRY(cf_tx_query(g.tx,
+		                   "SELECT leaf_hash FROM audit_entries WHERE leaf_index = $1",
+		                   v + 1, 1, node_row, &g));
+	else
+		CF_TRY(cf_tx_query(g.tx,
+		                   "SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2", v,
+		                   2, node_row, &g));
 	return g.found ? CF_OK
 	               : cf_err_fail(CF_E_INTEGRITY,
 	                             "audit: the subtree (%u, %" PRIu64 ") is missing", level,
@@ -137,6 +167,8 @@ cf_err cf_audit_tx_get_node(void *ctx, unsigned level, uint64_t index, uint8_t o
 
 static cf_err tx_put_node(void *ctx, unsigned level, uint64_t index, const uint8_t h[CF_HASH_LEN])
 {
+	if (level == 0) /* stored with the entry itself */
+		return CF_OK;
 	struct cf_val v[] = {CF_V_INT(level), CF_V_INT(index), CF_V_BLOB(h, CF_HASH_LEN)};
 	return cf_tx_exec(ctx, "INSERT INTO audit_nodes (level, idx, hash) VALUES ($1, $2, $3)", v,
 	                  3, NULL);
@@ -148,12 +180,28 @@ static cf_err int_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
+static cf_err tree_row(const struct cf_row *row, void *ctx)
+{
+	int64_t *v = ctx;
+	v[0] = cf_row_int(row, 0);
+	v[1] = cf_row_int(row, 1);
+	return CF_OK;
+}
+
+static cf_err tree_state(struct cf_tx *tx, uint64_t *size, int64_t *last_id)
+{
+	int64_t v[2] = {0, 0};
+	CF_TRY(cf_tx_query(tx, "SELECT size, last_id FROM audit_tree WHERE id = 1", NULL, 0,
+	                   tree_row, v));
+	*size = v[0] < 0 ? 0 : (uint64_t)v[0];
+	if (last_id)
+		*last_id = v[1];
+	return CF_OK;
+}
+
 cf_err cf_audit_tx_tree_size(struct cf_tx *tx, uint64_t *size)
 {
-	int64_t n = -1;
-	CF_TRY(cf_tx_query(tx, "SELECT size FROM audit_tree WHERE id = 1", NULL, 0, int_row, &n));
-	*size = n < 0 ? 0 : (uint64_t)n;
-	return CF_OK;
+	return tree_state(tx, size, NULL);
 }
 
 cf_err cf_audit_seq_open(struct cf_store *st, struct cf_audit_seq **out)
@@ -216,29 +264,44 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 		}
 	}
 	uint64_t size = 0;
-	CF_TRY(cf_audit_tx_tree_size(tx, &size));
+	int64_t last_id = 0;
+	CF_TRY(tree_state(tx, &size, &last_id));
 	/* The frontier is reloaded whenever it may be stale (first use, another node). */
 	if (!s->loaded || s->f.size != size)
 		CF_TRY(cf_merkle_frontier_load(&s->f, size, cf_audit_tx_get_node, tx));
 	s->loaded = false; /* until this transaction commits */
-	struct cf_val lim[] = {CF_V_INT(sc->p->limit)};
 	sc->p->n = 0;
-	CF_TRY(cf_tx_query(tx,
-	                   "SELECT id, body FROM audit_entries WHERE leaf_index IS NULL"
-	                   " ORDER BY id LIMIT $1",
-	                   lim, 1, pending_row, sc->p));
+	if (cf_store_engine(s->st) == CF_STORE_SQLITE) {
+		/* One writer: ids are in commit order, so the next entries follow the last. */
+		struct cf_val q[] = {CF_V_INT(last_id), CF_V_INT(sc->p->limit)};
+		CF_TRY(cf_tx_query(
+		        tx, "SELECT id, body FROM audit_entries WHERE id > $1 ORDER BY id LIMIT $2",
+		        q, 2, pending_row, sc->p));
+	} else {
+		struct cf_val q[] = {CF_V_INT(sc->p->limit)};
+		CF_TRY(cf_tx_query(tx,
+		                   "SELECT id, body FROM audit_entries WHERE leaf_index IS NULL"
+		                   " ORDER BY id LIMIT $1",
+		                   q, 1, pending_row, sc->p));
+	}
 	for (size_t i = 0; i < sc->p->n; i++) {
-		struct cf_val u[] = {CF_V_INT(s->f.size), CF_V_INT(sc->p->ids[i])};
-		CF_TRY(cf_tx_exec(tx, "UPDATE audit_entries SET leaf_index = $1 WHERE id = $2", u,
-		                  2, NULL));
+		struct cf_val u[] = {CF_V_INT(s->f.size), CF_V_BLOB(sc->p->leaves[i], CF_HASH_LEN),
+		                     CF_V_INT(sc->p->ids[i])};
+		CF_TRY(cf_tx_exec(
+		        tx,
+		        "UPDATE audit_entries SET leaf_index = $1, leaf_hash = $2 WHERE id = $3", u,
+		        3, NULL));
 		CF_TRY(cf_merkle_append(&s->f, sc->p->leaves[i], tx_put_node, tx));
+		if (sc->p->ids[i] > last_id)
+			last_id = sc->p->ids[i];
 	}
 	if (sc->p->n) {
-		struct cf_val t[] = {CF_V_INT(s->f.size)};
+		struct cf_val t[] = {CF_V_INT(s->f.size), CF_V_INT(last_id)};
 		CF_TRY(cf_tx_exec(tx,
-		                  "INSERT INTO audit_tree (id, size) VALUES (1, $1)"
-		                  " ON CONFLICT (id) DO UPDATE SET size = excluded.size",
-		                  t, 1, NULL));
+		                  "INSERT INTO audit_tree (id, size, last_id) VALUES (1, $1, $2)"
+		                  " ON CONFLICT (id) DO UPDATE SET size = excluded.size,"
+		                  " last_id = excluded.last_id",
+		                  t, 2, NULL));
 	}
 	sc->added = (unsigned)sc->p->n;
 	return CF_OK;
@@ -647,10 +710,8 @@ static cf_err cps_fn(struct cf_tx *tx, void *ctx)
 static cf_err entries_fn(struct cf_tx *tx, void *ctx)
 {
 	return cf_tx_query(tx,
-	                   "SELECT e.leaf_index, e.body, e.tenant_id, e.seq, n.hash"
-	                   " FROM audit_entries e LEFT JOIN audit_nodes n"
-	                   " ON n.level = 0 AND n.idx = e.leaf_index"
-	                   " WHERE e.leaf_index IS NOT NULL ORDER BY e.leaf_index",
+	                   "SELECT leaf_index, body, tenant_id, seq, leaf_hash FROM audit_entries"
+	                   " WHERE leaf_index IS NOT NULL ORDER BY leaf_index",
 	                   NULL, 0, verify_row, ctx);
 }
 

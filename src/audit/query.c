@@ -120,7 +120,7 @@ static const char *const actor_names[] = {"anonymous", "user", "client", "operat
 
 struct list_ctx {
 	json_t *arr;
-	int64_t last_id;
+	int64_t last_seq;
 	unsigned n;
 };
 
@@ -156,7 +156,7 @@ static cf_err list_row(const struct cf_row *row, void *ctx)
 	json_object_set_new(o, "index",
 	                    cf_row_is_null(row, 2) ? json_null()
 	                                           : json_integer(cf_row_int(row, 2)));
-	l->last_id = cf_row_int(row, 0);
+	l->last_seq = cf_row_int(row, 0);
 	l->n++;
 	return json_array_append_new(l->arr, o) == 0 ? CF_OK : CF_E_NOMEM;
 }
@@ -183,11 +183,11 @@ static cf_err list_fn(struct cf_tx *tx, void *ctx)
 	};
 	/* Every query names its tenant (DESIGN §7). */
 	return cf_tx_query(tx,
-	                   "SELECT id, body, leaf_index FROM audit_entries WHERE tenant_id = $1"
+	                   "SELECT seq, body, leaf_index FROM audit_entries WHERE tenant_id = $1"
 	                   " AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3)"
 	                   " AND ($4 IS NULL OR resource = $4) AND ($5 IS NULL OR outcome = $5)"
 	                   " AND ($6 IS NULL OR time_us >= $6) AND ($7 IS NULL OR time_us < $7)"
-	                   " AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9",
+	                   " AND ($8 IS NULL OR seq < $8) ORDER BY seq DESC LIMIT $9",
 	                   v, 9, list_row, q->l);
 }
 
@@ -206,6 +206,6 @@ cf_err cf_audit_list(struct cf_store *st, const struct cf_audit_filter *f, json_
 		return err;
 	}
 	*out = json_pack("{s:o, s:o}", "entries", l.arr, "next",
-	                 l.n == f->limit ? json_integer(l.last_id) : json_null());
+	                 l.n == f->limit ? json_integer(l.last_seq) : json_null());
 	return *out ? CF_OK : CF_E_NOMEM;
 }

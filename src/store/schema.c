@@ -43,10 +43,13 @@ const struct cf_migration cf_store_schema[] = {
          "GRANT SELECT, INSERT, UPDATE, DELETE ON tenants TO coffre_runtime"},
         {3, "audit",
          /* The audit log (DESIGN §6, src/audit/): entries in commit order, their leaf
-          * index once sequenced, the Merkle tree's perfect subtrees, and checkpoints. The
-          * runtime role may insert entries and set their index once, never change or
-          * delete them (PostgreSQL grants). No row-level security here: the sequencer
-          * reads every tenant's entries, and every tenant query filters by tenant_id. */
+          * index and hash once sequenced, the Merkle tree's perfect subtrees above the
+          * leaves, and checkpoints. The runtime role may insert entries and set their
+          * index once, never change or delete them (PostgreSQL grants). No row-level
+          * security here: the sequencer reads every tenant's entries, and every tenant
+          * query filters by tenant_id. SQLite commits in id order (one writer), so its
+          * sequencer follows ids; PostgreSQL commits out of id order, so it finds
+          * unsequenced entries through a partial index. */
          "ALTER TABLE deployment ADD COLUMN audit_origin TEXT;"
          "ALTER TABLE deployment ADD COLUMN audit_public_key BLOB;"
          "CREATE TABLE audit_entries ("
@@ -60,15 +63,14 @@ const struct cf_migration cf_store_schema[] = {
          " resource TEXT NOT NULL,"
          " body BLOB NOT NULL,"
          " leaf_index INTEGER UNIQUE,"
+         " leaf_hash BLOB,"
          " UNIQUE (tenant_id, seq)) STRICT;"
-         "CREATE INDEX audit_unsequenced ON audit_entries (id) WHERE leaf_index IS NULL;"
-         "CREATE INDEX audit_by_tenant ON audit_entries (tenant_id, time_us);"
          "CREATE TABLE audit_seq (tenant_id TEXT PRIMARY KEY, next INTEGER NOT NULL) STRICT;"
          "CREATE TABLE audit_nodes ("
          " level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,"
          " PRIMARY KEY (level, idx)) STRICT, WITHOUT ROWID;"
          "CREATE TABLE audit_tree (id INTEGER PRIMARY KEY CHECK (id = 1),"
-         " size INTEGER NOT NULL) STRICT;"
+         " size INTEGER NOT NULL, last_id INTEGER NOT NULL) STRICT;"
          "CREATE TABLE audit_checkpoints (size INTEGER PRIMARY KEY, root BLOB NOT NULL,"
          " note TEXT NOT NULL, created_at INTEGER NOT NULL) STRICT",
          "ALTER TABLE deployment ADD COLUMN audit_origin TEXT;"
@@ -85,17 +87,18 @@ const struct cf_migration cf_store_schema[] = {
          " resource TEXT NOT NULL,"
          " body BYTEA NOT NULL,"
          " leaf_index BIGINT UNIQUE,"
+         " leaf_hash BYTEA,"
          " UNIQUE (tenant_id, seq));"
          "CREATE INDEX audit_unsequenced ON audit_entries (id) WHERE leaf_index IS NULL;"
-         "CREATE INDEX audit_by_tenant ON audit_entries (tenant_id, time_us);"
          "CREATE TABLE audit_seq (tenant_id TEXT PRIMARY KEY, next BIGINT NOT NULL);"
          "CREATE TABLE audit_nodes (level BIGINT NOT NULL, idx BIGINT NOT NULL,"
          " hash BYTEA NOT NULL, PRIMARY KEY (level, idx));"
-         "CREATE TABLE audit_tree (id BIGINT PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL);"
+         "CREATE TABLE audit_tree (id BIGINT PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL,"
+         " last_id BIGINT NOT NULL);"
          "CREATE TABLE audit_checkpoints (size BIGINT PRIMARY KEY, root BYTEA NOT NULL,"
          " note TEXT NOT NULL, created_at BIGINT NOT NULL);"
          "GRANT SELECT, INSERT ON audit_entries, audit_nodes, audit_checkpoints TO coffre_runtime;"
-         "GRANT UPDATE (leaf_index) ON audit_entries TO coffre_runtime;"
+         "GRANT UPDATE (leaf_index, leaf_hash) ON audit_entries TO coffre_runtime;"
          "GRANT USAGE ON SEQUENCE audit_entries_id_seq TO coffre_runtime;"
          "GRANT SELECT, INSERT, UPDATE ON audit_seq, audit_tree TO coffre_runtime"},
         {4, "audit sinks",

@@ -70,10 +70,12 @@ body = db.execute("SELECT body FROM audit_entries WHERE leaf_index = 0").fetchon
 db.execute("UPDATE audit_entries SET body = ? WHERE leaf_index = 0", (body[:-1] + b"\xff",))
 leaves = [hashlib.sha256(b"\0" + b).digest() for (b,) in
           db.execute("SELECT body FROM audit_entries WHERE leaf_index IS NOT NULL ORDER BY leaf_index")]
+db.executemany("UPDATE audit_entries SET leaf_hash = ? WHERE leaf_index = ?", [(h, i) for i, h in enumerate(leaves)])
 db.execute("DELETE FROM audit_nodes")
 level, nodes = 0, leaves
 while nodes:
-    db.executemany("INSERT INTO audit_nodes VALUES (?, ?, ?)", [(level, i, h) for i, h in enumerate(nodes)])
+    if level > 0:
+        db.executemany("INSERT INTO audit_nodes VALUES (?, ?, ?)", [(level, i, h) for i, h in enumerate(nodes)])
     nodes = [hashlib.sha256(b"\1" + nodes[i] + nodes[i + 1]).digest() for i in range(0, len(nodes) - 1, 2)]
     level += 1
 db.commit()
