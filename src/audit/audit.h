@@ -89,7 +89,7 @@ struct cf_audit_entry {
 	uint8_t format;
 	int64_t time_us;       /* UTC */
 	struct cf_span tenant; /* empty: the deployment's own entries */
-	uint64_t seq;          /* per tenant, from 1, no gaps */
+	uint64_t seq;          /* per tenant, from 1, no gaps (0 until sequenced) */
 	uint8_t actor_kind;
 	struct cf_span actor;
 	struct cf_span action;   /* "tenant.create", "keys.rotate", "operator.unseal", ... */
@@ -104,7 +104,11 @@ struct cf_audit_entry {
 /* Canonical encoding: out holds CF_AUDIT_ENTRY_MAX. CF_E_INVALID for an oversize field. */
 CF_MUST cf_err cf_audit_encode(const struct cf_audit_entry *e, uint8_t *out, size_t cap,
                                size_t *len);
-/* Strict parse (fuzzed): spans point into bytes. CF_E_INTEGRITY when malformed. */
+/* An entry is stored with sequence 0 until the sequencer numbers it: this writes the
+ * tenant's sequence number into the encoded bytes (CF_E_INTEGRITY if already set). */
+CF_MUST cf_err cf_audit_set_seq(uint8_t *body, size_t len, uint64_t seq);
+/* Strict parse (fuzzed): spans point into bytes. CF_E_INTEGRITY when malformed (or not
+ * yet sequenced). */
 CF_MUST cf_err cf_audit_decode(struct cf_span bytes, struct cf_audit_entry *e);
 
 /* --- the log (log.c) --------------------------------------------------------------------- */
@@ -135,7 +139,9 @@ struct cf_audit_prepared {
 CF_MUST cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
                                 struct cf_audit_prepared *out);
 /* Appends it inside the caller's write transaction (so it commits with the change it
- * records, or not at all): the tenant's next sequence number, the time, the encoding. */
+ * records, or not at all): the time, the encoding. Its tenant sequence number and tree
+ * index come from the sequencer, within a second, so that concurrent requests of one
+ * tenant never wait on each other's commit. */
 CF_MUST cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p);
 /* Both, in a transaction of its own, waiting until durable. */
 CF_MUST cf_err cf_audit_record(struct cf_store *st, struct cf_keyring *kr,

@@ -35,8 +35,8 @@ cf_err cf_audit_encode(const struct cf_audit_entry *e, uint8_t *out, size_t cap,
 			                      i));
 		need += texts[i]->len;
 	}
-	CF_ENSURE(e->seq >= 1 && e->time_us >= 0,
-	          cf_err_fail(CF_E_INVALID, "audit entry: sequence or time out of range"));
+	/* seq 0: an entry not yet sequenced (the sequencer writes its number in place) */
+	CF_ENSURE(e->time_us >= 0, cf_err_fail(CF_E_INVALID, "audit entry: time out of range"));
 	CF_ENSURE(e->actor_kind <= CF_ACTOR_SYSTEM && e->outcome <= CF_OUTCOME_FAILED &&
 	                  e->action.len > 0 && (e->flags & ~CF_AUDIT_FLAG_CLOCK) == 0,
 	          cf_err_fail(CF_E_INVALID, "audit entry out of range"));
@@ -140,5 +140,16 @@ cf_err cf_audit_decode(struct cf_span b, struct cf_audit_entry *e)
 	                  e->outcome <= CF_OUTCOME_FAILED && e->action.len > 0 &&
 	                  (e->flags & ~CF_AUDIT_FLAG_CLOCK) == 0,
 	          cf_err_fail(CF_E_INTEGRITY, "audit entry: a field is out of range"));
+	return CF_OK;
+}
+
+cf_err cf_audit_set_seq(uint8_t *body, size_t len, uint64_t seq)
+{
+	CF_ENSURE(len >= 11 && body[0] == CF_AUDIT_FORMAT && seq >= 1,
+	          cf_err_fail(CF_E_INTEGRITY, "audit entry: cannot be sequenced"));
+	size_t at = 1 + 8 + 1 + (size_t)body[9];
+	CF_ENSURE(at + 8 <= len, cf_err_fail(CF_E_INTEGRITY, "audit entry: truncated"));
+	CF_ENSURE(get_u64(body + at) == 0, cf_err_fail(CF_E_INTEGRITY, "audit entry: already sequenced"));
+	put_u64(body + at, seq);
 	return CF_OK;
 }

@@ -19,12 +19,6 @@ cf_err cf_audit_mac(struct cf_keyring *kr, const char *tenant, const char *value
 	return CF_OK;
 }
 
-static cf_err seq_row(const struct cf_row *row, void *ctx)
-{
-	*(int64_t *)ctx = cf_row_int(row, 0);
-	return CF_OK;
-}
-
 static cf_err copy_field(char *dst, size_t cap, const char *src, const char *what)
 {
 	size_t n = src ? strlen(src) : 0;
@@ -70,19 +64,11 @@ cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
 
 cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 {
-	int64_t seq = 0;
-	struct cf_val sv[] = {CF_V_TEXT(p->tenant)};
-	CF_TRY(cf_tx_query(tx,
-	                   "INSERT INTO audit_seq (tenant_id, next) VALUES ($1, 1)"
-	                   " ON CONFLICT (tenant_id) DO UPDATE SET next = audit_seq.next + 1"
-	                   " RETURNING next",
-	                   sv, 1, seq_row, &seq));
-	CF_ENSURE(seq >= 1, cf_err_fail(CF_E_INTERNAL, "audit: no sequence number"));
 	struct cf_audit_entry e = {
 	        .format = CF_AUDIT_FORMAT,
 	        .time_us = cf_now_us(),
 	        .tenant = cf_span_str(p->tenant),
-	        .seq = (uint64_t)seq,
+	        .seq = 0, /* numbered by the sequencer */
 	        .actor_kind = p->actor_kind,
 	        .actor = cf_span_str(p->actor),
 	        .action = cf_span_str(p->action),
@@ -97,13 +83,13 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 	uint8_t body[CF_AUDIT_ENTRY_MAX];
 	size_t n = 0;
 	CF_TRY(cf_audit_encode(&e, body, sizeof body, &n));
-	struct cf_val v[] = {CF_V_TEXT(p->tenant),   CF_V_INT(seq),       CF_V_INT(e.time_us),
-	                     CF_V_TEXT(p->action),   CF_V_INT(e.outcome), CF_V_TEXT(p->actor),
-	                     CF_V_TEXT(p->resource), CF_V_BLOB(body, n)};
+	struct cf_val v[] = {CF_V_TEXT(p->tenant), CF_V_INT(e.time_us), CF_V_TEXT(p->action),
+	                     CF_V_INT(e.outcome),  CF_V_TEXT(p->actor), CF_V_TEXT(p->resource),
+	                     CF_V_BLOB(body, n)};
 	return cf_tx_exec(tx,
-	                  "INSERT INTO audit_entries (tenant_id, seq, time_us, action, outcome,"
-	                  " actor, resource, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-	                  v, 8, NULL);
+	                  "INSERT INTO audit_entries (tenant_id, time_us, action, outcome,"
+	                  " actor, resource, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	                  v, 7, NULL);
 }
 
 static cf_err record_fn(struct cf_tx *tx, void *ctx)
@@ -224,6 +210,10 @@ void cf_audit_seq_close(struct cf_audit_seq **pp)
 #define STEP_MAX 4096
 struct pending {
 	int64_t ids[STEP_MAX];
+	uint8_t *bodies[STEP_MAX];
+	size_t lens[STEP_MAX];
+	char tenants[STEP_MAX][CF_TENANT_ID_MAX + 1];
+	uint64_t seqs[STEP_MAX];
 	uint8_t leaves[STEP_MAX][CF_HASH_LEN];
 	size_t n, limit;
 };
@@ -233,9 +223,27 @@ static cf_err pending_row(const struct cf_row *row, void *ctx)
 	struct pending *p = ctx;
 	if (p->n >= p->limit)
 		return CF_OK;
+	struct cf_span b = cf_row_blob(row, 1);
 	p->ids[p->n] = cf_row_int(row, 0);
-	CF_TRY(cf_merkle_leaf(cf_row_blob(row, 1), p->leaves[p->n]));
+	p->bodies[p->n] = malloc(b.len ? b.len : 1);
+	CF_ENSURE(p->bodies[p->n], CF_E_NOMEM);
+	memcpy(p->bodies[p->n], b.ptr, b.len);
+	p->lens[p->n] = b.len;
+	cf_span_to_str(cf_row_blob(row, 2), p->tenants[p->n], sizeof p->tenants[p->n]);
 	p->n++;
+	return CF_OK;
+}
+
+/* Per-tenant numbering within one step: the next number of each tenant seen. */
+struct tenant_next {
+	char tenant[CF_TENANT_ID_MAX + 1];
+	int64_t next;
+	bool dirty;
+};
+
+static cf_err next_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_int(row, 0);
 	return CF_OK;
 }
 
@@ -274,26 +282,65 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 	if (cf_store_engine(s->st) == CF_STORE_SQLITE) {
 		/* One writer: ids are in commit order, so the next entries follow the last. */
 		struct cf_val q[] = {CF_V_INT(last_id), CF_V_INT(sc->p->limit)};
-		CF_TRY(cf_tx_query(
-		        tx, "SELECT id, body FROM audit_entries WHERE id > $1 ORDER BY id LIMIT $2",
-		        q, 2, pending_row, sc->p));
+		CF_TRY(cf_tx_query(tx,
+		                   "SELECT id, body, tenant_id FROM audit_entries WHERE id > $1 "
+		                   "ORDER BY id LIMIT $2",
+		                   q, 2, pending_row, sc->p));
 	} else {
 		struct cf_val q[] = {CF_V_INT(sc->p->limit)};
-		CF_TRY(cf_tx_query(tx,
-		                   "SELECT id, body FROM audit_entries WHERE leaf_index IS NULL"
-		                   " ORDER BY id LIMIT $1",
-		                   q, 1, pending_row, sc->p));
+		CF_TRY(cf_tx_query(
+		        tx,
+		        "SELECT id, body, tenant_id FROM audit_entries WHERE leaf_index IS NULL"
+		        " ORDER BY id LIMIT $1",
+		        q, 1, pending_row, sc->p));
+	}
+	/* Number each entry in its tenant's sequence (no gaps: only committed entries are
+	 * numbered, here, in tree order), write the number into its bytes, hash it. */
+	struct tenant_next tn[16];
+	size_t ntn = 0;
+	for (size_t i = 0; i < sc->p->n; i++) {
+		struct tenant_next *t = NULL;
+		for (size_t j = 0; j < ntn && !t; j++)
+			if (strcmp(tn[j].tenant, sc->p->tenants[i]) == 0)
+				t = &tn[j];
+		if (!t) {
+			if (ntn == 16) { /* this step ends here; the rest wait for the next */
+				sc->p->n = i;
+				break;
+			}
+			t = &tn[ntn++];
+			(void)snprintf(t->tenant, sizeof t->tenant, "%s", sc->p->tenants[i]);
+			t->next = 1;
+			struct cf_val q[] = {CF_V_TEXT(t->tenant)};
+			CF_TRY(cf_tx_query(tx, "SELECT next FROM audit_seq WHERE tenant_id = $1", q,
+			                   1, next_row, &t->next));
+		}
+		sc->p->seqs[i] = (uint64_t)t->next++;
+		t->dirty = true;
+		CF_TRY(cf_audit_set_seq(sc->p->bodies[i], sc->p->lens[i], sc->p->seqs[i]));
+		CF_TRY(cf_merkle_leaf((struct cf_span){sc->p->bodies[i], sc->p->lens[i]},
+		                      sc->p->leaves[i]));
 	}
 	for (size_t i = 0; i < sc->p->n; i++) {
 		struct cf_val u[] = {CF_V_INT(s->f.size), CF_V_BLOB(sc->p->leaves[i], CF_HASH_LEN),
+		                     CF_V_INT(sc->p->seqs[i]),
+		                     CF_V_BLOB(sc->p->bodies[i], sc->p->lens[i]),
 		                     CF_V_INT(sc->p->ids[i])};
 		CF_TRY(cf_tx_exec(
 		        tx,
-		        "UPDATE audit_entries SET leaf_index = $1, leaf_hash = $2 WHERE id = $3", u,
-		        3, NULL));
+		        "UPDATE audit_entries SET leaf_index = $1, leaf_hash = $2, seq = $3,"
+		        " body = $4 WHERE id = $5 AND leaf_index IS NULL",
+		        u, 5, NULL));
 		CF_TRY(cf_merkle_append(&s->f, sc->p->leaves[i], tx_put_node, tx));
 		if (sc->p->ids[i] > last_id)
 			last_id = sc->p->ids[i];
+	}
+	for (size_t j = 0; j < ntn; j++) {
+		struct cf_val q[] = {CF_V_TEXT(tn[j].tenant), CF_V_INT(tn[j].next)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "INSERT INTO audit_seq (tenant_id, next) VALUES ($1, $2)"
+		                  " ON CONFLICT (tenant_id) DO UPDATE SET next = excluded.next",
+		                  q, 2, NULL));
 	}
 	if (sc->p->n) {
 		struct cf_val t[] = {CF_V_INT(s->f.size), CF_V_INT(last_id)};
@@ -309,11 +356,13 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 
 cf_err cf_audit_seq_step(struct cf_audit_seq *s, unsigned limit, unsigned *added)
 {
-	struct pending *p = malloc(sizeof *p);
+	struct pending *p = calloc(1, sizeof *p);
 	CF_ENSURE(p, CF_E_NOMEM);
 	p->limit = limit && limit < STEP_MAX ? limit : STEP_MAX;
 	struct step_ctx sc = {.s = s, .p = p};
 	cf_err err = cf_store_write_wait(s->st, NULL, step_fn, &sc);
+	for (size_t i = 0; i < STEP_MAX && p->bodies[i]; i++)
+		free(p->bodies[i]);
 	free(p);
 	/* Committed: the frontier in memory is the tree's. Failed: reload next time. */
 	s->loaded = err == CF_OK && !sc.locked_out;

@@ -43,9 +43,10 @@ const struct cf_migration cf_store_schema[] = {
          "GRANT SELECT, INSERT, UPDATE, DELETE ON tenants TO coffre_runtime"},
         {3, "audit",
          /* The audit log (DESIGN §6, src/audit/): entries in commit order, their leaf
-          * index and hash once sequenced, the Merkle tree's perfect subtrees above the
-          * leaves, and checkpoints. The runtime role may insert entries and set their
-          * index once, never change or delete them (PostgreSQL grants). No row-level
+          * tenant sequence number, index and hash once sequenced, the Merkle tree's
+          * perfect subtrees above the leaves, and checkpoints. Triggers refuse any change
+          * to a sequenced entry and any deletion (an attacker with the database's files
+          * can drop them; the tree and the checkpoints then catch the edit). No row-level
           * security here: the sequencer reads every tenant's entries, and every tenant
           * query filters by tenant_id. SQLite commits in id order (one writer), so its
           * sequencer follows ids; PostgreSQL commits out of id order, so it finds
@@ -55,7 +56,7 @@ const struct cf_migration cf_store_schema[] = {
          "CREATE TABLE audit_entries ("
          " id INTEGER PRIMARY KEY AUTOINCREMENT,"
          " tenant_id TEXT NOT NULL,"
-         " seq INTEGER NOT NULL,"
+         " seq INTEGER,"
          " time_us INTEGER NOT NULL,"
          " action TEXT NOT NULL,"
          " outcome INTEGER NOT NULL,"
@@ -66,6 +67,11 @@ const struct cf_migration cf_store_schema[] = {
          " leaf_hash BLOB,"
          " UNIQUE (tenant_id, seq)) STRICT;"
          "CREATE TABLE audit_seq (tenant_id TEXT PRIMARY KEY, next INTEGER NOT NULL) STRICT;"
+         "CREATE TRIGGER audit_entries_sealed BEFORE UPDATE ON audit_entries"
+         " WHEN OLD.leaf_index IS NOT NULL"
+         " BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;"
+         "CREATE TRIGGER audit_entries_kept BEFORE DELETE ON audit_entries"
+         " BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;"
          "CREATE TABLE audit_nodes ("
          " level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,"
          " PRIMARY KEY (level, idx)) STRICT, WITHOUT ROWID;"
@@ -79,7 +85,7 @@ const struct cf_migration cf_store_schema[] = {
          "CREATE TABLE audit_entries ("
          " id BIGSERIAL PRIMARY KEY,"
          " tenant_id TEXT NOT NULL,"
-         " seq BIGINT NOT NULL,"
+         " seq BIGINT,"
          " time_us BIGINT NOT NULL,"
          " action TEXT NOT NULL,"
          " outcome BIGINT NOT NULL,"
@@ -90,6 +96,12 @@ const struct cf_migration cf_store_schema[] = {
          " leaf_hash BYTEA,"
          " UNIQUE (tenant_id, seq));"
          "CREATE INDEX audit_unsequenced ON audit_entries (id) WHERE leaf_index IS NULL;"
+         "CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+         " $f$ BEGIN RAISE EXCEPTION 'audit entries are append-only'; END $f$;"
+         "CREATE TRIGGER audit_entries_sealed BEFORE UPDATE ON audit_entries FOR EACH ROW"
+         " WHEN (OLD.leaf_index IS NOT NULL) EXECUTE FUNCTION audit_append_only();"
+         "CREATE TRIGGER audit_entries_kept BEFORE DELETE ON audit_entries FOR EACH ROW"
+         " EXECUTE FUNCTION audit_append_only();"
          "CREATE TABLE audit_seq (tenant_id TEXT PRIMARY KEY, next BIGINT NOT NULL);"
          "CREATE TABLE audit_nodes (level BIGINT NOT NULL, idx BIGINT NOT NULL,"
          " hash BYTEA NOT NULL, PRIMARY KEY (level, idx));"
@@ -98,7 +110,7 @@ const struct cf_migration cf_store_schema[] = {
          "CREATE TABLE audit_checkpoints (size BIGINT PRIMARY KEY, root BYTEA NOT NULL,"
          " note TEXT NOT NULL, created_at BIGINT NOT NULL);"
          "GRANT SELECT, INSERT ON audit_entries, audit_nodes, audit_checkpoints TO coffre_runtime;"
-         "GRANT UPDATE (leaf_index, leaf_hash) ON audit_entries TO coffre_runtime;"
+         "GRANT UPDATE (leaf_index, leaf_hash, seq, body) ON audit_entries TO coffre_runtime;"
          "GRANT USAGE ON SEQUENCE audit_entries_id_seq TO coffre_runtime;"
          "GRANT SELECT, INSERT, UPDATE ON audit_seq, audit_tree TO coffre_runtime"},
         {4, "audit sinks",

@@ -52,9 +52,14 @@ stop_server
 # --- tampering with the file directly, each on a fresh copy
 DB=$DATA/coffre.db
 cp "$DB" "$SRV_DIR/pristine.db"
+! sqlite3 "$DB" "UPDATE audit_entries SET action = 'x' WHERE leaf_index = 0" 2>/dev/null &&
+	! sqlite3 "$DB" "DELETE FROM audit_entries WHERE leaf_index = 0" 2>/dev/null &&
+	ok "sequenced entries refuse changes and deletion (triggers)" || fail "sequenced entries refuse changes and deletion"
+# An attacker with the file drops the triggers first; the tree catches what follows.
+UNGUARD="DROP TRIGGER audit_entries_sealed; DROP TRIGGER audit_entries_kept;"
 tamper() { # NAME SQL EXPECTED-PATTERN
 	cp "$SRV_DIR/pristine.db" "$DB"
-	sqlite3 "$DB" "$2"
+	sqlite3 "$DB" "$UNGUARD $2"
 	local out rc
 	out=$(op audit verify 2>&1); rc=$?
 	[ $rc = 1 ] && grep -q "$3" <<<"$out" && ok "audit verify catches $1" || fail "audit verify catches $1" "rc=$rc $out"
@@ -66,6 +71,7 @@ cp "$SRV_DIR/pristine.db" "$DB"
 python3 - "$DB" <<'PY'
 import hashlib, sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
+db.executescript("DROP TRIGGER audit_entries_sealed; DROP TRIGGER audit_entries_kept;")
 body = db.execute("SELECT body FROM audit_entries WHERE leaf_index = 0").fetchone()[0]
 db.execute("UPDATE audit_entries SET body = ? WHERE leaf_index = 0", (body[:-1] + b"\xff",))
 leaves = [hashlib.sha256(b"\0" + b).digest() for (b,) in
