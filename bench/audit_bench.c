@@ -195,8 +195,8 @@ int main(int argc, char **argv)
 		printf("verify_entries %llu\nverify_entries_per_s %.0f\n",
 		       (unsigned long long)rep.sequenced, (double)rep.sequenced / t);
 	} else {
-		int threads = atoi(argv[3]);
-		double secs = argc > 4 ? atof(argv[4]) : 3;
+		int threads = (int)strtol(argv[3], NULL, 10);
+		double secs = argc > 4 ? strtod(argv[4], NULL) : 3;
 		open_all(argv[2], argc > 5 ? argv[5] : "/tmp");
 		lags = malloc(LAGS * sizeof *lags);
 		pthread_t seqt;

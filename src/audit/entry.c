@@ -149,7 +149,8 @@ cf_err cf_audit_set_seq(uint8_t *body, size_t len, uint64_t seq)
 	          cf_err_fail(CF_E_INTEGRITY, "audit entry: cannot be sequenced"));
 	size_t at = 1 + 8 + 1 + (size_t)body[9];
 	CF_ENSURE(at + 8 <= len, cf_err_fail(CF_E_INTEGRITY, "audit entry: truncated"));
-	CF_ENSURE(get_u64(body + at) == 0, cf_err_fail(CF_E_INTEGRITY, "audit entry: already sequenced"));
+	CF_ENSURE(get_u64(body + at) == 0,
+	          cf_err_fail(CF_E_INTEGRITY, "audit entry: already sequenced"));
 	put_u64(body + at, seq);
 	return CF_OK;
 }

@@ -236,9 +236,8 @@ static cf_err pending_row(const struct cf_row *row, void *ctx)
 
 /* Per-tenant numbering within one step: the next number of each tenant seen. */
 struct tenant_next {
-	char tenant[CF_TENANT_ID_MAX + 1];
 	int64_t next;
-	bool dirty;
+	char tenant[CF_TENANT_ID_MAX + 1];
 };
 
 static cf_err next_row(const struct cf_row *row, void *ctx)
@@ -316,7 +315,6 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 			                   1, next_row, &t->next));
 		}
 		sc->p->seqs[i] = (uint64_t)t->next++;
-		t->dirty = true;
 		CF_TRY(cf_audit_set_seq(sc->p->bodies[i], sc->p->lens[i], sc->p->seqs[i]));
 		CF_TRY(cf_merkle_leaf((struct cf_span){sc->p->bodies[i], sc->p->lens[i]},
 		                      sc->p->leaves[i]));
