@@ -301,6 +301,13 @@ static cf_err dev_keys(const struct cf_config *cfg, struct cf_keyring *kr, struc
 	cf_secbuf_free(&pass);
 	CF_TRY(e);
 	CF_TRY(cf_vault_bind_keystore(st, kr));
+	/* Development mode opens the vault by itself: that too is in the audit log. */
+	struct cf_audit_event ev = {.actor_kind = CF_ACTOR_SYSTEM,
+	                            .actor = "coffred --dev",
+	                            .action = ks.initialized ? "operator.unseal" : "operator.init",
+	                            .outcome = CF_OUTCOME_OK,
+	                            .privilege = "system"};
+	CF_TRY(cf_audit_record(st, NULL, &ev));
 	CF_TRY(cf_vault_resume_deletions(st, kr));
 	json_t *list = NULL;
 	CF_TRY(cf_vault_tenant_list(st, &list));
@@ -310,6 +317,13 @@ static cf_err dev_keys(const struct cf_config *cfg, struct cf_keyring *kr, struc
 		json_t *t = NULL;
 		CF_TRY(cf_vault_tenant_create(st, kr, "dev", cfg->rotation_days, &t));
 		json_decref(t);
+		struct cf_audit_event tev = {.actor_kind = CF_ACTOR_SYSTEM,
+		                             .actor = "coffred --dev",
+		                             .action = "tenant.create",
+		                             .resource = "dev",
+		                             .outcome = CF_OUTCOME_OK,
+		                             .privilege = "system"};
+		CF_TRY(cf_audit_record(st, NULL, &tev));
 	}
 	return CF_OK;
 }

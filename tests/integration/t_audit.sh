@@ -115,28 +115,31 @@ start_server --log-level warn || fail "coffred starts with sinks"
 DATA=$SRV_DIR/data
 for t in s1 s2 s3 s4; do op tenant create "$t" >/dev/null; done
 indices() { python3 -c 'import json,sys;print(" ".join(str(json.loads(l)["index"]) for l in open(sys.argv[1]) if "\"entry\"" in l))' "$1"; }
-for i in $(seq 1 30); do [ "$(indices "$SINKS/audit.jsonl" 2>/dev/null)" = "0 1 2 3" ] && break; sleep 0.1; done
-[ "$(indices "$SINKS/audit.jsonl")" = "0 1 2 3" ] && ok "the file sink has every entry, in order, within a second or so" || fail "the file sink has every entry" "$(indices "$SINKS/audit.jsonl")"
+upto() { seq -s ' ' 0 $(($1 - 1)); } # "0 1 ... N-1"
+N=6 # --dev's own init and first tenant, then the four above
+for i in $(seq 1 30); do [ "$(indices "$SINKS/audit.jsonl" 2>/dev/null)" = "$(upto $N)" ] && break; sleep 0.1; done
+[ "$(indices "$SINKS/audit.jsonl")" = "$(upto $N)" ] && ok "the file sink has every entry, in order, within a second or so" || fail "the file sink has every entry" "$(indices "$SINKS/audit.jsonl")"
 for i in $(seq 1 30); do grep -q '"type":"checkpoint"' "$SINKS/audit.jsonl" && break; sleep 0.2; done
 grep -q '"type":"checkpoint"' "$SINKS/audit.jsonl" && ok "...and the checkpoints" || fail "the file sink has the checkpoints"
 n=$(grep -c '^<86>1 .* coffred [0-9]* audit - {"type":"entry"' "$SINKS/syslog.txt")
 [ "$n" -ge 4 ] && ok "the syslog sink sends RFC 5424 messages" || fail "the syslog sink sends RFC 5424 messages" "$n: $(head -2 "$SINKS/syslog.txt")"
-[ "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*) FROM audit_copy')" = 4 ] && ok "the second database has the entries' exact bytes" || fail "the second database has the entries"
+[ "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*) FROM audit_copy')" = $N ] && ok "the second database has the entries' exact bytes" || fail "the second database has the entries"
 cmp <(sqlite3 "$DATA/coffre.db" "SELECT hex(body) FROM audit_entries WHERE leaf_index IS NOT NULL ORDER BY leaf_index") \
 	<(sqlite3 "$SINKS/copy.db" 'SELECT hex(body) FROM audit_copy ORDER BY leaf_index') && ok "...byte for byte" || fail "the second database copy is exact"
 kill -KILL "$SRV_PID"; wait "$SRV_PID" 2>/dev/null
-printf '{"type":"entry","index":4,"ti' >>"$SINKS/audit.jsonl" # a line cut by the crash
+printf '{"type":"entry","index":%d,"ti' $N >>"$SINKS/audit.jsonl" # a line cut by the crash
 "$COFFRED" --dev --data "$DATA" --listen 127.0.0.1:0 >"$SRV_DIR/out2" 2>"$SRV_DIR/err2" &
 SRV_PID=$!
 SERVERS+=("$SRV_PID")
 wait_port "$SRV_DIR/out2" 'URL: +https://127\.0\.0\.1:[0-9]+'
 for t in s5 s6; do op tenant create "$t" >/dev/null; done
-for i in $(seq 1 30); do [ "$(indices "$SINKS/audit.jsonl" 2>/dev/null)" = "0 1 2 3 4 5" ] && break; sleep 0.1; done
-[ "$(indices "$SINKS/audit.jsonl")" = "0 1 2 3 4 5" ] && ok "after a SIGKILL the file sink resumes exactly: no gap, no duplicate, the cut line gone" || fail "the file sink resumes exactly after a crash" "$(indices "$SINKS/audit.jsonl"; tail -c 300 "$SINKS/audit.jsonl")"
-for i in $(seq 1 30); do [ "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*) FROM audit_copy')" = 6 ] && break; sleep 0.1; done
-[ "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*), min(leaf_index), max(leaf_index) FROM audit_copy')" = "6|0|5" ] && ok "...and so does the second database" || fail "the store sink resumes" "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*) FROM audit_copy')"
-got=$(grep -o '"index":[0-9]*' "$SINKS/syslog.txt" | sort -u | tr '\n' ' ')
-[ "$got" = '"index":0 "index":1 "index":2 "index":3 "index":4 "index":5 ' ] && ok "...and syslog has every index (at least once)" || fail "syslog resumes" "$got"
+M=$((N + 3)) # the restart's unseal, then two tenants
+for i in $(seq 1 30); do [ "$(indices "$SINKS/audit.jsonl" 2>/dev/null)" = "$(upto $M)" ] && break; sleep 0.1; done
+[ "$(indices "$SINKS/audit.jsonl")" = "$(upto $M)" ] && ok "after a SIGKILL the file sink resumes exactly: no gap, no duplicate, the cut line gone" || fail "the file sink resumes exactly after a crash" "$(indices "$SINKS/audit.jsonl"; tail -c 300 "$SINKS/audit.jsonl")"
+for i in $(seq 1 30); do [ "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*) FROM audit_copy')" = $M ] && break; sleep 0.1; done
+[ "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*), min(leaf_index), max(leaf_index) FROM audit_copy')" = "$M|0|$((M - 1))" ] && ok "...and so does the second database" || fail "the store sink resumes" "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*) FROM audit_copy')"
+got=$(grep -o '"index":[0-9]*' "$SINKS/syslog.txt" | grep -oE '[0-9]+' | sort -nu | tr '\n' ' ')
+[ "$got" = "$(upto $M) " ] && ok "...and syslog has every index (at least once)" || fail "syslog resumes" "$got"
 stop_server
 unset COFFRE_AUDIT_SINK_FILE COFFRE_AUDIT_SINK_SYSLOG COFFRE_AUDIT_SINK_STORE
 
