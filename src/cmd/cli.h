@@ -12,7 +12,7 @@ struct cli {
 	const char *data;
 	const char *socket;
 	const char *provider, *shares, *threshold, *secret_fd, *tenant, *rotation_days;
-	const char *trusted;
+	const char *trusted, *action, *actor, *resource, *outcome, *limit, *cursor;
 	bool json, reset, yes, wait;
 	char cacert_buf[CF_PATH_MAX + 16];
 };
@@ -22,6 +22,10 @@ struct cli {
 const char *cli_admin_usage(const char *cmd);
 /* Runs one; returns the exit status. */
 int cli_admin(struct cli *cli, const char *cmd, int nargs, char **args);
+
+/* Sends one request on the admin socket; prints the reply with --json and any error;
+ * returns the reply (NULL on failure) and sets *rc to the exit status. */
+json_t *cli_admin_run(const struct cli *cli, const char *what, json_t *req, int *rc);
 
 /* coffre audit (coffre_audit.c). */
 const char *cli_audit_usage(void);

@@ -284,6 +284,12 @@ int main(int argc, char **argv)
 	                                     {"yes", no_argument, NULL, 'y'},
 	                                     {"wait", no_argument, NULL, 'w'},
 	                                     {"trusted-checkpoint", required_argument, NULL, 'T'},
+	                                     {"action", required_argument, NULL, 1001},
+	                                     {"actor", required_argument, NULL, 1002},
+	                                     {"resource", required_argument, NULL, 1003},
+	                                     {"outcome", required_argument, NULL, 1004},
+	                                     {"limit", required_argument, NULL, 1005},
+	                                     {"cursor", required_argument, NULL, 1006},
 	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
@@ -308,6 +314,12 @@ int main(int argc, char **argv)
 		case 'y': cli.yes = true; break;
 		case 'w': cli.wait = true; break;
 		case 'T': cli.trusted = optarg; break;
+		case 1001: cli.action = optarg; break;
+		case 1002: cli.actor = optarg; break;
+		case 1003: cli.resource = optarg; break;
+		case 1004: cli.outcome = optarg; break;
+		case 1005: cli.limit = optarg; break;
+		case 1006: cli.cursor = optarg; break;
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':

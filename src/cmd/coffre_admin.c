@@ -173,7 +173,7 @@ static void print_json(const json_t *o)
 }
 
 /* Runs req; prints the JSON reply with --json. Returns the reply or NULL (printed). */
-static json_t *run(const struct cli *cli, const char *what, json_t *req, int *rc)
+json_t *cli_admin_run(const struct cli *cli, const char *what, json_t *req, int *rc)
 {
 	json_t *reply = NULL;
 	*rc = 1;
@@ -368,18 +368,18 @@ static int cmd_operator(const struct cli *cli, const char *sub)
 	(void)snprintf(what, sizeof what, "operator %s", sub);
 	json_t *r = NULL;
 	if (strcmp(sub, "status") == 0) {
-		r = run(cli, what, json_pack("{s:s}", "op", "status"), &rc);
+		r = cli_admin_run(cli, what, json_pack("{s:s}", "op", "status"), &rc);
 		if (r)
 			rc = print_status(cli, r);
 	} else if (strcmp(sub, "seal") == 0) {
-		r = run(cli, what, json_pack("{s:s}", "op", "seal"), &rc);
+		r = cli_admin_run(cli, what, json_pack("{s:s}", "op", "seal"), &rc);
 		if (r && !cli->json)
 			printf("sealed: every key is wiped from coffred's memory\n");
 	} else if (strcmp(sub, "init") == 0 || strcmp(sub, "rekey") == 0) {
 		json_t *req = make_rk_request(cli, sub, what, &rc);
 		if (!req)
 			return rc;
-		r = run(cli, what, req, &rc);
+		r = cli_admin_run(cli, what, req, &rc);
 		if (r) {
 			if (!cli->json)
 				printf("%s: root key v%lld (%s); the vault is unsealed\n",
@@ -391,12 +391,13 @@ static int cmd_operator(const struct cli *cli, const char *sub)
 		}
 	} else if (strcmp(sub, "unseal") == 0) {
 		if (cli->reset) {
-			r = run(cli, what, json_pack("{s:s, s:b}", "op", "unseal", "reset", 1),
-			        &rc);
+			r = cli_admin_run(cli, what,
+			                  json_pack("{s:s, s:b}", "op", "unseal", "reset", 1), &rc);
 		} else {
 			struct cli quiet = *cli;
 			quiet.json = false;
-			json_t *st = run(&quiet, what, json_pack("{s:s}", "op", "status"), &rc);
+			json_t *st = cli_admin_run(&quiet, what, json_pack("{s:s}", "op", "status"),
+			                           &rc);
 			if (!st)
 				return rc;
 			const char *prov = json_string_value(json_object_get(st, "provider"));
@@ -410,7 +411,7 @@ static int cmd_operator(const struct cli *cli, const char *sub)
 			json_t *req = json_pack("{s:s, s:s%}", "op", "unseal", "secret",
 			                        (const char *)sec->ptr, sec->len);
 			cf_secbuf_free(&sec);
-			r = run(cli, what, req, &rc);
+			r = cli_admin_run(cli, what, req, &rc);
 		}
 		if (r)
 			(void)print_status(cli,
@@ -437,7 +438,7 @@ static int cmd_tenant(const struct cli *cli, const char *sub, const char *name)
 	}
 	json_t *r = NULL;
 	if (strcmp(sub, "list") == 0) {
-		r = run(cli, what, json_pack("{s:s}", "op", "tenant_list"), &rc);
+		r = cli_admin_run(cli, what, json_pack("{s:s}", "op", "tenant_list"), &rc);
 		if (r && !cli->json) {
 			size_t i;
 			json_t *t;
@@ -463,17 +464,17 @@ static int cmd_tenant(const struct cli *cli, const char *sub, const char *name)
 			}
 			json_object_set_new(req, "rotation_days", json_integer(d));
 		}
-		r = run(cli, what, req, &rc);
+		r = cli_admin_run(cli, what, req, &rc);
 		if (r && !cli->json)
 			printf("tenant %s created (id %s) with its own keys\n", name,
 			       json_string_value(
 			               json_object_get(json_object_get(r, "tenant"), "id")));
 	} else if (strcmp(sub, "suspend") == 0 || strcmp(sub, "resume") == 0) {
-		r = run(cli, what,
-		        json_pack("{s:s, s:s}", "op",
-		                  sub[0] == 's' ? "tenant_suspend" : "tenant_resume", "tenant",
-		                  name),
-		        &rc);
+		r = cli_admin_run(cli, what,
+		                  json_pack("{s:s, s:s}", "op",
+		                            sub[0] == 's' ? "tenant_suspend" : "tenant_resume",
+		                            "tenant", name),
+		                  &rc);
 		if (r && !cli->json)
 			printf("tenant %s %s\n", name, sub[0] == 's' ? "suspended" : "resumed");
 	} else if (strcmp(sub, "delete") == 0) {
@@ -485,8 +486,9 @@ static int cmd_tenant(const struct cli *cli, const char *sub, const char *name)
 			        what, name);
 			return EXIT_USAGE;
 		}
-		r = run(cli, what, json_pack("{s:s, s:s}", "op", "tenant_delete", "tenant", name),
-		        &rc);
+		r = cli_admin_run(cli, what,
+		                  json_pack("{s:s, s:s}", "op", "tenant_delete", "tenant", name),
+		                  &rc);
 		if (r && !cli->json)
 			printf("tenant %s deleted: %lld keys destroyed (crypto-shredded)\n", name,
 			       (long long)json_integer_value(json_object_get(r, "keys_destroyed")));
@@ -567,7 +569,8 @@ static int cmd_keys(const struct cli *cli, const char *sub)
 			fprintf(stderr, "coffre %s: --tenant NAME is required\n", what);
 			return EXIT_USAGE;
 		}
-		r = run(cli, what,
+		r = cli_admin_run(
+		        cli, what,
 		        json_pack("{s:s, s:s}", "op", "keys_rotate", "tenant", cli->tenant), &rc);
 		if (r && !cli->json)
 			printf("tenant %s: KEK v%lld is active; the old version is rewrapped in "
@@ -583,7 +586,7 @@ static int cmd_keys(const struct cli *cli, const char *sub)
 				json_object_set_new(req, "tenant", json_string(cli->tenant));
 			struct cli quiet = *cli;
 			quiet.json = cli->json && !cli->wait;
-			r = run(&quiet, what, req, &rc);
+			r = cli_admin_run(&quiet, what, req, &rc);
 			if (!r)
 				return rc;
 			long long moved = 0, remaining = 0;

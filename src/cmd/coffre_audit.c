@@ -14,6 +14,8 @@
 static const char audit_usage[] =
         "usage: coffre audit verify [--store URL] [--trusted-checkpoint FILE] [--json]\n"
         "       coffre audit verify-proof [--json] FILE...\n"
+        "       coffre audit list [--tenant NAME] [--action A] [--actor V] [--resource V]\n"
+        "                         [--outcome ok|denied|failed] [--limit N] [--cursor C]\n"
         "\n"
         "  verify        checks the whole audit log from the database (SQLite file or\n"
         "                PostgreSQL URL; default DATA/coffre.db): re-hashes every entry,\n"
@@ -22,6 +24,9 @@ static const char audit_usage[] =
         "                that does not match. With --trusted-checkpoint, also proves the log\n"
         "                extends a checkpoint you kept earlier (a rewritten history is caught\n"
         "                even if re-signed with a stolen key).\n"
+        "  list          a tenant's entries (or the deployment's own), newest first, through\n"
+        "                the admin socket: actor and resource are given in clear and\n"
+        "                matched as the log stores them (HMACs for a tenant)\n"
         "  verify-proof  checks inclusion or consistency proof files (JSON: leafIdx,\n"
         "                treeSize, root, leafHash, proof; or size1, size2, root1, root2,\n"
         "                proof), as RFC 9162 says.\n"
@@ -147,11 +152,67 @@ static int verify_proofs(const struct cli *cli, int nfiles, char **files)
 	return bad ? 1 : 0;
 }
 
+static int list(const struct cli *cli)
+{
+	json_t *req = json_pack("{s:s}", "op", "audit_list");
+	const char *str_opts[][2] = {{"tenant", cli->tenant},
+	                             {"action", cli->action},
+	                             {"actor", cli->actor},
+	                             {"resource", cli->resource},
+	                             {"outcome", cli->outcome}};
+	for (size_t i = 0; req && i < 5; i++)
+		if (str_opts[i][1])
+			json_object_set_new(req, str_opts[i][0], json_string(str_opts[i][1]));
+	const char *num_opts[][2] = {{"limit", cli->limit}, {"cursor", cli->cursor}};
+	for (size_t i = 0; req && i < 2; i++) {
+		if (!num_opts[i][1])
+			continue;
+		char *end = NULL;
+		long long v = strtoll(num_opts[i][1], &end, 10);
+		if (!end || *end || v < 0) {
+			fprintf(stderr, "coffre audit list: --%s must be a number\n",
+			        num_opts[i][0]);
+			json_decref(req);
+			return EXIT_USAGE;
+		}
+		json_object_set_new(req, num_opts[i][0], json_integer(v));
+	}
+	if (cf_secmem_init(64 * 1024) != CF_OK)
+		return 1;
+	int rc = 1;
+	json_t *r = cli_admin_run(cli, "audit list", req, &rc);
+	if (r && !cli->json) {
+		json_t *e = NULL;
+		size_t i;
+		for (i = 0; i < json_array_size(json_object_get(r, "entries")) &&
+		            (e = json_array_get(json_object_get(r, "entries"), i));
+		     i++) {
+			const char *err = json_string_value(json_object_get(e, "error"));
+			printf("%s  #%-6lld %-8s %-18s %-20s %s%s%s\n",
+			       json_string_value(json_object_get(e, "time")),
+			       (long long)json_integer_value(json_object_get(e, "seq")),
+			       json_string_value(json_object_get(e, "outcome")),
+			       json_string_value(json_object_get(e, "action")),
+			       json_string_value(json_object_get(e, "actor")),
+			       json_string_value(json_object_get(e, "resource")), err ? "  " : "",
+			       err ? err : "");
+		}
+		json_t *next = json_object_get(r, "next");
+		if (json_is_integer(next))
+			printf("(more: --cursor %lld)\n", (long long)json_integer_value(next));
+	}
+	json_decref(r);
+	cf_secmem_shutdown();
+	return rc;
+}
+
 int cli_audit(struct cli *cli, int nargs, char **args)
 {
 	const char *sub = nargs > 0 ? args[0] : NULL;
 	if (sub && strcmp(sub, "verify") == 0 && nargs == 1)
 		return verify(cli);
+	if (sub && strcmp(sub, "list") == 0 && nargs == 1)
+		return list(cli);
 	if (sub && strcmp(sub, "verify-proof") == 0)
 		return verify_proofs(cli, nargs - 1, args + 1);
 	fputs(audit_usage, stderr);

@@ -112,6 +112,63 @@ static cf_err after_unseal(struct cf_admin *a)
 	return cf_vault_resume_deletions(a->store, a->kr);
 }
 
+/* AL2, AL4: a tenant's log (or the deployment's), searched by clear values: for a
+ * tenant, coffre computes the HMACs its entries hold. */
+static const char *const keys_audit[] = {"op",       "tenant",  "action",   "actor",
+                                         "resource", "outcome", "since_us", "until_us",
+                                         "cursor",   "limit",   NULL};
+
+static cf_err audit_list(struct cf_admin *a, const json_t *req, json_t **reply)
+{
+	CF_TRY(cf_json_only_keys(req, keys_audit));
+	const char *name = NULL, *action = NULL, *actor = NULL, *resource = NULL, *outcome = NULL;
+	size_t n = 0;
+	int64_t since = 0, until = 0, cursor = 0, limit = 50;
+	CF_TRY(cf_json_get_str(req, "tenant", false, CF_TENANT_NAME_MAX + 1, &name, &n));
+	CF_TRY(cf_json_get_str(req, "action", false, 63, &action, &n));
+	CF_TRY(cf_json_get_str(req, "actor", false, CF_AUDIT_TEXT_MAX, &actor, &n));
+	CF_TRY(cf_json_get_str(req, "resource", false, CF_AUDIT_TEXT_MAX, &resource, &n));
+	CF_TRY(cf_json_get_str(req, "outcome", false, 8, &outcome, &n));
+	CF_TRY(cf_json_get_int(req, "since_us", false, 0, INT64_MAX, &since));
+	CF_TRY(cf_json_get_int(req, "until_us", false, 0, INT64_MAX, &until));
+	CF_TRY(cf_json_get_int(req, "cursor", false, 0, INT64_MAX, &cursor));
+	CF_TRY(cf_json_get_int(req, "limit", false, 1, 1000, &limit));
+	struct cf_audit_filter f = {.action = action,
+	                            .outcome = -1,
+	                            .since_us = since,
+	                            .until_us = until,
+	                            .cursor = cursor,
+	                            .limit = (unsigned)limit};
+	if (outcome) {
+		static const char *const names[] = {"ok", "denied", "failed"};
+		for (int i = 0; i < 3; i++)
+			if (strcmp(outcome, names[i]) == 0)
+				f.outcome = i;
+		CF_ENSURE(f.outcome >= 0,
+		          cf_err_fail(CF_E_OUT_OF_RANGE, "outcome is ok, denied or failed"));
+	}
+	char id[CF_TENANT_ID_MAX + 1] = "", amac[65], rmac[65];
+	f.actor = actor;
+	f.resource = resource;
+	if (name) {
+		CF_TRY(cf_vault_tenant_id(a->store, name, id));
+		f.tenant = id;
+		if (actor) {
+			CF_TRY(cf_audit_mac(a->kr, id, actor, amac));
+			f.actor = amac;
+		}
+		if (resource) {
+			CF_TRY(cf_audit_mac(a->kr, id, resource, rmac));
+			f.resource = rmac;
+		}
+	}
+	json_t *page = NULL;
+	CF_TRY(cf_audit_list(a->store, &f, &page));
+	json_object_set_new(page, "ok", json_true());
+	*reply = page;
+	return CF_OK;
+}
+
 static const char *const keys_init[] = {"op", "provider", "secret", "shares", "threshold", NULL};
 static const char *const keys_unseal[] = {"op", "secret", "reset", NULL};
 static const char *const keys_op[] = {"op", NULL};
@@ -124,10 +181,10 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 	size_t oplen = 0;
 	CF_TRY(cf_json_get_str(req, "op", true, 32, &op, &oplen));
 	CF_ENSURE(op, CF_E_MISSING_FIELD);
-	static const char *const ops[] = {"status",        "init",           "rekey",
-	                                  "unseal",        "seal",           "tenant_list",
-	                                  "tenant_create", "tenant_suspend", "tenant_resume",
-	                                  "tenant_delete", "keys_rotate",    "keys_status"};
+	static const char *const ops[] = {
+	        "audit_list",    "status",      "init",          "rekey",          "unseal",
+	        "seal",          "tenant_list", "tenant_create", "tenant_suspend", "tenant_resume",
+	        "tenant_delete", "keys_rotate", "keys_status"};
 	bool known = false;
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		known = known || strcmp(op, ops[i]) == 0;
@@ -180,6 +237,8 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 		*reply = status_json(kr);
 		return *reply ? CF_OK : CF_E_NOMEM;
 	}
+	if (strcmp(op, "audit_list") == 0)
+		return audit_list(a, req, reply);
 	if (strcmp(op, "tenant_list") == 0) {
 		CF_TRY(cf_json_only_keys(req, keys_op));
 		json_t *arr = NULL;

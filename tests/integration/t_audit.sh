@@ -31,6 +31,20 @@ ccurl "$URL/v1/audit/checkpoints/latest" | jget checkpoint >"$SRV_DIR/trusted.tx
 size1=$(ccurl "$URL/v1/audit/checkpoints/latest" | jget size)
 head -1 "$SRV_DIR/trusted.txt" | grep -q '^coffre.audit/' && grep -q $'^\xe2\x80\x94 coffre.audit/' "$SRV_DIR/trusted.txt" &&
 	ok "a checkpoint is a C2SP signed note" || fail "a checkpoint is a C2SP signed note" "$(cat "$SRV_DIR/trusted.txt")"
+# AL4: searching the log (the deployment's own, and a tenant's)
+out=$(op --json audit list --action tenant.create --limit 2)
+[ "$(jget entries.0.resource <<<"$out")" = initech ] && [ "$(jget entries.1.resource <<<"$out")" = globex ] &&
+	[ "$(python3 -c 'import json,sys;print(len(json.load(sys.stdin)["entries"]))' <<<"$out")" = 2 ] &&
+	ok "audit list: filtered by action, newest first, paged" || fail "audit list: filtered by action, newest first" "$out"
+next=$(jget next <<<"$out")
+out=$(op --json audit list --action tenant.create --limit 2 --cursor "$next")
+[ "$(jget entries.0.resource <<<"$out")" = acme ] && ok "audit list: the cursor gives the next page" || fail "audit list: the cursor gives the next page" "$out"
+out=$(op --json audit list --outcome failed)
+[ "$(jget entries.0.action <<<"$out")" = operator.unseal ] && [ "$(jget entries.0.error <<<"$out")" = conflict ] &&
+	ok "audit list: by outcome, with the error code" || fail "audit list: by outcome" "$out"
+out=$(op --json audit list --tenant acme --actor alice@example.com); rc=$?
+[ $rc = 0 ] && [ "$(jget entries <<<"$out")" = "[]" ] && ok "audit list --tenant: a tenant's own log, searched by a clear value" || fail "audit list --tenant" "rc=$rc $out"
+op audit list --tenant nobody >/dev/null 2>&1; [ $? = 1 ] && ok "audit list of an unknown tenant: an error" || fail "audit list of an unknown tenant: an error"
 op tenant create hooli >/dev/null
 sleep 1.5
 op audit verify --trusted-checkpoint "$SRV_DIR/trusted.txt" >/dev/null && ok "the grown log extends the checkpoint kept earlier" || fail "the grown log extends the checkpoint kept earlier"
