@@ -181,7 +181,7 @@ int main(int argc, char **argv)
 		while (added)
 			if (cf_audit_seq_step(seq, 4096, &added) != CF_OK)
 				abort();
-		if (cf_audit_checkpoint(seq, kr, false, &made) != CF_OK ||
+		if (cf_audit_checkpoint(seq, kr, &made) != CF_OK ||
 		    cf_audit_identity(st, pub, origin, sizeof origin) != CF_OK)
 			abort();
 		cf_audit_seq_close(&seq);

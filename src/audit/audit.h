@@ -158,10 +158,9 @@ struct cf_audit_seq;
 CF_MUST cf_err cf_audit_seq_open(struct cf_store *st, struct cf_audit_seq **out);
 void cf_audit_seq_close(struct cf_audit_seq **pp);
 CF_MUST cf_err cf_audit_seq_step(struct cf_audit_seq *s, unsigned limit, unsigned *added);
-/* Signs and stores a checkpoint of the current tree when it grew since the last one (or
- * always when force). *made says whether one was made. Needs an unsealed keyring. */
-CF_MUST cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool force,
-                                   bool *made);
+/* Signs and stores a checkpoint of the current tree, now, when it grew since the last
+ * one. *made says whether one was made. Needs an unsealed keyring. */
+CF_MUST cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool *made);
 
 /* Checkpoints: C2SP signed notes, "<origin>\n<size>\n<base64 root>\n\n— <origin> <sig>\n". */
 #define CF_CHECKPOINT_MAX 512

@@ -109,8 +109,6 @@ struct cf_audit_seq {
 	struct cf_store *st;
 	struct cf_merkle_frontier f;
 	bool loaded;
-	uint64_t last_checkpoint;
-	char origin[80];
 };
 
 struct node_get {
@@ -607,9 +605,8 @@ cf_err cf_audit_identity(struct cf_store *st, uint8_t pub[CF_ED25519_PUB], char 
 }
 
 struct cp_ctx {
-	struct cf_audit_seq *s;
 	struct cf_keyring *kr;
-	bool force, made;
+	bool made;
 };
 
 static cf_err last_cp_row(const struct cf_row *row, void *ctx)
@@ -647,9 +644,7 @@ static cf_err checkpoint_fn(struct cf_tx *tx, void *ctx)
 	int64_t last = 0;
 	CF_TRY(cf_tx_query(tx, "SELECT max(size) FROM audit_checkpoints", NULL, 0, last_cp_row,
 	                   &last));
-	if ((int64_t)size == last && !(c->force && size > 0))
-		return CF_OK;
-	if ((int64_t)size == last) /* forced, same size: nothing new to sign */
+	if ((int64_t)size == last) /* nothing new to sign (nor an empty tree) */
 		return CF_OK;
 	struct cf_merkle_frontier f;
 	uint8_t root[CF_HASH_LEN];
@@ -667,9 +662,9 @@ static cf_err checkpoint_fn(struct cf_tx *tx, void *ctx)
 	return CF_OK;
 }
 
-cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool force, bool *made)
+cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool *made)
 {
-	struct cp_ctx c = {.s = s, .kr = kr, .force = force};
+	struct cp_ctx c = {.kr = kr};
 	CF_TRY(cf_store_write_wait(s->st, NULL, checkpoint_fn, &c));
 	*made = c.made;
 	return CF_OK;

@@ -212,7 +212,7 @@ static void *auditor_main(void *arg)
 		if (!cf_keys_is_sealed(a->kr) &&
 		    now - last_cp >= (uint64_t)a->checkpoint_interval * 1000000000u) {
 			bool made = false;
-			if (cf_audit_checkpoint(seq, a->kr, false, &made) != CF_OK)
+			if (cf_audit_checkpoint(seq, a->kr, &made) != CF_OK)
 				cf_log(CF_LOG_ERROR, NULL, "audit_checkpoint",
 				       "checkpoint failed (retried): %s", cf_err_detail());
 			last_cp = now;

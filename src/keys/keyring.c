@@ -522,7 +522,6 @@ static void wipe_unsealed(struct cf_keyring *kr)
 /* --- loading everything at unseal --------------------------------------------------- */
 struct load_ctx {
 	struct cf_keyring *kr;
-	cf_err err;
 };
 
 static cf_err load_tenant_row(const struct cf_row *row, void *ctx)

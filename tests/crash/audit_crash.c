@@ -87,7 +87,7 @@ static void sequence_all(bool checkpoint)
 			fprintf(stderr, "sequencer: %s\n", cf_err_detail());
 			exit(1);
 		}
-	if (checkpoint && cf_audit_checkpoint(seq, kr, false, &made) != CF_OK) {
+	if (checkpoint && cf_audit_checkpoint(seq, kr, &made) != CF_OK) {
 		fprintf(stderr, "checkpoint: %s\n", cf_err_detail());
 		exit(1);
 	}

@@ -398,9 +398,9 @@ static void log_flow(const char *url, const char *owner_url, const char *ks_url,
 	append_some(st, kr, 30, "a");
 	sequence_all(seq);
 	bool made = false;
-	OK(cf_audit_checkpoint(seq, kr, false, &made));
+	OK(cf_audit_checkpoint(seq, kr, &made));
 	assert_true(made);
-	OK(cf_audit_checkpoint(seq, kr, false, &made));
+	OK(cf_audit_checkpoint(seq, kr, &made));
 	assert_false(made); /* the tree did not grow */
 	struct note_ctx first = {0};
 	OK(cf_store_read(st, NULL, note_fn, &first));
@@ -421,7 +421,7 @@ static void log_flow(const char *url, const char *owner_url, const char *ks_url,
 
 	append_some(st, kr, 20, "b");
 	sequence_all(seq);
-	OK(cf_audit_checkpoint(seq, kr, false, &made));
+	OK(cf_audit_checkpoint(seq, kr, &made));
 	struct cf_audit_report rep = verify(st, first.note);
 	if (!rep.ok)
 		fail_msg("verify: %s", rep.problem);
@@ -497,7 +497,7 @@ static void log_flow(const char *url, const char *owner_url, const char *ks_url,
 	OK(cf_audit_seq_open(st, &seq));
 	append_some(st, kr, 40, "forged");
 	sequence_all(seq);
-	OK(cf_audit_checkpoint(seq, kr, false, &made));
+	OK(cf_audit_checkpoint(seq, kr, &made));
 	rep = verify(st, NULL);
 	assert_true(rep.ok);
 	rep = verify(st, first.note);
