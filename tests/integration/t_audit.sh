@@ -27,8 +27,9 @@ rows=$(sqlite3 "$DATA/coffre.db" "SELECT action || ':' || outcome || ':' || acto
 grep -q 'tenant.create:0:uid=0 ' <<<"$rows" && grep -q 'keys.rotate:0:uid=0' <<<"$rows" && grep -q 'operator.unseal:2:uid=0' <<<"$rows" &&
 	ok "entries name the action, the outcome and the operator (AL5)" || fail "entries name the action, outcome and operator" "$rows"
 # A customer keeps the published checkpoint, as served by the API.
-ccurl "$URL/v1/audit/checkpoints/latest" | jget checkpoint >"$SRV_DIR/trusted.txt"
-size1=$(ccurl "$URL/v1/audit/checkpoints/latest" | jget size)
+kept=$(ccurl "$URL/v1/audit/checkpoints/latest") # one answer: its size and note agree
+jget checkpoint <<<"$kept" >"$SRV_DIR/trusted.txt"
+size1=$(jget size <<<"$kept")
 head -1 "$SRV_DIR/trusted.txt" | grep -q '^coffre.audit/' && grep -q $'^\xe2\x80\x94 coffre.audit/' "$SRV_DIR/trusted.txt" &&
 	ok "a checkpoint is a C2SP signed note" || fail "a checkpoint is a C2SP signed note" "$(cat "$SRV_DIR/trusted.txt")"
 # AL4: searching the log (the deployment's own, and a tenant's)
