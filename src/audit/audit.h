@@ -162,6 +162,13 @@ CF_MUST cf_err cf_audit_seq_step(struct cf_audit_seq *s, unsigned limit, unsigne
  * one. *made says whether one was made. Needs an unsealed keyring. */
 CF_MUST cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool *made);
 
+/* Retention: deletes the entries of the longest checkpointed prefix of the tree whose
+ * last entry is older than before_us, keeping every checkpoint and every subtree hash
+ * above the leaves (and the boundary leaf), so the rest of the log still verifies and
+ * still proves it extends the checkpoints. *pruned gets the new start of the log (the
+ * number of entries pruned in all). */
+CF_MUST cf_err cf_audit_prune(struct cf_store *st, int64_t before_us, uint64_t *pruned);
+
 /* Checkpoints: C2SP signed notes, "<origin>\n<size>\n<base64 root>\n\n— <origin> <sig>\n". */
 #define CF_CHECKPOINT_MAX 512
 CF_MUST cf_err cf_checkpoint_sign(struct cf_keyring *kr, const char *origin, uint64_t size,
@@ -211,6 +218,7 @@ CF_MUST cf_err cf_audit_sink_step(struct cf_audit_sink *s, unsigned *delivered);
 /* Offline verification (coffre audit verify). */
 struct cf_audit_report {
 	uint64_t entries, sequenced, checkpoints, tenants;
+	uint64_t pruned; /* entries removed by retention before the first one kept */
 	bool ok;
 	char problem[512]; /* the first thing that does not match */
 };

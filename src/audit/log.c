@@ -139,7 +139,11 @@ cf_err cf_audit_tx_get_node(void *ctx, unsigned level, uint64_t index, uint8_t o
 		CF_TRY(cf_tx_query(g.tx,
 		                   "SELECT leaf_hash FROM audit_entries WHERE leaf_index = $1",
 		                   v + 1, 1, node_row, &g));
-	else
+	if (level == 0 && !g.found) /* a pruned entry's leaf kept at the boundary */
+		CF_TRY(cf_tx_query(g.tx,
+		                   "SELECT hash FROM audit_nodes WHERE level = 0 AND idx = $1",
+		                   v + 1, 1, node_row, &g));
+	else if (level > 0)
 		CF_TRY(cf_tx_query(g.tx,
 		                   "SELECT hash FROM audit_nodes WHERE level = $1 AND idx = $2", v,
 		                   2, node_row, &g));
@@ -670,6 +674,65 @@ cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool *
 	return CF_OK;
 }
 
+/* --- retention ------------------------------------------------------------------------- */
+struct prune_ctx {
+	int64_t before_us;
+	uint64_t below;
+};
+
+static cf_err pruned_below(struct cf_tx *tx, uint64_t *below)
+{
+	int64_t b = 0;
+	CF_TRY(cf_tx_query(tx, "SELECT below FROM audit_pruned WHERE id = 1", NULL, 0, int_row,
+	                   &b));
+	*below = b > 0 ? (uint64_t)b : 0;
+	return CF_OK;
+}
+
+static cf_err prune_fn(struct cf_tx *tx, void *ctx)
+{
+	struct prune_ctx *p = ctx;
+	CF_TRY(pruned_below(tx, &p->below));
+	/* The new start: the largest checkpointed size whose last entry is older than the
+	 * cutoff (a checkpoint there anchors what stays). */
+	int64_t size = -1;
+	struct cf_val c[] = {CF_V_INT(p->before_us)};
+	CF_TRY(cf_tx_query(tx,
+	                   "SELECT max(c.size) FROM audit_checkpoints c JOIN audit_entries e"
+	                   " ON e.leaf_index = c.size - 1 WHERE e.time_us < $1",
+	                   c, 1, int_row, &size));
+	if (size <= 0 || (uint64_t)size <= p->below)
+		return CF_OK;
+	/* The boundary leaf (for an odd size) is the one leaf the frontier there needs. */
+	if (size & 1) {
+		uint8_t leaf[CF_HASH_LEN];
+		CF_TRY(cf_audit_tx_get_node(tx, 0, (uint64_t)size - 1, leaf));
+		struct cf_val n[] = {CF_V_INT(size - 1), CF_V_BLOB(leaf, CF_HASH_LEN)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "INSERT INTO audit_nodes (level, idx, hash) VALUES (0, $1, $2)"
+		                  " ON CONFLICT (level, idx) DO NOTHING",
+		                  n, 2, NULL));
+	}
+	struct cf_val b[] = {CF_V_INT(size), CF_V_INT(cf_now_us() / 1000000)};
+	CF_TRY(cf_tx_exec(tx,
+	                  "INSERT INTO audit_pruned (id, below, pruned_at) VALUES (1, $1, $2)"
+	                  " ON CONFLICT (id) DO UPDATE SET below = excluded.below,"
+	                  " pruned_at = excluded.pruned_at",
+	                  b, 2, NULL));
+	struct cf_val d[] = {CF_V_INT(size)};
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM audit_entries WHERE leaf_index < $1", d, 1, NULL));
+	p->below = (uint64_t)size;
+	return CF_OK;
+}
+
+cf_err cf_audit_prune(struct cf_store *st, int64_t before_us, uint64_t *pruned)
+{
+	struct prune_ctx p = {.before_us = before_us};
+	CF_TRY(cf_store_write_wait(st, NULL, prune_fn, &p));
+	*pruned = p.below;
+	return CF_OK;
+}
+
 /* --- offline verification ----------------------------------------------------------------- */
 struct tenant_seq {
 	char tenant[CF_AUDIT_TEXT_MAX + 1];
@@ -694,6 +757,7 @@ struct verify {
 	void (*progress)(uint64_t, uint64_t);
 	bool failed;
 	bool have_trusted;
+	uint64_t pruned; /* the retained log starts here */
 	uint64_t trusted_size;
 	uint8_t trusted_root[CF_HASH_LEN];
 };
@@ -812,6 +876,8 @@ static cf_err verify_row(const struct cf_row *row, void *ctx)
 	}
 	struct tenant_seq *ts = seq_of(v, e.tenant);
 	CF_ENSURE(ts, CF_E_NOMEM);
+	if (v->pruned && ts->last == 0) /* its earlier entries went with retention */
+		ts->last = e.seq - 1;
 	if (e.seq != ts->last + 1) {
 		problem(v,
 		        "entry %" PRId64 ": tenant '%s' goes from sequence %" PRIu64 " to %" PRIu64
@@ -842,6 +908,55 @@ static cf_err verify_row(const struct cf_row *row, void *ctx)
 	}
 	if (v->progress && (v->f.size & 0xFFFF) == 0)
 		v->progress(v->f.size, v->total);
+	return CF_OK;
+}
+
+/* After retention the tree starts from stored subtrees, anchored by the checkpoint
+ * signed at the pruning point; older checkpoints keep their signatures checked. */
+static cf_err start_fn(struct cf_tx *tx, void *ctx)
+{
+	struct verify *v = ctx;
+	CF_TRY(pruned_below(tx, &v->pruned));
+	if (!v->pruned)
+		return CF_OK;
+	if (cf_merkle_frontier_load(&v->f, v->pruned, cf_audit_tx_get_node, tx) != CF_OK) {
+		problem(v, "the subtrees kept at the retention point %" PRIu64 " are missing: %s",
+		        v->pruned, cf_err_detail());
+		return CF_OK;
+	}
+	while (v->next_cp < v->ncps && v->cps[v->next_cp].size < v->pruned) {
+		struct checkpoint *c = &v->cps[v->next_cp++];
+		char origin[96];
+		uint64_t n = 0;
+		uint8_t root[CF_HASH_LEN];
+		if (cf_checkpoint_open(c->note, v->pub, origin, sizeof origin, &n, root) != CF_OK ||
+		    n != c->size || memcmp(root, c->root, CF_HASH_LEN) != 0) {
+			problem(v, "checkpoint at size %" PRIu64 ": its signed note does not hold",
+			        c->size);
+			return CF_OK;
+		}
+		v->rep->checkpoints++;
+	}
+	if (v->next_cp == v->ncps || v->cps[v->next_cp].size != v->pruned) {
+		problem(v, "the log was pruned at %" PRIu64 " without a checkpoint there",
+		        v->pruned);
+		return CF_OK;
+	}
+	v->last_good_cp = v->pruned;
+	check_checkpoints(v); /* the kept subtrees must give the root signed there */
+	if (v->have_trusted && v->trusted_size == v->pruned) {
+		uint8_t root[CF_HASH_LEN];
+		CF_TRY(cf_merkle_root(&v->f, root));
+		if (memcmp(root, v->trusted_root, CF_HASH_LEN) != 0)
+			problem(v,
+			        "the log does not extend the trusted checkpoint of size %" PRIu64,
+			        v->trusted_size);
+	}
+	if (v->have_trusted && v->trusted_size < v->pruned)
+		problem(v,
+		        "the trusted checkpoint (size %" PRIu64 ") is older than the retained log, "
+		        "which starts at %" PRIu64 ": keep a newer one",
+		        v->trusted_size, v->pruned);
 	return CF_OK;
 }
 
@@ -886,6 +1001,8 @@ cf_err cf_audit_verify(struct cf_store *st, const uint8_t pub[CF_ED25519_PUB], c
 	if (err == CF_OK)
 		err = cf_store_read(st, NULL, cps_fn, &v);
 	if (err == CF_OK)
+		err = cf_store_read(st, NULL, start_fn, &v);
+	if (err == CF_OK && !v.failed)
 		err = cf_store_read(st, NULL, entries_fn, &v);
 	if (err == CF_OK && !v.failed && v.next_cp < v.ncps)
 		problem(&v,
@@ -902,5 +1019,6 @@ cf_err cf_audit_verify(struct cf_store *st, const uint8_t pub[CF_ED25519_PUB], c
 	free(v.cps);
 	free(v.seqs);
 	rep->tenants = v.nseqs;
+	rep->pruned = v.pruned;
 	return err;
 }

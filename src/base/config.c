@@ -63,6 +63,7 @@ static const struct key_def keys[] = {
         STR("keys", "pkcs11_module", pkcs11_module),
         STR("keys", "pkcs11_token", pkcs11_token),
         UINT("audit", "checkpoint_interval", checkpoint_interval, 1, 3600),
+        UINT("audit", "retention_days", retention_days, 730, 36500),
         STR("audit", "sink_file", sink_file),
         STR("audit", "sink_syslog", sink_syslog),
         STR("audit", "sink_store", sink_store),
@@ -93,6 +94,7 @@ void cf_config_defaults(struct cf_config *cfg)
 	        .rewrap_batch = 500,
 	        .job_interval = 60,
 	        .checkpoint_interval = 5,
+	        .retention_days = 730,
 	        .log_level = CF_LOG_INFO,
 	};
 	(void)snprintf(cfg->listen, sizeof cfg->listen, "127.0.0.1:8443");

@@ -96,12 +96,13 @@ static int verify(const struct cli *cli)
 	} else {
 		rc = rep.ok ? 0 : 1;
 		if (cli->json) {
-			json_t *o = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:s?}", "ok", rep.ok,
-			                      "origin", origin, "entries", (json_int_t)rep.entries,
-			                      "sequenced", (json_int_t)rep.sequenced, "checkpoints",
-			                      (json_int_t)rep.checkpoints, "tenants",
-			                      (json_int_t)rep.tenants, "problem",
-			                      rep.ok ? NULL : rep.problem);
+			json_t *o =
+			        json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:s?}", "ok", rep.ok,
+			                  "origin", origin, "entries", (json_int_t)rep.entries,
+			                  "sequenced", (json_int_t)rep.sequenced, "checkpoints",
+			                  (json_int_t)rep.checkpoints, "tenants",
+			                  (json_int_t)rep.tenants, "pruned", (json_int_t)rep.pruned,
+			                  "problem", rep.ok ? NULL : rep.problem);
 			char *s = NULL;
 			if (o && cf_json_dump(o, &s, NULL) == CF_OK)
 				puts(s);
@@ -114,6 +115,11 @@ static int verify(const struct cli *cli)
 			       (unsigned long long)rep.entries, (unsigned long long)rep.sequenced,
 			       (unsigned long long)rep.checkpoints, (unsigned long long)rep.tenants,
 			       trusted ? "; it extends the trusted checkpoint" : "");
+			if (rep.pruned)
+				printf("  retention pruned the first %llu entries; the rest is "
+				       "anchored by "
+				       "the checkpoint signed there\n",
+				       (unsigned long long)rep.pruned);
 		} else {
 			printf("audit log %s: NOT VERIFIED\n  %s\n", origin, rep.problem);
 		}

@@ -165,6 +165,7 @@ struct auditor {
 	struct cf_store *store;
 	struct cf_keyring *kr;
 	unsigned checkpoint_interval;
+	unsigned retention_days;
 	/* AL3: copies; a sink that cannot open yet (its database is down) is retried */
 	const char *sink_spec[3];
 	struct cf_audit_sink *sinks[3];
@@ -198,7 +199,7 @@ static void *auditor_main(void *arg)
 	struct cf_audit_seq *seq = NULL;
 	if (cf_audit_seq_open(a->store, &seq) != CF_OK)
 		return NULL;
-	uint64_t last_cp = 0;
+	uint64_t last_cp = 0, last_prune = 0;
 	do {
 		unsigned added = 1;
 		while (added) {
@@ -218,6 +219,16 @@ static void *auditor_main(void *arg)
 			last_cp = now;
 		}
 		sinks_step(a);
+		/* Retention, every ten minutes: entries older than audit.retention_days go;
+		 * their checkpoints and subtrees stay. */
+		if (last_prune == 0 || now - last_prune >= 600ull * 1000000000u) {
+			uint64_t pruned = 0;
+			int64_t before = cf_now_us() - (int64_t)a->retention_days * 86400 * 1000000;
+			if (cf_audit_prune(a->store, before, &pruned) != CF_OK)
+				cf_log(CF_LOG_ERROR, NULL, "audit_retention",
+				       "pruning failed (retried): %s", cf_err_detail());
+			last_prune = now;
+		}
 	} while (jobs_sleep(a->sync, 200));
 	for (size_t i = 0; i < 3; i++)
 		cf_audit_sink_close(&a->sinks[i]);
@@ -510,6 +521,7 @@ int main(int argc, char **argv)
 	                          .store = store,
 	                          .kr = kr,
 	                          .checkpoint_interval = cfg.checkpoint_interval,
+	                          .retention_days = cfg.retention_days,
 	                          .sink_spec = {cfg.sink_file[0] ? sink_file : NULL,
 	                                        cfg.sink_syslog[0] ? sink_syslog : NULL,
 	                                        cfg.sink_store[0] ? cfg.sink_store : NULL}};

@@ -120,6 +120,28 @@ const struct cf_migration cf_store_schema[] = {
          "CREATE TABLE audit_sinks (name TEXT PRIMARY KEY, next_index BIGINT NOT NULL,"
          " last_checkpoint BIGINT NOT NULL);"
          "GRANT SELECT, INSERT, UPDATE ON audit_sinks TO coffre_runtime"},
+        {5, "audit retention",
+         /* Pruning (AL1's retention, 2 years by default): entries below audit_pruned.below
+          * may be deleted, by the pruning alone; everything else stays append-only. The
+          * checkpoints and the tree's subtrees are kept, so the rest still verifies. */
+         "CREATE TABLE audit_pruned (id INTEGER PRIMARY KEY CHECK (id = 1),"
+         " below INTEGER NOT NULL, pruned_at INTEGER NOT NULL) STRICT;"
+         "DROP TRIGGER audit_entries_kept;"
+         "CREATE TRIGGER audit_entries_kept BEFORE DELETE ON audit_entries"
+         " WHEN OLD.leaf_index IS NULL"
+         " OR OLD.leaf_index >= coalesce((SELECT below FROM audit_pruned WHERE id = 1), 0)"
+         " BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END",
+         "CREATE TABLE audit_pruned (id BIGINT PRIMARY KEY CHECK (id = 1),"
+         " below BIGINT NOT NULL, pruned_at BIGINT NOT NULL);"
+         "CREATE FUNCTION audit_keep() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+         " IF OLD.leaf_index IS NULL OR OLD.leaf_index >="
+         " coalesce((SELECT below FROM audit_pruned WHERE id = 1), 0) THEN"
+         " RAISE EXCEPTION 'audit entries are append-only'; END IF; RETURN OLD; END $f$;"
+         "DROP TRIGGER audit_entries_kept ON audit_entries;"
+         "CREATE TRIGGER audit_entries_kept BEFORE DELETE ON audit_entries FOR EACH ROW"
+         " EXECUTE FUNCTION audit_keep();"
+         "GRANT SELECT, INSERT, UPDATE ON audit_pruned TO coffre_runtime;"
+         "GRANT DELETE ON audit_entries TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

@@ -517,6 +517,88 @@ static void test_log_sqlite(void **state)
 	log_flow(url, NULL, ks, "sq");
 }
 
+/* Retention (AL1): pruning keeps checkpoints and subtrees; the rest still verifies,
+ * still proves, and stays append-only. */
+static cf_err time_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_int(row, 0);
+	return CF_OK;
+}
+
+static cf_err time_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx, "SELECT time_us FROM audit_entries WHERE leaf_index = 29", NULL, 0,
+	                   time_row, ctx);
+}
+
+static void test_retention(void **state)
+{
+	(void)state;
+	char url[128], ks[128];
+	(void)snprintf(url, sizeof url, "sqlite:%s/retention.db", dir);
+	(void)snprintf(ks, sizeof ks, "sqlite:%s/keystore-ret.db", dir);
+	struct cf_keyring *kr = make_keyring(ks, "ret");
+	struct cf_store *st = NULL;
+	OK(cf_store_open_coffre(url, NULL, true, &st));
+	struct cf_audit_seq *seq = NULL;
+	OK(cf_audit_seq_open(st, &seq));
+	bool made = false;
+	append_some(st, kr, 30, "old"); /* sizes 30 (odd boundary leaf case below: 31) */
+	sequence_all(seq);
+	OK(cf_audit_checkpoint(seq, kr, &made));
+	struct note_ctx first = {0};
+	OK(cf_store_read(st, NULL, note_fn, &first));
+	append_some(st, kr, 1, "odd");
+	sequence_all(seq);
+	OK(cf_audit_checkpoint(seq, kr, &made));
+	usleep(2000);
+	int64_t cut = 0;
+	OK(cf_store_read(st, NULL, time_fn, &cut));
+	append_some(st, kr, 20, "new");
+	sequence_all(seq);
+	OK(cf_audit_checkpoint(seq, kr, &made));
+	/* nothing is older than the first entry: nothing to prune */
+	uint64_t pruned = 9;
+	OK(cf_audit_prune(st, 1, &pruned));
+	assert_int_equal(pruned, 0);
+	/* entry 30 (the odd one) is newer than the cut: the log keeps [30, 51) */
+	OK(cf_audit_prune(st, cut + 1, &pruned));
+	assert_int_equal(pruned, 30);
+	struct cf_audit_report rep = verify(st, first.note);
+	if (!rep.ok)
+		fail_msg("verify after pruning: %s", rep.problem);
+	assert_int_equal(rep.pruned, 30);
+	assert_int_equal(rep.sequenced, 21);
+	assert_int_equal(rep.checkpoints, 3);
+	/* proofs for what stays still come out and verify */
+	json_t *p = NULL;
+	OK(cf_audit_inclusion(st, 35, 0, &p));
+	json_decref(p);
+	OK(cf_audit_consistency(st, 30, 0, &p));
+	json_decref(p);
+	/* pruning again at the odd size keeps its boundary leaf */
+	OK(cf_audit_prune(st, INT64_MAX, &pruned));
+	assert_int_equal(pruned, 51);
+	rep = verify(st, NULL);
+	if (!rep.ok)
+		fail_msg("verify after pruning all: %s", rep.problem);
+	append_some(st, kr, 5, "after");
+	sequence_all(seq);
+	OK(cf_audit_checkpoint(seq, kr, &made));
+	rep = verify(st, NULL);
+	if (!rep.ok)
+		fail_msg("verify after growing again: %s", rep.problem);
+	assert_int_equal(rep.sequenced, 5);
+	/* only the pruning deletes: a kept entry still refuses */
+	assert_int_not_equal(cf_store_write_wait(st, NULL, exec_fn,
+	                                         (void *)(uintptr_t) "DELETE FROM audit_entries"
+	                                                             " WHERE leaf_index = 52"),
+	                     CF_OK);
+	cf_audit_seq_close(&seq);
+	cf_store_close(&st);
+	cf_keyring_close(&kr);
+}
+
 static void pg_admin(const char *super, const char *q)
 {
 	PGconn *c = PQconnectdb(super);
@@ -556,7 +638,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_reference_roots), cmocka_unit_test(test_generated_proofs),
 	        cmocka_unit_test(test_vectors),         cmocka_unit_test(test_entry_encoding),
-	        cmocka_unit_test(test_log_sqlite),      cmocka_unit_test(test_log_postgres),
+	        cmocka_unit_test(test_log_sqlite),      cmocka_unit_test(test_retention),
+	        cmocka_unit_test(test_log_postgres),
 	};
 	return cmocka_run_group_tests_name("audit", tests, setup, teardown);
 }
