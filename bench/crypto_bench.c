@@ -49,42 +49,73 @@ static void raw_gcm(size_t size, double *ns_per_op, double *mbps)
 	*mbps = (double)ops * (double)size / t / 1e6;
 }
 
-static void envelope(size_t size, bool do_open, double *ns_per_op, double *mbps)
+/* One value of `size` bytes sealed (or opened) again and again for `secs`, either
+ * straight through the envelope or through the keyring's handles. */
+struct run {
+	struct cf_kek *kek;    /* the envelope itself */
+	struct cf_keyring *kr; /* or the keyring's handles */
+	struct cf_env_ctx ctx;
+	uint8_t *in, *env, *out;
+	size_t size, cap, len;
+};
+
+static cf_err seal_once(struct run *r, size_t *n)
 {
-	static struct cf_kek *kek;
-	static const uint8_t key[CF_SIV_KEY] = {3};
-	if (!kek && (cf_secmem_init(64 * 1024) != CF_OK || cf_kek_new(key, &kek) != CF_OK))
-		abort();
-	struct cf_env_ctx ctx = {{(const uint8_t *)"acme", 4},
-	                         {(const uint8_t *)"customers", 9},
-	                         {(const uint8_t *)"rec-000001", 10},
-	                         1,
-	                         {(const uint8_t *)"email", 5}};
-	size_t cap = cf_env_size(&ctx, size), len = 0;
-	uint8_t *in = calloc(1, size), *env = malloc(cap), *out = malloc(size + 1);
-	if (cf_env_seal(kek, (struct cf_key_id){1, 1}, &ctx, (struct cf_span){in, size}, env, cap,
-	                &len))
+	struct cf_span pt = {r->in, r->size};
+	return r->kr ? cf_keys_seal_value(r->kr, &r->ctx, pt, r->env, r->cap, n)
+	             : cf_env_seal(r->kek, (struct cf_key_id){1, 1}, &r->ctx, pt, r->env, r->cap,
+	                           n);
+}
+
+static cf_err open_once(struct run *r, size_t *n)
+{
+	struct cf_span env = {r->env, r->len};
+	return r->kr ? cf_keys_open_value(r->kr, &r->ctx, env, r->out, r->size + 1, n)
+	             : cf_env_open(r->kek, &r->ctx, env, r->out, r->size + 1, n);
+}
+
+static void timed(struct cf_kek *kek, struct cf_keyring *kr, size_t size, bool do_open,
+                  double *ns_per_op, double *mbps)
+{
+	struct run r = {.kek = kek,
+	                .kr = kr,
+	                .ctx = {{(const uint8_t *)"acme", 4},
+	                        {(const uint8_t *)"customers", 9},
+	                        {(const uint8_t *)"rec-000001", 10},
+	                        1,
+	                        {(const uint8_t *)"email", 5}},
+	                .size = size};
+	r.cap = cf_env_size(&r.ctx, size);
+	r.in = calloc(1, size);
+	r.env = malloc(r.cap);
+	r.out = malloc(size + 1);
+	if (!r.in || !r.env || !r.out || seal_once(&r, &r.len) != CF_OK)
 		abort();
 	long ops = 0;
 	double start = now(), t;
 	do {
 		for (int i = 0; i < 64; i++) {
 			size_t n;
-			cf_err e = do_open ? cf_env_open(kek, &ctx, (struct cf_span){env, len}, out,
-			                                 size + 1, &n)
-			                   : cf_env_seal(kek, (struct cf_key_id){1, 1}, &ctx,
-			                                 (struct cf_span){in, size}, env, cap, &n);
-			if (e)
+			if ((do_open ? open_once(&r, &n) : seal_once(&r, &n)) != CF_OK)
 				abort();
 			ops++;
 		}
 		t = now() - start;
 	} while (t < secs);
-	free(in);
-	free(env);
-	free(out);
+	free(r.in);
+	free(r.env);
+	free(r.out);
 	*ns_per_op = t * 1e9 / (double)ops;
 	*mbps = (double)ops * (double)size / t / 1e6;
+}
+
+static void envelope(size_t size, bool do_open, double *ns_per_op, double *mbps)
+{
+	static struct cf_kek *kek;
+	static const uint8_t key[CF_SIV_KEY] = {3};
+	if (!kek && (cf_secmem_init(64 * 1024) != CF_OK || cf_kek_new(key, &kek) != CF_OK))
+		abort();
+	timed(kek, NULL, size, do_open, ns_per_op, mbps);
 }
 
 /* The same through the keyring's handles, as the rest of coffre calls it: the read lock,
@@ -114,37 +145,7 @@ static struct cf_keyring *bench_keyring(void)
 
 static void handles(size_t size, bool do_open, double *ns_per_op, double *mbps)
 {
-	struct cf_keyring *kr = bench_keyring();
-	struct cf_env_ctx ctx = {{(const uint8_t *)"acme", 4},
-	                         {(const uint8_t *)"customers", 9},
-	                         {(const uint8_t *)"rec-000001", 10},
-	                         1,
-	                         {(const uint8_t *)"email", 5}};
-	size_t cap = cf_env_size(&ctx, size), len = 0;
-	uint8_t *in = calloc(1, size), *env = malloc(cap), *out = malloc(size + 1);
-	if (cf_keys_seal_value(kr, &ctx, (struct cf_span){in, size}, env, cap, &len))
-		abort();
-	long ops = 0;
-	double start = now(), t;
-	do {
-		for (int i = 0; i < 64; i++) {
-			size_t n;
-			cf_err e =
-			        do_open ? cf_keys_open_value(kr, &ctx, (struct cf_span){env, len},
-			                                     out, size + 1, &n)
-			                : cf_keys_seal_value(kr, &ctx, (struct cf_span){in, size},
-			                                     env, cap, &n);
-			if (e)
-				abort();
-			ops++;
-		}
-		t = now() - start;
-	} while (t < secs);
-	free(in);
-	free(env);
-	free(out);
-	*ns_per_op = t * 1e9 / (double)ops;
-	*mbps = (double)ops * (double)size / t / 1e6;
+	timed(NULL, bench_keyring(), size, do_open, ns_per_op, mbps);
 }
 
 int main(int argc, char **argv)

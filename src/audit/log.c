@@ -624,10 +624,7 @@ static cf_err checkpoint_fn(struct cf_tx *tx, void *ctx)
 	struct cp_ctx *c = ctx;
 	c->made = false;
 	struct identity id = {0};
-	CF_TRY(cf_tx_query(tx,
-	                   "SELECT deployment_id, audit_origin, audit_public_key FROM deployment"
-	                   " WHERE id = 1",
-	                   NULL, 0, ident_row, &id));
+	CF_TRY(ident_fn(tx, &id));
 	uint8_t pub[CF_ED25519_PUB];
 	CF_TRY(cf_keys_public(c->kr, CF_DKEY_CHECKPOINT, pub));
 	if (!id.origin[0]) {

@@ -9,67 +9,52 @@ WRITER=${CRASH_WRITER:-$(dirname "$COFFRED")/crash_writer}
 CYCLES=${CRASH_CYCLES:-20}
 D=$(new_tmpdir)
 
-cycles() { # engine-label url cycles
-	local label=$1 url=$2 n=$3 c bad=0 out
+# cycles LABEL N PROGRESS THREADS CLAIM PROG ARGS...: N times, run `PROG write ARGS FIRST
+# THREADS` and SIGKILL it at a random moment, then `PROG verify ARGS ACKFILE` must pass;
+# the writers must acknowledge more than PROGRESS writes a cycle on average.
+cycles() {
+	local label=$1 n=$2 progress=$3 threads=$4 claim=$5 prog=$6 c bad=0 out
+	shift 6
 	: >"$D/acks-$label"
 	for c in $(seq 1 "$n"); do
-		"$WRITER" write "$url" $((c * 10000000)) 8 >>"$D/acks-$label" 2>>"$D/err-$label" &
+		"$prog" write "$@" $((c * 10000000)) "$threads" >>"$D/acks-$label" 2>>"$D/err-$label" &
 		local pid=$!
 		sleep "0.$((RANDOM % 7 + 2))"
 		kill -9 "$pid"
 		wait "$pid" 2>/dev/null
-		if ! out=$("$WRITER" verify "$url" "$D/acks-$label" 2>&1); then
-			fail "$label: after kill $c of $n every acknowledged row is present and intact" "$out"
+		if ! out=$("$prog" verify "$@" "$D/acks-$label" 2>&1); then
+			fail "$label: after kill $c of $n, $claim" "$out"
 			bad=1
 			break
 		fi
 	done
-	[ "$bad" = 0 ] && ok "$label: $n SIGKILLs, every acknowledged write present, no torn row, integrity ok ($out)"
+	[ "$bad" = 0 ] && ok "$label: $n SIGKILLs, $claim ($out)"
 	local acks
 	acks=$(grep -c '^ack ' "$D/acks-$label")
-	[ "$acks" -gt $((n * 50)) ] && ok "$label: the writer made real progress between kills ($acks acknowledged)" ||
+	[ "$acks" -gt $((n * progress)) ] && ok "$label: the writer made real progress between kills ($acks acknowledged)" ||
 		fail "$label: the writer made real progress between kills" "$acks acknowledged; $(tail -3 "$D/err-$label")"
 }
+ROWS="every acknowledged write present, no torn row, integrity ok"
+ENTRIES="the log verifies and holds every acknowledged entry"
+AUDIT=${AUDIT_CRASH:-$(dirname "$COFFRED")/audit_crash}
 
-cycles sqlite "sqlite:$D/crash.db" "$CYCLES"
+cycles sqlite "$CYCLES" 50 8 "$ROWS" "$WRITER" "sqlite:$D/crash.db"
 
 # The audit log under the same treatment (AL1): after each SIGKILL every acknowledged
 # entry is in the log, and the whole log (entries, tree, checkpoints, numbering) verifies.
-AUDIT=${AUDIT_CRASH:-$(dirname "$COFFRED")/audit_crash}
-audit_cycles() { # engine-label url cycles
-	local label=$1 url=$2 n=$3 c bad=0 out
-	: >"$D/aacks-$label"
-	for c in $(seq 1 "$n"); do
-		"$AUDIT" write "$url" "$D/keys-$label" $((c * 10000000)) 4 >>"$D/aacks-$label" 2>>"$D/aerr-$label" &
-		local pid=$!
-		sleep "0.$((RANDOM % 7 + 2))"
-		kill -9 "$pid"
-		wait "$pid" 2>/dev/null
-		if ! out=$("$AUDIT" verify "$url" "$D/keys-$label" "$D/aacks-$label" 2>&1); then
-			fail "$label audit: after kill $c of $n the log verifies with every acknowledged entry" "$out"
-			bad=1
-			break
-		fi
-	done
-	[ "$bad" = 0 ] && ok "$label audit: $n SIGKILLs, the log verifies and holds every acknowledged entry ($out)"
-	local acks
-	acks=$(grep -c '^ack ' "$D/aacks-$label")
-	[ "$acks" -gt $((n * 20)) ] && ok "$label audit: the writer made real progress between kills ($acks acknowledged)" ||
-		fail "$label audit: the writer made real progress between kills" "$acks acknowledged; $(tail -3 "$D/aerr-$label")"
-}
-audit_cycles sqlite "sqlite:$D/audit.db" "$CYCLES"
+cycles "sqlite audit" "$CYCLES" 20 4 "$ENTRIES" "$AUDIT" "sqlite:$D/audit.db" "$D/keys-sqlite"
 
 if [ -n "${COFFRE_TEST_PG_HOST:-}" ]; then
 	db=coffre_crash_$$
 	runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql" -h "$COFFRE_TEST_PG_HOST" -U postgres -qAt \
 		-c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db OWNER coffre_owner" >/dev/null 2>&1
 	CRASH_OWNER_URL="postgresql://coffre_owner@/$db?host=$COFFRE_TEST_PG_HOST" \
-		cycles postgres "postgresql://coffre_app@/$db?host=$COFFRE_TEST_PG_HOST" 5
+		cycles postgres 5 50 8 "$ROWS" "$WRITER" "postgresql://coffre_app@/$db?host=$COFFRE_TEST_PG_HOST"
 	adb=coffre_acrash_$$
 	runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql" -h "$COFFRE_TEST_PG_HOST" -U postgres -qAt \
 		-c "DROP DATABASE IF EXISTS $adb" -c "CREATE DATABASE $adb OWNER coffre_owner" >/dev/null 2>&1
 	CRASH_OWNER_URL="postgresql://coffre_owner@/$adb?host=$COFFRE_TEST_PG_HOST" \
-		audit_cycles postgres "postgresql://coffre_app@/$adb?host=$COFFRE_TEST_PG_HOST" 5
+		cycles "postgres audit" 5 20 4 "$ENTRIES" "$AUDIT" "postgresql://coffre_app@/$adb?host=$COFFRE_TEST_PG_HOST" "$D/keys-pg"
 else
 	fail "postgres: crash cycles (COFFRE_TEST_PG_HOST is not set; run through make test)"
 fi

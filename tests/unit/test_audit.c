@@ -19,14 +19,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
-
-#define S(str) ((struct cf_span){(const uint8_t *)(str), sizeof(str) - 1})
-#define OK(x)                                                                                      \
-	do {                                                                                       \
-		cf_err e_ = (x);                                                                   \
-		if (e_ != CF_OK)                                                                   \
-			fail_msg("%s: %s: %s", #x, cf_err_name(e_), cf_err_detail());              \
-	} while (0)
+#include "helpers.h"
 
 static char dir[64];
 
@@ -597,17 +590,6 @@ static void test_retention(void **state)
 	cf_audit_seq_close(&seq);
 	cf_store_close(&st);
 	cf_keyring_close(&kr);
-}
-
-static void pg_admin(const char *super, const char *q)
-{
-	PGconn *c = PQconnectdb(super);
-	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	PGresult *r = PQexec(c, q);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		fail_msg("%s: %s", q, PQerrorMessage(c));
-	PQclear(r);
-	PQfinish(c);
 }
 
 static void test_log_postgres(void **state)

@@ -19,11 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "keys/keys.h"
 
-#define S(str)  ((struct cf_span){(const uint8_t *)(str), sizeof(str) - 1})
-#define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
-#define PASS    "correct horse battery staple"
+#define PASS "correct horse battery staple"
 
 static const struct cf_argon2_params fast = {8 * 1024, 1, 1}; /* tests only */
 static char dir[64];
@@ -113,13 +112,6 @@ static cf_err open_for(struct cf_keyring *kr, const char *tenant, const char *re
 	}
 	return e;
 }
-
-#define OK(x)                                                                                      \
-	do {                                                                                       \
-		cf_err e_ = (x);                                                                   \
-		if (e_ != CF_OK)                                                                   \
-			fail_msg("%s: %s: %s", #x, cf_err_name(e_), cf_err_detail());              \
-	} while (0)
 
 static void file_init(struct cf_keyring **kr, const char *env)
 {
@@ -469,19 +461,10 @@ static bool file_contains(const char *path, const uint8_t *needle, size_t n)
 	return false;
 }
 
-static cf_err wrapped_row(const struct cf_row *row, void *ctx)
-{
-	struct item_row *r = ctx;
-	struct cf_span w = cf_row_blob(row, 0);
-	memcpy(r->env, w.ptr, w.len);
-	r->len = w.len;
-	return CF_OK;
-}
-
 static cf_err wrapped_fn(struct cf_tx *tx, void *ctx)
 {
 	return cf_tx_query(tx, "SELECT wrapped FROM ks_kek WHERE tenant_id = 'acme'", NULL, 0,
-	                   wrapped_row, ctx);
+	                   get_row, ctx);
 }
 
 static void test_shred(void **state)
@@ -622,26 +605,6 @@ static void test_rekey_failures(void **state)
 }
 
 /* shares, pkcs11, and rekey from one provider to the next ------------------------------ */
-static bool softhsm_token(char *hdir)
-{
-	char conf[128], cmd[512];
-	if (!mkdtemp(hdir))
-		return false;
-	(void)snprintf(conf, sizeof conf, "%s/softhsm2.conf", hdir);
-	FILE *f = fopen(conf, "w");
-	if (!f)
-		return false;
-	fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-	        hdir);
-	fclose(f);
-	setenv("SOFTHSM2_CONF", conf, 1);
-	(void)snprintf(cmd, sizeof cmd,
-	               "softhsm2-util --init-token --free --label coffre-kr --pin 123456 "
-	               "--so-pin 12345678 >/dev/null 2>&1");
-	FILE *p = popen(cmd, "r");
-	return p && pclose(p) == 0;
-}
-
 static void unseal_shares(struct cf_keyring *kr, char (*sh)[CF_SHARE_TEXT_MAX], unsigned a,
                           unsigned b)
 {
@@ -661,7 +624,7 @@ static void test_providers_and_rekey(void **state)
 	(void)state;
 	fresh_sqlite();
 	char hdir[] = "/tmp/cf_kr_hsm_XXXXXX";
-	if (!softhsm_token(hdir))
+	if (!softhsm_token(hdir, "coffre-kr"))
 		fail_msg("cannot initialise a SoftHSM2 token (scripts/deps.sh installs softhsm2)");
 	struct cf_keyring *kr = NULL;
 	struct cf_keyring_opts o = opts("development");
@@ -754,17 +717,6 @@ static void test_providers_and_rekey(void **state)
 }
 
 /* the same flow on a PostgreSQL keystore ----------------------------------------------- */
-static void pg_admin(const char *super, const char *sql)
-{
-	PGconn *c = PQconnectdb(super);
-	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	PGresult *r = PQexec(c, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		fail_msg("%s: %s", sql, PQerrorMessage(c));
-	PQclear(r);
-	PQfinish(c);
-}
-
 static void test_postgres_keystore(void **state)
 {
 	(void)state;

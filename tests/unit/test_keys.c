@@ -15,9 +15,8 @@
 #include <p11-kit/p11-kit.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "keys/keys.h"
-
-#define S(str) ((struct cf_span){(const uint8_t *)(str), sizeof(str) - 1})
 
 static struct cf_kek *kek, *kek2;
 
@@ -342,34 +341,11 @@ static void test_rootkey_shares(void **state)
 	cf_secbuf_free(&rk2);
 }
 
-#define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
-
-/* A fresh SoftHSM2 token in a folder of its own. */
-static bool softhsm_token(char *dir)
-{
-	char conf[128], cmd[512];
-	if (!mkdtemp(dir))
-		return false;
-	(void)snprintf(conf, sizeof conf, "%s/softhsm2.conf", dir);
-	FILE *f = fopen(conf, "w");
-	if (!f)
-		return false;
-	fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-	        dir);
-	fclose(f);
-	setenv("SOFTHSM2_CONF", conf, 1);
-	(void)snprintf(cmd, sizeof cmd,
-	               "softhsm2-util --init-token --free --label coffre-test --pin 123456 "
-	               "--so-pin 12345678 >/dev/null 2>&1");
-	FILE *p = popen(cmd, "r");
-	return p && pclose(p) == 0;
-}
-
 static void test_rootkey_hsm(void **state)
 {
 	(void)state;
 	char dir[] = "/tmp/cf_hsm_XXXXXX";
-	if (!softhsm_token(dir))
+	if (!softhsm_token(dir, "coffre-test"))
 		fail_msg("cannot initialise a SoftHSM2 token (scripts/deps.sh installs softhsm2)");
 	struct cf_hsm *h = NULL;
 	assert_int_equal(cf_hsm_open("/nonexistent/module.so", "coffre-test", S("123456"), &h),

@@ -19,6 +19,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include "helpers.h"
 #include "store/store.h"
 
 static const struct cf_migration migs[] = {
@@ -60,24 +61,6 @@ static struct cf_store_opts opts_for(const struct engine *e, size_t nmig, bool m
 	        .nmigrations = nmig,
 	        .migrate = migrate,
 	};
-}
-
-static void quiet(void *arg, const char *msg)
-{
-	(void)arg;
-	(void)msg;
-}
-
-static void pg_admin(const struct engine *e, const char *sql)
-{
-	PGconn *c = PQconnectdb(e->super_url);
-	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	PQsetNoticeProcessor(c, quiet, NULL);
-	PGresult *r = PQexec(c, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK)
-		fail_msg("%s: %s", sql, PQerrorMessage(c));
-	PQclear(r);
-	PQfinish(c);
 }
 
 static int setup_sqlite(void **state)
@@ -144,9 +127,9 @@ static int fresh(void **state)
 		char sql[200];
 		(void)snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)",
 		               e->dbname);
-		pg_admin(e, sql);
+		pg_admin(e->super_url, sql);
 		(void)snprintf(sql, sizeof sql, "CREATE DATABASE %s OWNER coffre_owner", e->dbname);
-		pg_admin(e, sql);
+		pg_admin(e->super_url, sql);
 	}
 	return 0;
 }
