@@ -10,6 +10,7 @@ packages=(
 	# libraries (DESIGN.md §4)
 	libgnutls28-dev libmicrohttpd-dev libjansson-dev libinih-dev libcurl4-gnutls-dev
 	libsqlite3-dev libpq-dev libargon2-dev libgfshare-dev libp11-kit-dev
+	libpwquality-dev cracklib-runtime liboath-dev libqrencode-dev
 	# tests: unit (cmocka), fuzz (clang + libFuzzer runtime), real clients
 	libcmocka-dev clang libclang-rt-14-dev
 	curl openssl gnutls-bin testssl.sh python3 procps util-linux sqlite3
@@ -19,6 +20,8 @@ packages=(
 	python3-cryptography softhsm2
 	# the OpenAPI description is read by a test
 	python3-yaml
+	# identity interop: tokens checked by PyJWT, TOTP codes made by oathtool
+	python3-jwt oathtool
 	# lint
 	clang-format clang-tidy cppcheck
 )

@@ -190,8 +190,9 @@ CF_MUST cf_err cf_audit_inclusion(struct cf_store *st, uint64_t index, uint64_t 
 CF_MUST cf_err cf_audit_consistency(struct cf_store *st, uint64_t size1, uint64_t size2,
                                     json_t **out);
 /* A tenant's entries (tenant NULL: the deployment's own), newest first (by the tenant's
- * sequence), filtered; values compared as stored (HMACs for a tenant: the caller passes
- * cf_audit_mac's). Cursor: the "next" of the previous page (0: the first).
+ * sequence; an entry is listed once sequenced, within a second of its commit), filtered; values
+ * compared as stored (HMACs for a tenant: the caller passes cf_audit_mac's). Cursor: the "next" of
+ * the previous page (0: the first).
  * {"entries": [...], "next"}. */
 struct cf_audit_filter {
 	const char *tenant, *action, *actor, *resource;

@@ -182,13 +182,19 @@ static cf_err list_fn(struct cf_tx *tx, void *ctx)
 	        CF_V_INT(f->limit),
 	};
 	/* Every query names its tenant (DESIGN §7). */
-	return cf_tx_query(tx,
-	                   "SELECT seq, body, leaf_index FROM audit_entries WHERE tenant_id = $1"
-	                   " AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor = $3)"
-	                   " AND ($4 IS NULL OR resource = $4) AND ($5 IS NULL OR outcome = $5)"
-	                   " AND ($6 IS NULL OR time_us >= $6) AND ($7 IS NULL OR time_us < $7)"
-	                   " AND ($8 IS NULL OR seq < $8) ORDER BY seq DESC LIMIT $9",
-	                   v, 9, list_row, q->l);
+	return cf_tx_query(
+	        tx,
+	        "SELECT seq, body, leaf_index FROM audit_entries WHERE tenant_id = $1"
+	        " AND seq IS NOT NULL"
+	        /* The casts tell PostgreSQL the parameters' types when NULL. */
+	        " AND (CAST($2 AS TEXT) IS NULL OR action = $2)"
+	        " AND (CAST($3 AS TEXT) IS NULL OR actor = $3)"
+	        " AND (CAST($4 AS TEXT) IS NULL OR resource = $4)"
+	        " AND (CAST($5 AS BIGINT) IS NULL OR outcome = $5)"
+	        " AND (CAST($6 AS BIGINT) IS NULL OR time_us >= $6)"
+	        " AND (CAST($7 AS BIGINT) IS NULL OR time_us < $7)"
+	        " AND (CAST($8 AS BIGINT) IS NULL OR seq < $8) ORDER BY seq DESC LIMIT $9",
+	        v, 9, list_row, q->l);
 }
 
 cf_err cf_audit_list(struct cf_store *st, const struct cf_audit_filter *f, json_t **out)

@@ -61,6 +61,13 @@
 	X(CF_E_KEY_DESTROYED, "key_destroyed", 410,                                                \
 	  "the key that sealed this data has been destroyed")                                      \
 	X(CF_E_FORBIDDEN, "forbidden", 403, "the caller may not do this")                          \
+	X(CF_E_UNAUTHENTICATED, "unauthenticated", 401, "this call needs a session or a token")    \
+	X(CF_E_BAD_CREDENTIALS, "invalid_credentials", 401, "the credentials are not valid")       \
+	X(CF_E_INVALID_TOKEN, "invalid_token", 401, "the token is malformed, expired or revoked")  \
+	X(CF_E_CSRF, "csrf_failed", 403, "a cookie-authenticated write needs its X-CSRF-Token")    \
+	X(CF_E_WEAK_PASSWORD, "weak_password", 422, "the password does not meet the policy")       \
+	X(CF_E_REAUTH, "reauthentication_required", 403,                                           \
+	  "this operation needs a recent login; log in again")                                     \
 	X(CF_E_CRYPTO, "crypto_error", 500, "a cryptographic operation failed")                    \
 	X(CF_E_SECMEM, "secure_memory", 500, "secure memory could not be locked")                  \
 	X(CF_E_PERMISSION, "permission", 500, "a file or folder has unsafe permissions")           \
@@ -237,6 +244,15 @@ struct cf_config {
 	char sink_file[CF_PATH_MAX];   /* AL3 copies: "" = none */
 	char sink_syslog[CF_PATH_MAX]; /* the syslog socket ("" = none) */
 	char sink_store[CF_PATH_MAX];  /* a second database's URL ("" = none) */
+	/* [auth] */
+	unsigned session_idle;    /* seconds a session may sit unused (TR3) */
+	unsigned session_max;     /* seconds a session lives at most (TR3) */
+	unsigned token_ttl;       /* seconds an access token lives (IA9) */
+	unsigned argon2_memory;   /* KiB per password hash (IA3) */
+	unsigned argon2_passes;   /* Argon2id passes */
+	unsigned hash_threads;    /* passwords hashed at once, at most (0: one per core) */
+	char outbox[CF_PATH_MAX]; /* the file notifier's folder ("" = DATA/outbox) */
+	char public_url[256];     /* the address users reach ("" = https://LISTEN) */
 	/* [tls] */
 	char tls_cert[CF_PATH_MAX];
 	char tls_key[CF_PATH_MAX];

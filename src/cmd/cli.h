@@ -12,7 +12,7 @@ struct cli {
 	const char *data;
 	const char *socket;
 	const char *provider, *shares, *threshold, *secret_fd, *tenant, *rotation_days;
-	const char *trusted, *action, *actor, *resource, *outcome, *limit, *cursor;
+	const char *trusted, *action, *actor, *resource, *outcome, *limit, *cursor, *owner;
 	bool json, reset, yes, wait;
 	char cacert_buf[CF_PATH_MAX + 16];
 };

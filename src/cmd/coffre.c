@@ -290,6 +290,7 @@ int main(int argc, char **argv)
 	                                     {"outcome", required_argument, NULL, 1004},
 	                                     {"limit", required_argument, NULL, 1005},
 	                                     {"cursor", required_argument, NULL, 1006},
+	                                     {"owner", required_argument, NULL, 1007},
 	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
@@ -320,6 +321,7 @@ int main(int argc, char **argv)
 		case 1004: cli.outcome = optarg; break;
 		case 1005: cli.limit = optarg; break;
 		case 1006: cli.cursor = optarg; break;
+		case 1007: cli.owner = optarg; break;
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':

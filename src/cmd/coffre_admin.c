@@ -49,7 +49,10 @@ static const char operator_usage[] =
 static const char tenant_usage[] =
         "usage: coffre tenant <create|list|suspend|resume|delete> [NAME] [options]\n"
         "\n"
-        "  create NAME [--rotation-days N]   a tenant with its own keys (KEK v1, purpose keys)\n"
+        "  create NAME --owner EMAIL [--rotation-days N]\n"
+        "                                    a tenant with its own keys (KEK v1, purpose keys)\n"
+        "                                    and its first owner, who gets a single-use setup\n"
+        "                                    token (printed once; valid 72 hours)\n"
         "  list                              every tenant\n"
         "  suspend NAME | resume NAME        stops or restores all of its access\n"
         "  delete NAME --yes                 crypto-shreds it: every key destroyed, for good\n"
@@ -453,7 +456,13 @@ static int cmd_tenant(const struct cli *cli, const char *sub, const char *name)
 			}
 		}
 	} else if (strcmp(sub, "create") == 0) {
-		json_t *req = json_pack("{s:s, s:s}", "op", "tenant_create", "tenant", name);
+		if (!cli->owner) {
+			fprintf(stderr, "coffre %s: --owner EMAIL names the tenant's first owner\n",
+			        what);
+			return EXIT_USAGE;
+		}
+		json_t *req = json_pack("{s:s, s:s, s:s}", "op", "tenant_create", "tenant", name,
+		                        "owner_email", cli->owner);
 		if (cli->rotation_days) {
 			char *end = NULL;
 			long d = strtol(cli->rotation_days, &end, 10);
@@ -465,10 +474,18 @@ static int cmd_tenant(const struct cli *cli, const char *sub, const char *name)
 			json_object_set_new(req, "rotation_days", json_integer(d));
 		}
 		r = cli_admin_run(cli, what, req, &rc);
-		if (r && !cli->json)
-			printf("tenant %s created (id %s) with its own keys\n", name,
-			       json_string_value(
-			               json_object_get(json_object_get(r, "tenant"), "id")));
+		if (r && !cli->json) {
+			json_t *t = json_object_get(r, "tenant"), *o = json_object_get(t, "owner");
+			printf("tenant %s created (id %s) with its own keys\n"
+			       "owner %s (%s): set a password within 72 hours with this single-use "
+			       "token\n  %s\n"
+			       "  POST /v1/t/%s/auth/setup {\"token\": \"...\", \"password\": "
+			       "\"...\"}\n",
+			       name, json_string_value(json_object_get(t, "id")),
+			       json_string_value(json_object_get(o, "email")),
+			       json_string_value(json_object_get(o, "id")),
+			       json_string_value(json_object_get(o, "setup_token")), name);
+		}
 	} else if (strcmp(sub, "suspend") == 0 || strcmp(sub, "resume") == 0) {
 		r = cli_admin_run(cli, what,
 		                  json_pack("{s:s, s:s}", "op",

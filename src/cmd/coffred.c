@@ -63,8 +63,14 @@ static void make_parents(const char *path)
 	}
 }
 
+/* The development tenant's first owner, when this start made it. */
+struct dev_admin {
+	char email[64];
+	char password[48];
+};
+
 static void dev_banner(const struct cf_config *cfg, unsigned port, const char *ca,
-                       const char *argv0)
+                       const char *argv0, const struct dev_admin *adm)
 {
 	/* The command line is built next to the server: show its real path. */
 	char cli[CF_PATH_MAX];
@@ -90,6 +96,17 @@ static void dev_banner(const struct cf_config *cfg, unsigned port, const char *c
 	       "  ======================================================================\n\n",
 	       cfg->data_dir, lb, host, rb, port, ca, cli, lb, host, rb, port, ca, ca, lb, host, rb,
 	       port);
+	if (adm->password[0])
+		printf("   The first admin of tenant 'dev' (shown once; change the password):\n"
+		       "   email:    %s\n"
+		       "   password: %s\n"
+		       "   login:    curl --cacert %s -c cookies -H 'Content-Type: "
+		       "application/json'"
+		       " -d '{\"email\":\"%s\",\"password\":\"...\"}'"
+		       " https://%s%s%s:%u/v1/t/dev/auth/login\n"
+		       "  "
+		       "======================================================================\n\n",
+		       adm->email, adm->password, ca, adm->email, lb, host, rb, port);
 	fflush(stdout);
 }
 
@@ -293,7 +310,8 @@ static bool ks_initialized(struct cf_keyring *kr)
 }
 
 /* --dev: initialize or unseal by itself, and make a first tenant. */
-static cf_err dev_keys(const struct cf_config *cfg, struct cf_keyring *kr, struct cf_store *st)
+static cf_err dev_keys(const struct cf_config *cfg, struct cf_keyring *kr, struct cf_store *st,
+                       struct cf_auth *auth, struct dev_admin *adm)
 {
 	struct cf_secbuf *pass = NULL;
 	CF_TRY(dev_passphrase(cfg->data_dir, &pass));
@@ -325,9 +343,38 @@ static cf_err dev_keys(const struct cf_config *cfg, struct cf_keyring *kr, struc
 	size_t n = json_array_size(list);
 	json_decref(list);
 	if (n == 0) {
+		/* The tenant and its first owner, whose password is set through the same
+		 * single-use setup link an operator would hand over. */
+		struct cf_auth_call call = {.source = "coffred --dev",
+		                            .operator_id = "coffred --dev"};
 		json_t *t = NULL;
-		CF_TRY(cf_vault_tenant_create(st, kr, "dev", cfg->rotation_days, &t));
+		(void)snprintf(adm->email, sizeof adm->email, "admin@dev.example");
+		CF_TRY(cf_vault_tenant_create(st, kr, auth, &call, "dev", cfg->rotation_days,
+		                              adm->email, &t));
+		char token[64];
+		(void)snprintf(token, sizeof token, "%s",
+		               json_string_value(json_object_get(json_object_get(t, "owner"),
+		                                                 "setup_token")));
+		struct cf_tenant_ref ref;
+		cf_err err = cf_auth_tenant(auth, "dev", &ref);
+		/* 18 random bytes in base64: 144 bits; drawn again in the rare case the
+		 * dictionary check finds a pattern in it. */
+		for (int i = 0; err == CF_OK && i < 8; i++) {
+			uint8_t rnd[18];
+			err = cf_crypto_random_key(rnd, sizeof rnd);
+			cf_base64_encode(rnd, sizeof rnd, adm->password);
+			cf_wipe(rnd, sizeof rnd);
+			if (err == CF_OK &&
+			    cf_auth_password_check(auth, adm->email, cf_span_str(adm->password)) ==
+			            CF_OK)
+				break;
+			cf_err_detail_clear();
+		}
+		if (err == CF_OK)
+			err = cf_auth_setup(auth, &call, &ref, token, cf_span_str(adm->password));
+		cf_wipe(token, sizeof token);
 		json_decref(t);
+		CF_TRY(err);
 		struct cf_audit_event tev = {.actor_kind = CF_ACTOR_SYSTEM,
 		                             .actor = "coffred --dev",
 		                             .action = "tenant.create",
@@ -486,12 +533,31 @@ int main(int argc, char **argv)
 	                             .rotation_s = (int64_t)cfg.rotation_days * 86400,
 	                             .rewrap_batch = cfg.rewrap_batch};
 	struct cf_keyring *kr = NULL;
+	struct cf_auth *auth = NULL;
+	struct dev_admin adm = {0};
+	char outbox[CF_PATH_MAX + 8], public_url[300];
+	(void)snprintf(outbox, sizeof outbox, "%s/outbox", cfg.data_dir);
+	(void)snprintf(public_url, sizeof public_url, "https://%s", cfg.listen);
+	struct cf_auth_opts auo = {
+	        .store = store,
+	        .session_idle = cfg.session_idle,
+	        .session_max = cfg.session_max,
+	        .token_ttl = cfg.token_ttl,
+	        .argon2 = {.m_kib = cfg.argon2_memory, .t = cfg.argon2_passes, .p = 1},
+	        .hash_threads = cfg.hash_threads,
+	        .outbox = cfg.outbox[0] ? cfg.outbox : outbox,
+	        .public_url = cfg.public_url[0] ? cfg.public_url : public_url,
+	};
 	cf_err ke = cf_keyring_open(&ko, &kr);
+	auo.keys = kr;
+	if (ke == CF_OK)
+		ke = cf_auth_new(&auo, &auth);
 	if (ke == CF_OK && dev)
-		ke = dev_keys(&cfg, kr, store);
+		ke = dev_keys(&cfg, kr, store, auth, &adm);
 	else if (ke == CF_OK)
 		ke = cf_vault_bind_keystore(store, kr); /* ER7, before serving anything */
 	if (ke != CF_OK) {
+		cf_auth_free(&auth);
 		cf_keyring_close(&kr);
 		cf_store_close(&store);
 		cf_tls_shutdown();
@@ -501,8 +567,10 @@ int main(int argc, char **argv)
 	struct cf_admin_opts ao = {.path = cfg.admin_socket,
 	                           .keys = kr,
 	                           .store = store,
+	                           .auth = auth,
 	                           .rotation_days = cfg.rotation_days};
 	if (cf_admin_start(&ao, &admin) != CF_OK) {
+		cf_auth_free(&auth);
 		cf_keyring_close(&kr);
 		cf_store_close(&store);
 		cf_tls_shutdown();
@@ -529,11 +597,12 @@ int main(int argc, char **argv)
 		auditor.started = true;
 
 	struct cf_server *srv = NULL;
-	if (cf_server_start(&cfg, store, kr, &srv) != CF_OK) {
+	if (cf_server_start(&cfg, store, kr, auth, &srv) != CF_OK) {
 		jobs_stop(&jobs);
 		if (auditor.started)
 			pthread_join(auditor.thread, NULL);
 		cf_admin_stop(&admin);
+		cf_auth_free(&auth);
 		cf_keyring_close(&kr);
 		cf_store_close(&store);
 		cf_tls_shutdown();
@@ -545,11 +614,23 @@ int main(int argc, char **argv)
 		       "`coffre operator %s` (admin socket %s)",
 		       ks_initialized(kr) ? "unseal" : "init", cfg.admin_socket);
 	unsigned port = cf_server_port(srv);
+	if (!cfg.public_url[0]) {
+		/* The tokens' issuer names the port actually bound (listen on port 0). */
+		char host[256];
+		unsigned ignored;
+		if (cf_config_split_listen(cfg.listen, host, sizeof host, &ignored) == CF_OK) {
+			bool v6 = strchr(host, ':') != NULL;
+			(void)snprintf(public_url, sizeof public_url, "https://%s%s%s:%u",
+			               v6 ? "[" : "", host, v6 ? "]" : "", port);
+			cf_auth_set_public_url(auth, public_url);
+		}
+	}
 	json_t *f =
 	        json_pack("{s:s, s:i, s:b}", "listen", cfg.listen, "port", (int)port, "dev", dev);
 	cf_log_fields(CF_LOG_INFO, "listening", f);
 	if (dev)
-		dev_banner(&cfg, port, ca_path, argv[0]);
+		dev_banner(&cfg, port, ca_path, argv[0], &adm);
+	cf_wipe(&adm, sizeof adm);
 
 	for (;;) {
 		int sig = 0;
@@ -573,6 +654,7 @@ int main(int argc, char **argv)
 	if (auditor.started)
 		pthread_join(auditor.thread, NULL);
 	cf_admin_stop(&admin);
+	cf_auth_free(&auth);
 	cf_keyring_close(&kr); /* seals: every key wiped */
 	cf_store_close(&store);
 	cf_tls_shutdown();

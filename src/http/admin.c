@@ -36,7 +36,9 @@ struct cf_admin {
 	char path[CF_PATH_MAX];
 	struct cf_keyring *kr;
 	struct cf_store *store;
+	struct cf_auth *auth;
 	unsigned rotation_days;
+	uid_t peer; /* the connected operator's uid (one connection at a time) */
 };
 
 static json_t *error_json(cf_err e)
@@ -172,7 +174,7 @@ static cf_err audit_list(struct cf_admin *a, const json_t *req, json_t **reply)
 static const char *const keys_init[] = {"op", "provider", "secret", "shares", "threshold", NULL};
 static const char *const keys_unseal[] = {"op", "secret", "reset", NULL};
 static const char *const keys_op[] = {"op", NULL};
-static const char *const keys_tenant[] = {"op", "tenant", "rotation_days", NULL};
+static const char *const keys_tenant[] = {"op", "tenant", "rotation_days", "owner_email", NULL};
 
 /* Runs one request; *reply gets the answer on CF_OK. */
 static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
@@ -255,9 +257,15 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 	if (strcmp(op, "tenant_create") == 0) {
 		int64_t days = 0;
 		CF_TRY(cf_json_get_int(req, "rotation_days", false, 1, 3650, &days));
+		const char *owner = NULL;
+		CF_TRY(cf_json_get_str(req, "owner_email", true, 254, &owner, &nlen));
+		CF_ENSURE(owner, CF_E_MISSING_FIELD);
+		char uid[32];
+		(void)snprintf(uid, sizeof uid, "uid=%u", (unsigned)a->peer);
+		struct cf_auth_call call = {.source = "admin socket", .operator_id = uid};
 		json_t *t = NULL;
-		CF_TRY(cf_vault_tenant_create(a->store, kr, name,
-		                              days ? (unsigned)days : a->rotation_days, &t));
+		CF_TRY(cf_vault_tenant_create(a->store, kr, a->auth, &call, name,
+		                              days ? (unsigned)days : a->rotation_days, owner, &t));
 		*reply = json_pack("{s:b, s:o}", "ok", 1, "tenant", t);
 		return *reply ? CF_OK : CF_E_NOMEM;
 	}
@@ -412,6 +420,7 @@ static void serve(struct cf_admin *a, int fd)
 		        buf->ptr, (size_t)((uint8_t *)memchr(buf->ptr, '\n', got) - buf->ptr),
 		        ADMIN_REQ_MAX, &req);
 	cf_secbuf_free(&buf);
+	a->peer = cred.uid;
 	if (e == CF_OK && req)
 		e = dispatch(a, req, &reply);
 	const char *op = req ? json_string_value(json_object_get(req, "op")) : NULL;
@@ -483,6 +492,7 @@ cf_err cf_admin_start(const struct cf_admin_opts *o, struct cf_admin **out)
 	a->stop_pipe[0] = a->stop_pipe[1] = -1;
 	a->kr = o->keys;
 	a->store = o->store;
+	a->auth = o->auth;
 	a->rotation_days = o->rotation_days;
 	(void)snprintf(a->path, sizeof a->path, "%s", o->path);
 	memcpy(sa.sun_path, o->path, strlen(o->path) + 1);

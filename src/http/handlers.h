@@ -9,5 +9,22 @@ cf_err cf_h_readyz(struct cf_req *req);
 cf_err cf_h_audit_latest(struct cf_req *req);
 cf_err cf_h_audit_inclusion(struct cf_req *req);
 cf_err cf_h_audit_consistency(struct cf_req *req);
+cf_err cf_h_login(struct cf_req *req);
+cf_err cf_h_setup(struct cf_req *req);
+cf_err cf_h_token(struct cf_req *req);
+cf_err cf_h_jwks(struct cf_req *req);
+cf_err cf_h_me(struct cf_req *req);
+cf_err cf_h_logout(struct cf_req *req);
+cf_err cf_h_password(struct cf_req *req);
+cf_err cf_h_sessions(struct cf_req *req);
+cf_err cf_h_users_list(struct cf_req *req);
+cf_err cf_h_users_create(struct cf_req *req);
+cf_err cf_h_users_get(struct cf_req *req);
+cf_err cf_h_users_update(struct cf_req *req);
+cf_err cf_h_users_delete(struct cf_req *req);
+cf_err cf_h_clients_list(struct cf_req *req);
+cf_err cf_h_clients_create(struct cf_req *req);
+cf_err cf_h_clients_delete(struct cf_req *req);
+cf_err cf_h_tenant_audit(struct cf_req *req);
 
 #endif

@@ -11,6 +11,7 @@
 
 #include <sys/socket.h>
 
+#include "auth/auth.h"
 #include "base/base.h"
 #include "keys/keys.h"
 #include "store/store.h"
@@ -21,16 +22,23 @@ struct cf_server;
 typedef cf_err (*cf_handler)(struct cf_req *req);
 
 enum cf_route_flags {
-	CF_ROUTE_DEFER = 1u << 0, /* may block (disk, store, hashing): run on the work pool */
-	CF_ROUTE_BODY = 1u << 1,  /* takes a JSON body (application/json, <= server.max_body) */
+	CF_ROUTE_DEFER = 1u << 0,  /* may block (disk, store, hashing): run on the work pool */
+	CF_ROUTE_BODY = 1u << 1,   /* takes a JSON body (application/json, <= server.max_body) */
+	CF_ROUTE_PUBLIC = 1u << 2, /* no authentication (health, login, token, public proofs) */
+	CF_ROUTE_AUDITS = 1u << 3, /* the handler writes its own audit entry when it succeeds */
 };
+
+/* A route's permission: an enum cf_perm, or CF_ANY_PRINCIPAL (authenticated, no
+ * permission: the caller's own account). Ignored for CF_ROUTE_PUBLIC routes. */
+#define CF_ANY_PRINCIPAL CF_P_COUNT
 
 struct cf_route {
 	const char *method;  /* "GET", "POST", ... */
 	const char *pattern; /* "/v1/t/{tenant}/records/{id}": literal or {name} segments */
 	cf_handler handler;
 	unsigned flags;
-	const char *name; /* stable name for logs and metrics: "readyz" */
+	unsigned perm;    /* IA1: what the caller must hold (checked before the handler) */
+	const char *name; /* stable name for logs, metrics and audit actions: "readyz" */
 };
 
 /* The routes the server serves (routes.c): one table, one place to read them all. */
@@ -77,7 +85,8 @@ void cf_tls_shutdown(void);
 /* Binds the listening socket and starts serving. The store and keyring are borrowed: they must
  * outlive the server. Errors name the cause (address in use, permission, bad address). */
 CF_MUST cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store,
-                               struct cf_keyring *keys, struct cf_server **out);
+                               struct cf_keyring *keys, struct cf_auth *auth,
+                               struct cf_server **out);
 /* Stops accepting, lets in-flight requests finish for at most server.shutdown_grace
  * seconds, then closes every connection and frees the server. Accepts NULL. */
 void cf_server_stop(struct cf_server **pp);
@@ -91,6 +100,7 @@ struct cf_admin_opts {
 	const char *path;
 	struct cf_keyring *keys;
 	struct cf_store *store;
+	struct cf_auth *auth;
 	unsigned rotation_days;
 };
 CF_MUST cf_err cf_admin_start(const struct cf_admin_opts *o, struct cf_admin **out);
@@ -111,6 +121,16 @@ struct cf_span cf_req_param(const struct cf_req *req, const char *name);
  * CF_E_INVALID for anything else. */
 CF_MUST cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t max,
                                 uint64_t *out);
+/* The identity part, and the caller (NULL on a public route). */
+struct cf_auth *cf_req_auth(const struct cf_req *req);
+const struct cf_principal *cf_req_principal(const struct cf_req *req);
+/* Who is calling and from where, for the auth part's audit entries. */
+struct cf_auth_call cf_req_call(const struct cf_req *req);
+/* A query parameter's raw value, or NULL. */
+const char *cf_req_query(const struct cf_req *req, const char *name);
+/* Sets the session cookie on the reply (TR3: __Host-, Secure, HttpOnly,
+ * SameSite=Strict, Path=/); value "" clears it. */
+CF_MUST cf_err cf_req_set_cookie(struct cf_req *req, const char *value, unsigned max_age);
 /* Sets the reply: status and a JSON body (ownership of body is taken, even on error). */
 CF_MUST cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body);
 

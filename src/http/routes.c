@@ -1,19 +1,55 @@
 /* coffre — every route the API serves, in one table. A route not here does not exist:
- * unknown paths get 404 and known paths with another method 405, as JSON errors. */
+ * unknown paths get 404 and known paths with another method 405, as JSON errors.
+ *
+ * IA1: each route names what its caller must hold. Public routes say so (PUBLIC); every
+ * other one is authenticated, checked against the tenant in its path (TI1) and its
+ * permission by server.c's gate before the handler runs, and audited. */
 #include "http/handlers.h"
+
+#define D   CF_ROUTE_DEFER
+#define B   CF_ROUTE_BODY
+#define P   CF_ROUTE_PUBLIC
+#define AU  CF_ROUTE_AUDITS
+#define ANY CF_ANY_PRINCIPAL
 
 const struct cf_route cf_http_routes[] = {
         /* Liveness: answers from the I/O thread, touches nothing. */
-        {"GET", "/healthz", cf_h_healthz, 0, "healthz"},
+        {"GET", "/healthz", cf_h_healthz, P, 0, "healthz"},
         /* Readiness: looks at the disk and the clock, so it runs on the work pool. */
-        {"GET", "/readyz", cf_h_readyz, CF_ROUTE_DEFER, "readyz"},
+        {"GET", "/readyz", cf_h_readyz, D | P, 0, "readyz"},
         /* The audit log's public face (AL1): checkpoints and proofs reveal hashes and
          * sizes only, so anyone may fetch them to check what they were given. */
-        {"GET", "/v1/audit/checkpoints/latest", cf_h_audit_latest, CF_ROUTE_DEFER,
-         "audit_checkpoint"},
-        {"GET", "/v1/audit/proof/inclusion", cf_h_audit_inclusion, CF_ROUTE_DEFER,
-         "audit_inclusion"},
-        {"GET", "/v1/audit/proof/consistency", cf_h_audit_consistency, CF_ROUTE_DEFER,
+        {"GET", "/v1/audit/checkpoints/latest", cf_h_audit_latest, D | P, 0, "audit_checkpoint"},
+        {"GET", "/v1/audit/proof/inclusion", cf_h_audit_inclusion, D | P, 0, "audit_inclusion"},
+        {"GET", "/v1/audit/proof/consistency", cf_h_audit_consistency, D | P, 0,
          "audit_consistency"},
+        /* Getting in: each checks a secret itself and audits what it does. */
+        {"POST", "/v1/t/{tenant}/auth/login", cf_h_login, D | B | P, 0, "auth.login"},
+        {"POST", "/v1/t/{tenant}/auth/setup", cf_h_setup, D | B | P, 0, "auth.setup"},
+        {"POST", "/v1/t/{tenant}/auth/token", cf_h_token, D | B | P, 0, "auth.token"},
+        /* The token keys, for whoever checks coffre's tokens (RFC 7517). */
+        {"GET", "/v1/auth/jwks", cf_h_jwks, D | P, 0, "auth.jwks"},
+        /* The caller's own account. */
+        {"GET", "/v1/auth/me", cf_h_me, D, ANY, "auth.me"},
+        {"POST", "/v1/auth/logout", cf_h_logout, D | AU, ANY, "auth.logout"},
+        {"POST", "/v1/auth/password", cf_h_password, D | B | AU, ANY, "user.password"},
+        {"GET", "/v1/auth/sessions", cf_h_sessions, D, ANY, "auth.sessions"},
+        /* A tenant's users and API clients (IA8, IA12). */
+        {"GET", "/v1/t/{tenant}/users", cf_h_users_list, D, CF_P_USERS_MANAGE, "users.list"},
+        {"POST", "/v1/t/{tenant}/users", cf_h_users_create, D | B | AU, CF_P_USERS_MANAGE,
+         "user.create"},
+        {"GET", "/v1/t/{tenant}/users/{id}", cf_h_users_get, D, CF_P_USERS_MANAGE, "users.get"},
+        {"PATCH", "/v1/t/{tenant}/users/{id}", cf_h_users_update, D | B | AU, CF_P_USERS_MANAGE,
+         "user.update"},
+        {"DELETE", "/v1/t/{tenant}/users/{id}", cf_h_users_delete, D | AU, CF_P_USERS_MANAGE,
+         "user.delete"},
+        {"GET", "/v1/t/{tenant}/clients", cf_h_clients_list, D, CF_P_CLIENTS_MANAGE,
+         "clients.list"},
+        {"POST", "/v1/t/{tenant}/clients", cf_h_clients_create, D | B | AU, CF_P_CLIENTS_MANAGE,
+         "client.create"},
+        {"DELETE", "/v1/t/{tenant}/clients/{id}", cf_h_clients_delete, D | AU, CF_P_CLIENTS_MANAGE,
+         "client.disable"},
+        /* A tenant's own audit log (AL2, AL4). */
+        {"GET", "/v1/t/{tenant}/audit", cf_h_tenant_audit, D, CF_P_AUDIT_READ, "audit.list"},
 };
 const size_t cf_http_routes_count = sizeof cf_http_routes / sizeof cf_http_routes[0];

@@ -22,6 +22,7 @@ struct cf_server {
 	struct cf_config cfg;
 	struct cf_store *store;
 	struct cf_keyring *keys;
+	struct cf_auth *auth;
 	struct MHD_Daemon *mhd;
 	struct cf_pool *pool;
 	struct cf_ratelimit *rl;
@@ -51,6 +52,12 @@ struct cf_req {
 	unsigned retry_after;
 	bool allow;
 	bool close;
+	char *set_cookie; /* a Set-Cookie value for the reply */
+	cf_err err;       /* the error replied, for the audit entry */
+	/* the caller */
+	char peer[INET6_ADDRSTRLEN];
+	bool authed;
+	struct cf_principal who;
 };
 
 /* Headers on every response we make (DESIGN §8; TR3: HSTS for a year and more). */
@@ -83,6 +90,48 @@ struct cf_store *cf_req_store(const struct cf_req *req)
 struct cf_keyring *cf_req_keys(const struct cf_req *req)
 {
 	return req->srv->keys;
+}
+
+struct cf_auth *cf_req_auth(const struct cf_req *req)
+{
+	return req->srv->auth;
+}
+
+const struct cf_principal *cf_req_principal(const struct cf_req *req)
+{
+	return req->authed ? &req->who : NULL;
+}
+
+struct cf_auth_call cf_req_call(const struct cf_req *req)
+{
+	return (struct cf_auth_call){
+	        .request_id = req->id, .source = req->peer, .who = req->authed ? &req->who : NULL};
+}
+
+const char *cf_req_query(const struct cf_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+cf_err cf_req_set_cookie(struct cf_req *req, const char *value, unsigned max_age)
+{
+	/* TR3: __Host- (so Secure, Path=/ and no Domain are enforced by browsers),
+	 * HttpOnly (no script reads it), SameSite=Strict (no cross-site request sends it). */
+	char buf[CF_AUTH_COOKIE_MAX + 128];
+	int n = snprintf(buf, sizeof buf,
+	                 "__Host-coffre_session=%s; Path=/; Secure; HttpOnly; SameSite=Strict; "
+	                 "Max-Age=%u",
+	                 value, max_age);
+	CF_ENSURE(n > 0 && (size_t)n < sizeof buf, CF_E_INTERNAL);
+	char *copy = strdup(buf);
+	cf_wipe(buf, sizeof buf);
+	CF_ENSURE(copy, CF_E_NOMEM);
+	if (req->set_cookie) {
+		cf_wipe(req->set_cookie, strlen(req->set_cookie));
+		free(req->set_cookie);
+	}
+	req->set_cookie = copy;
+	return CF_OK;
 }
 
 struct cf_span cf_req_body(const struct cf_req *req)
@@ -140,6 +189,7 @@ static void reply_error(struct cf_req *req, cf_err e)
 	const char *detail = cf_err_detail();
 	unsigned status = cf_err_status(e);
 	const char *message = cf_err_message(e);
+	req->err = e;
 	if (detail[0] && status < 500)
 		message = detail;
 	else if (detail[0])
@@ -186,21 +236,96 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 		ok &= MHD_add_response_header(resp, "Allow", req->match.allow) == MHD_YES;
 	if (req->close)
 		ok &= MHD_add_response_header(resp, "Connection", "close") == MHD_YES;
+	if (req->set_cookie)
+		ok &= MHD_add_response_header(resp, "Set-Cookie", req->set_cookie) == MHD_YES;
+	if (req->status == 401)
+		ok &= MHD_add_response_header(resp, "WWW-Authenticate",
+		                              "Bearer realm=\"coffre\"") == MHD_YES;
 	enum MHD_Result r = ok ? MHD_queue_response(req->conn, req->status, resp) : MHD_NO;
 	MHD_destroy_response(resp);
 	req->queued = true;
 	return r;
 }
 
+/* IA1, TI1, TR3: the one gate every non-public route passes, before its handler: who
+ * calls (session cookie or bearer token), whether they belong to the tenant in the path
+ * and hold the route's permission, and, for a write on a cookie, the CSRF token. */
+static cf_err gate(struct cf_req *req)
+{
+	const struct cf_route *r = req->match.route;
+	CF_ENSURE(req->srv->auth, cf_err_fail(CF_E_INTERNAL, "no identity part"));
+	struct MHD_Connection *c = req->conn;
+	struct cf_auth_creds cr = {
+	        .cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "__Host-coffre_session"),
+	        .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
+	};
+	CF_TRY(cf_auth_authenticate(req->srv->auth, &cr, &req->who));
+	req->authed = true;
+	char tenant[CF_TENANT_NAME_MAX + 2] = "";
+	struct cf_span t = cf_req_param(req, "tenant");
+	if (t.ptr)
+		cf_span_to_str(t, tenant, sizeof tenant);
+	CF_TRY(cf_auth_authorize(&req->who, t.ptr ? tenant : NULL, r->perm));
+	bool write = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+	if (req->who.via_cookie && write) {
+		const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");
+		size_t n = strlen(req->who.csrf);
+		CF_ENSURE(h && strlen(h) == n && gnutls_memcmp(h, req->who.csrf, n) == 0,
+		          cf_err_fail(CF_E_CSRF,
+		                      "a write with a session cookie needs the session's "
+		                      "X-CSRF-Token header"));
+	}
+	return CF_OK;
+}
+
+/* AL1, AL5: every authenticated request leaves an entry, durable before the reply
+ * (a failure to write it turns the reply into a 503: fail closed). Handlers of
+ * CF_ROUTE_AUDITS routes wrote theirs with their change; refusals are written here.
+ * Refusals before authentication are not one entry each (a flood would grow the log):
+ * they are logged, and counted by the rate limits. */
+static void audit_request(struct cf_req *req)
+{
+	const struct cf_route *r = req->match.route;
+	if (!req->authed || ((r->flags & CF_ROUTE_AUDITS) && req->status < 400))
+		return;
+	enum cf_outcome outcome = req->status < 400   ? CF_OUTCOME_OK
+	                          : req->status < 500 ? CF_OUTCOME_DENIED
+	                                              : CF_OUTCOME_FAILED;
+	char resource[CF_AUDIT_TEXT_MAX + 1] = "";
+	struct cf_span id = cf_req_param(req, "id");
+	if (id.ptr)
+		cf_span_to_str(id, resource, sizeof resource);
+	struct cf_auth_call call = cf_req_call(req);
+	cf_err_detail_clear();
+	cf_err e = cf_auth_audit_record(req->srv->auth, &call, req->who.tenant.id, r->name,
+	                                resource[0] ? resource : NULL, outcome, req->err);
+	if (e != CF_OK) {
+		cf_log(CF_LOG_ERROR, req->id, "audit_failed", "%s: %s", cf_err_name(e),
+		       cf_err_detail());
+		free(req->set_cookie);
+		req->set_cookie = NULL;
+		reply_error(req, cf_err_fail(CF_E_STORE_UNAVAILABLE,
+		                             "the audit entry could not be written"));
+	}
+}
+
 static void run_handler(struct cf_req *req)
 {
 	cf_err_detail_clear();
-	cf_err e = req->match.route->handler(req);
+	const struct cf_route *r = req->match.route;
+	cf_err e = CF_OK;
+	if (!(r->flags & CF_ROUTE_PUBLIC))
+		e = req->deferred
+		            ? gate(req)
+		            : cf_err_fail(CF_E_INTERNAL, "route %s must be deferred", r->name);
+	if (e == CF_OK)
+		e = r->handler(req);
 	if (e != CF_OK)
 		reply_error(req, e);
 	else if (!req->status)
-		reply_error(req, cf_err_fail(CF_E_INTERNAL, "handler %s gave no reply",
-		                             req->match.route->name));
+		reply_error(req, cf_err_fail(CF_E_INTERNAL, "handler %s gave no reply", r->name));
+	if (!(r->flags & CF_ROUTE_PUBLIC))
+		audit_request(req);
 }
 
 /* Pool thread: run the handler, then hand the connection back to its I/O thread. */
@@ -274,6 +399,25 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	return CF_OK;
 }
 
+static void peer_text(struct MHD_Connection *conn, char *out, size_t cap)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	(void)snprintf(out, cap, "-");
+	if (!ci || !ci->client_addr)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in s4;
+		memcpy(&s4, sa, sizeof s4);
+		(void)inet_ntop(AF_INET, &s4.sin_addr, out, (socklen_t)cap);
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 s6;
+		memcpy(&s6, sa, sizeof s6);
+		(void)inet_ntop(AF_INET6, &s6.sin6_addr, out, (socklen_t)cap);
+	}
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **ctx)
@@ -295,6 +439,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		cf_buf_init(&req->body, srv->cfg.max_body);
 		if (cf_random_hex(req->id, sizeof req->id, 16) != CF_OK)
 			(void)snprintf(req->id, sizeof req->id, "unavailable");
+		peer_text(conn, req->peer, sizeof req->peer);
 		cf_err_detail_clear();
 		cf_err e = admit(req, url, method);
 		if (e == CF_E_TOO_LARGE || e == CF_E_RATE_LIMITED || e == CF_E_SHUTTING_DOWN) {
@@ -378,6 +523,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
 	}
 	cf_buf_free(&req->body);
 	free(req->reply);
+	if (req->set_cookie) {
+		cf_wipe(req->set_cookie, strlen(req->set_cookie));
+		free(req->set_cookie);
+	}
+	cf_wipe(&req->who, sizeof req->who);
 	free(req);
 	atomic_fetch_sub(&srv->inflight, 1);
 }
@@ -470,7 +620,7 @@ static unsigned ncpu(void)
 }
 
 cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, struct cf_keyring *keys,
-                       struct cf_server **out)
+                       struct cf_auth *auth, struct cf_server **out)
 {
 	cf_err err = CF_OK;
 	gnutls_priority_t prio;
@@ -487,6 +637,7 @@ cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, stru
 	srv->cfg = *cfg;
 	srv->store = store;
 	srv->keys = keys;
+	srv->auth = auth;
 	srv->listen_fd = -1;
 	unsigned workers = cfg->workers ? cfg->workers : ncpu();
 	unsigned threads = cfg->threads ? cfg->threads : ncpu();

@@ -145,8 +145,8 @@ static cf_err ins_fn(struct cf_tx *tx, void *ctx)
 	                  v, 3, NULL);
 }
 
-cf_err cf_vault_tenant_create(struct cf_store *st, struct cf_keyring *kr, const char *name,
-                              unsigned rotation_days, json_t **out)
+static cf_err create_row(struct cf_store *st, struct cf_keyring *kr, const char *name,
+                         unsigned rotation_days, json_t **out)
 {
 	json_t *existing = NULL;
 	cf_err err = find(st, name, &existing);
@@ -182,6 +182,51 @@ cf_err cf_vault_tenant_create(struct cf_store *st, struct cf_keyring *kr, const 
 	                 "created_at", (json_int_t)in.now);
 	CF_ENSURE(*out, CF_E_NOMEM);
 	cf_log(CF_LOG_INFO, NULL, "tenant_created", "tenant %s created as %s", name, id);
+	return CF_OK;
+}
+
+cf_err cf_vault_tenant_create(struct cf_store *st, struct cf_keyring *kr, struct cf_auth *auth,
+                              const struct cf_auth_call *call, const char *name,
+                              unsigned rotation_days, const char *owner_email, json_t **out)
+{
+	json_t *t = NULL;
+	CF_TRY(create_row(st, kr, name, rotation_days, &t));
+	if (!owner_email) {
+		*out = t;
+		return CF_OK;
+	}
+	/* The first owner: invited with a setup link the operator hands over. If the owner
+	 * cannot be made, the tenant is deleted again (shredded): never one without. */
+	struct cf_tenant_ref ref = {.active = true};
+	(void)snprintf(ref.id, sizeof ref.id, "%s", json_string_value(json_object_get(t, "id")));
+	(void)snprintf(ref.name, sizeof ref.name, "%s", name);
+	json_t *roles = json_pack("[s]", "owner");
+	json_t *user = NULL;
+	char token[64] = "";
+	cf_err err = roles ? cf_auth_user_create(auth, call, &ref, owner_email, roles, &user, token)
+	                   : CF_E_NOMEM;
+	json_decref(roles);
+	if (err == CF_OK) {
+		json_t *owner =
+		        json_pack("{s:O, s:O, s:s}", "id", json_object_get(user, "id"), "email",
+		                  json_object_get(user, "email"), "setup_token", token);
+		if (!owner || json_object_set_new(t, "owner", owner) != 0)
+			err = CF_E_NOMEM;
+	}
+	cf_wipe(token, sizeof token);
+	json_decref(user);
+	if (err) {
+		char keep[256];
+		(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
+		unsigned n = 0;
+		json_decref(t);
+		if (cf_vault_tenant_delete(st, kr, name, &n) != CF_OK)
+			cf_log(CF_LOG_ERROR, NULL, "tenant_half_made",
+			       "tenant %s: its owner could not be made nor the tenant removed",
+			       name);
+		return cf_err_fail(err, "%s", keep[0] ? keep : "the owner could not be created");
+	}
+	*out = t;
 	return CF_OK;
 }
 
@@ -252,7 +297,18 @@ static cf_err del_fn(struct cf_tx *tx, void *ctx)
 {
 	const char *id = ctx;
 	struct cf_val v[] = {CF_V_TEXT(id)};
-	/* (Later issues add the tenant's data tables here, in the same transaction.) */
+	/* Every table of tenant rows, in the same transaction (later issues add theirs). */
+	static const char *const tables[] = {
+	        "DELETE FROM users WHERE tenant_id = $1",
+	        "DELETE FROM roles WHERE tenant_id = $1",
+	        "DELETE FROM grants WHERE tenant_id = $1",
+	        "DELETE FROM sessions WHERE tenant_id = $1",
+	        "DELETE FROM clients WHERE tenant_id = $1",
+	        "DELETE FROM tokens_revoked WHERE tenant_id = $1",
+	        "DELETE FROM auth_links WHERE tenant_id = $1",
+	};
+	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+		CF_TRY(cf_tx_exec(tx, tables[i], v, 1, NULL));
 	return cf_tx_exec(tx, "DELETE FROM tenants WHERE tenant_id = $1", v, 1, NULL);
 }
 
@@ -263,7 +319,7 @@ static cf_err finish_delete(struct cf_store *st, struct cf_keyring *kr, const ch
 	CF_TRY(cf_keys_tenant_shred(kr, id, destroyed));
 	char copy[CF_TENANT_ID_MAX + 1];
 	(void)snprintf(copy, sizeof copy, "%s", id);
-	return cf_store_write_wait(st, NULL, del_fn, copy);
+	return cf_store_write_wait(st, copy, del_fn, copy);
 }
 
 cf_err cf_vault_tenant_delete(struct cf_store *st, struct cf_keyring *kr, const char *name,

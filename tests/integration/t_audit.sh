@@ -10,7 +10,7 @@ export COFFRE_AUDIT_CHECKPOINT_INTERVAL=1
 start_server --log-level warn || { fail "coffred starts"; done_testing; exit 1; }
 DATA=$SRV_DIR/data
 op() { "$COFFRE" --data "$DATA" "$@"; }
-for t in acme globex initech; do op tenant create "$t" >/dev/null; done
+for t in acme globex initech; do op tenant create "$t" --owner owner@example.com >/dev/null; done
 op keys rotate --tenant acme >/dev/null
 op operator unseal --secret-fd 3 3<<<"not it" >/dev/null 2>&1 # refused: already unsealed
 n=0
@@ -46,7 +46,7 @@ out=$(op --json audit list --outcome failed)
 out=$(op --json audit list --tenant acme --actor alice@example.com); rc=$?
 [ $rc = 0 ] && [ "$(jget entries <<<"$out")" = "[]" ] && ok "audit list --tenant: a tenant's own log, searched by a clear value" || fail "audit list --tenant" "rc=$rc $out"
 op audit list --tenant nobody >/dev/null 2>&1; [ $? = 1 ] && ok "audit list of an unknown tenant: an error" || fail "audit list of an unknown tenant: an error"
-op tenant create hooli >/dev/null
+op tenant create hooli --owner owner@example.com >/dev/null
 sleep 1.5
 op audit verify --trusted-checkpoint "$SRV_DIR/trusted.txt" >/dev/null && ok "the grown log extends the checkpoint kept earlier" || fail "the grown log extends the checkpoint kept earlier"
 # ...and the same, proven online with the API's proofs and checked by the customer's side
@@ -106,7 +106,8 @@ out=$(op audit verify 2>&1); rc=$?
 tamper "a damaged entry" "UPDATE audit_entries SET body = x'01' WHERE leaf_index = 0" "entry 0 is damaged"
 tamper "an edited row (tenant sequence)" "UPDATE audit_entries SET seq = 9 WHERE leaf_index = 1" "entry 1"
 tamper "a removed entry" "DELETE FROM audit_entries WHERE leaf_index = 2" "index 2 is missing"
-tamper "a reordered pair" "UPDATE audit_entries SET leaf_index = -1 WHERE leaf_index = 1; UPDATE audit_entries SET leaf_index = 1 WHERE leaf_index = 3; UPDATE audit_entries SET leaf_index = 3 WHERE leaf_index = -1" "entry 1"
+# Entries 1 and 2 are the dev tenant's first two (its owner's invitation and setup).
+tamper "a reordered pair" "UPDATE audit_entries SET leaf_index = -1 WHERE leaf_index = 1; UPDATE audit_entries SET leaf_index = 1 WHERE leaf_index = 2; UPDATE audit_entries SET leaf_index = 2 WHERE leaf_index = -1" "entry 1"
 tamper "a forged checkpoint" "UPDATE audit_checkpoints SET note = replace(note, char(10) || (SELECT size FROM audit_checkpoints LIMIT 1) || char(10), char(10) || '999' || char(10))" "checkpoint at size"
 tamper "a truncated log" "DELETE FROM audit_entries WHERE leaf_index >= 3" "removed"
 cp "$SRV_DIR/pristine.db" "$DB"
@@ -128,10 +129,12 @@ for i in $(seq 1 50); do [ -S "$SINKS/log.sock" ] && break; sleep 0.1; done
 export COFFRE_AUDIT_SINK_FILE=$SINKS/audit.jsonl COFFRE_AUDIT_SINK_SYSLOG=$SINKS/log.sock COFFRE_AUDIT_SINK_STORE=sqlite:$SINKS/copy.db
 start_server --log-level warn || fail "coffred starts with sinks"
 DATA=$SRV_DIR/data
-for t in s1 s2 s3 s4; do op tenant create "$t" >/dev/null; done
+for t in s1 s2 s3 s4; do op tenant create "$t" --owner owner@example.com >/dev/null; done
 indices() { python3 -c 'import json,sys;print(" ".join(str(json.loads(l)["index"]) for l in open(sys.argv[1]) if "\"entry\"" in l))' "$1"; }
 upto() { seq -s ' ' 0 $(($1 - 1)); } # "0 1 ... N-1"
-N=6 # --dev's own init and first tenant, then the four above
+# --dev's own init, its first tenant and that tenant's owner (invited, set up), then the
+# four above, each with its owner's invitation.
+N=12
 for i in $(seq 1 30); do [ "$(indices "$SINKS/audit.jsonl" 2>/dev/null)" = "$(upto $N)" ] && break; sleep 0.1; done
 [ "$(indices "$SINKS/audit.jsonl")" = "$(upto $N)" ] && ok "the file sink has every entry, in order, within a second or so" || fail "the file sink has every entry" "$(indices "$SINKS/audit.jsonl")"
 for i in $(seq 1 30); do grep -q '"type":"checkpoint"' "$SINKS/audit.jsonl" && break; sleep 0.2; done
@@ -147,8 +150,8 @@ printf '{"type":"entry","index":%d,"ti' $N >>"$SINKS/audit.jsonl" # a line cut b
 SRV_PID=$!
 SERVERS+=("$SRV_PID")
 wait_port "$SRV_DIR/out2" 'URL: +https://127\.0\.0\.1:[0-9]+'
-for t in s5 s6; do op tenant create "$t" >/dev/null; done
-M=$((N + 3)) # the restart's unseal, then two tenants
+for t in s5 s6; do op tenant create "$t" --owner owner@example.com >/dev/null; done
+M=$((N + 5)) # the restart's unseal, then two tenants and their owners
 for i in $(seq 1 30); do [ "$(indices "$SINKS/audit.jsonl" 2>/dev/null)" = "$(upto $M)" ] && break; sleep 0.1; done
 [ "$(indices "$SINKS/audit.jsonl")" = "$(upto $M)" ] && ok "after a SIGKILL the file sink resumes exactly: no gap, no duplicate, the cut line gone" || fail "the file sink resumes exactly after a crash" "$(indices "$SINKS/audit.jsonl"; tail -c 300 "$SINKS/audit.jsonl")"
 for i in $(seq 1 30); do [ "$(sqlite3 "$SINKS/copy.db" 'SELECT count(*) FROM audit_copy')" = $M ] && break; sleep 0.1; done

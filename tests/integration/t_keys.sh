@@ -51,7 +51,7 @@ state=$(ccurl "$URL/readyz" | jget checks.keys.state)
 op operator status >/dev/null; rc=$?
 [ $rc = 3 ] && ok "operator status exits 3 before init" || fail "operator status exits 3 before init" "rc=$rc"
 [ "$(stat -c %a "$SOCK")" = 600 ] && ok "the admin socket is 0600" || fail "the admin socket is 0600" "$(stat -c %a "$SOCK")"
-out=$(op tenant create acme 2>&1); rc=$?
+out=$(op tenant create acme --owner owner@example.com 2>&1); rc=$?
 [ $rc = 1 ] && grep -q not_initialized <<<"$out" && ok "tenant create before init: not_initialized" || fail "tenant create before init: not_initialized" "rc=$rc $out"
 
 # --- SO_PEERCRED: another user who can reach the socket is refused; root is served
@@ -78,11 +78,11 @@ out=$(op operator init --provider file --secret-fd 3 3<<<"$PASS" 2>&1); rc=$?
 [ $rc = 1 ] && grep -q conflict <<<"$out" && ok "a second init is refused (conflict)" || fail "a second init is refused (conflict)" "rc=$rc $out"
 
 # --- tenants
-op tenant create acme >/dev/null && ok "tenant create acme" || fail "tenant create acme"
-op tenant create globex >/dev/null && ok "tenant create globex" || fail "tenant create globex"
-out=$(op tenant create acme 2>&1); rc=$?
+op tenant create acme --owner owner@example.com >/dev/null && ok "tenant create acme" || fail "tenant create acme"
+op tenant create globex --owner owner@example.com >/dev/null && ok "tenant create globex" || fail "tenant create globex"
+out=$(op tenant create acme --owner owner@example.com 2>&1); rc=$?
 [ $rc = 1 ] && grep -q conflict <<<"$out" && ok "a taken name is refused (conflict)" || fail "a taken name is refused (conflict)" "rc=$rc $out"
-out=$(op tenant create 'Not Valid' 2>&1); rc=$?
+out=$(op tenant create 'Not Valid' --owner owner@example.com 2>&1); rc=$?
 [ $rc = 1 ] && grep -q invalid_argument <<<"$out" && ok "a malformed name is refused" || fail "a malformed name is refused" "rc=$rc $out"
 names=$(op --json tenant list | python3 -c 'import json,sys;print(" ".join(t["name"] for t in json.load(sys.stdin)["tenants"]))')
 [ "$names" = "acme globex" ] && ok "tenant list" || fail "tenant list" "$names"
@@ -139,7 +139,7 @@ out=$(op operator unseal --secret-fd 3 3<<<"${SH[0]}" 2>&1); rc=$?
 out=$(op operator unseal --secret-fd 3 3<<<"${SH[2]}x" 2>&1); rc=$?
 [ $rc = 1 ] && grep -q mistyped <<<"$out" && ok "a mistyped share is refused by its checksum" || fail "a mistyped share is refused by its checksum" "rc=$rc $out"
 op operator unseal --secret-fd 3 3<<<"${SH[2]}" >/dev/null && op operator status >/dev/null && ok "the second share unseals" || fail "the second share unseals"
-op tenant create after-rekey >/dev/null && ok "the vault works under the new root key" || fail "the vault works under the new root key"
+op tenant create after-rekey --owner owner@example.com >/dev/null && ok "the vault works under the new root key" || fail "the vault works under the new root key"
 stop_server
 
 # --- ER7: a data store refuses a keystore that is not its own

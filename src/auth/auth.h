@@ -1,0 +1,208 @@
+/* coffre — auth: identity and access (DESIGN §3; measures IA1–IA13, TI1, TR3).
+ *
+ * A tenant's people are users (each in exactly one tenant: a person in two tenants has
+ * two logins); its programs are API clients. Both get roles, and roles are sets of
+ * permissions (perms.c): the four built-in roles and a tenant's own. A user logs in
+ * with email and password and gets a session (a cookie); a client exchanges its id and
+ * secret for a short-lived access token (a JWT signed with the deployment's Ed25519
+ * key). Every request then carries one or the other, and cf_auth_authenticate turns it
+ * into a principal: tenant, who, and the permissions looked up now (never trusted from
+ * the token). cf_auth_authorize is the one check every route goes through.
+ *
+ * Secrets are stored as what cannot give them back: passwords as Argon2id PHC strings
+ * (computed on a bounded number of threads), session ids, client secrets and link tokens
+ * as an HMAC under the tenant's token purpose key. Every change and every refusal after
+ * the tenant is known is an audit entry, written in the same transaction as the change. */
+#ifndef CF_AUTH_H
+#define CF_AUTH_H
+
+#include "audit/audit.h"
+#include "base/base.h"
+#include "keys/keys.h"
+#include "store/store.h"
+
+#define CF_TENANT_NAME_MAX 63
+
+/* --- permissions and roles (perms.c) ---------------------------------------------------- */
+enum cf_perm {
+	CF_P_RECORDS_READ,
+	CF_P_RECORDS_WRITE,
+	CF_P_RECORDS_DELETE,
+	CF_P_PII_REVEAL,
+	CF_P_FILES_READ,
+	CF_P_FILES_WRITE,
+	CF_P_USERS_MANAGE,
+	CF_P_CLIENTS_MANAGE,
+	CF_P_ROLES_MANAGE,
+	CF_P_KEYS_MANAGE,
+	CF_P_AUDIT_READ,
+	CF_P_TENANT_MANAGE,
+	CF_P_COUNT
+};
+typedef uint32_t cf_perms;
+#define CF_PERM(p)   ((cf_perms)1u << (unsigned)(p))
+#define CF_PERMS_ALL (CF_PERM(CF_P_COUNT) - 1u)
+/* "records.read", ... (the documented list: docs/access.md). */
+const char *cf_perm_name(enum cf_perm p);
+CF_MUST cf_err cf_perm_parse(const char *name, enum cf_perm *out);
+/* The built-in roles' permissions: owner, admin, agent, end_user. false for another. */
+bool cf_role_builtin(const char *name, cf_perms *out);
+/* A JSON array of permission names. */
+json_t *cf_perms_json(cf_perms p);
+
+/* --- the part's state ------------------------------------------------------------------- */
+struct cf_auth_opts {
+	struct cf_store *store;
+	struct cf_keyring *keys;
+	unsigned session_idle, session_max, token_ttl; /* seconds */
+	struct cf_argon2_params argon2;
+	unsigned hash_threads; /* Argon2 computations at once (0: one per core) */
+	const char *outbox;    /* the file notifier's folder */
+	const char *public_url;
+};
+struct cf_auth;
+CF_MUST cf_err cf_auth_new(const struct cf_auth_opts *o, struct cf_auth **out);
+void cf_auth_free(struct cf_auth **pp);
+/* The address users reach coffre at (the tokens' issuer), once the listener's port is
+ * known (listen on port 0). Call before the first request is served. */
+void cf_auth_set_public_url(struct cf_auth *a, const char *url);
+
+/* A tenant as auth sees it (its row in the store). */
+struct cf_tenant_ref {
+	char id[CF_TENANT_ID_MAX + 1];
+	char name[CF_TENANT_NAME_MAX + 1];
+	bool active;
+};
+/* By name: CF_E_NOT_FOUND, CF_E_TENANT_SUSPENDED (or being deleted). */
+CF_MUST cf_err cf_auth_tenant(struct cf_auth *a, const char *name, struct cf_tenant_ref *out);
+
+/* Who is calling, once authenticated. */
+enum cf_principal_kind { CF_PRINCIPAL_NONE = 0, CF_PRINCIPAL_USER, CF_PRINCIPAL_CLIENT };
+#define CF_AUTH_ID_MAX 40
+struct cf_principal {
+	enum cf_principal_kind kind;
+	struct cf_tenant_ref tenant;
+	char id[CF_AUTH_ID_MAX + 1]; /* user id ("u...") or client id ("c...") */
+	cf_perms perms;
+	char roles[128];  /* "admin,agent": what an audit entry names as the privilege (AL5) */
+	bool via_cookie;  /* a session: writes must carry the CSRF token */
+	int64_t auth_at;  /* when the password was last given (re-authentication) */
+	char csrf[44];    /* the session's CSRF token (cookie sessions only) */
+	char sid_mac[65]; /* the session (hex HMAC), for logout */
+	char jti[40];     /* the access token's id (tokens only) */
+	int64_t token_exp;
+};
+
+/* Where a request comes from: for audit entries and throttling. */
+struct cf_auth_call {
+	const char *request_id;
+	const char *source;             /* the peer address */
+	const struct cf_principal *who; /* NULL before authentication */
+	const char *operator_id;        /* an operator or coffred itself ("uid=0"), or NULL */
+};
+
+/* --- users, passwords, sessions (users.c) ------------------------------------------------ */
+/* Creates a user in state 'invited' with roles (a JSON array of role names, may be NULL)
+ * and a single-use setup link (72 h) sent through the notifier; *link gets the link's
+ * token too when link is not NULL (the tenant's first owner: printed to the operator).
+ * *out gets the user's JSON. CF_E_CONFLICT for a taken email; CF_E_INVALID for a
+ * malformed email or an unknown role. */
+CF_MUST cf_err cf_auth_user_create(struct cf_auth *a, const struct cf_auth_call *c,
+                                   const struct cf_tenant_ref *t, const char *email,
+                                   const json_t *roles, json_t **out, char link[64]);
+CF_MUST cf_err cf_auth_user_list(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
+CF_MUST cf_err cf_auth_user_get(struct cf_auth *a, const struct cf_tenant_ref *t, const char *id,
+                                json_t **out);
+/* Changes roles (array, may be NULL) and/or state ("active", "disabled"; NULL keeps).
+ * Disabling revokes the user's sessions at once (IA10). */
+CF_MUST cf_err cf_auth_user_update(struct cf_auth *a, const struct cf_auth_call *c,
+                                   const struct cf_tenant_ref *t, const char *id,
+                                   const json_t *roles, const char *state, json_t **out);
+CF_MUST cf_err cf_auth_user_delete(struct cf_auth *a, const struct cf_auth_call *c,
+                                   const struct cf_tenant_ref *t, const char *id);
+
+/* The password policy (IA3): CF_E_WEAK_PASSWORD naming the rule that failed. */
+CF_MUST cf_err cf_auth_password_check(struct cf_auth *a, const char *email, struct cf_span pw);
+/* A setup (or reset) link's token and a new password: activates the user. */
+CF_MUST cf_err cf_auth_setup(struct cf_auth *a, const struct cf_auth_call *c,
+                             const struct cf_tenant_ref *t, const char *token, struct cf_span pw);
+/* Changes the caller's own password: the current one is required. Ends every other
+ * session of the user. */
+CF_MUST cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
+                                       struct cf_span current, struct cf_span next);
+
+/* A login: email and password. The session's cookie value goes to cookie (it is the
+ * secret: shown once, stored only as an HMAC), *out gets {"user", "csrf_token",
+ * "expires_at"}. CF_E_BAD_CREDENTIALS whatever was wrong (unknown email, wrong
+ * password, disabled user), with the same work done either way. */
+#define CF_AUTH_COOKIE_MAX 160
+CF_MUST cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c,
+                             const struct cf_tenant_ref *t, const char *email, struct cf_span pw,
+                             char cookie[CF_AUTH_COOKIE_MAX], json_t **out);
+CF_MUST cf_err cf_auth_logout(struct cf_auth *a, const struct cf_auth_call *c);
+/* The caller's sessions (a user), and revoking one by its id (the "id" listed). */
+CF_MUST cf_err cf_auth_session_list(struct cf_auth *a, const struct cf_principal *p, json_t **out);
+
+/* --- API clients and tokens (clients.c, jwt.c) ------------------------------------------- */
+/* Creates a client with roles; *out gets {"client_id", "client_secret", ...}: the secret
+ * is shown this once. */
+CF_MUST cf_err cf_auth_client_create(struct cf_auth *a, const struct cf_auth_call *c,
+                                     const struct cf_tenant_ref *t, const char *name,
+                                     const json_t *roles, json_t **out);
+CF_MUST cf_err cf_auth_client_list(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
+/* Disables a client: its tokens stop working at once. */
+CF_MUST cf_err cf_auth_client_disable(struct cf_auth *a, const struct cf_auth_call *c,
+                                      const struct cf_tenant_ref *t, const char *id);
+/* The client credentials grant: {"access_token", "token_type", "expires_in"}. */
+CF_MUST cf_err cf_auth_token_issue(struct cf_auth *a, const struct cf_auth_call *c,
+                                   const struct cf_tenant_ref *t, const char *client_id,
+                                   struct cf_span secret, json_t **out);
+/* Revokes the caller's own access token. */
+CF_MUST cf_err cf_auth_token_revoke(struct cf_auth *a, const struct cf_auth_call *c);
+/* The token keys' JWKS (RFC 7517, OKP keys of RFC 8037). */
+CF_MUST cf_err cf_auth_jwks(struct cf_auth *a, json_t **out);
+
+/* The strict JWT check (jwt.c, fuzzed): header alg EdDSA, typ at+jwt, a known kid, no
+ * jku/x5u/jwk/crit, strict base64url, the signature, then iss, aud, sub, tenant, iat,
+ * exp, jti. CF_E_INVALID_TOKEN saying why. */
+struct cf_jwt_claims {
+	char sub[CF_AUTH_ID_MAX + 1];
+	char tenant[CF_TENANT_ID_MAX + 1];
+	char jti[40];
+	int64_t iat, exp;
+};
+CF_MUST cf_err cf_jwt_verify(struct cf_span token, const uint8_t pub[CF_ED25519_PUB],
+                             const char *kid, const char *iss, int64_t now,
+                             struct cf_jwt_claims *out);
+/* The key id of a public key: base64url of the first 12 bytes of its SHA-256. */
+void cf_jwt_kid(const uint8_t pub[CF_ED25519_PUB], char kid[17]);
+
+/* --- every request (authz.c) ------------------------------------------------------------- */
+/* What a request carries. */
+struct cf_auth_creds {
+	const char *cookie;        /* the __Host-coffre_session value, or NULL */
+	const char *authorization; /* the Authorization header, or NULL */
+};
+/* Turns credentials into a principal: CF_E_UNAUTHENTICATED when there are none,
+ * CF_E_INVALID_TOKEN or CF_E_UNAUTHENTICATED (expired session) when they do not hold. */
+CF_MUST cf_err cf_auth_authenticate(struct cf_auth *a, const struct cf_auth_creds *cr,
+                                    struct cf_principal *out);
+/* The one authorisation check (IA1, TI1): the principal belongs to the tenant named in
+ * the path (tenant NULL: a route of no tenant) and holds perm (CF_P_COUNT: any
+ * authenticated caller). CF_E_FORBIDDEN otherwise, CF_E_NOT_FOUND for another tenant
+ * (so a caller learns nothing of other tenants). */
+CF_MUST cf_err cf_auth_authorize(const struct cf_principal *p, const char *tenant, unsigned perm);
+/* The principal's JSON (GET /v1/auth/me). */
+json_t *cf_principal_json(const struct cf_principal *p);
+
+/* Audit entries for this part: what the call did, in the caller's transaction. */
+CF_MUST cf_err cf_auth_audit_prepare(struct cf_auth *a, const struct cf_auth_call *c,
+                                     const char *tenant_id, const char *action,
+                                     const char *resource, enum cf_outcome outcome, cf_err error,
+                                     struct cf_audit_prepared *out);
+/* The same written alone, durable on return (a read, a refusal). */
+CF_MUST cf_err cf_auth_audit_record(struct cf_auth *a, const struct cf_auth_call *c,
+                                    const char *tenant_id, const char *action, const char *resource,
+                                    enum cf_outcome outcome, cf_err error);
+
+#endif

@@ -1,0 +1,61 @@
+/* coffre — auth: what its files share. Internal. */
+#ifndef CF_AUTH_INTERNAL_H
+#define CF_AUTH_INTERNAL_H
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "auth/auth.h"
+
+struct cf_auth {
+	struct cf_store *store;
+	struct cf_keyring *keys;
+	unsigned session_idle, session_max, token_ttl;
+	struct cf_argon2_params argon2;
+	char outbox[CF_PATH_MAX];
+	char public_url[256];
+	/* IA3: Argon2 runs at most hash_threads at once (each takes argon2.m_kib). */
+	pthread_mutex_t hash_mu;
+	pthread_cond_t hash_cv;
+	unsigned hash_free;
+	/* libpwquality and cracklib keep state: one check at a time. */
+	pthread_mutex_t pwq_mu;
+	void *pwq; /* pwquality_settings_t */
+	/* A PHC string of a password nobody has: unknown users cost the same work. */
+	char dummy_phc[160];
+	/* Verified tokens until they expire (an Ed25519 verification is ~50 µs). */
+	pthread_mutex_t cache_mu;
+	struct token_slot *cache;
+};
+
+/* base64url without padding (RFC 7515 §2); decode is strict (canonical). */
+void cf_b64url_encode(const uint8_t *p, size_t n, char *out);
+CF_MUST cf_err cf_b64url_decode(struct cf_span in, uint8_t *out, size_t cap, size_t *out_len);
+
+typedef cf_err (*cf_jwt_sign_fn)(void *ctx, struct cf_span msg, uint8_t sig[CF_ED25519_SIG]);
+/* Makes a signed token of these claims into out (cap >= 1024). */
+CF_MUST cf_err cf_jwt_make(const char *kid, const char *iss, const struct cf_jwt_claims *cl,
+                           cf_jwt_sign_fn sign, void *ctx, char *out, size_t cap);
+
+/* The hex HMAC of a secret under the tenant's token purpose key: what is stored for
+ * session ids, client secrets and link tokens. */
+CF_MUST cf_err auth_mac(struct cf_auth *a, const char *tenant_id, const char *label,
+                        struct cf_span secret, uint8_t out[CF_HMAC_LEN]);
+/* A random secret: prefix then base64url of n bytes (out holds prefix + 4n/3 + 2). */
+CF_MUST cf_err auth_secret(const char *prefix, size_t n, char *out, size_t cap);
+/* Argon2id on the bounded pool of hash slots. */
+CF_MUST cf_err auth_hash_password(struct cf_auth *a, struct cf_span pw, char phc[160]);
+CF_MUST cf_err auth_verify_password(struct cf_auth *a, const char *phc, struct cf_span pw);
+/* Roles: every name is a built-in role or one of the tenant's, granting nothing beyond
+ * limit (the granter's own permissions); perms gets their union. */
+CF_MUST cf_err auth_roles_check(struct cf_tx *tx, const json_t *roles, cf_perms limit);
+CF_MUST cf_err auth_grants_set(struct cf_tx *tx, const char *kind, const char *id,
+                               const json_t *roles, cf_perms limit);
+/* What the caller may grant: its own permissions (an operator: all). */
+cf_perms auth_grant_limit(const struct cf_auth_call *c);
+CF_MUST cf_err auth_grants_load(struct cf_tx *tx, const char *kind, const char *id, cf_perms *perms,
+                                char *names, size_t cap);
+/* The tenant's row (inside a transaction). */
+CF_MUST cf_err auth_tenant_tx(struct cf_tx *tx, const char *name, struct cf_tenant_ref *out);
+
+#endif

@@ -1,0 +1,618 @@
+/* coffre — users: invitation and setup links, passwords (IA3, IA4), logins and sessions
+ * (TR3, IA13), and their management by the tenant's admins (IA12). */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth/internal.h"
+
+#define LINK_TTL_S  (72 * 3600) /* a setup link: three days to act on an invitation */
+#define EMAIL_MAX   254
+#define SECRET_LEN  32 /* bytes of a session id or link token */
+#define USER_ID_LEN 17 /* "u" and 16 hex digits */
+
+/* A plausible address (RFC 5321 sizes), lower-cased: what identifies a login. */
+static cf_err email_norm(const char *in, char out[EMAIL_MAX + 1])
+{
+	size_t n = in ? strlen(in) : 0;
+	CF_ENSURE(n >= 3 && n <= EMAIL_MAX,
+	          cf_err_fail(CF_E_INVALID, "email must be an address of at most 254 bytes"));
+	const char *at = strchr(in, '@');
+	bool ok = at && at != in && strchr(at + 1, '@') == NULL && strchr(at + 1, '.') != NULL &&
+	          at[1] != '.' && in[n - 1] != '.' && (size_t)(at - in) <= 64;
+	for (size_t i = 0; ok && i < n; i++) {
+		unsigned char ch = (unsigned char)in[i];
+		ok = ch > 0x20 && ch != 0x7f && ch != '"' && ch != '<' && ch != '>' && ch != ',' &&
+		     ch != ';' && ch != '\\';
+		out[i] = (char)(ch < 0x80 ? tolower(ch) : ch);
+	}
+	CF_ENSURE(ok, cf_err_fail(CF_E_INVALID, "email is not a valid address"));
+	out[n] = '\0';
+	return CF_OK;
+}
+
+/* The file notifier (development and tests; SMTP comes with the reset flow): one JSON
+ * file per message, owner-only, written whole (temporary name, then rename). */
+static cf_err notify(struct cf_auth *a, const char *to, const char *kind, const char *tenant,
+                     const char *token, int64_t expires_at)
+{
+	if (!a->outbox[0])
+		return CF_OK;
+	if (mkdir(a->outbox, 0700) != 0 && errno != EEXIST)
+		return cf_err_fail(CF_E_IO, "notifier: cannot create %s: %s", a->outbox,
+		                   strerror(errno));
+	char link[512];
+	(void)snprintf(link, sizeof link, "%s/v1/t/%s/auth/setup", a->public_url, tenant);
+	json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "to", to, "kind", kind, "tenant",
+	                      tenant, "url", link, "token", token, "expires_at",
+	                      (json_int_t)expires_at);
+	char *text = NULL;
+	size_t len = 0;
+	cf_err err = m ? cf_json_dump(m, &text, &len) : CF_E_NOMEM;
+	json_decref(m);
+	CF_TRY(err);
+	char id[17], path[CF_PATH_MAX + 64];
+	err = cf_random_hex(id, sizeof id, 8);
+	(void)snprintf(path, sizeof path, "%s/%lld-%s.json", a->outbox, (long long)time(NULL), id);
+	if (err == CF_OK)
+		err = cf_file_write_atomic(path, (const uint8_t *)text, len, 0600);
+	cf_wipe(text, len);
+	free(text);
+	return err;
+}
+
+struct list_q {
+	json_t *arr;
+	const char *only; /* one user id, or NULL */
+};
+
+static cf_err list_row(const struct cf_row *row, void *ctx)
+{
+	struct list_q *q = ctx;
+	struct cf_span id = cf_row_blob(row, 0);
+	struct cf_span em = cf_row_blob(row, 1), st = cf_row_blob(row, 2);
+	json_t *o =
+	        json_pack("{s:s%, s:s%, s:s%, s:I, s:o}", "id", id.ptr, id.len, "email", em.ptr,
+	                  em.len, "state", st.ptr, st.len, "created_at",
+	                  (json_int_t)cf_row_int(row, 3), "last_login_at",
+	                  cf_row_is_null(row, 4) ? json_null()
+	                                         : json_integer((json_int_t)cf_row_int(row, 4)));
+	CF_ENSURE(o, CF_E_NOMEM);
+	return json_array_append_new(q->arr, o) == 0 ? CF_OK : CF_E_NOMEM;
+}
+
+static cf_err roles_of(struct cf_tx *tx, const char *kind, json_t *arr, const char *id_key)
+{
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *o = json_array_get(arr, i);
+		char names[128];
+		cf_perms perms = 0;
+		CF_TRY(auth_grants_load(tx, kind, json_string_value(json_object_get(o, id_key)),
+		                        &perms, names, sizeof names));
+		json_t *roles = json_array();
+		CF_ENSURE(roles, CF_E_NOMEM);
+		char *save = NULL;
+		for (char *r = strtok_r(names, ",", &save); r; r = strtok_r(NULL, ",", &save))
+			(void)json_array_append_new(roles, json_string(r));
+		CF_ENSURE(json_object_set_new(o, "roles", roles) == 0, CF_E_NOMEM);
+		CF_ENSURE(json_object_set_new(o, "permissions", cf_perms_json(perms)) == 0,
+		          CF_E_NOMEM);
+	}
+	return CF_OK;
+}
+
+static cf_err list_fn(struct cf_tx *tx, void *ctx)
+{
+	struct list_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(cf_tx_tenant(tx)), CF_V_TEXT(q->only ? q->only : "")};
+	CF_TRY(cf_tx_query(tx,
+	                   q->only ? "SELECT user_id, email, state, created_at, last_login_at"
+	                             " FROM users WHERE tenant_id = $1 AND user_id = $2"
+	                           : "SELECT user_id, email, state, created_at, last_login_at"
+	                             " FROM users WHERE tenant_id = $1 ORDER BY email",
+	                   v, q->only ? 2 : 1, list_row, q));
+	return roles_of(tx, "user", q->arr, "id");
+}
+
+cf_err cf_auth_user_list(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out)
+{
+	struct list_q q = {.arr = json_array()};
+	CF_ENSURE(q.arr, CF_E_NOMEM);
+	cf_err err = cf_store_read(a->store, t->id, list_fn, &q);
+	if (err) {
+		json_decref(q.arr);
+		return err;
+	}
+	*out = q.arr;
+	return CF_OK;
+}
+
+cf_err cf_auth_user_get(struct cf_auth *a, const struct cf_tenant_ref *t, const char *id,
+                        json_t **out)
+{
+	struct list_q q = {.arr = json_array(), .only = id};
+	CF_ENSURE(q.arr, CF_E_NOMEM);
+	cf_err err = cf_store_read(a->store, t->id, list_fn, &q);
+	if (err == CF_OK && json_array_size(q.arr) == 1) {
+		*out = json_incref(json_array_get(q.arr, 0));
+		json_decref(q.arr);
+		return CF_OK;
+	}
+	json_decref(q.arr);
+	return err ? err : cf_err_fail(CF_E_NOT_FOUND, "no such user");
+}
+
+/* --- create ------------------------------------------------------------------------------ */
+struct create_tx {
+	const char *tenant, *email;
+	const json_t *roles;
+	cf_perms limit;
+	char id[USER_ID_LEN + 1];
+	uint8_t link_mac[CF_HMAC_LEN];
+	int64_t now;
+	struct cf_audit_prepared audit;
+};
+
+static cf_err create_fn(struct cf_tx *tx, void *ctx)
+{
+	struct create_tx *c = ctx;
+	struct cf_val v[] = {CF_V_TEXT(c->tenant), CF_V_TEXT(c->id), CF_V_TEXT(c->email),
+	                     CF_V_INT(c->now)};
+	cf_err e = cf_tx_exec(tx,
+	                      "INSERT INTO users (tenant_id, user_id, email, state, created_at)"
+	                      " VALUES ($1, $2, $3, 'invited', $4)",
+	                      v, 4, NULL);
+	CF_ENSURE(e != CF_E_CONFLICT,
+	          cf_err_fail(CF_E_CONFLICT, "a user with this email exists in the tenant"));
+	CF_TRY(e);
+	CF_TRY(auth_grants_set(tx, "user", c->id, c->roles, c->limit));
+	struct cf_val l[] = {CF_V_TEXT(c->tenant), CF_V_BLOB(c->link_mac, sizeof c->link_mac),
+	                     CF_V_TEXT(c->id), CF_V_INT(c->now + LINK_TTL_S)};
+	CF_TRY(cf_tx_exec(tx,
+	                  "INSERT INTO auth_links (tenant_id, mac, user_id, kind, expires_at)"
+	                  " VALUES ($1, $2, $3, 'setup', $4)",
+	                  l, 4, NULL));
+	return cf_audit_append(tx, &c->audit);
+}
+
+cf_err cf_auth_user_create(struct cf_auth *a, const struct cf_auth_call *c,
+                           const struct cf_tenant_ref *t, const char *email, const json_t *roles,
+                           json_t **out, char link[64])
+{
+	char em[EMAIL_MAX + 1];
+	CF_TRY(email_norm(email, em));
+	struct create_tx ct = {
+	        .tenant = t->id, .email = em, .roles = roles, .now = (int64_t)time(NULL)};
+	ct.limit = auth_grant_limit(c);
+	ct.id[0] = 'u';
+	CF_TRY(cf_random_hex(ct.id + 1, sizeof ct.id - 1, 8));
+	char token[64];
+	CF_TRY(auth_secret("", SECRET_LEN, token, sizeof token));
+	cf_err err = auth_mac(a, t->id, "link", cf_span_str(token), ct.link_mac);
+	if (err == CF_OK)
+		err = cf_auth_audit_prepare(a, c, t->id, "user.create", ct.id, CF_OUTCOME_OK, CF_OK,
+		                            &ct.audit);
+	if (err == CF_OK)
+		err = cf_store_write_wait(a->store, t->id, create_fn, &ct);
+	if (err == CF_OK)
+		err = notify(a, em, "setup", t->name, token, ct.now + LINK_TTL_S);
+	if (err == CF_OK && link)
+		memcpy(link, token, sizeof token);
+	cf_wipe(token, sizeof token);
+	CF_TRY(err);
+	return cf_auth_user_get(a, t, ct.id, out);
+}
+
+/* --- update, delete ---------------------------------------------------------------------- */
+struct update_tx {
+	const char *tenant, *id, *state;
+	const json_t *roles;
+	cf_perms limit;
+	struct cf_audit_prepared audit;
+};
+
+static cf_err update_fn(struct cf_tx *tx, void *ctx)
+{
+	struct update_tx *u = ctx;
+	struct cf_val k[] = {CF_V_TEXT(u->tenant), CF_V_TEXT(u->id)};
+	int64_t n = 0;
+	CF_TRY(cf_tx_exec(tx,
+	                  "UPDATE users SET state = state WHERE tenant_id = $1 AND user_id = $2", k,
+	                  2, &n));
+	CF_ENSURE(n == 1, cf_err_fail(CF_E_NOT_FOUND, "no such user"));
+	if (u->roles)
+		CF_TRY(auth_grants_set(tx, "user", u->id, u->roles, u->limit));
+	if (u->state) {
+		struct cf_val v[] = {CF_V_TEXT(u->state), CF_V_TEXT(u->tenant), CF_V_TEXT(u->id)};
+		/* An invited user stays invited until set up; re-enabling one keeps that. */
+		CF_TRY(cf_tx_exec(tx,
+		                  strcmp(u->state, "disabled") == 0
+		                          ? "UPDATE users SET state = $1 WHERE tenant_id = $2"
+		                            " AND user_id = $3"
+		                          : "UPDATE users SET state = CASE WHEN password IS NULL"
+		                            " THEN 'invited' ELSE $1 END WHERE tenant_id = $2"
+		                            " AND user_id = $3",
+		                  v, 3, NULL));
+		/* IA10: disabling ends every session of the user at once. */
+		if (strcmp(u->state, "disabled") == 0)
+			CF_TRY(cf_tx_exec(
+			        tx, "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2", k,
+			        2, NULL));
+	}
+	return cf_audit_append(tx, &u->audit);
+}
+
+cf_err cf_auth_user_update(struct cf_auth *a, const struct cf_auth_call *c,
+                           const struct cf_tenant_ref *t, const char *id, const json_t *roles,
+                           const char *state, json_t **out)
+{
+	CF_ENSURE(!state || strcmp(state, "active") == 0 || strcmp(state, "disabled") == 0,
+	          cf_err_fail(CF_E_INVALID, "state must be 'active' or 'disabled'"));
+	struct update_tx u = {.tenant = t->id, .id = id, .state = state, .roles = roles};
+	u.limit = auth_grant_limit(c);
+	const char *action = state && strcmp(state, "disabled") == 0 ? "user.disable"
+	                     : roles                                 ? "user.roles"
+	                                                             : "user.update";
+	CF_TRY(cf_auth_audit_prepare(a, c, t->id, action, id, CF_OUTCOME_OK, CF_OK, &u.audit));
+	CF_TRY(cf_store_write_wait(a->store, t->id, update_fn, &u));
+	return cf_auth_user_get(a, t, id, out);
+}
+
+static cf_err delete_fn(struct cf_tx *tx, void *ctx)
+{
+	struct update_tx *u = ctx;
+	struct cf_val k[] = {CF_V_TEXT(u->tenant), CF_V_TEXT(u->id)};
+	int64_t n = 0;
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM users WHERE tenant_id = $1 AND user_id = $2", k, 2, &n));
+	CF_ENSURE(n == 1, cf_err_fail(CF_E_NOT_FOUND, "no such user"));
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2", k, 2,
+	                  NULL));
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM auth_links WHERE tenant_id = $1 AND user_id = $2", k, 2,
+	                  NULL));
+	CF_TRY(auth_grants_set(tx, "user", u->id, NULL, 0));
+	return cf_audit_append(tx, &u->audit);
+}
+
+cf_err cf_auth_user_delete(struct cf_auth *a, const struct cf_auth_call *c,
+                           const struct cf_tenant_ref *t, const char *id)
+{
+	struct update_tx u = {.tenant = t->id, .id = id};
+	CF_TRY(cf_auth_audit_prepare(a, c, t->id, "user.delete", id, CF_OUTCOME_OK, CF_OK,
+	                             &u.audit));
+	return cf_store_write_wait(a->store, t->id, delete_fn, &u);
+}
+
+/* --- setup links ------------------------------------------------------------------------- */
+struct link_q {
+	uint8_t mac[CF_HMAC_LEN];
+	bool found, used;
+	int64_t expires;
+	char user[USER_ID_LEN + 1];
+	char email[EMAIL_MAX + 1];
+	char state[16];
+	char phc[160];
+	int64_t now;
+	const char *tenant;
+	struct cf_audit_prepared audit;
+};
+
+static cf_err link_row(const struct cf_row *row, void *ctx)
+{
+	struct link_q *q = ctx;
+	q->found = true;
+	cf_span_to_str(cf_row_blob(row, 0), q->user, sizeof q->user);
+	q->expires = cf_row_int(row, 1);
+	q->used = !cf_row_is_null(row, 2);
+	cf_span_to_str(cf_row_blob(row, 3), q->email, sizeof q->email);
+	cf_span_to_str(cf_row_blob(row, 4), q->state, sizeof q->state);
+	return CF_OK;
+}
+
+static cf_err link_read(struct cf_tx *tx, void *ctx)
+{
+	struct link_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_BLOB(q->mac, sizeof q->mac)};
+	return cf_tx_query(tx,
+	                   "SELECT l.user_id, l.expires_at, l.used_at, u.email, u.state"
+	                   " FROM auth_links l JOIN users u"
+	                   " ON u.tenant_id = l.tenant_id AND u.user_id = l.user_id"
+	                   " WHERE l.tenant_id = $1 AND l.mac = $2",
+	                   v, 2, link_row, q);
+}
+
+static cf_err link_use(struct cf_tx *tx, void *ctx)
+{
+	struct link_q *q = ctx;
+	struct cf_val v[] = {CF_V_INT(q->now), CF_V_TEXT(q->tenant),
+	                     CF_V_BLOB(q->mac, sizeof q->mac)};
+	int64_t n = 0;
+	/* Single use, even against two requests racing with the same token. */
+	CF_TRY(cf_tx_exec(tx,
+	                  "UPDATE auth_links SET used_at = $1 WHERE tenant_id = $2 AND mac = $3"
+	                  " AND used_at IS NULL",
+	                  v, 3, &n));
+	CF_ENSURE(n == 1,
+	          cf_err_fail(CF_E_BAD_CREDENTIALS, "the link is invalid, used or expired"));
+	struct cf_val u[] = {CF_V_TEXT(q->phc), CF_V_INT(q->now), CF_V_TEXT(q->tenant),
+	                     CF_V_TEXT(q->user)};
+	CF_TRY(cf_tx_exec(tx,
+	                  "UPDATE users SET password = $1, password_at = $2, state = 'active'"
+	                  " WHERE tenant_id = $3 AND user_id = $4 AND state <> 'disabled'",
+	                  u, 4, &n));
+	CF_ENSURE(n == 1,
+	          cf_err_fail(CF_E_BAD_CREDENTIALS, "the link is invalid, used or expired"));
+	/* A new password ends every session the old one opened. */
+	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->user)};
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2", k, 2,
+	                  NULL));
+	return cf_audit_append(tx, &q->audit);
+}
+
+cf_err cf_auth_setup(struct cf_auth *a, const struct cf_auth_call *c, const struct cf_tenant_ref *t,
+                     const char *token, struct cf_span pw)
+{
+	struct link_q q = {.tenant = t->id, .now = (int64_t)time(NULL)};
+	size_t tl = token ? strlen(token) : 0;
+	cf_err err = tl >= 40 && tl <= 64 ? auth_mac(a, t->id, "link", cf_span_str(token), q.mac)
+	                                  : CF_E_BAD_CREDENTIALS;
+	if (err == CF_OK)
+		err = cf_store_read(a->store, t->id, link_read, &q);
+	if (err == CF_OK && (!q.found || q.used || q.now >= q.expires))
+		err = CF_E_BAD_CREDENTIALS;
+	if (err == CF_E_BAD_CREDENTIALS) {
+		CF_TRY(cf_auth_audit_record(a, c, t->id, "user.setup", q.found ? q.user : "-",
+		                            CF_OUTCOME_DENIED, err));
+		return cf_err_fail(CF_E_BAD_CREDENTIALS, "the link is invalid, used or expired");
+	}
+	CF_TRY(err);
+	CF_TRY(cf_auth_password_check(a, q.email, pw));
+	CF_TRY(auth_hash_password(a, pw, q.phc));
+	struct cf_auth_call self = {.request_id = c->request_id, .source = c->source};
+	err = cf_auth_audit_prepare(a, &self, t->id, "user.setup", q.user, CF_OUTCOME_OK, CF_OK,
+	                            &q.audit);
+	if (err == CF_OK)
+		err = cf_store_write_wait(a->store, t->id, link_use, &q);
+	cf_wipe(q.phc, sizeof q.phc);
+	return err;
+}
+
+/* --- login ---------------------------------------------------------------------------------- */
+struct login_q {
+	const char *tenant, *email;
+	bool found;
+	char user[CF_AUTH_ID_MAX + 1];
+	char mail[EMAIL_MAX + 1];
+	char state[16];
+	char phc[160];
+	char new_phc[160];
+	uint8_t mac[CF_HMAC_LEN];
+	int64_t now, expires;
+	struct cf_audit_prepared audit;
+	const char *keep_mac; /* password change: the session that stays (hex) */
+};
+
+static cf_err login_row(const struct cf_row *row, void *ctx)
+{
+	struct login_q *q = ctx;
+	q->found = true;
+	cf_span_to_str(cf_row_blob(row, 0), q->user, sizeof q->user);
+	cf_span_to_str(cf_row_blob(row, 1), q->state, sizeof q->state);
+	if (!cf_row_is_null(row, 2))
+		cf_span_to_str(cf_row_blob(row, 2), q->phc, sizeof q->phc);
+	cf_span_to_str(cf_row_blob(row, 3), q->mail, sizeof q->mail);
+	return CF_OK;
+}
+
+/* The user by email (a login) or by id (a password change: email NULL). */
+static cf_err login_read(struct cf_tx *tx, void *ctx)
+{
+	struct login_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->email ? q->email : q->user)};
+	return cf_tx_query(tx,
+	                   q->email ? "SELECT user_id, state, password, email FROM users"
+	                              " WHERE tenant_id = $1 AND email = $2"
+	                            : "SELECT user_id, state, password, email FROM users"
+	                              " WHERE tenant_id = $1 AND user_id = $2",
+	                   v, 2, login_row, q);
+}
+
+static cf_err login_write(struct cf_tx *tx, void *ctx)
+{
+	struct login_q *q = ctx;
+	struct cf_val s[] = {CF_V_TEXT(q->tenant), CF_V_BLOB(q->mac, sizeof q->mac),
+	                     CF_V_TEXT(q->user), CF_V_INT(q->now), CF_V_INT(q->expires)};
+	CF_TRY(cf_tx_exec(tx,
+	                  "INSERT INTO sessions (tenant_id, mac, user_id, created_at, seen_at,"
+	                  " expires_at, auth_at) VALUES ($1, $2, $3, $4, $4, $5, $4)",
+	                  s, 5, NULL));
+	struct cf_val u[] = {CF_V_INT(q->now), CF_V_TEXT(q->tenant), CF_V_TEXT(q->user)};
+	CF_TRY(cf_tx_exec(
+	        tx, "UPDATE users SET last_login_at = $1 WHERE tenant_id = $2 AND user_id = $3", u,
+	        3, NULL));
+	if (q->new_phc[0]) {
+		/* IA3: the parameters changed since this hash was made: keep the new one. */
+		struct cf_val r[] = {CF_V_TEXT(q->new_phc), CF_V_TEXT(q->tenant),
+		                     CF_V_TEXT(q->user)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "UPDATE users SET password = $1 WHERE tenant_id = $2"
+		                  " AND user_id = $3",
+		                  r, 3, NULL));
+	}
+	return cf_audit_append(tx, &q->audit);
+}
+
+cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const struct cf_tenant_ref *t,
+                     const char *email, struct cf_span pw, char cookie[CF_AUTH_COOKIE_MAX],
+                     json_t **out)
+{
+	char em[EMAIL_MAX + 1] = "";
+	struct login_q q = {.tenant = t->id, .email = em, .now = (int64_t)time(NULL)};
+	cf_err err = pw.len <= 256 ? email_norm(email, em) : CF_E_BAD_CREDENTIALS;
+	cf_err_detail_clear();
+	if (err == CF_OK)
+		err = cf_store_read(a->store, t->id, login_read, &q);
+	CF_ENSURE(err == CF_OK || err == CF_E_INVALID || err == CF_E_BAD_CREDENTIALS, err);
+	/* IA5: the same Argon2 work whether or not the user exists, is active, or has set a
+	 * password; the same answer for every failure. */
+	bool usable = q.found && strcmp(q.state, "active") == 0 && q.phc[0];
+	cf_err v = auth_verify_password(a, usable ? q.phc : a->dummy_phc, pw);
+	if (!usable || v != CF_OK) {
+		cf_wipe(q.phc, sizeof q.phc);
+		CF_ENSURE(usable ? v == CF_E_INTEGRITY : true, v);
+		CF_TRY(cf_auth_audit_record(a, c, t->id, "auth.login", q.found ? q.user : em,
+		                            CF_OUTCOME_DENIED, CF_E_BAD_CREDENTIALS));
+		return cf_err_fail(CF_E_BAD_CREDENTIALS, "wrong email or password");
+	}
+	if (cf_argon2id_needs_rehash(q.phc, &a->argon2))
+		err = auth_hash_password(a, pw, q.new_phc);
+	cf_wipe(q.phc, sizeof q.phc);
+	CF_TRY(err);
+	char secret[64];
+	CF_TRY(auth_secret("", SECRET_LEN, secret, sizeof secret));
+	err = auth_mac(a, t->id, "session", cf_span_str(secret), q.mac);
+	q.expires = q.now + (int64_t)a->session_max;
+	struct cf_principal who = {.kind = CF_PRINCIPAL_USER, .tenant = *t};
+	(void)snprintf(who.id, sizeof who.id, "%s", q.user);
+	struct cf_auth_call self = {.request_id = c->request_id, .source = c->source, .who = &who};
+	if (err == CF_OK)
+		err = cf_auth_audit_prepare(a, &self, t->id, "auth.login", q.user, CF_OUTCOME_OK,
+		                            CF_OK, &q.audit);
+	if (err == CF_OK)
+		err = cf_store_write_wait(a->store, t->id, login_write, &q);
+	uint8_t csrf[CF_HMAC_LEN];
+	if (err == CF_OK)
+		err = auth_mac(a, t->id, "csrf", cf_span_str(secret), csrf);
+	char csrf_text[44];
+	if (err == CF_OK) {
+		cf_b64url_encode(csrf, 24, csrf_text);
+		(void)snprintf(cookie, CF_AUTH_COOKIE_MAX, "%s.%s", t->id, secret);
+		*out = json_pack("{s:s, s:s, s:s, s:I}", "user", q.user, "tenant", t->name,
+		                 "csrf_token", csrf_text, "expires_at", (json_int_t)q.expires);
+		if (!*out)
+			err = CF_E_NOMEM;
+	}
+	cf_wipe(secret, sizeof secret);
+	cf_wipe(q.new_phc, sizeof q.new_phc);
+	return err;
+}
+
+static cf_err logout_fn(struct cf_tx *tx, void *ctx)
+{
+	struct login_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_BLOB(q->mac, sizeof q->mac)};
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM sessions WHERE tenant_id = $1 AND mac = $2", v, 2,
+	                  NULL));
+	return cf_audit_append(tx, &q->audit);
+}
+
+cf_err cf_auth_logout(struct cf_auth *a, const struct cf_auth_call *c)
+{
+	const struct cf_principal *p = c->who;
+	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER && p->via_cookie,
+	          cf_err_fail(CF_E_INVALID, "only a login session can log out"));
+	struct login_q q = {.tenant = p->tenant.id};
+	CF_ENSURE(cf_hex_decode(p->sid_mac, sizeof q.mac, q.mac), CF_E_INTERNAL);
+	CF_TRY(cf_auth_audit_prepare(a, c, p->tenant.id, "auth.logout", p->id, CF_OUTCOME_OK, CF_OK,
+	                             &q.audit));
+	return cf_store_write_wait(a->store, p->tenant.id, logout_fn, &q);
+}
+
+/* --- password change ------------------------------------------------------------------------ */
+static cf_err change_write(struct cf_tx *tx, void *ctx)
+{
+	struct login_q *q = ctx;
+	struct cf_val u[] = {CF_V_TEXT(q->new_phc), CF_V_INT(q->now), CF_V_TEXT(q->tenant),
+	                     CF_V_TEXT(q->user)};
+	CF_TRY(cf_tx_exec(tx,
+	                  "UPDATE users SET password = $1, password_at = $2 WHERE tenant_id = $3"
+	                  " AND user_id = $4",
+	                  u, 4, NULL));
+	/* Every other session ends: whoever knew the old password is out. */
+	struct cf_val s[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->user),
+	                     CF_V_BLOB(q->mac, sizeof q->mac)};
+	CF_TRY(cf_tx_exec(
+	        tx, "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND mac <> $3", s,
+	        3, NULL));
+	return cf_audit_append(tx, &q->audit);
+}
+
+cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
+                               struct cf_span current, struct cf_span next)
+{
+	const struct cf_principal *p = c->who;
+	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER && p->via_cookie,
+	          cf_err_fail(CF_E_FORBIDDEN, "only a user in a login session changes a password"));
+	struct login_q q = {.tenant = p->tenant.id, .now = (int64_t)time(NULL)};
+	(void)snprintf(q.user, sizeof q.user, "%s", p->id);
+	CF_ENSURE(cf_hex_decode(p->sid_mac, sizeof q.mac, q.mac), CF_E_INTERNAL);
+	CF_TRY(cf_store_read(a->store, p->tenant.id, login_read, &q));
+	cf_err v = q.found && q.phc[0] && current.len <= 256
+	                   ? auth_verify_password(a, q.phc, current)
+	                   : CF_E_INTEGRITY;
+	cf_wipe(q.phc, sizeof q.phc);
+	if (v == CF_E_INTEGRITY) {
+		/* The request's own audit entry records the refusal (the route's). */
+		return cf_err_fail(CF_E_BAD_CREDENTIALS, "the current password is wrong");
+	}
+	CF_TRY(v);
+	CF_TRY(cf_auth_password_check(a, q.mail, next));
+	CF_TRY(auth_hash_password(a, next, q.new_phc));
+	cf_err err = cf_auth_audit_prepare(a, c, p->tenant.id, "user.password", p->id,
+	                                   CF_OUTCOME_OK, CF_OK, &q.audit);
+	if (err == CF_OK)
+		err = cf_store_write_wait(a->store, p->tenant.id, change_write, &q);
+	cf_wipe(q.new_phc, sizeof q.new_phc);
+	return err;
+}
+
+/* --- sessions ----------------------------------------------------------------------------------
+ */
+static cf_err sess_row(const struct cf_row *row, void *ctx)
+{
+	struct cf_span mac = cf_row_blob(row, 0);
+	char id[17];
+	cf_hex_encode(mac.ptr, mac.len < 8 ? mac.len : 8, id);
+	json_t *o =
+	        json_pack("{s:s, s:I, s:I, s:I}", "id", id, "created_at",
+	                  (json_int_t)cf_row_int(row, 1), "seen_at", (json_int_t)cf_row_int(row, 2),
+	                  "expires_at", (json_int_t)cf_row_int(row, 3));
+	CF_ENSURE(o, CF_E_NOMEM);
+	return json_array_append_new(ctx, o) == 0 ? CF_OK : CF_E_NOMEM;
+}
+
+struct sess_q {
+	const struct cf_principal *p;
+	json_t *arr;
+};
+
+static cf_err sess_fn(struct cf_tx *tx, void *ctx)
+{
+	struct sess_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->p->tenant.id), CF_V_TEXT(q->p->id)};
+	return cf_tx_query(tx,
+	                   "SELECT mac, created_at, seen_at, expires_at FROM sessions"
+	                   " WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at",
+	                   v, 2, sess_row, q->arr);
+}
+
+cf_err cf_auth_session_list(struct cf_auth *a, const struct cf_principal *p, json_t **out)
+{
+	struct sess_q q = {p, json_array()};
+	CF_ENSURE(q.arr, CF_E_NOMEM);
+	if (p->kind != CF_PRINCIPAL_USER) { /* an API client has tokens, not sessions */
+		*out = q.arr;
+		return CF_OK;
+	}
+	cf_err err = cf_store_read(a->store, p->tenant.id, sess_fn, &q);
+	if (err) {
+		json_decref(q.arr);
+		return err;
+	}
+	*out = q.arr;
+	return CF_OK;
+}

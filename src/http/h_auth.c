@@ -1,0 +1,322 @@
+/* coffre — the identity API (docs/access.md): logins and sessions, setup links, the
+ * client credentials grant, and a tenant's users, clients and audit log. The route table
+ * (routes.c) says which permission each needs; server.c checks it before these run. */
+#include <string.h>
+
+#include "audit/audit.h"
+#include "http/handlers.h"
+
+#define BODY_MAX (64 * 1024)
+
+static cf_err body(struct cf_req *req, const char *const *allowed, json_t **out)
+{
+	struct cf_span b = cf_req_body(req);
+	CF_TRY(cf_json_parse_object(b.ptr, b.len, BODY_MAX, out));
+	cf_err e = cf_json_only_keys(*out, allowed);
+	if (e) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return e;
+}
+
+/* A required string field of at most max bytes, or the error naming it. */
+static cf_err need(const json_t *o, const char *key, size_t max, const char **out)
+{
+	size_t n = 0;
+	*out = NULL;
+	CF_TRY(cf_json_get_str(o, key, true, max, out, &n));
+	CF_ENSURE(*out, cf_err_fail(CF_E_MISSING_FIELD, "%s is required", key));
+	return CF_OK;
+}
+
+/* Public routes name their tenant in the path; it must exist and be active. */
+static cf_err path_tenant(struct cf_req *req, struct cf_tenant_ref *t)
+{
+	char name[CF_TENANT_NAME_MAX + 2];
+	cf_span_to_str(cf_req_param(req, "tenant"), name, sizeof name);
+	return cf_auth_tenant(cf_req_auth(req), name, t);
+}
+
+static void param(struct cf_req *req, const char *name, char *out, size_t cap)
+{
+	cf_span_to_str(cf_req_param(req, name), out, cap);
+}
+
+/* --- public -------------------------------------------------------------------------------- */
+cf_err cf_h_login(struct cf_req *req)
+{
+	static const char *const keys[] = {"email", "password", NULL};
+	struct cf_tenant_ref t;
+	CF_TRY(path_tenant(req, &t));
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *email = NULL, *pw = NULL;
+	cf_err e = need(in, "email", 254, &email);
+	if (e == CF_OK)
+		e = need(in, "password", 1024, &pw);
+	char cookie[CF_AUTH_COOKIE_MAX];
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_login(cf_req_auth(req), &call, &t, email, cf_span_str(pw), cookie,
+		                  &out);
+	json_decref(in);
+	if (e == CF_OK)
+		e = cf_req_set_cookie(req, cookie, cf_req_config(req)->session_max);
+	cf_wipe(cookie, sizeof cookie);
+	if (e) {
+		json_decref(out);
+		return e;
+	}
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_setup(struct cf_req *req)
+{
+	static const char *const keys[] = {"token", "password", NULL};
+	struct cf_tenant_ref t;
+	CF_TRY(path_tenant(req, &t));
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *token = NULL, *pw = NULL;
+	cf_err e = need(in, "token", 64, &token);
+	if (e == CF_OK)
+		e = need(in, "password", 1024, &pw);
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_setup(cf_req_auth(req), &call, &t, token, cf_span_str(pw));
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+cf_err cf_h_token(struct cf_req *req)
+{
+	static const char *const keys[] = {"grant_type", "client_id", "client_secret", NULL};
+	struct cf_tenant_ref t;
+	CF_TRY(path_tenant(req, &t));
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *grant = NULL, *id = NULL, *secret = NULL;
+	cf_err e = need(in, "client_id", 64, &id);
+	if (e == CF_OK)
+		e = need(in, "client_secret", 128, &secret);
+	size_t n = 0;
+	if (e == CF_OK)
+		e = cf_json_get_str(in, "grant_type", false, 64, &grant, &n);
+	if (e == CF_OK && grant && strcmp(grant, "client_credentials") != 0)
+		e = cf_err_fail(CF_E_INVALID, "grant_type must be client_credentials");
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_token_issue(cf_req_auth(req), &call, &t, id, cf_span_str(secret), &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_jwks(struct cf_req *req)
+{
+	json_t *out = NULL;
+	CF_TRY(cf_auth_jwks(cf_req_auth(req), &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+/* --- the caller's own account -------------------------------------------------------------- */
+cf_err cf_h_me(struct cf_req *req)
+{
+	json_t *o = cf_principal_json(cf_req_principal(req));
+	CF_ENSURE(o, CF_E_NOMEM);
+	return cf_req_reply_json(req, 200, o);
+}
+
+cf_err cf_h_logout(struct cf_req *req)
+{
+	struct cf_auth_call call = cf_req_call(req);
+	const struct cf_principal *p = cf_req_principal(req);
+	if (p->kind == CF_PRINCIPAL_CLIENT)
+		CF_TRY(cf_auth_token_revoke(cf_req_auth(req), &call));
+	else
+		CF_TRY(cf_auth_logout(cf_req_auth(req), &call));
+	if (p->via_cookie)
+		CF_TRY(cf_req_set_cookie(req, "", 0));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+cf_err cf_h_password(struct cf_req *req)
+{
+	static const char *const keys[] = {"current_password", "new_password", NULL};
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *cur = NULL, *next = NULL;
+	cf_err e = need(in, "current_password", 1024, &cur);
+	if (e == CF_OK)
+		e = need(in, "new_password", 1024, &next);
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_password_change(cf_req_auth(req), &call, cf_span_str(cur),
+		                            cf_span_str(next));
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+cf_err cf_h_sessions(struct cf_req *req)
+{
+	json_t *arr = NULL;
+	CF_TRY(cf_auth_session_list(cf_req_auth(req), cf_req_principal(req), &arr));
+	return cf_req_reply_json(req, 200, json_pack("{s:o}", "sessions", arr));
+}
+
+/* --- a tenant's users and clients (IA12, IA8) ------------------------------------------------ */
+static const struct cf_tenant_ref *own_tenant(struct cf_req *req)
+{
+	/* The gate has checked the path's tenant is the caller's. */
+	return &cf_req_principal(req)->tenant;
+}
+
+cf_err cf_h_users_list(struct cf_req *req)
+{
+	json_t *arr = NULL;
+	CF_TRY(cf_auth_user_list(cf_req_auth(req), own_tenant(req), &arr));
+	return cf_req_reply_json(req, 200, json_pack("{s:o}", "users", arr));
+}
+
+cf_err cf_h_users_create(struct cf_req *req)
+{
+	static const char *const keys[] = {"email", "roles", NULL};
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *email = NULL;
+	cf_err e = need(in, "email", 254, &email);
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_user_create(cf_req_auth(req), &call, own_tenant(req), email,
+		                        json_object_get(in, "roles"), &out, NULL);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 201, out);
+}
+
+cf_err cf_h_users_get(struct cf_req *req)
+{
+	char id[CF_AUTH_ID_MAX + 2];
+	param(req, "id", id, sizeof id);
+	json_t *out = NULL;
+	CF_TRY(cf_auth_user_get(cf_req_auth(req), own_tenant(req), id, &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_users_update(struct cf_req *req)
+{
+	static const char *const keys[] = {"roles", "state", NULL};
+	char id[CF_AUTH_ID_MAX + 2];
+	param(req, "id", id, sizeof id);
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *state = NULL;
+	size_t n = 0;
+	cf_err e = cf_json_get_str(in, "state", false, 16, &state, &n);
+	const json_t *roles = json_object_get(in, "roles");
+	if (e == CF_OK && !state && !roles)
+		e = cf_err_fail(CF_E_MISSING_FIELD, "give roles, state or both");
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_user_update(cf_req_auth(req), &call, own_tenant(req), id, roles, state,
+		                        &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_users_delete(struct cf_req *req)
+{
+	char id[CF_AUTH_ID_MAX + 2];
+	param(req, "id", id, sizeof id);
+	const struct cf_principal *p = cf_req_principal(req);
+	CF_ENSURE(!(p->kind == CF_PRINCIPAL_USER && strcmp(p->id, id) == 0),
+	          cf_err_fail(CF_E_CONFLICT, "you cannot delete your own account"));
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_auth_user_delete(cf_req_auth(req), &call, own_tenant(req), id));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+cf_err cf_h_clients_list(struct cf_req *req)
+{
+	json_t *arr = NULL;
+	CF_TRY(cf_auth_client_list(cf_req_auth(req), own_tenant(req), &arr));
+	return cf_req_reply_json(req, 200, json_pack("{s:o}", "clients", arr));
+}
+
+cf_err cf_h_clients_create(struct cf_req *req)
+{
+	static const char *const keys[] = {"name", "roles", NULL};
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *name = NULL;
+	cf_err e = need(in, "name", 100, &name);
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_client_create(cf_req_auth(req), &call, own_tenant(req), name,
+		                          json_object_get(in, "roles"), &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 201, out);
+}
+
+cf_err cf_h_clients_delete(struct cf_req *req)
+{
+	char id[CF_AUTH_ID_MAX + 2];
+	param(req, "id", id, sizeof id);
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_auth_client_disable(cf_req_auth(req), &call, own_tenant(req), id));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+/* --- a tenant's audit log (AL2, AL4) ---------------------------------------------------------- */
+cf_err cf_h_tenant_audit(struct cf_req *req)
+{
+	const struct cf_tenant_ref *t = own_tenant(req);
+	struct cf_keyring *kr = cf_req_keys(req);
+	char actor[65], resource[65];
+	const char *q_actor = cf_req_query(req, "actor"), *q_res = cf_req_query(req, "resource");
+	const char *q_action = cf_req_query(req, "action"), *q_out = cf_req_query(req, "outcome");
+	CF_ENSURE(!q_action || strlen(q_action) < 64,
+	          cf_err_fail(CF_E_INVALID, "action is at most 63 bytes"));
+	/* The caller gives clear values; entries hold their HMACs under the tenant's key. */
+	if (q_actor)
+		CF_TRY(cf_audit_mac(kr, t->id, q_actor, actor));
+	if (q_res)
+		CF_TRY(cf_audit_mac(kr, t->id, q_res, resource));
+	int outcome = -1;
+	if (q_out) {
+		static const char *const names[] = {"ok", "denied", "failed"};
+		for (int i = 0; i < 3; i++)
+			if (strcmp(q_out, names[i]) == 0)
+				outcome = i;
+		CF_ENSURE(outcome >= 0,
+		          cf_err_fail(CF_E_INVALID, "outcome is ok, denied or failed"));
+	}
+	uint64_t since = 0, until = 0, cursor = 0, limit = 50;
+	CF_TRY(cf_req_query_u64(req, "since_us", INT64_MAX, &since));
+	CF_TRY(cf_req_query_u64(req, "until_us", INT64_MAX, &until));
+	CF_TRY(cf_req_query_u64(req, "cursor", INT64_MAX, &cursor));
+	CF_TRY(cf_req_query_u64(req, "limit", 1000, &limit));
+	CF_ENSURE(limit >= 1, cf_err_fail(CF_E_INVALID, "limit is 1 to 1000"));
+	struct cf_audit_filter f = {.tenant = t->id,
+	                            .action = q_action,
+	                            .actor = q_actor ? actor : NULL,
+	                            .resource = q_res ? resource : NULL,
+	                            .outcome = outcome,
+	                            .since_us = (int64_t)since,
+	                            .until_us = (int64_t)until,
+	                            .cursor = (int64_t)cursor,
+	                            .limit = (unsigned)limit};
+	json_t *out = NULL;
+	CF_TRY(cf_audit_list(cf_req_store(req), &f, &out));
+	return cf_req_reply_json(req, 200, out);
+}

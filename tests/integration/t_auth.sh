@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Identity and access end to end over HTTPS (IA1-IA13, TI1, TR3), on SQLite and on
+# PostgreSQL: logins and sessions, CSRF, invitations and setup links read from the file
+# notifier, the password policy, API clients and their tokens checked by PyJWT, forged
+# tokens refused, the route x role x tenant matrix, disabling, logout, and the tenant's
+# audit log. The flows are in auth_flow.py (Debian's python3, with python3-jwt).
+source "$(dirname "$0")/lib.sh"
+PY=/usr/bin/python3
+
+run_flows() { # LABEL
+	local label=$1
+	local adm_email adm_pw out complete=0
+	adm_email=$(sed -n 's/^ *email: *//p' "$SRV_DIR/out")
+	adm_pw=$(sed -n 's/^ *password: *//p' "$SRV_DIR/out")
+	if [ -z "$adm_pw" ]; then
+		fail "$label: coffred --dev printed the first admin's credentials" "$(cat "$SRV_DIR/out")"
+		return
+	fi
+	ok "$label: coffred --dev printed the first admin's one-time credentials"
+	out=$("$COFFRE" tenant create other --owner boss@other.example --data "$SRV_DIR/data" 2>&1) &&
+		grep -q "single-use" <<<"$out" && ok "$label: tenant create --owner prints the owner's setup token" ||
+		fail "$label: tenant create --owner" "$out"
+	out=$("$COFFRE" tenant create third --data "$SRV_DIR/data" 2>&1); rc=$?
+	[ $rc = 2 ] && grep -q -- "--owner" <<<"$out" && ok "$label: tenant create without --owner: usage error" ||
+		fail "$label: tenant create without --owner" "rc=$rc $out"
+	while IFS= read -r line; do
+		case "$line" in
+		"ok - "*) ok "$label: ${line#ok - }" ;;
+		"not ok - "*) l=${line#not ok - }; fail "$label: ${l%% -- *}" "${l#* -- }" ;;
+		"flows complete") complete=1 ;;
+		*) echo "# $line" ;;
+		esac
+	done < <("$PY" "$ROOT/tests/integration/auth_flow.py" "$URL" "$CA" "$SRV_DIR/data" "$adm_email" "$adm_pw" other "$ROOT/src/http/routes.c" 2>&1)
+	[ $complete = 1 ] && ok "$label: the flows ran to their end" || fail "$label: the flows ran to their end (auth_flow.py stopped early)"
+	# Secrets never reach the log: no password, session id, client secret or token.
+	if grep -q -e "$adm_pw" -e "violet-tractor" -e "cs_" -e "eyJ" "$SRV_ERR"; then
+		fail "$label: no secret in coffred's log" "$(grep -e "$adm_pw" -e cs_ -e eyJ "$SRV_ERR" | head -3)"
+	else
+		ok "$label: no password, secret or token in coffred's log"
+	fi
+}
+
+start_server --log-level info || exit 1
+run_flows sqlite
+"$COFFRE" --data "$SRV_DIR/data" audit verify >/dev/null 2>&1 &&
+	ok "sqlite: the audit log of all that verifies" || fail "sqlite: the audit log verifies" "$("$COFFRE" --data "$SRV_DIR/data" audit verify 2>&1)"
+stop_server
+
+if [ -z "${COFFRE_TEST_PG_HOST:-}" ]; then
+	fail "PostgreSQL tests (COFFRE_TEST_PG_HOST is not set: run through make test)"
+	done_testing
+	exit
+fi
+db=coffre_auth_$$
+pgsql() { runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql" -h "$COFFRE_TEST_PG_HOST" -U postgres -qAt "$@"; }
+pgsql -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db OWNER coffre_owner" >/dev/null 2>&1
+APP="postgresql://coffre_app@/$db?host=$COFFRE_TEST_PG_HOST"
+OWNER="postgresql://coffre_owner@/$db?host=$COFFRE_TEST_PG_HOST"
+COFFRE_STORE_URL=$APP COFFRE_STORE_MIGRATE_URL=$OWNER start_server --log-level info || exit 1
+run_flows postgresql
+# TI1 below the application: with coffre.tenant unset, the runtime role sees no user row.
+n=$(runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql" -h "$COFFRE_TEST_PG_HOST" -U coffre_app -d "$db" -qAt -c "SELECT count(*) FROM users")
+all=$(pgsql -d "$db" -c "SELECT count(*) FROM users")
+[ "$n" = 0 ] && [ "${all:-0}" -ge 5 ] && ok "postgresql: row-level security hides every user row from the runtime role outside a tenant" ||
+	fail "postgresql: row-level security hides user rows" "app=$n all=$all"
+stop_server
+done_testing
