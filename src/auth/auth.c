@@ -1,6 +1,7 @@
 /* coffre — auth: its state, the shared helpers (HMACs of secrets, the bounded password
  * hashing, roles and grants, audit entries), and the per-request steps: authenticate,
  * then authorize. */
+#include <liboath/oath.h>
 #include <pwquality.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +41,8 @@ cf_err cf_auth_new(const struct cf_auth_opts *o, struct cf_auth **out)
 	pthread_mutex_init(&a->cache_mu, NULL);
 	cf_err err = CF_E_NOMEM;
 	a->cache = calloc(CACHE_SLOTS, sizeof *a->cache);
+	if (oath_init() != OATH_OK)
+		goto fail;
 	pwquality_settings_t *pwq = pwquality_default_settings();
 	a->pwq = pwq;
 	if (!a->cache || !pwq)
@@ -459,6 +462,14 @@ static cf_err session_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
+static cf_err mfa_row(const struct cf_row *row, void *ctx)
+{
+	struct cf_principal *p = ctx;
+	p->mfa = cf_row_int(row, 0) > 0;
+	p->mfa_pending = !p->mfa && cf_row_int(row, 1) > 0;
+	return CF_OK;
+}
+
 static cf_err session_fn(struct cf_tx *tx, void *ctx)
 {
 	struct who_q *q = ctx;
@@ -471,8 +482,15 @@ static cf_err session_fn(struct cf_tx *tx, void *ctx)
 	                   v, 2, session_row, q));
 	if (!q->found || !q->active)
 		return CF_OK;
-	return auth_grants_load(tx, "user", q->p->id, &q->p->perms, q->p->roles,
-	                        sizeof q->p->roles);
+	CF_TRY(auth_grants_load(tx, "user", q->p->id, &q->p->perms, q->p->roles,
+	                        sizeof q->p->roles));
+	/* IA6: whether the user has TOTP, and whether the tenant requires it. */
+	struct cf_val m[] = {CF_V_TEXT(q->p->tenant.id), CF_V_TEXT(q->p->id)};
+	return cf_tx_query(tx,
+	                   "SELECT (SELECT count(*) FROM mfa_totp WHERE tenant_id = $1"
+	                   " AND user_id = $2 AND confirmed = 1), (SELECT count(*) FROM"
+	                   " tenant_policy WHERE tenant_id = $1 AND mfa_required = 1)",
+	                   m, 2, mfa_row, q->p);
 }
 
 static cf_err touch_fn(struct cf_tx *tx, void *ctx)
@@ -654,8 +672,9 @@ json_t *cf_principal_json(const struct cf_principal *p)
 			json_decref(roles);
 			roles = NULL;
 		}
-	return json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:s}", "kind",
+	return json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:s, s:b, s:b}", "kind",
 	                 p->kind == CF_PRINCIPAL_USER ? "user" : "client", "tenant", p->tenant.name,
 	                 "id", p->id, "roles", roles, "permissions", cf_perms_json(p->perms),
-	                 "authenticated_by", p->via_cookie ? "session" : "token");
+	                 "authenticated_by", p->via_cookie ? "session" : "token", "mfa", p->mfa,
+	                 "mfa_enrollment_required", p->mfa_pending);
 }

@@ -90,6 +90,9 @@ struct cf_principal {
 	char csrf[44];    /* the session's CSRF token (cookie sessions only) */
 	char sid_mac[65]; /* the session (hex HMAC), for logout */
 	char jti[40];     /* the access token's id (tokens only) */
+	bool mfa;         /* the user has confirmed TOTP */
+	bool mfa_pending; /* the tenant requires MFA and the user has not enrolled: the
+	                   * session may do nothing but enroll (IA6) */
 	int64_t token_exp;
 };
 
@@ -136,12 +139,37 @@ CF_MUST cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_c
  * "expires_at"}. CF_E_BAD_CREDENTIALS whatever was wrong (unknown email, wrong
  * password, disabled user), with the same work done either way. */
 #define CF_AUTH_COOKIE_MAX 160
+/* A user with TOTP also gives code (six digits) or a recovery code: without either,
+ * CF_E_MFA_REQUIRED. */
+struct cf_login {
+	const char *email;
+	struct cf_span password;
+	const char *code, *recovery_code; /* NULL when not given */
+};
 CF_MUST cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c,
-                             const struct cf_tenant_ref *t, const char *email, struct cf_span pw,
+                             const struct cf_tenant_ref *t, const struct cf_login *in,
                              char cookie[CF_AUTH_COOKIE_MAX], json_t **out);
 CF_MUST cf_err cf_auth_logout(struct cf_auth *a, const struct cf_auth_call *c);
 /* The caller's sessions (a user), and revoking one by its id (the "id" listed). */
 CF_MUST cf_err cf_auth_session_list(struct cf_auth *a, const struct cf_principal *p, json_t **out);
+
+/* --- two-factor authentication (mfa.c, IA6) --------------------------------------------- */
+/* Starts (or restarts, until confirmed) TOTP enrollment for the calling user:
+ * {"secret" (base32), "otpauth_uri", "qr_svg", "digits", "period"}. CF_E_CONFLICT once
+ * confirmed. */
+CF_MUST cf_err cf_auth_totp_enroll(struct cf_auth *a, const struct cf_auth_call *c, json_t **out);
+/* Confirms with a first code: {"enabled", "recovery_codes": [10 single-use codes]}. */
+CF_MUST cf_err cf_auth_totp_confirm(struct cf_auth *a, const struct cf_auth_call *c,
+                                    const char *code, json_t **out);
+/* An admin removes a user's TOTP (a lost phone): the user's sessions end. */
+CF_MUST cf_err cf_auth_totp_reset(struct cf_auth *a, const struct cf_auth_call *c,
+                                  const struct cf_tenant_ref *t, const char *user);
+/* The tenant's policy: {"mfa_required", "password_min_length"}. */
+CF_MUST cf_err cf_auth_policy_get(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
+CF_MUST cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
+                                  const struct cf_tenant_ref *t, bool mfa_required, json_t **out);
+/* Registers the sealed TOTP secrets with the keyring's rewrap after a rotation (ER4). */
+CF_MUST cf_err cf_auth_register_rewrap(struct cf_auth *a);
 
 /* --- API clients and tokens (clients.c, jwt.c) ------------------------------------------- */
 /* Creates a client with roles; *out gets {"client_id", "client_secret", ...}: the secret

@@ -55,6 +55,20 @@ CF_MUST cf_err auth_grants_set(struct cf_tx *tx, const char *kind, const char *i
 cf_perms auth_grant_limit(const struct cf_auth_call *c);
 CF_MUST cf_err auth_grants_load(struct cf_tx *tx, const char *kind, const char *id, cf_perms *perms,
                                 char *names, size_t cap);
+/* TOTP (mfa.c): whether the user has confirmed it; a code's check (*step: the time step
+ * it matched, later than the last used); using the step and a recovery code inside the
+ * login's transaction (each refuses a second use). */
+CF_MUST cf_err auth_totp_state(struct cf_auth *a, const char *tenant, const char *user,
+                               bool *enrolled);
+CF_MUST cf_err auth_totp_check(struct cf_auth *a, const char *tenant, const char *user,
+                               const char *code, bool need_confirmed, int64_t *step);
+/* The check itself (RFC 6238, 6 digits, 30 s, one step either side): *step gets the
+ * time step matched, which must be later than last_step. */
+CF_MUST cf_err cf_totp_check_code(const uint8_t *secret, size_t n, int64_t now, const char *code,
+                                  int64_t last_step, int64_t *step);
+CF_MUST cf_err auth_totp_use(struct cf_tx *tx, const char *user, int64_t step);
+CF_MUST cf_err auth_recovery_use(struct cf_auth *a, struct cf_tx *tx, const char *user,
+                                 const char *code, int64_t now);
 /* The tenant's row (inside a transaction). */
 CF_MUST cf_err auth_tenant_tx(struct cf_tx *tx, const char *name, struct cf_tenant_ref *out);
 

@@ -393,7 +393,10 @@ struct login_q {
 	uint8_t mac[CF_HMAC_LEN];
 	int64_t now, expires;
 	struct cf_audit_prepared audit;
-	const char *keep_mac; /* password change: the session that stays (hex) */
+	/* the second factor used by a login */
+	struct cf_auth *a;
+	int64_t totp_step;
+	const char *recovery;
 };
 
 static cf_err login_row(const struct cf_row *row, void *ctx)
@@ -426,6 +429,12 @@ static cf_err login_write(struct cf_tx *tx, void *ctx)
 	struct login_q *q = ctx;
 	struct cf_val s[] = {CF_V_TEXT(q->tenant), CF_V_BLOB(q->mac, sizeof q->mac),
 	                     CF_V_TEXT(q->user), CF_V_INT(q->now), CF_V_INT(q->expires)};
+	/* IA6: the code's step (or the recovery code) is used in the same transaction that
+	 * opens the session, so two logins racing with one code cannot both succeed. */
+	if (q->totp_step)
+		CF_TRY(auth_totp_use(tx, q->user, q->totp_step));
+	if (q->recovery)
+		CF_TRY(auth_recovery_use(q->a, tx, q->user, q->recovery, q->now));
 	CF_TRY(cf_tx_exec(tx,
 	                  "INSERT INTO sessions (tenant_id, mac, user_id, created_at, seen_at,"
 	                  " expires_at, auth_at) VALUES ($1, $2, $3, $4, $4, $5, $4)",
@@ -446,12 +455,41 @@ static cf_err login_write(struct cf_tx *tx, void *ctx)
 	return cf_audit_append(tx, &q->audit);
 }
 
-cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const struct cf_tenant_ref *t,
-                     const char *email, struct cf_span pw, char cookie[CF_AUTH_COOKIE_MAX],
-                     json_t **out)
+/* The second factor, once the password is right (IA6). */
+static cf_err second_factor(struct cf_auth *a, const struct cf_auth_call *c,
+                            const struct cf_tenant_ref *t, const struct cf_login *in,
+                            struct login_q *q)
 {
+	bool enrolled = false;
+	CF_TRY(auth_totp_state(a, t->id, q->user, &enrolled));
+	if (!enrolled)
+		return CF_OK;
+	cf_err err = CF_E_MFA_REQUIRED;
+	if (in->code)
+		err = auth_totp_check(a, t->id, q->user, in->code, true, &q->totp_step);
+	else if (in->recovery_code) {
+		size_t n = strlen(in->recovery_code);
+		q->recovery = in->recovery_code;
+		err = n == 19 ? CF_OK : CF_E_BAD_CREDENTIALS; /* checked when used */
+	}
+	if (err == CF_OK)
+		return CF_OK;
+	cf_err_detail_clear();
+	CF_TRY(cf_auth_audit_record(a, c, t->id, "auth.login", q->user, CF_OUTCOME_DENIED, err));
+	if (err == CF_E_MFA_REQUIRED)
+		return cf_err_fail(err, "this account needs its TOTP code (\"code\") or a recovery "
+		                        "code (\"recovery_code\")");
+	CF_ENSURE(err == CF_E_BAD_CREDENTIALS, err);
+	return cf_err_fail(err, "wrong or reused code");
+}
+
+cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const struct cf_tenant_ref *t,
+                     const struct cf_login *in, char cookie[CF_AUTH_COOKIE_MAX], json_t **out)
+{
+	const char *email = in->email;
+	struct cf_span pw = in->password;
 	char em[EMAIL_MAX + 1] = "";
-	struct login_q q = {.tenant = t->id, .email = em, .now = (int64_t)time(NULL)};
+	struct login_q q = {.tenant = t->id, .email = em, .now = (int64_t)time(NULL), .a = a};
 	cf_err err = pw.len <= 256 ? email_norm(email, em) : CF_E_BAD_CREDENTIALS;
 	cf_err_detail_clear();
 	if (err == CF_OK)
@@ -468,9 +506,11 @@ cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const stru
 		                            CF_OUTCOME_DENIED, CF_E_BAD_CREDENTIALS));
 		return cf_err_fail(CF_E_BAD_CREDENTIALS, "wrong email or password");
 	}
-	if (cf_argon2id_needs_rehash(q.phc, &a->argon2))
+	cf_err mfa = second_factor(a, c, t, in, &q);
+	if (mfa == CF_OK && cf_argon2id_needs_rehash(q.phc, &a->argon2))
 		err = auth_hash_password(a, pw, q.new_phc);
 	cf_wipe(q.phc, sizeof q.phc);
+	CF_TRY(mfa);
 	CF_TRY(err);
 	char secret[64];
 	CF_TRY(auth_secret("", SECRET_LEN, secret, sizeof secret));
@@ -484,6 +524,14 @@ cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const stru
 		                            CF_OK, &q.audit);
 	if (err == CF_OK)
 		err = cf_store_write_wait(a->store, t->id, login_write, &q);
+	if (err == CF_E_BAD_CREDENTIALS) {
+		/* The code or recovery code lost a race or was used: refused and audited. */
+		cf_err_detail_clear();
+		cf_wipe(secret, sizeof secret);
+		CF_TRY(cf_auth_audit_record(a, c, t->id, "auth.login", q.user, CF_OUTCOME_DENIED,
+		                            err));
+		return cf_err_fail(err, "wrong or reused code");
+	}
 	uint8_t csrf[CF_HMAC_LEN];
 	if (err == CF_OK)
 		err = auth_mac(a, t->id, "csrf", cf_span_str(secret), csrf);

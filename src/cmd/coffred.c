@@ -552,6 +552,8 @@ int main(int argc, char **argv)
 	auo.keys = kr;
 	if (ke == CF_OK)
 		ke = cf_auth_new(&auo, &auth);
+	if (ke == CF_OK)
+		ke = cf_auth_register_rewrap(auth); /* ER4: sealed TOTP secrets follow rotations */
 	if (ke == CF_OK && dev)
 		ke = dev_keys(&cfg, kr, store, auth, &adm);
 	else if (ke == CF_OK)

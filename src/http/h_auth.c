@@ -46,21 +46,26 @@ static void param(struct cf_req *req, const char *name, char *out, size_t cap)
 /* --- public -------------------------------------------------------------------------------- */
 cf_err cf_h_login(struct cf_req *req)
 {
-	static const char *const keys[] = {"email", "password", NULL};
+	static const char *const keys[] = {"email", "password", "code", "recovery_code", NULL};
 	struct cf_tenant_ref t;
 	CF_TRY(path_tenant(req, &t));
 	json_t *in = NULL;
 	CF_TRY(body(req, keys, &in));
-	const char *email = NULL, *pw = NULL;
+	const char *email = NULL, *pw = NULL, *code = NULL, *recovery = NULL;
+	size_t n = 0;
 	cf_err e = need(in, "email", 254, &email);
 	if (e == CF_OK)
 		e = need(in, "password", 1024, &pw);
+	if (e == CF_OK)
+		e = cf_json_get_str(in, "code", false, 16, &code, &n);
+	if (e == CF_OK)
+		e = cf_json_get_str(in, "recovery_code", false, 64, &recovery, &n);
 	char cookie[CF_AUTH_COOKIE_MAX];
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
+	struct cf_login li = {email, cf_span_str(pw ? pw : ""), code, recovery};
 	if (e == CF_OK)
-		e = cf_auth_login(cf_req_auth(req), &call, &t, email, cf_span_str(pw), cookie,
-		                  &out);
+		e = cf_auth_login(cf_req_auth(req), &call, &t, &li, cookie, &out);
 	json_decref(in);
 	if (e == CF_OK)
 		e = cf_req_set_cookie(req, cookie, cf_req_config(req)->session_max);
@@ -318,5 +323,63 @@ cf_err cf_h_tenant_audit(struct cf_req *req)
 	                            .limit = (unsigned)limit};
 	json_t *out = NULL;
 	CF_TRY(cf_audit_list(cf_req_store(req), &f, &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+/* --- two-factor authentication (IA6) ------------------------------------------------------------
+ */
+cf_err cf_h_totp_enroll(struct cf_req *req)
+{
+	struct cf_auth_call call = cf_req_call(req);
+	json_t *out = NULL;
+	CF_TRY(cf_auth_totp_enroll(cf_req_auth(req), &call, &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_totp_confirm(struct cf_req *req)
+{
+	static const char *const keys[] = {"code", NULL};
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *code = NULL;
+	cf_err e = need(in, "code", 16, &code);
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_totp_confirm(cf_req_auth(req), &call, code, &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_totp_reset(struct cf_req *req)
+{
+	char id[CF_AUTH_ID_MAX + 2];
+	param(req, "id", id, sizeof id);
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_auth_totp_reset(cf_req_auth(req), &call, own_tenant(req), id));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+cf_err cf_h_policy_get(struct cf_req *req)
+{
+	json_t *out = NULL;
+	CF_TRY(cf_auth_policy_get(cf_req_auth(req), own_tenant(req), &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_policy_set(struct cf_req *req)
+{
+	static const char *const keys[] = {"mfa_required", NULL};
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	bool mfa = false;
+	cf_err e = cf_json_get_bool(in, "mfa_required", true, &mfa);
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_policy_set(cf_req_auth(req), &call, own_tenant(req), mfa, &out);
+	json_decref(in);
+	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);
 }

@@ -26,5 +26,10 @@ cf_err cf_h_clients_list(struct cf_req *req);
 cf_err cf_h_clients_create(struct cf_req *req);
 cf_err cf_h_clients_delete(struct cf_req *req);
 cf_err cf_h_tenant_audit(struct cf_req *req);
+cf_err cf_h_totp_enroll(struct cf_req *req);
+cf_err cf_h_totp_confirm(struct cf_req *req);
+cf_err cf_h_totp_reset(struct cf_req *req);
+cf_err cf_h_policy_get(struct cf_req *req);
+cf_err cf_h_policy_set(struct cf_req *req);
 
 #endif

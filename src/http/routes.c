@@ -11,6 +11,7 @@
 #define P   CF_ROUTE_PUBLIC
 #define AU  CF_ROUTE_AUDITS
 #define ANY CF_ANY_PRINCIPAL
+#define EN  CF_ROUTE_ENROLL
 
 const struct cf_route cf_http_routes[] = {
         /* Liveness: answers from the I/O thread, touches nothing. */
@@ -30,8 +31,17 @@ const struct cf_route cf_http_routes[] = {
         /* The token keys, for whoever checks coffre's tokens (RFC 7517). */
         {"GET", "/v1/auth/jwks", cf_h_jwks, D | P, 0, "auth.jwks"},
         /* The caller's own account. */
-        {"GET", "/v1/auth/me", cf_h_me, D, ANY, "auth.me"},
-        {"POST", "/v1/auth/logout", cf_h_logout, D | AU, ANY, "auth.logout"},
+        {"GET", "/v1/auth/me", cf_h_me, D | EN, ANY, "auth.me"},
+        {"POST", "/v1/auth/logout", cf_h_logout, D | AU | EN, ANY, "auth.logout"},
+        /* Two-factor authentication (IA6). */
+        {"POST", "/v1/auth/mfa/totp", cf_h_totp_enroll, D | AU | EN, ANY, "mfa.enroll"},
+        {"POST", "/v1/auth/mfa/totp/confirm", cf_h_totp_confirm, D | B | AU | EN, ANY,
+         "mfa.confirm"},
+        {"GET", "/v1/t/{tenant}/auth/policy", cf_h_policy_get, D, CF_P_USERS_MANAGE, "policy.get"},
+        {"PUT", "/v1/t/{tenant}/auth/policy", cf_h_policy_set, D | B | AU, CF_P_USERS_MANAGE,
+         "policy.update"},
+        {"DELETE", "/v1/t/{tenant}/users/{id}/mfa", cf_h_totp_reset, D | AU, CF_P_USERS_MANAGE,
+         "mfa.reset"},
         {"POST", "/v1/auth/password", cf_h_password, D | B | AU, ANY, "user.password"},
         {"GET", "/v1/auth/sessions", cf_h_sessions, D, ANY, "auth.sessions"},
         /* A tenant's users and API clients (IA8, IA12). */

@@ -266,6 +266,11 @@ static cf_err gate(struct cf_req *req)
 	if (t.ptr)
 		cf_span_to_str(t, tenant, sizeof tenant);
 	CF_TRY(cf_auth_authorize(&req->who, t.ptr ? tenant : NULL, r->perm));
+	/* IA6: the tenant requires MFA and this user has none yet: enrolling is all the
+	 * session may do. */
+	CF_ENSURE(!req->who.mfa_pending || (r->flags & CF_ROUTE_ENROLL),
+	          cf_err_fail(CF_E_MFA_ENROLL, "this tenant requires two-factor authentication: "
+	                                       "enroll with POST /v1/auth/mfa/totp first"));
 	bool write = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
 	if (req->who.via_cookie && write) {
 		const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");

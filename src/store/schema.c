@@ -222,6 +222,39 @@ const struct cf_migration cf_store_schema[] = {
          " USING (tenant_id = current_setting('coffre.tenant', true));"
          "GRANT SELECT, INSERT, UPDATE, DELETE ON users, roles, grants, sessions, clients,"
          " tokens_revoked, auth_links TO coffre_runtime"},
+        {7, "mfa",
+         /* Two-factor authentication (IA6): each user's TOTP secret sealed under the
+          * tenant's keys (with the KEK version, for the rewrap after a rotation), the last
+          * time step used (no replay), recovery codes as HMACs, and the tenant's policy. */
+         "CREATE TABLE mfa_totp (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, sealed BLOB NOT "
+         "NULL, kek_version INTEGER NOT NULL, confirmed INTEGER NOT NULL, last_step INTEGER NOT "
+         "NULL, created_at INTEGER NOT NULL, PRIMARY KEY (tenant_id, user_id)) STRICT;"
+         "CREATE TABLE recovery_codes (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, mac BLOB "
+         "NOT NULL, created_at INTEGER NOT NULL, used_at INTEGER, PRIMARY KEY (tenant_id, mac)) "
+         "STRICT;"
+         "CREATE TABLE tenant_policy (tenant_id TEXT NOT NULL PRIMARY KEY, mfa_required INTEGER "
+         "NOT NULL) STRICT",
+         "CREATE TABLE mfa_totp (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, sealed BYTEA NOT "
+         "NULL, kek_version BIGINT NOT NULL, confirmed BIGINT NOT NULL, last_step BIGINT NOT NULL, "
+         "created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, user_id));"
+         "CREATE TABLE recovery_codes (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL, mac BYTEA "
+         "NOT NULL, created_at BIGINT NOT NULL, used_at BIGINT, PRIMARY KEY (tenant_id, mac));"
+         "CREATE TABLE tenant_policy (tenant_id TEXT NOT NULL PRIMARY KEY, mfa_required BIGINT NOT "
+         "NULL);"
+         "ALTER TABLE mfa_totp ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE mfa_totp FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON mfa_totp"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "ALTER TABLE recovery_codes ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE recovery_codes FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON recovery_codes"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "ALTER TABLE tenant_policy ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE tenant_policy FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON tenant_policy"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "GRANT SELECT, INSERT, UPDATE, DELETE ON mfa_totp, recovery_codes, tenant_policy"
+         " TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

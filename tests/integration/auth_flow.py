@@ -13,6 +13,7 @@ import json
 import os
 import re
 import ssl
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -283,6 +284,64 @@ report(not bad and count > 50, "route x role x own/other tenant: %d calls, no un
 # --- disabling, logout, audit ----------------------------------------------------------------
 # The matrix logged everyone out (auth.logout is a route like the others): in again.
 owner_cookie, owner_csrf, _, _ = login(ADMIN, ADMIN_PW)
+
+# --- TOTP (IA6): enrollment, codes from oathtool, no replay, recovery codes, policy -------------
+def oathtool(secret, when="now"):
+    return subprocess.run(["oathtool", "--totp", "-b", "-N", when, secret], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+st, js, _, _ = call("POST", "/v1/auth/mfa/totp", cookie=owner_cookie, csrf=owner_csrf)
+report(st == 200 and js["otpauth_uri"].startswith("otpauth://totp/coffre:") and "secret=" + js["secret"] in js["otpauth_uri"]
+       and js["qr_svg"].startswith("<svg") and js["digits"] == 6 and js["period"] == 30,
+       "TOTP enrollment gives an otpauth:// URI and an SVG QR code", (st, js and {k: v for k, v in js.items() if k != "qr_svg"}))
+secret = js["secret"]
+st, js, _, _ = call("POST", "/v1/auth/mfa/totp/confirm", {"code": "12345"}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 401, "a malformed code does not confirm", (st, js))
+st, js, _, _ = call("POST", "/v1/auth/mfa/totp/confirm", {"code": oathtool(secret)}, cookie=owner_cookie, csrf=owner_csrf)
+recovery = (js or {}).get("recovery_codes", [])
+report(st == 200 and len(recovery) == 10 and len(set(recovery)) == 10, "an oathtool code confirms it: ten recovery codes", (st, js))
+st, js, _, _ = call("POST", "/v1/auth/mfa/totp", cookie=owner_cookie, csrf=owner_csrf)
+report(st == 409, "enrolling again once confirmed: 409", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/auth/login", {"email": ADMIN, "password": ADMIN_PW})
+report(st == 401 and code(js) == "mfa_required", "the password alone no longer logs in: 401 mfa_required", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/auth/login", {"email": ADMIN, "password": ADMIN_PW, "code": oathtool(secret)})
+report(st == 401 and code(js) == "invalid_credentials", "the code that confirmed cannot log in again (replay)", (st, js))
+nxt = oathtool(secret, "now + 30 seconds")
+st, js, sc, _ = call("POST", "/v1/t/dev/auth/login", {"email": ADMIN, "password": ADMIN_PW, "code": nxt})
+report(st == 200 and sc, "password and a fresh oathtool code log in", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/auth/login", {"email": ADMIN, "password": ADMIN_PW, "code": nxt})
+report(st == 401, "the same code twice: refused", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/auth/login", {"email": ADMIN, "password": "wrong password 123", "code": oathtool(secret, "now + 60 seconds")})
+report(st == 401 and code(js) == "invalid_credentials", "a right code with a wrong password: 401", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/auth/login", {"email": ADMIN, "password": ADMIN_PW, "recovery_code": recovery[0]})
+report(st == 200, "a recovery code logs in", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/auth/login", {"email": ADMIN, "password": ADMIN_PW, "recovery_code": recovery[0]})
+report(st == 401, "a recovery code works once", (st, js))
+st, js, _, _ = call("GET", "/v1/auth/me", cookie=owner_cookie)
+report(st == 200 and js["mfa"] is True, "me says mfa: true", (st, js))
+# For t_auth.sh's check after a key rotation: the secret and the last step used.
+print("totp %s %d" % (secret, (int(time.time()) + 30) // 30), flush=True)
+
+# The tenant requires MFA: a user without it may only enroll.
+st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": True}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 200 and js["mfa_required"] is True, "an admin requires MFA for the tenant", (st, js))
+c, x, _, _ = login(ag["email"], ag["pw"])
+st, js, _, _ = call("GET", "/v1/auth/sessions", cookie=c)
+st2, js2, _, _ = call("GET", "/v1/auth/me", cookie=c)
+report(st == 403 and code(js) == "mfa_enrollment_required" and st2 == 200 and js2["mfa_enrollment_required"] is True,
+       "until they enroll, a user's session can do nothing but enroll", (st, js, st2))
+st, js, _, _ = call("POST", "/v1/auth/mfa/totp", cookie=c, csrf=x)
+report(st == 200, "...and enrolling is allowed", (st, js and js.get("otpauth_uri")))
+st, js, _, _ = call("DELETE", "/v1/t/dev/users/%s/mfa" % ag["id"], cookie=owner_cookie, csrf=owner_csrf)
+report(st == 200, "an admin resets a user's TOTP", (st, js))
+st, js, _, _ = call("DELETE", "/v1/t/dev/users/%s/mfa" % ag["id"], cookie=owner_cookie, csrf=owner_csrf)
+report(st == 404, "...once", (st, js))
+st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": "yes"}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 422, "a policy of the wrong type: 422", (st, js))
+st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 200 and js["mfa_required"] is False, "the requirement lifted", (st, js))
+
 st, js, _, _ = call("POST", "/v1/t/dev/auth/token", {"client_id": cid, "client_secret": csec})
 tok = js["access_token"]
 st, _, _, _ = call("GET", "/v1/auth/me", token=tok)

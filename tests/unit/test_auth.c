@@ -259,6 +259,37 @@ static void test_password_policy(void **state)
 	assert_null(a);
 }
 
+/* RFC 6238 Appendix B (SHA-1 rows), the last six of their eight digits: the check finds
+ * each code at its step, one step either side, and never a step already used. */
+static void test_totp_rfc6238(void **state)
+{
+	(void)state;
+	static const uint8_t key[] = "12345678901234567890";
+	static const struct {
+		int64_t t;
+		const char *code;
+	} v[] = {{59, "287082"},         {1111111109, "081804"}, {1111111111, "050471"},
+	         {1234567890, "005924"}, {2000000000, "279037"}, {20000000000, "353130"}};
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		int64_t step = 0;
+		OK(cf_totp_check_code(key, 20, v[i].t, v[i].code, 0, &step));
+		assert_int_equal(step, v[i].t / 30);
+		/* one step either side, not two */
+		OK(cf_totp_check_code(key, 20, v[i].t + 30, v[i].code, 0, &step));
+		OK(cf_totp_check_code(key, 20, v[i].t - 30, v[i].code, 0, &step));
+		assert_int_equal(cf_totp_check_code(key, 20, v[i].t + 61, v[i].code, 0, &step),
+		                 CF_E_BAD_CREDENTIALS);
+		/* no replay: not at or before the last step used */
+		assert_int_equal(cf_totp_check_code(key, 20, v[i].t, v[i].code, v[i].t / 30, &step),
+		                 CF_E_BAD_CREDENTIALS);
+	}
+	int64_t step = 0;
+	assert_int_equal(cf_totp_check_code(key, 20, 59, "287083", 0, &step), CF_E_BAD_CREDENTIALS);
+	assert_int_equal(cf_totp_check_code(key, 20, 59, "28708", 0, &step), CF_E_BAD_CREDENTIALS);
+	assert_int_equal(cf_totp_check_code(key, 20, 59, "94287082", 0, &step),
+	                 CF_E_BAD_CREDENTIALS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -267,6 +298,7 @@ int main(void)
 	        cmocka_unit_test(test_jwt_refusals),
 	        cmocka_unit_test(test_perms_and_authorize),
 	        cmocka_unit_test(test_password_policy),
+	        cmocka_unit_test(test_totp_rfc6238),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
