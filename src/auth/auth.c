@@ -41,6 +41,8 @@ cf_err cf_auth_new(const struct cf_auth_opts *o, struct cf_auth **out)
 	pthread_mutex_init(&a->cache_mu, NULL);
 	cf_err err = CF_E_NOMEM;
 	a->cache = calloc(CACHE_SLOTS, sizeof *a->cache);
+	if (auth_throttle_new(&a->throttle) != CF_OK)
+		goto fail;
 	if (oath_init() != OATH_OK)
 		goto fail;
 	pwquality_settings_t *pwq = pwquality_default_settings();
@@ -89,6 +91,7 @@ void cf_auth_free(struct cf_auth **pp)
 		cf_wipe(a->cache, CACHE_SLOTS * sizeof *a->cache);
 		free(a->cache);
 	}
+	auth_throttle_free(&a->throttle);
 	pthread_mutex_destroy(&a->hash_mu);
 	pthread_cond_destroy(&a->hash_cv);
 	pthread_mutex_destroy(&a->pwq_mu);

@@ -102,6 +102,7 @@ struct cf_auth_call {
 	const char *source;             /* the peer address */
 	const struct cf_principal *who; /* NULL before authentication */
 	const char *operator_id;        /* an operator or coffred itself ("uid=0"), or NULL */
+	unsigned *retry_after;          /* set when a refusal says when to retry (or NULL) */
 };
 
 /* --- users, passwords, sessions (users.c) ------------------------------------------------ */

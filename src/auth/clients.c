@@ -189,6 +189,8 @@ cf_err cf_auth_token_issue(struct cf_auth *a, const struct cf_auth_call *c,
                            struct cf_span secret, json_t **out)
 {
 	struct client_tx ct = {.tenant = t->id, .id = client_id, .now = (int64_t)time(NULL)};
+	struct cf_throttle_who tw = {t->id, client_id ? client_id : "-", c->source};
+	CF_TRY(auth_throttle_gate(a, c, &tw));
 	bool shaped = client_id && strlen(client_id) == CLIENT_ID_LEN && secret.len >= 40 &&
 	              secret.len <= 64;
 	cf_err err = shaped ? auth_mac(a, t->id, "client", secret, ct.mac) : CF_OK;
@@ -196,11 +198,13 @@ cf_err cf_auth_token_issue(struct cf_auth *a, const struct cf_auth_call *c,
 		err = cf_store_read(a->store, t->id, secret_read, &ct);
 	CF_TRY(err);
 	if (!ct.active) {
+		auth_throttle_failed(a->throttle, &tw);
 		CF_TRY(cf_auth_audit_record(a, c, t->id, "auth.token", shaped ? client_id : "-",
 		                            CF_OUTCOME_DENIED, CF_E_BAD_CREDENTIALS));
 		return cf_err_fail(CF_E_BAD_CREDENTIALS,
 		                   "unknown client, wrong secret or disabled");
 	}
+	auth_throttle_passed(a->throttle, &tw);
 	struct cf_jwt_claims cl = {.iat = ct.now, .exp = ct.now + (int64_t)a->token_ttl};
 	(void)snprintf(cl.sub, sizeof cl.sub, "%s", client_id);
 	(void)snprintf(cl.tenant, sizeof cl.tenant, "%s", t->id);

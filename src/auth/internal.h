@@ -23,6 +23,8 @@ struct cf_auth {
 	void *pwq; /* pwquality_settings_t */
 	/* A PHC string of a password nobody has: unknown users cost the same work. */
 	char dummy_phc[160];
+	/* Growing delays after failed secrets (throttle.c). */
+	struct cf_throttle *throttle;
 	/* Verified tokens until they expire (an Ed25519 verification is ~50 µs). */
 	pthread_mutex_t cache_mu;
 	struct token_slot *cache;
@@ -69,6 +71,20 @@ CF_MUST cf_err cf_totp_check_code(const uint8_t *secret, size_t n, int64_t now, 
 CF_MUST cf_err auth_totp_use(struct cf_tx *tx, const char *user, int64_t step);
 CF_MUST cf_err auth_recovery_use(struct cf_auth *a, struct cf_tx *tx, const char *user,
                                  const char *code, int64_t now);
+/* Throttling (throttle.c, IA5, MD4): who tries a secret. */
+struct cf_throttle;
+struct cf_throttle_who {
+	const char *tenant, *account, *source;
+};
+CF_MUST cf_err auth_throttle_new(struct cf_throttle **out);
+void auth_throttle_free(struct cf_throttle **pp);
+/* Seconds to wait before trying again (0: now). */
+unsigned auth_throttle_wait(struct cf_throttle *t, const struct cf_throttle_who *w);
+void auth_throttle_failed(struct cf_throttle *t, const struct cf_throttle_who *w);
+void auth_throttle_passed(struct cf_throttle *t, const struct cf_throttle_who *w);
+/* CF_E_RATE_LIMITED (with c->retry_after set) while a delay runs. */
+CF_MUST cf_err auth_throttle_gate(struct cf_auth *a, const struct cf_auth_call *c,
+                                  const struct cf_throttle_who *w);
 /* The tenant's row (inside a transaction). */
 CF_MUST cf_err auth_tenant_tx(struct cf_tx *tx, const char *name, struct cf_tenant_ref *out);
 

@@ -365,7 +365,12 @@ cf_err cf_auth_totp_confirm(struct cf_auth *a, const struct cf_auth_call *c, con
 	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER,
 	          cf_err_fail(CF_E_FORBIDDEN, "only users enroll in two-factor authentication"));
 	struct confirm_tx ct = {.tenant = p->tenant.id, .user = p->id, .now = (int64_t)time(NULL)};
-	CF_TRY(auth_totp_check(a, ct.tenant, ct.user, code, false, &ct.step));
+	struct cf_throttle_who tw = {ct.tenant, ct.user, c->source};
+	CF_TRY(auth_throttle_gate(a, c, &tw));
+	cf_err check = auth_totp_check(a, ct.tenant, ct.user, code, false, &ct.step);
+	if (check == CF_E_BAD_CREDENTIALS)
+		auth_throttle_failed(a->throttle, &tw);
+	CF_TRY(check);
 	/* Ten recovery codes of 80 bits each, "xxxx-xxxx-xxxx-xxxx" in base32's alphabet:
 	 * shown once, stored as HMACs. */
 	json_t *codes = json_array();

@@ -357,6 +357,8 @@ cf_err cf_auth_setup(struct cf_auth *a, const struct cf_auth_call *c, const stru
                      const char *token, struct cf_span pw)
 {
 	struct link_q q = {.tenant = t->id, .now = (int64_t)time(NULL)};
+	struct cf_throttle_who tw = {t->id, "setup", c->source};
+	CF_TRY(auth_throttle_gate(a, c, &tw));
 	size_t tl = token ? strlen(token) : 0;
 	cf_err err = tl >= 40 && tl <= 64 ? auth_mac(a, t->id, "link", cf_span_str(token), q.mac)
 	                                  : CF_E_BAD_CREDENTIALS;
@@ -365,6 +367,7 @@ cf_err cf_auth_setup(struct cf_auth *a, const struct cf_auth_call *c, const stru
 	if (err == CF_OK && (!q.found || q.used || q.now >= q.expires))
 		err = CF_E_BAD_CREDENTIALS;
 	if (err == CF_E_BAD_CREDENTIALS) {
+		auth_throttle_failed(a->throttle, &tw);
 		CF_TRY(cf_auth_audit_record(a, c, t->id, "user.setup", q.found ? q.user : "-",
 		                            CF_OUTCOME_DENIED, err));
 		return cf_err_fail(CF_E_BAD_CREDENTIALS, "the link is invalid, used or expired");
@@ -492,6 +495,10 @@ cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const stru
 	struct login_q q = {.tenant = t->id, .email = em, .now = (int64_t)time(NULL), .a = a};
 	cf_err err = pw.len <= 256 ? email_norm(email, em) : CF_E_BAD_CREDENTIALS;
 	cf_err_detail_clear();
+	/* IA5: during a delay the password is not even checked (and the answer does not
+	 * depend on whether the account exists). */
+	struct cf_throttle_who tw = {t->id, em[0] ? em : "-", c->source};
+	CF_TRY(auth_throttle_gate(a, c, &tw));
 	if (err == CF_OK)
 		err = cf_store_read(a->store, t->id, login_read, &q);
 	CF_ENSURE(err == CF_OK || err == CF_E_INVALID || err == CF_E_BAD_CREDENTIALS, err);
@@ -502,11 +509,14 @@ cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const stru
 	if (!usable || v != CF_OK) {
 		cf_wipe(q.phc, sizeof q.phc);
 		CF_ENSURE(usable ? v == CF_E_INTEGRITY : true, v);
+		auth_throttle_failed(a->throttle, &tw);
 		CF_TRY(cf_auth_audit_record(a, c, t->id, "auth.login", q.found ? q.user : em,
 		                            CF_OUTCOME_DENIED, CF_E_BAD_CREDENTIALS));
 		return cf_err_fail(CF_E_BAD_CREDENTIALS, "wrong email or password");
 	}
 	cf_err mfa = second_factor(a, c, t, in, &q);
+	if (mfa == CF_E_BAD_CREDENTIALS)
+		auth_throttle_failed(a->throttle, &tw);
 	if (mfa == CF_OK && cf_argon2id_needs_rehash(q.phc, &a->argon2))
 		err = auth_hash_password(a, pw, q.new_phc);
 	cf_wipe(q.phc, sizeof q.phc);
@@ -528,10 +538,13 @@ cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const stru
 		/* The code or recovery code lost a race or was used: refused and audited. */
 		cf_err_detail_clear();
 		cf_wipe(secret, sizeof secret);
+		auth_throttle_failed(a->throttle, &tw);
 		CF_TRY(cf_auth_audit_record(a, c, t->id, "auth.login", q.user, CF_OUTCOME_DENIED,
 		                            err));
 		return cf_err_fail(err, "wrong or reused code");
 	}
+	if (err == CF_OK)
+		auth_throttle_passed(a->throttle, &tw);
 	uint8_t csrf[CF_HMAC_LEN];
 	if (err == CF_OK)
 		err = auth_mac(a, t->id, "csrf", cf_span_str(secret), csrf);
@@ -598,6 +611,8 @@ cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
 	struct login_q q = {.tenant = p->tenant.id, .now = (int64_t)time(NULL)};
 	(void)snprintf(q.user, sizeof q.user, "%s", p->id);
 	CF_ENSURE(cf_hex_decode(p->sid_mac, sizeof q.mac, q.mac), CF_E_INTERNAL);
+	struct cf_throttle_who tw = {p->tenant.id, p->id, c->source};
+	CF_TRY(auth_throttle_gate(a, c, &tw));
 	CF_TRY(cf_store_read(a->store, p->tenant.id, login_read, &q));
 	cf_err v = q.found && q.phc[0] && current.len <= 256
 	                   ? auth_verify_password(a, q.phc, current)
@@ -605,6 +620,7 @@ cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
 	cf_wipe(q.phc, sizeof q.phc);
 	if (v == CF_E_INTEGRITY) {
 		/* The request's own audit entry records the refusal (the route's). */
+		auth_throttle_failed(a->throttle, &tw);
 		return cf_err_fail(CF_E_BAD_CREDENTIALS, "the current password is wrong");
 	}
 	CF_TRY(v);

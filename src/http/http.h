@@ -126,7 +126,7 @@ CF_MUST cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint
 struct cf_auth *cf_req_auth(const struct cf_req *req);
 const struct cf_principal *cf_req_principal(const struct cf_req *req);
 /* Who is calling and from where, for the auth part's audit entries. */
-struct cf_auth_call cf_req_call(const struct cf_req *req);
+struct cf_auth_call cf_req_call(struct cf_req *req);
 /* A query parameter's raw value, or NULL. */
 const char *cf_req_query(const struct cf_req *req, const char *name);
 /* Sets the session cookie on the reply (TR3: __Host-, Secure, HttpOnly,

@@ -102,10 +102,12 @@ const struct cf_principal *cf_req_principal(const struct cf_req *req)
 	return req->authed ? &req->who : NULL;
 }
 
-struct cf_auth_call cf_req_call(const struct cf_req *req)
+struct cf_auth_call cf_req_call(struct cf_req *req)
 {
-	return (struct cf_auth_call){
-	        .request_id = req->id, .source = req->peer, .who = req->authed ? &req->who : NULL};
+	return (struct cf_auth_call){.request_id = req->id,
+	                             .source = req->peer,
+	                             .who = req->authed ? &req->who : NULL,
+	                             .retry_after = &req->retry_after};
 }
 
 const char *cf_req_query(const struct cf_req *req, const char *name)

@@ -186,6 +186,23 @@ report(c is None and st == 401, "the old password no longer logs in", st)
 st, js, _, _ = call("GET", "/v1/auth/sessions", cookie=ag["cookie"])
 report(st == 200 and len(js["sessions"]) == 1, "a user lists their sessions", (st, js))
 
+# --- growing delays (IA5, MD4) ------------------------------------------------------------
+eu = users["end_user"]
+for i in range(3):
+    st, js, _, hd = call("POST", "/v1/t/dev/auth/login", {"email": eu["email"], "password": "not the password %d" % i})
+report(st == 401, "three wrong passwords: 401 each", (st, js))
+st, js, _, hd = call("POST", "/v1/t/dev/auth/login", {"email": eu["email"], "password": eu["pw"]})
+report(st == 429 and code(js) == "rate_limited" and int(hd.get("Retry-After", "0")) >= 1,
+       "then even the right password waits: 429 with Retry-After (IA5)", (st, js, hd.get("Retry-After")))
+st2, js2, _, hd2 = call("POST", "/v1/t/dev/auth/login", {"email": "nobody-here@dev.example", "password": "x" * 12})
+for i in range(3):
+    st2, js2, _, hd2 = call("POST", "/v1/t/dev/auth/login", {"email": "nobody-here@dev.example", "password": "x" * 12})
+report(st2 == 429 and js2["error"]["message"] == js["error"]["message"].replace(hd.get("Retry-After", ""), hd2.get("Retry-After", "")),
+       "an account that does not exist gets the same delays and answer", (st2, js2))
+time.sleep(int(hd.get("Retry-After", "1")) + 0.2)
+c, x, st, js = login(eu["email"], eu["pw"])
+report(c is not None, "after the delay the right password logs in (and clears the count)", (st, js))
+
 # --- API clients and tokens (IA8, IA9) ------------------------------------------------------
 st, js, _, _ = call("POST", "/v1/t/dev/clients", {"name": "backend", "roles": ["agent"]}, cookie=owner_cookie, csrf=owner_csrf)
 report(st == 201 and js["client_secret"].startswith("cs_"), "create an API client: its secret shown once", (st, js))

@@ -290,6 +290,55 @@ static void test_totp_rfc6238(void **state)
 	                 CF_E_BAD_CREDENTIALS);
 }
 
+/* IA5, MD4: three free failures of an account from an address, then a growing delay; a
+ * success clears it; the account alone locks (temporarily) after ten from anywhere; an
+ * address alone after fifty, whatever the accounts. */
+static void test_throttle(void **state)
+{
+	(void)state;
+	struct cf_throttle *t = NULL;
+	OK(auth_throttle_new(&t));
+	struct cf_throttle_who w = {"acme", "ada@acme.example", "192.0.2.1"};
+	for (int i = 0; i < 2; i++) {
+		auth_throttle_failed(t, &w);
+		assert_int_equal(auth_throttle_wait(t, &w), 0);
+	}
+	auth_throttle_failed(t, &w);
+	assert_int_equal(auth_throttle_wait(t, &w), 1);
+	auth_throttle_failed(t, &w);
+	assert_int_equal(auth_throttle_wait(t, &w), 2);
+	auth_throttle_failed(t, &w);
+	assert_int_equal(auth_throttle_wait(t, &w), 4);
+	/* Another account from the same address, and the same account in another tenant,
+	 * are not held back by these. */
+	struct cf_throttle_who other = {"acme", "bob@acme.example", "192.0.2.1"};
+	struct cf_throttle_who elsewhere = {"globex", "ada@acme.example", "192.0.2.1"};
+	assert_int_equal(auth_throttle_wait(t, &other), 0);
+	assert_int_equal(auth_throttle_wait(t, &elsewhere), 0);
+	auth_throttle_passed(t, &w);
+	assert_int_equal(auth_throttle_wait(t, &w), 0);
+	/* Ten failures of one account from ten addresses: the account waits, from anywhere. */
+	char src[32];
+	struct cf_throttle_who spread = {"acme", "carol@acme.example", src};
+	for (int i = 0; i < 10; i++) {
+		(void)snprintf(src, sizeof src, "198.51.100.%d", i);
+		auth_throttle_failed(t, &spread);
+	}
+	(void)snprintf(src, sizeof src, "203.0.113.7");
+	assert_int_equal(auth_throttle_wait(t, &spread), 1);
+	/* Fifty failures from one address over fifty accounts: that address waits. */
+	char acct[32];
+	struct cf_throttle_who scan = {"acme", acct, "192.0.2.99"};
+	for (int i = 0; i < 50; i++) {
+		(void)snprintf(acct, sizeof acct, "user%d@acme.example", i);
+		auth_throttle_failed(t, &scan);
+	}
+	(void)snprintf(acct, sizeof acct, "someone-new@acme.example");
+	assert_int_equal(auth_throttle_wait(t, &scan), 1);
+	auth_throttle_free(&t);
+	assert_null(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +348,7 @@ int main(void)
 	        cmocka_unit_test(test_perms_and_authorize),
 	        cmocka_unit_test(test_password_policy),
 	        cmocka_unit_test(test_totp_rfc6238),
+	        cmocka_unit_test(test_throttle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
