@@ -41,7 +41,7 @@ cf_err cf_auth_new(const struct cf_auth_opts *o, struct cf_auth **out)
 	pthread_mutex_init(&a->cache_mu, NULL);
 	cf_err err = CF_E_NOMEM;
 	a->cache = calloc(CACHE_SLOTS, sizeof *a->cache);
-	if (auth_throttle_new(&a->throttle) != CF_OK)
+	if (auth_throttle_new(&a->throttle) != CF_OK || auth_refusals_new(&a->refusals) != CF_OK)
 		goto fail;
 	if (oath_init() != OATH_OK)
 		goto fail;
@@ -92,6 +92,7 @@ void cf_auth_free(struct cf_auth **pp)
 		free(a->cache);
 	}
 	auth_throttle_free(&a->throttle);
+	auth_refusals_free(&a->refusals);
 	pthread_mutex_destroy(&a->hash_mu);
 	pthread_cond_destroy(&a->hash_cv);
 	pthread_mutex_destroy(&a->pwq_mu);

@@ -221,6 +221,12 @@ CF_MUST cf_err cf_auth_authenticate(struct cf_auth *a, const struct cf_auth_cred
  * authenticated caller). CF_E_FORBIDDEN otherwise, CF_E_NOT_FOUND for another tenant
  * (so a caller learns nothing of other tenants). */
 CF_MUST cf_err cf_auth_authorize(const struct cf_principal *p, const char *tenant, unsigned perm);
+/* Refusals before authentication are counted, not written one by one (a flood must not
+ * grow the audit log by an entry per request): note one (tenant: the name in the path,
+ * or NULL), and, each period, write the counts as summary entries ("auth.refused").
+ * *entries gets how many were written. */
+void cf_auth_note_refusal(struct cf_auth *a, const char *tenant, const char *source);
+CF_MUST cf_err cf_auth_flush_refusals(struct cf_auth *a, unsigned *entries);
 /* The principal's JSON (GET /v1/auth/me). */
 json_t *cf_principal_json(const struct cf_principal *p);
 

@@ -25,6 +25,8 @@ struct cf_auth {
 	char dummy_phc[160];
 	/* Growing delays after failed secrets (throttle.c). */
 	struct cf_throttle *throttle;
+	/* Refusals before authentication, until the next summary. */
+	struct cf_refusals *refusals;
 	/* Verified tokens until they expire (an Ed25519 verification is ~50 µs). */
 	pthread_mutex_t cache_mu;
 	struct token_slot *cache;
@@ -85,6 +87,9 @@ void auth_throttle_passed(struct cf_throttle *t, const struct cf_throttle_who *w
 /* CF_E_RATE_LIMITED (with c->retry_after set) while a delay runs. */
 CF_MUST cf_err auth_throttle_gate(struct cf_auth *a, const struct cf_auth_call *c,
                                   const struct cf_throttle_who *w);
+struct cf_refusals;
+CF_MUST cf_err auth_refusals_new(struct cf_refusals **out);
+void auth_refusals_free(struct cf_refusals **pp);
 /* The tenant's row (inside a transaction). */
 CF_MUST cf_err auth_tenant_tx(struct cf_tx *tx, const char *name, struct cf_tenant_ref *out);
 

@@ -149,3 +149,107 @@ cf_err auth_throttle_gate(struct cf_auth *a, const struct cf_auth_call *c,
 	return cf_err_fail(CF_E_RATE_LIMITED, "too many failed attempts; try again in %u seconds",
 	                   wait);
 }
+
+/* --- refusals before authentication (AL1 without a flood) --------------------------------- *
+ * A request with no credentials, or with ones that do not hold, is not one audit entry
+ * each: it is counted per (tenant named in the path, source address), and each period
+ * the counts become one summary entry per pair in the deployment's log ("auth.refused",
+ * resource "tenant=NAME count=N"). The source is never written in clear: for a tenant
+ * that exists it is the HMAC under that tenant's audit key (what the tenant's own entries
+ * hold for it); otherwise "-". The table is bounded; past it, refusals are counted
+ * together. */
+#define REFUSAL_SLOTS 1024
+
+struct refusal {
+	char tenant[CF_TENANT_NAME_MAX + 1];
+	char source[48];
+	uint64_t count;
+};
+
+struct cf_refusals {
+	pthread_mutex_t mu;
+	struct refusal r[REFUSAL_SLOTS];
+	size_t n;
+	uint64_t overflow;
+};
+
+cf_err auth_refusals_new(struct cf_refusals **out)
+{
+	struct cf_refusals *r = calloc(1, sizeof *r);
+	CF_ENSURE(r, CF_E_NOMEM);
+	pthread_mutex_init(&r->mu, NULL);
+	*out = r;
+	return CF_OK;
+}
+
+void auth_refusals_free(struct cf_refusals **pp)
+{
+	if (!pp || !*pp)
+		return;
+	pthread_mutex_destroy(&(*pp)->mu);
+	free(*pp);
+	*pp = NULL;
+}
+
+void cf_auth_note_refusal(struct cf_auth *a, const char *tenant, const char *source)
+{
+	struct cf_refusals *r = a->refusals;
+	const char *t = tenant && strlen(tenant) <= CF_TENANT_NAME_MAX ? tenant : "";
+	const char *s = source ? source : "-";
+	pthread_mutex_lock(&r->mu);
+	size_t i = 0;
+	while (i < r->n && !(strcmp(r->r[i].tenant, t) == 0 && strcmp(r->r[i].source, s) == 0))
+		i++;
+	if (i < r->n) {
+		r->r[i].count++;
+	} else if (r->n < REFUSAL_SLOTS) {
+		(void)snprintf(r->r[r->n].tenant, sizeof r->r[r->n].tenant, "%s", t);
+		(void)snprintf(r->r[r->n].source, sizeof r->r[r->n].source, "%s", s);
+		r->r[r->n++].count = 1;
+	} else {
+		r->overflow++;
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+cf_err cf_auth_flush_refusals(struct cf_auth *a, unsigned *entries)
+{
+	struct cf_refusals *r = a->refusals;
+	static struct refusal taken[REFUSAL_SLOTS]; /* the auditor thread's alone */
+	pthread_mutex_lock(&r->mu);
+	size_t n = r->n;
+	uint64_t overflow = r->overflow;
+	memcpy(taken, r->r, n * sizeof taken[0]);
+	r->n = 0;
+	r->overflow = 0;
+	pthread_mutex_unlock(&r->mu);
+	*entries = 0;
+	cf_err err = CF_OK;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n && !overflow)
+			break;
+		const struct refusal *r1 = i < n ? &taken[i] : NULL;
+		char actor[65] = "-", res[160];
+		struct cf_tenant_ref t;
+		if (r1 && r1->tenant[0] && cf_auth_tenant(a, r1->tenant, &t) == CF_OK &&
+		    cf_audit_mac(a->keys, t.id, r1->source, actor) != CF_OK)
+			(void)snprintf(actor, sizeof actor, "-");
+		cf_err_detail_clear();
+		(void)snprintf(res, sizeof res, "tenant=%.63s count=%llu",
+		               r1 && r1->tenant[0] ? r1->tenant : "-",
+		               (unsigned long long)(r1 ? r1->count : overflow));
+		struct cf_audit_event ev = {.actor_kind = CF_ACTOR_ANONYMOUS,
+		                            .actor = actor,
+		                            .action = "auth.refused",
+		                            .resource = res,
+		                            .outcome = CF_OUTCOME_DENIED,
+		                            .error = cf_err_name(CF_E_UNAUTHENTICATED)};
+		cf_err e = cf_audit_record(a->store, NULL, &ev);
+		if (e == CF_OK)
+			++*entries;
+		else if (err == CF_OK)
+			err = e;
+	}
+	cf_wipe(taken, n * sizeof taken[0]);
+	return err;
+}

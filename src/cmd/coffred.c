@@ -181,8 +181,10 @@ struct auditor {
 	struct jobs *sync; /* shares the jobs' stop flag and lock */
 	struct cf_store *store;
 	struct cf_keyring *kr;
+	struct cf_auth *auth;
 	unsigned checkpoint_interval;
 	unsigned retention_days;
+	unsigned refusal_interval;
 	/* AL3: copies; a sink that cannot open yet (its database is down) is retried */
 	const char *sink_spec[3];
 	struct cf_audit_sink *sinks[3];
@@ -216,7 +218,7 @@ static void *auditor_main(void *arg)
 	struct cf_audit_seq *seq = NULL;
 	if (cf_audit_seq_open(a->store, &seq) != CF_OK)
 		return NULL;
-	uint64_t last_cp = 0, last_prune = 0;
+	uint64_t last_cp = 0, last_prune = 0, last_refusals = cf_now_mono_ns();
 	do {
 		unsigned added = 1;
 		while (added) {
@@ -236,6 +238,15 @@ static void *auditor_main(void *arg)
 			last_cp = now;
 		}
 		sinks_step(a);
+		/* Refusals before authentication: one summary entry per tenant and source
+		 * each period, not one per request. */
+		if (now - last_refusals >= (uint64_t)a->refusal_interval * 1000000000u) {
+			unsigned n = 0;
+			if (cf_auth_flush_refusals(a->auth, &n) != CF_OK)
+				cf_log(CF_LOG_ERROR, NULL, "audit_refusals",
+				       "refusal summaries not written: %s", cf_err_detail());
+			last_refusals = now;
+		}
 		/* Retention, every ten minutes: entries older than audit.retention_days go;
 		 * their checkpoints and subtrees stay. */
 		if (last_prune == 0 || now - last_prune >= 600ull * 1000000000u) {
@@ -247,6 +258,10 @@ static void *auditor_main(void *arg)
 			last_prune = now;
 		}
 	} while (jobs_sleep(a->sync, 200));
+	unsigned n = 0;
+	if (cf_auth_flush_refusals(a->auth, &n) != CF_OK) /* the last period's, at stop */
+		cf_log(CF_LOG_ERROR, NULL, "audit_refusals", "refusal summaries not written: %s",
+		       cf_err_detail());
 	for (size_t i = 0; i < 3; i++)
 		cf_audit_sink_close(&a->sinks[i]);
 	cf_audit_seq_close(&seq);
@@ -590,7 +605,9 @@ int main(int argc, char **argv)
 	struct auditor auditor = {.sync = &jobs,
 	                          .store = store,
 	                          .kr = kr,
+	                          .auth = auth,
 	                          .checkpoint_interval = cfg.checkpoint_interval,
+	                          .refusal_interval = cfg.refusal_summary,
 	                          .retention_days = cfg.retention_days,
 	                          .sink_spec = {cfg.sink_file[0] ? sink_file : NULL,
 	                                        cfg.sink_syslog[0] ? sink_syslog : NULL,

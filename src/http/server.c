@@ -261,12 +261,15 @@ static cf_err gate(struct cf_req *req)
 	        .cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, "__Host-coffre_session"),
 	        .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
 	};
-	CF_TRY(cf_auth_authenticate(req->srv->auth, &cr, &req->who));
-	req->authed = true;
 	char tenant[CF_TENANT_NAME_MAX + 2] = "";
 	struct cf_span t = cf_req_param(req, "tenant");
 	if (t.ptr)
 		cf_span_to_str(t, tenant, sizeof tenant);
+	cf_err e = cf_auth_authenticate(req->srv->auth, &cr, &req->who);
+	if (e == CF_E_UNAUTHENTICATED || e == CF_E_INVALID_TOKEN)
+		cf_auth_note_refusal(req->srv->auth, t.ptr ? tenant : NULL, req->peer);
+	CF_TRY(e);
+	req->authed = true;
 	CF_TRY(cf_auth_authorize(&req->who, t.ptr ? tenant : NULL, r->perm));
 	/* IA6: the tenant requires MFA and this user has none yet: enrolling is all the
 	 * session may do. */

@@ -45,6 +45,30 @@ run_flows() { # LABEL
 	[ "$states" = "destroyed active" ] && [ "$out" = 200 ] &&
 		ok "$label: after a rotation and the rewrap (KEK v1 destroyed), the TOTP secret still opens" ||
 		fail "$label: TOTP after a rotation and rewrap" "keks: $states, login: $out"
+	# A flood of unauthenticated requests does not grow the audit log by one entry each:
+	# counted per tenant and source, written as summaries (audit.refusal_summary: 1 s).
+	refused() { # the refusals the summaries count so far: "DEV NOTENANT"
+		"$COFFRE" --data "$SRV_DIR/data" --json audit list --action auth.refused --limit 1000 | python3 -c '
+import json, sys, re
+n = {}
+for e in json.load(sys.stdin)["entries"]:
+    m = re.match(r"tenant=(\S+) count=(\d+)", e["resource"])
+    n[m.group(1)] = n.get(m.group(1), 0) + int(m.group(2))
+print(n.get("dev", 0), n.get("-", 0))'
+	}
+	sleep 1.5
+	local before after r0 r1
+	before=$("$COFFRE" --data "$SRV_DIR/data" --json audit verify | jget entries)
+	read -r -a r0 <<<"$(refused)"
+	for i in $(seq 1 40); do
+		ccurl "$URL/v1/t/dev/users" "$URL/v1/t/dev/clients" "$URL/v1/auth/me" -H "Authorization: Bearer x.y.z" >/dev/null
+	done
+	sleep 2.5
+	after=$("$COFFRE" --data "$SRV_DIR/data" --json audit verify | jget entries)
+	read -r -a r1 <<<"$(refused)"
+	[ $((after - before)) -le 6 ] && [ $((r1[0] - r0[0])) = 80 ] && [ $((r1[1] - r0[1])) = 40 ] &&
+		ok "$label: 120 refused requests add $((after - before)) summary entries (counting 80 for dev, 40 for no tenant), not 120" ||
+		fail "$label: refusals before authentication are summarized" "entries $before -> $after, counts ${r0[*]} -> ${r1[*]}"
 	# Secrets never reach the log: no password, session id, client secret or token.
 	if grep -q -e "$adm_pw" -e "violet-tractor" -e "cs_" -e "eyJ" "$SRV_ERR"; then
 		fail "$label: no secret in coffred's log" "$(grep -e "$adm_pw" -e cs_ -e eyJ "$SRV_ERR" | head -3)"
@@ -53,7 +77,7 @@ run_flows() { # LABEL
 	fi
 }
 
-COFFRE_KEYS_JOB_INTERVAL=1 start_server --log-level info || exit 1
+COFFRE_AUDIT_REFUSAL_SUMMARY=1 COFFRE_KEYS_JOB_INTERVAL=1 start_server --log-level info || exit 1
 run_flows sqlite
 "$COFFRE" --data "$SRV_DIR/data" audit verify >/dev/null 2>&1 &&
 	ok "sqlite: the audit log of all that verifies" || fail "sqlite: the audit log verifies" "$("$COFFRE" --data "$SRV_DIR/data" audit verify 2>&1)"
@@ -69,7 +93,7 @@ pgsql() { runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql"
 pgsql -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db OWNER coffre_owner" >/dev/null 2>&1
 APP="postgresql://coffre_app@/$db?host=$COFFRE_TEST_PG_HOST"
 OWNER="postgresql://coffre_owner@/$db?host=$COFFRE_TEST_PG_HOST"
-COFFRE_KEYS_JOB_INTERVAL=1 COFFRE_STORE_URL=$APP COFFRE_STORE_MIGRATE_URL=$OWNER start_server --log-level info || exit 1
+COFFRE_AUDIT_REFUSAL_SUMMARY=1 COFFRE_KEYS_JOB_INTERVAL=1 COFFRE_STORE_URL=$APP COFFRE_STORE_MIGRATE_URL=$OWNER start_server --log-level info || exit 1
 run_flows postgresql
 # TI1 below the application: with coffre.tenant unset, the runtime role sees no user row.
 n=$(runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql" -h "$COFFRE_TEST_PG_HOST" -U coffre_app -d "$db" -qAt -c "SELECT count(*) FROM users")
