@@ -58,13 +58,13 @@ print(n.get("dev", 0), n.get("-", 0))'
 	}
 	sleep 1.5
 	local before after r0 r1
-	before=$("$COFFRE" --data "$SRV_DIR/data" --json audit verify | jget entries)
+	before=$("$COFFRE" --data "$SRV_DIR/data" ${STORE:+--store "$STORE"} --json audit verify | jget entries)
 	read -r -a r0 <<<"$(refused)"
 	for i in $(seq 1 40); do
 		ccurl "$URL/v1/t/dev/users" "$URL/v1/t/dev/clients" "$URL/v1/auth/me" -H "Authorization: Bearer x.y.z" >/dev/null
 	done
 	sleep 2.5
-	after=$("$COFFRE" --data "$SRV_DIR/data" --json audit verify | jget entries)
+	after=$("$COFFRE" --data "$SRV_DIR/data" ${STORE:+--store "$STORE"} --json audit verify | jget entries)
 	read -r -a r1 <<<"$(refused)"
 	[ $((after - before)) -le 6 ] && [ $((r1[0] - r0[0])) = 80 ] && [ $((r1[1] - r0[1])) = 40 ] &&
 		ok "$label: 120 refused requests add $((after - before)) summary entries (counting 80 for dev, 40 for no tenant), not 120" ||
@@ -93,6 +93,7 @@ pgsql() { runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql"
 pgsql -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db OWNER coffre_owner" >/dev/null 2>&1
 APP="postgresql://coffre_app@/$db?host=$COFFRE_TEST_PG_HOST"
 OWNER="postgresql://coffre_owner@/$db?host=$COFFRE_TEST_PG_HOST"
+STORE=$APP
 COFFRE_AUDIT_REFUSAL_SUMMARY=1 COFFRE_KEYS_JOB_INTERVAL=1 COFFRE_STORE_URL=$APP COFFRE_STORE_MIGRATE_URL=$OWNER start_server --log-level info || exit 1
 run_flows postgresql
 # TI1 below the application: with coffre.tenant unset, the runtime role sees no user row.
