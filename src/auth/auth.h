@@ -153,6 +153,15 @@ CF_MUST cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c,
 CF_MUST cf_err cf_auth_logout(struct cf_auth *a, const struct cf_auth_call *c);
 /* The caller's sessions (a user), and revoking one by its id (the "id" listed). */
 CF_MUST cf_err cf_auth_session_list(struct cf_auth *a, const struct cf_principal *p, json_t **out);
+CF_MUST cf_err cf_auth_session_revoke(struct cf_auth *a, const struct cf_auth_call *c,
+                                      const char *id);
+/* An admin ends every session of a user (IA10, IA13). */
+CF_MUST cf_err cf_auth_user_sessions_revoke(struct cf_auth *a, const struct cf_auth_call *c,
+                                            const struct cf_tenant_ref *t, const char *user);
+/* The access review (IA10): every user and client with roles, MFA, last use, and whether
+ * dormant (nothing in dormant_days). */
+CF_MUST cf_err cf_auth_access_review(struct cf_auth *a, const struct cf_tenant_ref *t,
+                                     unsigned dormant_days, json_t **out);
 
 /* --- two-factor authentication (mfa.c, IA6) --------------------------------------------- */
 /* Starts (or restarts, until confirmed) TOTP enrollment for the calling user:

@@ -636,37 +636,93 @@ cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
 
 /* --- sessions ----------------------------------------------------------------------------------
  */
-static cf_err sess_row(const struct cf_row *row, void *ctx)
-{
-	struct cf_span mac = cf_row_blob(row, 0);
-	char id[17];
-	cf_hex_encode(mac.ptr, mac.len < 8 ? mac.len : 8, id);
-	json_t *o =
-	        json_pack("{s:s, s:I, s:I, s:I}", "id", id, "created_at",
-	                  (json_int_t)cf_row_int(row, 1), "seen_at", (json_int_t)cf_row_int(row, 2),
-	                  "expires_at", (json_int_t)cf_row_int(row, 3));
-	CF_ENSURE(o, CF_E_NOMEM);
-	return json_array_append_new(ctx, o) == 0 ? CF_OK : CF_E_NOMEM;
-}
-
 struct sess_q {
 	const struct cf_principal *p;
 	json_t *arr;
+	/* revoking: the id to find, the user, and what was found */
+	const char *tenant, *user, *id;
+	uint8_t mac[CF_HMAC_LEN];
+	bool found, all;
+	struct cf_audit_prepared audit;
 };
+
+static cf_err sess_row(const struct cf_row *row, void *ctx)
+{
+	struct sess_q *q = ctx;
+	struct cf_span mac = cf_row_blob(row, 0);
+	char id[17], full[2 * CF_HMAC_LEN + 1] = "";
+	cf_hex_encode(mac.ptr, mac.len < 8 ? mac.len : 8, id);
+	if (mac.len == CF_HMAC_LEN)
+		cf_hex_encode(mac.ptr, mac.len, full);
+	if (q->id) { /* looking for one */
+		if (strcmp(id, q->id) == 0 && mac.len == CF_HMAC_LEN) {
+			memcpy(q->mac, mac.ptr, CF_HMAC_LEN);
+			q->found = true;
+		}
+		return CF_OK;
+	}
+	/* The id is the first 8 bytes of the stored HMAC: it reveals nothing of the cookie. */
+	json_t *o =
+	        json_pack("{s:s, s:I, s:I, s:I, s:b}", "id", id, "created_at",
+	                  (json_int_t)cf_row_int(row, 1), "seen_at", (json_int_t)cf_row_int(row, 2),
+	                  "expires_at", (json_int_t)cf_row_int(row, 3), "current",
+	                  q->p && strcmp(full, q->p->sid_mac) == 0);
+	CF_ENSURE(o, CF_E_NOMEM);
+	return json_array_append_new(q->arr, o) == 0 ? CF_OK : CF_E_NOMEM;
+}
 
 static cf_err sess_fn(struct cf_tx *tx, void *ctx)
 {
 	struct sess_q *q = ctx;
-	struct cf_val v[] = {CF_V_TEXT(q->p->tenant.id), CF_V_TEXT(q->p->id)};
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->user)};
 	return cf_tx_query(tx,
 	                   "SELECT mac, created_at, seen_at, expires_at FROM sessions"
 	                   " WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at",
-	                   v, 2, sess_row, q->arr);
+	                   v, 2, sess_row, q);
+}
+
+static cf_err sess_revoke_fn(struct cf_tx *tx, void *ctx)
+{
+	struct sess_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->user),
+	                     CF_V_BLOB(q->mac, sizeof q->mac)};
+	CF_TRY(cf_tx_exec(tx,
+	                  q->all ? "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2"
+	                         : "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2"
+	                           " AND mac = $3",
+	                  v, q->all ? 2 : 3, NULL));
+	return cf_audit_append(tx, &q->audit);
+}
+
+cf_err cf_auth_session_revoke(struct cf_auth *a, const struct cf_auth_call *c, const char *id)
+{
+	const struct cf_principal *p = c->who;
+	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER,
+	          cf_err_fail(CF_E_NOT_FOUND, "no such session"));
+	struct sess_q q = {.p = p, .tenant = p->tenant.id, .user = p->id, .id = id};
+	CF_ENSURE(id && strlen(id) == 16, cf_err_fail(CF_E_NOT_FOUND, "no such session"));
+	CF_TRY(cf_store_read(a->store, q.tenant, sess_fn, &q));
+	CF_ENSURE(q.found, cf_err_fail(CF_E_NOT_FOUND, "no such session"));
+	CF_TRY(cf_auth_audit_prepare(a, c, q.tenant, "session.revoke", id, CF_OUTCOME_OK, CF_OK,
+	                             &q.audit));
+	return cf_store_write_wait(a->store, q.tenant, sess_revoke_fn, &q);
+}
+
+cf_err cf_auth_user_sessions_revoke(struct cf_auth *a, const struct cf_auth_call *c,
+                                    const struct cf_tenant_ref *t, const char *user)
+{
+	json_t *u = NULL;
+	CF_TRY(cf_auth_user_get(a, t, user, &u));
+	json_decref(u);
+	struct sess_q q = {.tenant = t->id, .user = user, .all = true};
+	CF_TRY(cf_auth_audit_prepare(a, c, t->id, "session.revoke_all", user, CF_OUTCOME_OK, CF_OK,
+	                             &q.audit));
+	return cf_store_write_wait(a->store, t->id, sess_revoke_fn, &q);
 }
 
 cf_err cf_auth_session_list(struct cf_auth *a, const struct cf_principal *p, json_t **out)
 {
-	struct sess_q q = {p, json_array()};
+	struct sess_q q = {.p = p, .arr = json_array(), .tenant = p->tenant.id, .user = p->id};
 	CF_ENSURE(q.arr, CF_E_NOMEM);
 	if (p->kind != CF_PRINCIPAL_USER) { /* an API client has tokens, not sessions */
 		*out = q.arr;
@@ -679,4 +735,67 @@ cf_err cf_auth_session_list(struct cf_auth *a, const struct cf_principal *p, jso
 	}
 	*out = q.arr;
 	return CF_OK;
+}
+
+/* --- access review (IA10) ------------------------------------------------------------------ */
+static cf_err mfa_user_row(const struct cf_row *row, void *ctx)
+{
+	struct cf_span id = cf_row_blob(row, 0);
+	return json_object_setn_new(ctx, (const char *)id.ptr, id.len, json_true()) == 0
+	               ? CF_OK
+	               : CF_E_NOMEM;
+}
+
+static cf_err mfa_users_fn(struct cf_tx *tx, void *ctx)
+{
+	struct cf_val v[] = {CF_V_TEXT(cf_tx_tenant(tx))};
+	return cf_tx_query(tx,
+	                   "SELECT user_id FROM mfa_totp WHERE tenant_id = $1 AND confirmed = 1", v,
+	                   1, mfa_user_row, ctx);
+}
+
+/* Dormant: no use (login, token) in `days`, counting from creation when never used. */
+static bool dormant(const json_t *o, const char *used_key, int64_t cutoff)
+{
+	const json_t *used = json_object_get(o, used_key);
+	int64_t last = json_is_integer(used) ? json_integer_value(used)
+	                                     : json_integer_value(json_object_get(o, "created_at"));
+	return last < cutoff;
+}
+
+cf_err cf_auth_access_review(struct cf_auth *a, const struct cf_tenant_ref *t,
+                             unsigned dormant_days, json_t **out)
+{
+	json_t *users = NULL, *clients = NULL, *mfa = json_object();
+	CF_ENSURE(mfa, CF_E_NOMEM);
+	cf_err err = cf_auth_user_list(a, t, &users);
+	if (err == CF_OK)
+		err = cf_auth_client_list(a, t, &clients);
+	if (err == CF_OK)
+		err = cf_store_read(a->store, t->id, mfa_users_fn, mfa);
+	int64_t now = (int64_t)time(NULL), cutoff = now - (int64_t)dormant_days * 86400;
+	for (size_t i = 0; err == CF_OK && i < json_array_size(users); i++) {
+		json_t *u = json_array_get(users, i);
+		const char *id = json_string_value(json_object_get(u, "id"));
+		if (json_object_set_new(u, "mfa", json_boolean(json_object_get(mfa, id) != NULL)) ||
+		    json_object_set_new(u, "dormant",
+		                        json_boolean(dormant(u, "last_login_at", cutoff))))
+			err = CF_E_NOMEM;
+	}
+	for (size_t i = 0; err == CF_OK && i < json_array_size(clients); i++) {
+		json_t *c = json_array_get(clients, i);
+		if (json_object_set_new(c, "dormant",
+		                        json_boolean(dormant(c, "last_used_at", cutoff))))
+			err = CF_E_NOMEM;
+	}
+	json_decref(mfa);
+	if (err == CF_OK) {
+		*out = json_pack("{s:s, s:I, s:i, s:o, s:o}", "tenant", t->name, "generated_at",
+		                 (json_int_t)now, "dormant_days", (int)dormant_days, "users", users,
+		                 "clients", clients);
+		return *out ? CF_OK : CF_E_NOMEM;
+	}
+	json_decref(users);
+	json_decref(clients);
+	return err;
 }

@@ -383,3 +383,105 @@ cf_err cf_h_policy_set(struct cf_req *req)
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);
 }
+
+/* --- sessions and access reviews (IA10, IA13) ---------------------------------------------------
+ */
+cf_err cf_h_session_revoke(struct cf_req *req)
+{
+	char id[24];
+	param(req, "id", id, sizeof id);
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_auth_session_revoke(cf_req_auth(req), &call, id));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+cf_err cf_h_user_sessions_revoke(struct cf_req *req)
+{
+	char id[CF_AUTH_ID_MAX + 2];
+	param(req, "id", id, sizeof id);
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_auth_user_sessions_revoke(cf_req_auth(req), &call, own_tenant(req), id));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+/* One CSV field (RFC 4180), and never a formula: a leading = + - @ gets a quote mark so
+ * that a spreadsheet shows it as text. */
+static cf_err csv_field(struct cf_buf *b, const char *v, bool last)
+{
+	CF_TRY(cf_buf_append(b, "\"", 1));
+	if (v[0] == '=' || v[0] == '+' || v[0] == '-' || v[0] == '@')
+		CF_TRY(cf_buf_append(b, "'", 1));
+	for (const char *p = v; *p; p++)
+		CF_TRY(cf_buf_append(b, *p == '"' ? "\"\"" : p, *p == '"' ? 2 : 1));
+	return cf_buf_append(b, last ? "\"\r\n" : "\",", last ? 3 : 2);
+}
+
+static void roles_text(const json_t *o, char *out, size_t cap)
+{
+	out[0] = '\0';
+	const json_t *roles = json_object_get(o, "roles");
+	for (size_t i = 0, n = 0; i < json_array_size(roles); i++) {
+		int k = snprintf(out + n, cap - n, "%s%s", i ? " " : "",
+		                 json_string_value(json_array_get(roles, i)));
+		if (k < 0 || (size_t)k >= cap - n)
+			break;
+		n += (size_t)k;
+	}
+}
+
+static cf_err review_csv(const json_t *r, struct cf_buf *b)
+{
+	static const char head[] = "kind,id,email_or_name,state,roles,mfa,last_used_at,dormant\r\n";
+	CF_TRY(cf_buf_append(b, head, sizeof head - 1));
+	static const char *const lists[] = {"users", "clients"};
+	for (size_t l = 0; l < 2; l++) {
+		const json_t *arr = json_object_get(r, lists[l]);
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			const json_t *o = json_array_get(arr, i);
+			bool user = l == 0;
+			char roles[256], used[24] = "";
+			roles_text(o, roles, sizeof roles);
+			const json_t *u =
+			        json_object_get(o, user ? "last_login_at" : "last_used_at");
+			if (json_is_integer(u))
+				(void)snprintf(used, sizeof used, "%lld",
+				               (long long)json_integer_value(u));
+			const char *f[] = {
+			        user ? "user" : "client",
+			        json_string_value(json_object_get(o, user ? "id" : "client_id")),
+			        json_string_value(json_object_get(o, user ? "email" : "name")),
+			        json_string_value(json_object_get(o, "state")),
+			        roles,
+			        user ? (json_is_true(json_object_get(o, "mfa")) ? "yes" : "no")
+			             : "",
+			        used,
+			        json_is_true(json_object_get(o, "dormant")) ? "yes" : "no"};
+			for (size_t k = 0; k < 8; k++)
+				CF_TRY(csv_field(b, f[k] ? f[k] : "", k == 7));
+		}
+	}
+	return CF_OK;
+}
+
+cf_err cf_h_access_review(struct cf_req *req)
+{
+	uint64_t days = 90;
+	CF_TRY(cf_req_query_u64(req, "dormant_days", 3650, &days));
+	CF_ENSURE(days >= 1, cf_err_fail(CF_E_INVALID, "dormant_days is 1 to 3650"));
+	const char *format = cf_req_query(req, "format");
+	CF_ENSURE(!format || strcmp(format, "json") == 0 || strcmp(format, "csv") == 0,
+	          cf_err_fail(CF_E_INVALID, "format is json or csv"));
+	json_t *r = NULL;
+	CF_TRY(cf_auth_access_review(cf_req_auth(req), own_tenant(req), (unsigned)days, &r));
+	if (!format || strcmp(format, "json") == 0)
+		return cf_req_reply_json(req, 200, r);
+	struct cf_buf b;
+	cf_buf_init(&b, 64u * 1024 * 1024);
+	cf_err e = review_csv(r, &b);
+	json_decref(r);
+	if (e == CF_OK)
+		e = cf_req_reply_text(req, 200, "text/csv; charset=utf-8", (const char *)b.data,
+		                      b.len);
+	cf_buf_free(&b);
+	return e;
+}

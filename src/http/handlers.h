@@ -31,5 +31,8 @@ cf_err cf_h_totp_confirm(struct cf_req *req);
 cf_err cf_h_totp_reset(struct cf_req *req);
 cf_err cf_h_policy_get(struct cf_req *req);
 cf_err cf_h_policy_set(struct cf_req *req);
+cf_err cf_h_session_revoke(struct cf_req *req);
+cf_err cf_h_user_sessions_revoke(struct cf_req *req);
+cf_err cf_h_access_review(struct cf_req *req);
 
 #endif

@@ -132,6 +132,9 @@ const char *cf_req_query(const struct cf_req *req, const char *name);
 /* Sets the session cookie on the reply (TR3: __Host-, Secure, HttpOnly,
  * SameSite=Strict, Path=/); value "" clears it. */
 CF_MUST cf_err cf_req_set_cookie(struct cf_req *req, const char *value, unsigned max_age);
+/* Sets a reply that is not JSON (a CSV export): the body is copied. */
+CF_MUST cf_err cf_req_reply_text(struct cf_req *req, unsigned status, const char *content_type,
+                                 const char *body, size_t len);
 /* Sets the reply: status and a JSON body (ownership of body is taken, even on error). */
 CF_MUST cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body);
 

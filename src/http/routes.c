@@ -40,10 +40,16 @@ const struct cf_route cf_http_routes[] = {
         {"GET", "/v1/t/{tenant}/auth/policy", cf_h_policy_get, D, CF_P_USERS_MANAGE, "policy.get"},
         {"PUT", "/v1/t/{tenant}/auth/policy", cf_h_policy_set, D | B | AU, CF_P_USERS_MANAGE,
          "policy.update"},
+        {"DELETE", "/v1/t/{tenant}/users/{id}/sessions", cf_h_user_sessions_revoke, D | AU,
+         CF_P_USERS_MANAGE, "session.revoke_all"},
+        /* Access reviews (IA10): every login and client, JSON or CSV. */
+        {"GET", "/v1/t/{tenant}/access-review", cf_h_access_review, D, CF_P_USERS_MANAGE,
+         "access.review"},
         {"DELETE", "/v1/t/{tenant}/users/{id}/mfa", cf_h_totp_reset, D | AU, CF_P_USERS_MANAGE,
          "mfa.reset"},
         {"POST", "/v1/auth/password", cf_h_password, D | B | AU, ANY, "user.password"},
         {"GET", "/v1/auth/sessions", cf_h_sessions, D, ANY, "auth.sessions"},
+        {"DELETE", "/v1/auth/sessions/{id}", cf_h_session_revoke, D | AU, ANY, "session.revoke"},
         /* A tenant's users and API clients (IA8, IA12). */
         {"GET", "/v1/t/{tenant}/users", cf_h_users_list, D, CF_P_USERS_MANAGE, "users.list"},
         {"POST", "/v1/t/{tenant}/users", cf_h_users_create, D | B | AU, CF_P_USERS_MANAGE,

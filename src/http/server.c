@@ -52,8 +52,9 @@ struct cf_req {
 	unsigned retry_after;
 	bool allow;
 	bool close;
-	char *set_cookie; /* a Set-Cookie value for the reply */
-	cf_err err;       /* the error replied, for the audit entry */
+	char *set_cookie;  /* a Set-Cookie value for the reply */
+	const char *ctype; /* the reply's Content-Type when not JSON (a literal) */
+	cf_err err;        /* the error replied, for the audit entry */
 	/* the caller */
 	char peer[INET6_ADDRSTRLEN];
 	bool authed;
@@ -169,6 +170,20 @@ cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t max
 	return CF_OK;
 }
 
+cf_err cf_req_reply_text(struct cf_req *req, unsigned status, const char *content_type,
+                         const char *body, size_t len)
+{
+	char *copy = malloc(len ? len : 1);
+	CF_ENSURE(copy, CF_E_NOMEM);
+	memcpy(copy, body, len);
+	free(req->reply);
+	req->reply = copy;
+	req->reply_len = len;
+	req->status = status;
+	req->ctype = content_type;
+	return CF_OK;
+}
+
 cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body)
 {
 	char *s = NULL;
@@ -192,6 +207,7 @@ static void reply_error(struct cf_req *req, cf_err e)
 	unsigned status = cf_err_status(e);
 	const char *message = cf_err_message(e);
 	req->err = e;
+	req->ctype = NULL;
 	if (detail[0] && status < 500)
 		message = detail;
 	else if (detail[0])
@@ -227,7 +243,8 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 	for (size_t i = 0; i < sizeof security_headers / sizeof security_headers[0]; i++)
 		ok &= MHD_add_response_header(resp, security_headers[i][0],
 		                              security_headers[i][1]) == MHD_YES;
-	ok &= MHD_add_response_header(resp, "Content-Type", "application/json") == MHD_YES;
+	ok &= MHD_add_response_header(resp, "Content-Type",
+	                              req->ctype ? req->ctype : "application/json") == MHD_YES;
 	ok &= MHD_add_response_header(resp, "X-Request-Id", req->id) == MHD_YES;
 	if (req->retry_after) {
 		char ra[16];

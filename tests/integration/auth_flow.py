@@ -359,6 +359,48 @@ report(st == 422, "a policy of the wrong type: 422", (st, js))
 st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False}, cookie=owner_cookie, csrf=owner_csrf)
 report(st == 200 and js["mfa_required"] is False, "the requirement lifted", (st, js))
 
+# --- sessions one by one (IA13), an admin's revocation and the access review (IA10) --------------
+s1, x1, _, _ = login(adm["email"], adm["pw"])
+s2, x2, _, _ = login(adm["email"], adm["pw"])
+st, js, _, _ = call("GET", "/v1/auth/sessions", cookie=s1)
+cur = [x for x in (js or {}).get("sessions", []) if x["current"]]
+other = [x for x in (js or {}).get("sessions", []) if not x["current"]]
+report(st == 200 and len(cur) == 1 and len(other) >= 1, "a user sees their sessions, the current one marked", (st, js))
+st2 = st3 = None
+for o in other:
+    st, js, _, _ = call("DELETE", "/v1/auth/sessions/" + o["id"], cookie=s1, csrf=x1)
+st2, _, _, _ = call("GET", "/v1/auth/me", cookie=s2)
+st3, _, _, _ = call("GET", "/v1/auth/me", cookie=s1)
+report(st == 200 and st2 == 401 and st3 == 200, "...and revokes the others one by one (IA13)", (st, st2, st3))
+st, js, _, _ = call("DELETE", "/v1/auth/sessions/0123456789abcdef", cookie=s1, csrf=x1)
+report(st == 404, "revoking a session that is not theirs: 404", (st, js))
+c, x, _, _ = login(ag["email"], ag["pw"])
+st, js, _, _ = call("DELETE", "/v1/t/dev/users/%s/sessions" % ag["id"], cookie=s1, csrf=x1)
+st2, _, _, _ = call("GET", "/v1/auth/me", cookie=c)
+report(st == 200 and st2 == 401, "an admin ends every session of a user", (st, js, st2))
+
+st, js, _, _ = call("POST", "/v1/t/dev/clients", {"name": "=HYPERLINK(\"http://evil\")", "roles": []}, cookie=owner_cookie, csrf=owner_csrf)
+st, js, _, _ = call("GET", "/v1/t/dev/access-review", cookie=s1)
+us = {u["email"]: u for u in (js or {}).get("users", [])}
+report(st == 200 and us[ADMIN]["mfa"] is True and us["ada@dev.example"]["mfa"] is False and us[ADMIN]["dormant"] is False
+       and len(js["clients"]) >= 2 and js["dormant_days"] == 90,
+       "the access review lists every user and client with roles, MFA and dormancy (IA10)", (st, js))
+st, js, _, _ = call("GET", "/v1/t/dev/access-review?dormant_days=1&format=json", cookie=s1)
+report(st == 200 and js["dormant_days"] == 1, "dormant_days is a parameter", (st, js and js.get("dormant_days")))
+c = http.client.HTTPSConnection(U.hostname, U.port, context=CTX, timeout=20)
+c.request("GET", "/v1/t/dev/access-review?format=csv", headers={"Cookie": "__Host-coffre_session=" + s1})
+r = c.getresponse()
+csv_text = r.read().decode()
+ctype = r.getheader("Content-Type")
+c.close()
+lines = csv_text.split("\r\n")
+report(r.status == 200 and ctype.startswith("text/csv") and lines[0] == "kind,id,email_or_name,state,roles,mfa,last_used_at,dormant"
+       and any(ADMIN in ln and '"owner"' in ln and '"yes"' in ln for ln in lines)
+       and any(ln.startswith('"client"') and '"\'=HYPERLINK(""http://evil"")"' in ln for ln in lines),
+       "the access review as CSV (a name that looks like a formula is quoted as text)", (r.status, ctype, csv_text[:600]))
+st, js, _, _ = call("GET", "/v1/t/dev/access-review?format=xml", cookie=s1)
+report(st == 400, "an unknown format: 400", (st, js))
+
 st, js, _, _ = call("POST", "/v1/t/dev/auth/token", {"client_id": cid, "client_secret": csec})
 tok = js["access_token"]
 st, _, _, _ = call("GET", "/v1/auth/me", token=tok)
