@@ -32,7 +32,6 @@ cf_err cf_auth_new(const struct cf_auth_opts *o, struct cf_auth **out)
 	a->hash_free = o->hash_threads         ? o->hash_threads
 	               : ncpu > 0 && ncpu < 64 ? (unsigned)ncpu
 	                                       : 2;
-	(void)snprintf(a->outbox, sizeof a->outbox, "%s", o->outbox ? o->outbox : "");
 	(void)snprintf(a->public_url, sizeof a->public_url, "%s",
 	               o->public_url ? o->public_url : "https://localhost");
 	pthread_mutex_init(&a->hash_mu, NULL);
@@ -43,8 +42,13 @@ cf_err cf_auth_new(const struct cf_auth_opts *o, struct cf_auth **out)
 	a->cache = calloc(CACHE_SLOTS, sizeof *a->cache);
 	if (auth_throttle_new(&a->throttle) != CF_OK || auth_refusals_new(&a->refusals) != CF_OK)
 		goto fail;
+	err = auth_notifier_new(o, &a->notifier);
+	if (err)
+		goto fail;
+	err = CF_E_INTERNAL;
 	if (oath_init() != OATH_OK)
 		goto fail;
+	err = CF_E_NOMEM;
 	pwquality_settings_t *pwq = pwquality_default_settings();
 	a->pwq = pwq;
 	if (!a->cache || !pwq)
@@ -91,6 +95,7 @@ void cf_auth_free(struct cf_auth **pp)
 		cf_wipe(a->cache, CACHE_SLOTS * sizeof *a->cache);
 		free(a->cache);
 	}
+	auth_notifier_free(&a->notifier);
 	auth_throttle_free(&a->throttle);
 	auth_refusals_free(&a->refusals);
 	pthread_mutex_destroy(&a->hash_mu);
@@ -103,6 +108,8 @@ void cf_auth_free(struct cf_auth **pp)
 void cf_auth_set_public_url(struct cf_auth *a, const char *url)
 {
 	(void)snprintf(a->public_url, sizeof a->public_url, "%s", url);
+	if (a->notifier)
+		auth_notifier_set_url(a->notifier, url);
 }
 
 /* --- helpers --------------------------------------------------------------------------- */

@@ -57,7 +57,9 @@ struct cf_auth_opts {
 	unsigned session_idle, session_max, token_ttl; /* seconds */
 	struct cf_argon2_params argon2;
 	unsigned hash_threads; /* Argon2 computations at once (0: one per core) */
-	const char *outbox;    /* the file notifier's folder */
+	const char *outbox;    /* the file notifier's folder (when no SMTP) */
+	const char *smtp_url;  /* smtps://host:465 or smtp://host:587 (STARTTLS required) */
+	const char *smtp_from, *smtp_user, *smtp_password_file;
 	const char *public_url;
 };
 struct cf_auth;
@@ -135,6 +137,11 @@ CF_MUST cf_err cf_auth_setup(struct cf_auth *a, const struct cf_auth_call *c,
 CF_MUST cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
                                        struct cf_span current, struct cf_span next);
 
+/* Asks for a password reset (IA5): when the email is an active user's, a single-use
+ * 15-minute link goes to it (from the notifier's thread); the answer is the same either
+ * way. Throttled per email and address. */
+CF_MUST cf_err cf_auth_reset_request(struct cf_auth *a, const struct cf_auth_call *c,
+                                     const struct cf_tenant_ref *t, const char *email);
 /* A login: email and password. The session's cookie value goes to cookie (it is the
  * secret: shown once, stored only as an HMAC), *out gets {"user", "csrf_token",
  * "expires_at"}. CF_E_BAD_CREDENTIALS whatever was wrong (unknown email, wrong

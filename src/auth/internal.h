@@ -12,7 +12,6 @@ struct cf_auth {
 	struct cf_keyring *keys;
 	unsigned session_idle, session_max, token_ttl;
 	struct cf_argon2_params argon2;
-	char outbox[CF_PATH_MAX];
 	char public_url[256];
 	/* IA3: Argon2 runs at most hash_threads at once (each takes argon2.m_kib). */
 	pthread_mutex_t hash_mu;
@@ -23,6 +22,8 @@ struct cf_auth {
 	void *pwq; /* pwquality_settings_t */
 	/* A PHC string of a password nobody has: unknown users cost the same work. */
 	char dummy_phc[160];
+	/* Setup and reset links to their users (notify.c). */
+	struct cf_notifier *notifier;
 	/* Growing delays after failed secrets (throttle.c). */
 	struct cf_throttle *throttle;
 	/* Refusals before authentication, until the next summary. */
@@ -90,6 +91,16 @@ CF_MUST cf_err auth_throttle_gate(struct cf_auth *a, const struct cf_auth_call *
 struct cf_refusals;
 CF_MUST cf_err auth_refusals_new(struct cf_refusals **out);
 void auth_refusals_free(struct cf_refusals **pp);
+/* The notifier (notify.c): now (an invitation) or from its own thread (a reset, so that
+ * the request takes the same time whether or not the account exists). */
+struct cf_notifier;
+CF_MUST cf_err auth_notifier_new(const struct cf_auth_opts *o, struct cf_notifier **out);
+void auth_notifier_free(struct cf_notifier **pp);
+void auth_notifier_set_url(struct cf_notifier *nf, const char *url);
+CF_MUST cf_err auth_notify_now(struct cf_notifier *nf, const char *to, const char *kind,
+                               const char *tenant, const char *token, int64_t expires_at);
+void auth_notify_later(struct cf_notifier *nf, const char *to, const char *kind, const char *tenant,
+                       const char *token, int64_t expires_at);
 /* The tenant's row (inside a transaction). */
 CF_MUST cf_err auth_tenant_tx(struct cf_tx *tx, const char *name, struct cf_tenant_ref *out);
 

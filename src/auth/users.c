@@ -36,36 +36,6 @@ static cf_err email_norm(const char *in, char out[EMAIL_MAX + 1])
 	return CF_OK;
 }
 
-/* The file notifier (development and tests; SMTP comes with the reset flow): one JSON
- * file per message, owner-only, written whole (temporary name, then rename). */
-static cf_err notify(struct cf_auth *a, const char *to, const char *kind, const char *tenant,
-                     const char *token, int64_t expires_at)
-{
-	if (!a->outbox[0])
-		return CF_OK;
-	if (mkdir(a->outbox, 0700) != 0 && errno != EEXIST)
-		return cf_err_fail(CF_E_IO, "notifier: cannot create %s: %s", a->outbox,
-		                   strerror(errno));
-	char link[512];
-	(void)snprintf(link, sizeof link, "%s/v1/t/%s/auth/setup", a->public_url, tenant);
-	json_t *m = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "to", to, "kind", kind, "tenant",
-	                      tenant, "url", link, "token", token, "expires_at",
-	                      (json_int_t)expires_at);
-	char *text = NULL;
-	size_t len = 0;
-	cf_err err = m ? cf_json_dump(m, &text, &len) : CF_E_NOMEM;
-	json_decref(m);
-	CF_TRY(err);
-	char id[17], path[CF_PATH_MAX + 64];
-	err = cf_random_hex(id, sizeof id, 8);
-	(void)snprintf(path, sizeof path, "%s/%lld-%s.json", a->outbox, (long long)time(NULL), id);
-	if (err == CF_OK)
-		err = cf_file_write_atomic(path, (const uint8_t *)text, len, 0600);
-	cf_wipe(text, len);
-	free(text);
-	return err;
-}
-
 struct list_q {
 	json_t *arr;
 	const char *only; /* one user id, or NULL */
@@ -200,7 +170,8 @@ cf_err cf_auth_user_create(struct cf_auth *a, const struct cf_auth_call *c,
 	if (err == CF_OK)
 		err = cf_store_write_wait(a->store, t->id, create_fn, &ct);
 	if (err == CF_OK)
-		err = notify(a, em, "setup", t->name, token, ct.now + LINK_TTL_S);
+		err = auth_notify_now(a->notifier, em, "setup", t->name, token,
+		                      ct.now + LINK_TTL_S);
 	if (err == CF_OK && link)
 		memcpy(link, token, sizeof token);
 	cf_wipe(token, sizeof token);
@@ -797,5 +768,89 @@ cf_err cf_auth_access_review(struct cf_auth *a, const struct cf_tenant_ref *t,
 	}
 	json_decref(users);
 	json_decref(clients);
+	return err;
+}
+
+/* --- password reset (IA5) ------------------------------------------------------------------- */
+#define RESET_TTL_S (15 * 60)
+
+struct reset_q {
+	const char *tenant, *email;
+	bool found;
+	char user[CF_AUTH_ID_MAX + 1], state[16];
+	uint8_t mac[CF_HMAC_LEN];
+	int64_t now;
+	struct cf_audit_prepared audit;
+};
+
+static cf_err reset_row(const struct cf_row *row, void *ctx)
+{
+	struct reset_q *q = ctx;
+	q->found = true;
+	cf_span_to_str(cf_row_blob(row, 0), q->user, sizeof q->user);
+	cf_span_to_str(cf_row_blob(row, 1), q->state, sizeof q->state);
+	return CF_OK;
+}
+
+static cf_err reset_read(struct cf_tx *tx, void *ctx)
+{
+	struct reset_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->email)};
+	return cf_tx_query(tx,
+	                   "SELECT user_id, state FROM users WHERE tenant_id = $1 AND email = $2",
+	                   v, 2, reset_row, q);
+}
+
+static cf_err reset_write(struct cf_tx *tx, void *ctx)
+{
+	struct reset_q *q = ctx;
+	if (q->found) {
+		/* One reset link at a time: a new one replaces the last. */
+		struct cf_val d[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->user)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "DELETE FROM auth_links WHERE tenant_id = $1 AND user_id = $2"
+		                  " AND kind = 'reset'",
+		                  d, 2, NULL));
+		struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_BLOB(q->mac, sizeof q->mac),
+		                     CF_V_TEXT(q->user), CF_V_INT(q->now + RESET_TTL_S)};
+		CF_TRY(cf_tx_exec(
+		        tx,
+		        "INSERT INTO auth_links (tenant_id, mac, user_id, kind, expires_at)"
+		        " VALUES ($1, $2, $3, 'reset', $4)",
+		        v, 4, NULL));
+	}
+	return cf_audit_append(tx, &q->audit);
+}
+
+cf_err cf_auth_reset_request(struct cf_auth *a, const struct cf_auth_call *c,
+                             const struct cf_tenant_ref *t, const char *email)
+{
+	char em[EMAIL_MAX + 1];
+	CF_TRY(email_norm(email, em));
+	/* Throttled per email and address, so that nobody floods a mailbox; every request
+	 * counts. */
+	char acct[EMAIL_MAX + 8];
+	(void)snprintf(acct, sizeof acct, "reset:%s", em);
+	struct cf_throttle_who tw = {t->id, acct, c->source};
+	CF_TRY(auth_throttle_gate(a, c, &tw));
+	auth_throttle_failed(a->throttle, &tw);
+	struct reset_q q = {.tenant = t->id, .email = em, .now = (int64_t)time(NULL)};
+	CF_TRY(cf_store_read(a->store, t->id, reset_read, &q));
+	q.found = q.found && strcmp(q.state, "active") == 0;
+	char token[64] = "";
+	cf_err err = auth_secret("", SECRET_LEN, token, sizeof token);
+	if (err == CF_OK)
+		err = auth_mac(a, t->id, "link", cf_span_str(token), q.mac);
+	/* The same work and the same answer whether or not the account exists; the entry
+	 * says which (the tenant's admins may want to know who is asked about). */
+	if (err == CF_OK)
+		err = cf_auth_audit_prepare(
+		        a, c, t->id, "user.reset_request", q.found ? q.user : em,
+		        q.found ? CF_OUTCOME_OK : CF_OUTCOME_DENIED, CF_E_NOT_FOUND, &q.audit);
+	if (err == CF_OK)
+		err = cf_store_write_wait(a->store, t->id, reset_write, &q);
+	if (err == CF_OK && q.found)
+		auth_notify_later(a->notifier, em, "reset", t->name, token, q.now + RESET_TTL_S);
+	cf_wipe(token, sizeof token);
 	return err;
 }

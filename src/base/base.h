@@ -258,6 +258,10 @@ struct cf_config {
 	unsigned hash_threads;    /* passwords hashed at once, at most (0: one per core) */
 	char outbox[CF_PATH_MAX]; /* the file notifier's folder ("" = DATA/outbox) */
 	char public_url[256];     /* the address users reach ("" = https://LISTEN) */
+	char smtp_url[256];       /* the notifier's SMTP server ("" = the outbox folder) */
+	char smtp_from[256];
+	char smtp_user[128];
+	char smtp_password_file[CF_PATH_MAX];
 	/* [tls] */
 	char tls_cert[CF_PATH_MAX];
 	char tls_key[CF_PATH_MAX];

@@ -562,6 +562,10 @@ int main(int argc, char **argv)
 	        .hash_threads = cfg.hash_threads,
 	        .outbox = cfg.outbox[0] ? cfg.outbox : outbox,
 	        .public_url = cfg.public_url[0] ? cfg.public_url : public_url,
+	        .smtp_url = cfg.smtp_url,
+	        .smtp_from = cfg.smtp_from,
+	        .smtp_user = cfg.smtp_user,
+	        .smtp_password_file = cfg.smtp_password_file,
 	};
 	cf_err ke = cf_keyring_open(&ko, &kr);
 	auo.keys = kr;

@@ -96,6 +96,27 @@ cf_err cf_h_setup(struct cf_req *req)
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
+cf_err cf_h_reset(struct cf_req *req)
+{
+	static const char *const keys[] = {"email", NULL};
+	struct cf_tenant_ref t;
+	CF_TRY(path_tenant(req, &t));
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *email = NULL;
+	cf_err e = need(in, "email", 254, &email);
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_reset_request(cf_req_auth(req), &call, &t, email);
+	json_decref(in);
+	CF_TRY(e);
+	/* IA5: the same answer whether or not the account exists. */
+	return cf_req_reply_json(
+	        req, 202,
+	        json_pack("{s:s}", "message",
+	                  "if this email has an account, a reset link is on its way"));
+}
+
 cf_err cf_h_token(struct cf_req *req)
 {
 	static const char *const keys[] = {"grant_type", "client_id", "client_secret", NULL};

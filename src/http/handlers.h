@@ -11,6 +11,7 @@ cf_err cf_h_audit_inclusion(struct cf_req *req);
 cf_err cf_h_audit_consistency(struct cf_req *req);
 cf_err cf_h_login(struct cf_req *req);
 cf_err cf_h_setup(struct cf_req *req);
+cf_err cf_h_reset(struct cf_req *req);
 cf_err cf_h_token(struct cf_req *req);
 cf_err cf_h_jwks(struct cf_req *req);
 cf_err cf_h_me(struct cf_req *req);

@@ -28,6 +28,7 @@ const struct cf_route cf_http_routes[] = {
         {"POST", "/v1/t/{tenant}/auth/login", cf_h_login, D | B | P, 0, "auth.login"},
         {"POST", "/v1/t/{tenant}/auth/setup", cf_h_setup, D | B | P, 0, "auth.setup"},
         {"POST", "/v1/t/{tenant}/auth/token", cf_h_token, D | B | P, 0, "auth.token"},
+        {"POST", "/v1/t/{tenant}/auth/reset", cf_h_reset, D | B | P, 0, "auth.reset"},
         /* The token keys, for whoever checks coffre's tokens (RFC 7517). */
         {"GET", "/v1/auth/jwks", cf_h_jwks, D | P, 0, "auth.jwks"},
         /* The caller's own account. */

@@ -186,6 +186,32 @@ report(c is None and st == 401, "the old password no longer logs in", st)
 st, js, _, _ = call("GET", "/v1/auth/sessions", cookie=ag["cookie"])
 report(st == 200 and len(js["sessions"]) == 1, "a user lists their sessions", (st, js))
 
+# --- password reset (IA5) ------------------------------------------------------------------
+def reset_token(email, after):
+    for _ in range(40):  # delivered from the notifier's own thread
+        for f in sorted(glob.glob(os.path.join(DATA, "outbox", "*.json"))):
+            m = json.load(open(f))
+            if m["to"] == email and m["kind"] == "reset" and os.path.getmtime(f) >= after:
+                return m["token"]
+        time.sleep(0.05)
+    return None
+
+
+t0 = time.time() - 1
+st, js, _, _ = call("POST", "/v1/t/dev/auth/reset", {"email": ag["email"]})
+st2, js2, _, _ = call("POST", "/v1/t/dev/auth/reset", {"email": "nobody-at-all@dev.example"})
+report(st == 202 and (st2, js2) == (st, js), "a reset request gets the same 202 whether or not the account exists", (st, js, st2, js2))
+rt = reset_token(ag["email"], t0)
+report(rt is not None and reset_token("nobody-at-all@dev.example", t0) is None, "a reset link reaches the user (and nobody else)", rt)
+st, js, _, _ = call("POST", "/v1/t/dev/auth/setup", {"token": rt, "password": "a-brand-new-passphrase-9"})
+report(st == 200, "the reset link sets a new password", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/auth/setup", {"token": rt, "password": "yet-another-passphrase-10"})
+report(st == 401, "...once", (st, js))
+c, _, _, _ = login(ag["email"], ag["pw"])
+c2, x2, _, _ = login(ag["email"], "a-brand-new-passphrase-9")
+report(c is None and c2 is not None, "the old password is refused, the new one works", (c is None, c2 is not None))
+ag["pw"], ag["cookie"], ag["csrf"] = "a-brand-new-passphrase-9", c2, x2  # the reset ended its sessions
+
 # --- growing delays (IA5, MD4) ------------------------------------------------------------
 eu = users["end_user"]
 for i in range(3):

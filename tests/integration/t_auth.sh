@@ -83,6 +83,32 @@ run_flows sqlite
 	ok "sqlite: the audit log of all that verifies" || fail "sqlite: the audit log verifies" "$("$COFFRE" --data "$SRV_DIR/data" audit verify 2>&1)"
 stop_server
 
+# The SMTP notifier, against a real SMTP server on loopback (Python's smtpd).
+SMTP_DIR=$(new_tmpdir)
+SMTP_PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+/usr/bin/python3 -W ignore - "$SMTP_DIR/mail" "$SMTP_PORT" <<'PY' &
+import asyncore, smtpd, sys
+class Sink(smtpd.SMTPServer):
+    def process_message(self, peer, mailfrom, rcpttos, data, **kw):
+        with open(sys.argv[1], "ab") as f:
+            f.write(("MAIL FROM %s RCPT %s\n" % (mailfrom, ",".join(rcpttos))).encode())
+            f.write(data if isinstance(data, bytes) else data.encode())
+Sink(("127.0.0.1", int(sys.argv[2])), None)
+asyncore.loop()
+PY
+SERVERS+=($!)
+sleep 0.5
+COFFRE_AUTH_SMTP_URL=smtp://127.0.0.1:$SMTP_PORT COFFRE_AUTH_SMTP_FROM=vault@dev.example start_server --log-level info || exit 1
+adm=$(sed -n 's/^ *email: *//p' "$SRV_DIR/out")
+code=$(ccurl -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "{\"email\":\"$adm\"}" "$URL/v1/t/dev/auth/reset")
+for i in $(seq 1 50); do grep -q 'reset your password' "$SMTP_DIR/mail" 2>/dev/null && break; sleep 0.1; done
+tok=$(grep -oE '^  [A-Za-z0-9_-]{40,}' "$SMTP_DIR/mail" 2>/dev/null | tr -d ' ' | tail -1) # the last: the reset's
+[ "$code" = 202 ] && grep -q "RCPT $adm" "$SMTP_DIR/mail" && grep -q '^From: vault@dev.example' "$SMTP_DIR/mail" && [ -n "$tok" ] &&
+	ok "a reset link is mailed through SMTP (libcurl) to the user" || fail "a reset link is mailed through SMTP" "$code $(head -c 600 "$SMTP_DIR/mail" 2>&1)"
+code=$(ccurl -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "{\"token\":\"$tok\",\"password\":\"mailed-link-passphrase-11\"}" "$URL/v1/t/dev/auth/setup")
+[ "$code" = 200 ] && ok "the mailed token sets the password" || fail "the mailed token sets the password" "$code $tok $(cat "$SMTP_DIR/mail")"
+stop_server
+
 if [ -z "${COFFRE_TEST_PG_HOST:-}" ]; then
 	fail "PostgreSQL tests (COFFRE_TEST_PG_HOST is not set: run through make test)"
 	done_testing
