@@ -13,7 +13,8 @@ struct cli {
 	const char *socket;
 	const char *provider, *shares, *threshold, *secret_fd, *tenant, *rotation_days;
 	const char *trusted, *action, *actor, *resource, *outcome, *limit, *cursor, *owner;
-	bool json, reset, yes, wait;
+	const char *email, *code, *roles, *dormant_days;
+	bool json, reset, yes, wait, csv;
 	char cacert_buf[CF_PATH_MAX + 16];
 };
 
@@ -26,6 +27,15 @@ int cli_admin(struct cli *cli, const char *cmd, int nargs, char **args);
 /* Sends one request on the admin socket; prints the reply with --json and any error;
  * returns the reply (NULL on failure) and sets *rc to the exit status. */
 json_t *cli_admin_run(const struct cli *cli, const char *what, json_t *req, int *rc);
+
+/* Reads a secret into locked memory: --secret-fd N, a prompt with echo off on the
+ * terminal (twice when confirm), or a line of stdin. */
+bool cli_read_secret(const struct cli *cli, const char *what, const char *prompt, bool confirm,
+                     struct cf_secbuf **out);
+
+/* The identity commands over HTTPS (coffre_api.c): login, users, clients... */
+const char *cli_api_usage(const char *cmd);
+int cli_api(struct cli *cli, const char *cmd, int nargs, char **args);
 
 /* coffre audit (coffre_audit.c). */
 const char *cli_audit_usage(void);

@@ -28,6 +28,8 @@ static const char main_usage[] =
         "  keys       rotate a tenant's key, show key status (admin socket)\n"
         "  store      migrate or check the database\n"
         "  audit      verify the audit log offline, or proof files\n"
+        "  login      log in to a tenant (then: whoami, logout, password, mfa, sessions,\n"
+        "             users, clients, access-review, api; see coffre help login)\n"
         "  version    show the command line's version\n"
         "  help CMD   show help for a command\n"
         "\n"
@@ -291,6 +293,11 @@ int main(int argc, char **argv)
 	                                     {"limit", required_argument, NULL, 1005},
 	                                     {"cursor", required_argument, NULL, 1006},
 	                                     {"owner", required_argument, NULL, 1007},
+	                                     {"email", required_argument, NULL, 1008},
+	                                     {"code", required_argument, NULL, 1009},
+	                                     {"roles", required_argument, NULL, 1010},
+	                                     {"csv", no_argument, NULL, 1011},
+	                                     {"dormant-days", required_argument, NULL, 1012},
 	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
@@ -322,6 +329,11 @@ int main(int argc, char **argv)
 		case 1005: cli.limit = optarg; break;
 		case 1006: cli.cursor = optarg; break;
 		case 1007: cli.owner = optarg; break;
+		case 1008: cli.email = optarg; break;
+		case 1009: cli.code = optarg; break;
+		case 1010: cli.roles = optarg; break;
+		case 1011: cli.csv = true; break;
+		case 1012: cli.dormant_days = optarg; break;
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':
@@ -350,6 +362,8 @@ int main(int argc, char **argv)
 			fputs(cli_audit_usage(), stdout);
 		else if (topic && cli_admin_usage(topic))
 			fputs(cli_admin_usage(topic), stdout);
+		else if (topic && cli_api_usage(topic))
+			fputs(cli_api_usage(topic), stdout);
 		else if (!topic || strcmp(topic, "version") == 0)
 			fputs(main_usage, stdout);
 		else {
@@ -395,6 +409,19 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		return cli_admin(&cli, cmd, nargs, argv + optind + 1);
+	}
+	if (cli_api_usage(cmd)) {
+		if (help) {
+			fputs(cli_api_usage(cmd), stdout);
+			return 0;
+		}
+		if (strncmp(cli.addr, "https://", 8) != 0) {
+			fprintf(stderr, "coffre: --addr must be an https:// URL (coffre speaks TLS "
+			                "only)\n");
+			return EXIT_USAGE;
+		}
+		default_cacert(&cli);
+		return cli_api(&cli, cmd, nargs, argv + optind + 1);
 	}
 	if (strcmp(cmd, "status") == 0) {
 		if (help) {

@@ -233,8 +233,8 @@ static bool prompt_tty(int tty, const char *prompt, char *buf, size_t cap, size_
 }
 
 /* Reads a secret into locked memory. */
-static bool read_secret(const struct cli *cli, const char *what, const char *prompt, bool confirm,
-                        struct cf_secbuf **out)
+bool cli_read_secret(const struct cli *cli, const char *what, const char *prompt, bool confirm,
+                     struct cf_secbuf **out)
 {
 	if (cf_secbuf_new(SECRET_MAX + 1, out) != CF_OK || !*out) {
 		fprintf(stderr, "coffre %s: secure memory: %s\n", what, cf_err_detail());
@@ -355,7 +355,7 @@ static json_t *make_rk_request(const struct cli *cli, const char *op, const char
 	}
 	struct cf_secbuf *sec = NULL;
 	*rc = 1;
-	if (!read_secret(cli, what, file ? "New passphrase: " : "Token PIN: ", file, &sec))
+	if (!cli_read_secret(cli, what, file ? "New passphrase: " : "Token PIN: ", file, &sec))
 		return NULL;
 	json_t *req = json_pack("{s:s, s:s, s:s%}", "op", op, "provider", cli->provider, "secret",
 	                        (const char *)sec->ptr, sec->len);
@@ -409,7 +409,7 @@ static int cmd_operator(const struct cli *cli, const char *sub)
 			                                                           : "Passphrase: ";
 			json_decref(st);
 			struct cf_secbuf *sec = NULL;
-			if (!read_secret(cli, what, prompt, false, &sec))
+			if (!cli_read_secret(cli, what, prompt, false, &sec))
 				return 1;
 			json_t *req = json_pack("{s:s, s:s%}", "op", "unseal", "secret",
 			                        (const char *)sec->ptr, sec->len);

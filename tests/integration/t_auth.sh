@@ -78,6 +78,42 @@ print(n.get("dev", 0), n.get("-", 0))'
 }
 
 COFFRE_AUDIT_REFUSAL_SUMMARY=1 COFFRE_KEYS_JOB_INTERVAL=1 start_server --log-level info || exit 1
+
+# The command line (IA12 from a terminal): login keeps a 0600 session file; the commands
+# use it; logout ends it.
+cli_flows() {
+	local adm_email adm_pw out rc
+	adm_email=$(sed -n 's/^ *email: *//p' "$SRV_DIR/out")
+	adm_pw=$(sed -n 's/^ *password: *//p' "$SRV_DIR/out")
+	export COFFRE_SESSION=$SRV_DIR/cli-session.json
+	c() { "$COFFRE" --addr "$URL" --cacert "$CA" "$@"; }
+	out=$(c login --tenant dev --email "$adm_email" --secret-fd 3 3<<<"not the password" 2>&1); rc=$?
+	[ $rc = 1 ] && grep -q invalid_credentials <<<"$out" && [ ! -e "$COFFRE_SESSION" ] &&
+		ok "cli: a wrong password: exit 1, invalid_credentials, no session kept" || fail "cli: a wrong password" "rc=$rc $out"
+	out=$(c login --tenant dev --email "$adm_email" --secret-fd 3 3<<<"$adm_pw" 2>&1); rc=$?
+	[ $rc = 0 ] && [ "$(stat -c %a "$COFFRE_SESSION")" = 600 ] && ! grep -q "$adm_pw" "$COFFRE_SESSION" &&
+		ok "cli: coffre login keeps the session in a 0600 file (not the password)" || fail "cli: coffre login" "rc=$rc $out"
+	out=$(c whoami 2>&1) && grep -q 'user u[0-9a-f]* of tenant dev, roles \["owner"\]' <<<"$out" &&
+		ok "cli: coffre whoami" || fail "cli: coffre whoami" "$out"
+	out=$(c users invite cli@dev.example --roles agent 2>&1) && grep -q "invited cli@dev.example" <<<"$out" &&
+		ok "cli: coffre users invite" || fail "cli: coffre users invite" "$out"
+	out=$(c --json users list 2>&1) && python3 -c 'import json,sys;u=[x for x in json.load(sys.stdin)["users"] if x["email"]=="cli@dev.example"];assert u and u[0]["roles"]==["agent"]' <<<"$out" &&
+		ok "cli: coffre users list --json" || fail "cli: coffre users list --json" "$out"
+	out=$(c clients create cli-backend --roles agent 2>&1) && grep -q "client_secret: cs_" <<<"$out" &&
+		ok "cli: coffre clients create shows the secret once" || fail "cli: coffre clients create" "$out"
+	out=$(c access-review --csv 2>&1) && grep -q '^kind,id,email_or_name' <<<"$out" && grep -q 'cli@dev.example' <<<"$out" &&
+		ok "cli: coffre access-review --csv" || fail "cli: coffre access-review --csv" "$out"
+	out=$(c api GET /v1/t/dev/auth/policy 2>&1) && grep -q '"mfa_required":false' <<<"$out" &&
+		ok "cli: coffre api GET" || fail "cli: coffre api GET" "$out"
+	out=$(c users delete nobody 2>&1); rc=$?
+	[ $rc = 2 ] && ok "cli: users delete without --yes: usage" || fail "cli: users delete without --yes" "rc=$rc $out"
+	out=$(c logout 2>&1); rc=$?
+	out2=$(c whoami 2>&1); rc2=$?
+	[ $rc = 0 ] && [ $rc2 = 4 ] && [ ! -e "$COFFRE_SESSION" ] && ok "cli: coffre logout; then whoami exits 4 (not logged in)" ||
+		fail "cli: coffre logout" "rc=$rc $out / rc=$rc2 $out2"
+	unset COFFRE_SESSION
+}
+cli_flows
 run_flows sqlite
 "$COFFRE" --data "$SRV_DIR/data" audit verify >/dev/null 2>&1 &&
 	ok "sqlite: the audit log of all that verifies" || fail "sqlite: the audit log verifies" "$("$COFFRE" --data "$SRV_DIR/data" audit verify 2>&1)"

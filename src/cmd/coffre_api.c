@@ -1,0 +1,522 @@
+/* coffre — the command line's identity commands over HTTPS (docs/access.md): login keeps
+ * the session in a file of its own (0600), and the other commands use it: whoami,
+ * logout, password, mfa, sessions, users, clients, access-review, and `api` for any
+ * call. Secrets are read from --secret-fd, a prompt with echo off, or stdin. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd/cli.h"
+
+#define EXIT_USAGE   2
+#define EXIT_NOLOGIN 4
+#define REPLY_MAX    (16u * 1024u * 1024u)
+
+static const char api_usage[] =
+        "usage: coffre login --tenant NAME --email EMAIL [--code CODE]\n"
+        "       coffre logout | whoami | password\n"
+        "       coffre mfa enroll | mfa confirm CODE\n"
+        "       coffre sessions list | sessions revoke ID\n"
+        "       coffre users list | invite EMAIL [--roles R,R] | roles ID --roles R,R\n"
+        "                   | disable ID | enable ID | delete ID --yes | end-sessions ID\n"
+        "                   | reset-mfa ID\n"
+        "       coffre clients list | create NAME [--roles R,R] | disable ID\n"
+        "       coffre access-review [--dormant-days N] [--csv]\n"
+        "       coffre api METHOD PATH [JSON]\n"
+        "\n"
+        "Identity over HTTPS (docs/access.md). `login` asks for the password (echo off;\n"
+        "or --secret-fd N) and keeps the session in $COFFRE_SESSION, else\n"
+        "~/.config/coffre/session.json (mode 0600); the other commands use it and its\n"
+        "tenant. `api` sends any call with the session (a body of JSON from the argument\n"
+        "or, with '-', from stdin).\n"
+        "\n"
+        "Options: --addr, --cacert, --secret-fd N, --json.\n"
+        "Exit status: 0 success, 1 refused or failed (the error's code and message are\n"
+        "printed), 2 bad usage, 4 not logged in or the session has ended.\n";
+
+const char *cli_api_usage(const char *cmd)
+{
+	static const char *const cmds[] = {"login",    "logout", "whoami",  "password",      "mfa",
+	                                   "sessions", "users",  "clients", "access-review", "api"};
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+		if (strcmp(cmd, cmds[i]) == 0)
+			return api_usage;
+	return NULL;
+}
+
+/* --- the session file ----------------------------------------------------------------- */
+static void session_path(char *out, size_t cap)
+{
+	const char *env = getenv("COFFRE_SESSION");
+	const char *home = getenv("HOME");
+	if (env && env[0])
+		(void)snprintf(out, cap, "%s", env);
+	else
+		(void)snprintf(out, cap, "%s/.config/coffre/session.json", home ? home : ".");
+}
+
+static bool session_save(const json_t *s)
+{
+	char path[CF_PATH_MAX];
+	session_path(path, sizeof path);
+	char dir[CF_PATH_MAX];
+	(void)snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		/* ~/.config may not exist yet: make the two levels we need, owner-only. */
+		char *mid = strrchr(dir, '/');
+		if (mid && mid != dir) {
+			*mid = '\0';
+			(void)mkdir(dir, 0700);
+			*mid = '/';
+		}
+		(void)mkdir(dir, 0700);
+	}
+	char *text = NULL;
+	size_t len = 0;
+	bool ok = cf_json_dump(s, &text, &len) == CF_OK &&
+	          cf_file_write_atomic(path, text, len, 0600) == CF_OK;
+	if (text) {
+		cf_wipe(text, len);
+		free(text);
+	}
+	if (!ok)
+		fprintf(stderr, "coffre: cannot keep the session in %s: %s\n", path,
+		        cf_err_detail());
+	return ok;
+}
+
+static json_t *session_load(void)
+{
+	char path[CF_PATH_MAX];
+	session_path(path, sizeof path);
+	struct cf_buf b;
+	if (cf_file_read(path, 64 * 1024, &b) != CF_OK)
+		return NULL;
+	json_t *s = NULL;
+	if (cf_json_parse_object(b.data, b.len, 64 * 1024, &s) != CF_OK)
+		s = NULL;
+	cf_wipe(b.data, b.len);
+	cf_buf_free(&b);
+	return s;
+}
+
+static void session_forget(void)
+{
+	char path[CF_PATH_MAX];
+	session_path(path, sizeof path);
+	(void)unlink(path);
+}
+
+/* --- one call ----------------------------------------------------------------------------- */
+struct reply {
+	long status;
+	struct cf_buf body;
+	char cookie[256];
+};
+
+static size_t on_data(char *p, size_t size, size_t n, void *user)
+{
+	struct reply *r = user;
+	return cf_buf_append(&r->body, p, size * n) == CF_OK ? size * n : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *user)
+{
+	struct reply *r = user;
+	static const char name[] = "set-cookie: __Host-coffre_session=";
+	size_t len = size * n;
+	if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
+		size_t v = 0;
+		const char *val = p + sizeof name - 1;
+		while (v < len - (sizeof name - 1) && val[v] != ';' && val[v] != '\r' &&
+		       v + 1 < sizeof r->cookie)
+			v++;
+		memcpy(r->cookie, val, v);
+		r->cookie[v] = '\0';
+	}
+	return len;
+}
+
+static bool call(const struct cli *cli, const json_t *sess, const char *method, const char *path,
+                 const char *body, struct reply *r)
+{
+	const char *addr = sess ? json_string_value(json_object_get(sess, "addr")) : cli->addr;
+	const char *ca = sess ? json_string_value(json_object_get(sess, "cacert")) : cli->cacert;
+	char url[4096];
+	if ((size_t)snprintf(url, sizeof url, "%s%s", addr ? addr : "", path) >= sizeof url) {
+		fprintf(stderr, "coffre: the address is too long\n");
+		return false;
+	}
+	CURL *h = curl_easy_init();
+	if (!h) {
+		fprintf(stderr, "coffre: cannot start the HTTP client\n");
+		return false;
+	}
+	memset(r, 0, sizeof *r);
+	cf_buf_init(&r->body, REPLY_MAX);
+	char errbuf[CURL_ERROR_SIZE] = "", cookie[320] = "", csrf[96] = "";
+	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+	if (sess) {
+		(void)snprintf(cookie, sizeof cookie, "Cookie: __Host-coffre_session=%s",
+		               json_string_value(json_object_get(sess, "cookie")));
+		(void)snprintf(csrf, sizeof csrf, "X-CSRF-Token: %s",
+		               json_string_value(json_object_get(sess, "csrf")));
+		hd = curl_slist_append(hd, cookie);
+		hd = curl_slist_append(hd, csrf);
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ca && ca[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	if (body)
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "coffre/" CF_VERSION);
+	CURLcode rc = curl_easy_perform(h);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(hd);
+	cf_wipe(cookie, sizeof cookie);
+	cf_wipe(csrf, sizeof csrf);
+	if (rc != CURLE_OK) {
+		fprintf(stderr, "coffre: cannot reach %s: %s\n", addr ? addr : "?",
+		        errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		cf_buf_free(&r->body);
+		return false;
+	}
+	return true;
+}
+
+/* Prints the reply (JSON with --json or when asked), or the error; the exit status. */
+static int finish(const struct cli *cli, const char *what, struct reply *r, json_t **doc_out)
+{
+	json_t *doc = NULL;
+	bool json =
+	        r->body.len && cf_json_parse(r->body.data, r->body.len, REPLY_MAX, &doc) == CF_OK;
+	const json_t *e = json_object_get(doc, "error");
+	const char *code = e ? json_string_value(json_object_get(e, "code")) : NULL;
+	/* 4 only when the session itself is gone; a wrong password is a plain refusal. */
+	bool gone = code &&
+	            (strcmp(code, "unauthenticated") == 0 || strcmp(code, "invalid_token") == 0);
+	int rc = r->status >= 200 && r->status < 300 ? 0 : gone ? EXIT_NOLOGIN : 1;
+	if (rc != 0) {
+		fprintf(stderr, "coffre %s: %s: %s\n", what,
+		        e ? json_string_value(json_object_get(e, "code")) : "http_error",
+		        e ? json_string_value(json_object_get(e, "message"))
+		          : "no readable answer");
+		if (gone)
+			fprintf(stderr, "coffre: log in again with `coffre login`\n");
+	} else if (cli->json && json) {
+		char *s = NULL;
+		if (cf_json_dump(doc, &s, NULL) == CF_OK)
+			puts(s);
+		free(s);
+	} else if (!json && r->body.len) {
+		fwrite(r->body.data, 1, r->body.len, stdout);
+	}
+	if (doc_out && rc == 0)
+		*doc_out = doc;
+	else
+		json_decref(doc);
+	cf_wipe(r->body.data, r->body.len);
+	cf_buf_free(&r->body);
+	return rc;
+}
+
+static int run(const struct cli *cli, const json_t *sess, const char *what, const char *method,
+               const char *path, json_t *body, json_t **doc)
+{
+	char *text = NULL;
+	if (body && cf_json_dump(body, &text, NULL) != CF_OK) {
+		json_decref(body);
+		return 1;
+	}
+	json_decref(body);
+	struct reply r;
+	bool ok = call(cli, sess, method, path, text, &r);
+	free(text);
+	return ok ? finish(cli, what, &r, doc) : 1;
+}
+
+static json_t *roles_json(const char *list)
+{
+	json_t *a = json_array();
+	if (!list || !a)
+		return a;
+	char buf[512];
+	(void)snprintf(buf, sizeof buf, "%s", list);
+	char *save = NULL;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		(void)json_array_append_new(a, json_string(t));
+	return a;
+}
+
+static void print_rows(const json_t *arr, const char *const *keys, size_t nk)
+{
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		const json_t *o = json_array_get(arr, i);
+		for (size_t k = 0; k < nk; k++) {
+			const json_t *v = json_object_get(o, keys[k]);
+			char *s = NULL;
+			if (json_is_string(v))
+				printf("%s%s", k ? "  " : "", json_string_value(v));
+			else if (v && cf_json_dump(v, &s, NULL) == CF_OK)
+				printf("%s%s", k ? "  " : "", s);
+			free(s);
+		}
+		putchar('\n');
+	}
+}
+
+/* --- the commands ---------------------------------------------------------------------------- */
+static int cmd_login(const struct cli *cli)
+{
+	if (!cli->tenant || !cli->email) {
+		fputs("coffre login: --tenant NAME and --email EMAIL are needed\n", stderr);
+		return EXIT_USAGE;
+	}
+	struct cf_secbuf *pw = NULL;
+	if (!cli_read_secret(cli, "login", "Password: ", false, &pw))
+		return 1;
+	json_t *body = json_pack("{s:s, s:s%}", "email", cli->email, "password",
+	                         (const char *)pw->ptr, pw->len);
+	if (body && cli->code)
+		json_object_set_new(body, "code", json_string(cli->code));
+	cf_secbuf_free(&pw);
+	char path[256];
+	(void)snprintf(path, sizeof path, "/v1/t/%s/auth/login", cli->tenant);
+	char *text = NULL;
+	size_t tlen = 0;
+	if (!body || cf_json_dump(body, &text, &tlen) != CF_OK) {
+		json_decref(body);
+		return 1;
+	}
+	json_decref(body);
+	struct reply r;
+	bool ok = call(cli, NULL, "POST", path, text, &r);
+	cf_wipe(text, tlen);
+	free(text);
+	if (!ok)
+		return 1;
+	char cookie[sizeof r.cookie];
+	memcpy(cookie, r.cookie, sizeof cookie);
+	json_t *doc = NULL;
+	int rc = finish(cli, "login", &r, &doc);
+	if (rc == 0) {
+		json_t *s = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:s}", "addr", cli->addr,
+		                      "cacert", cli->cacert ? cli->cacert : "", "tenant",
+		                      cli->tenant, "cookie", cookie, "csrf",
+		                      json_object_get(doc, "csrf_token"), "expires_at",
+		                      json_object_get(doc, "expires_at"), "email", cli->email);
+		rc = s && cookie[0] && session_save(s) ? 0 : 1;
+		json_decref(s);
+		if (rc == 0 && !cli->json)
+			printf("logged in to tenant %s as %s\n", cli->tenant, cli->email);
+	}
+	cf_wipe(cookie, sizeof cookie);
+	json_decref(doc);
+	return rc;
+}
+
+static bool is_cmd(const char *cmd, const char *sub, const char *c, const char *s)
+{
+	return strcmp(cmd, c) == 0 && (!s || (sub && strcmp(sub, s) == 0));
+}
+
+int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fputs("coffre: cannot start the HTTP client\n", stderr);
+		return 1;
+	}
+	/* Passwords are read into locked memory. */
+	if (cf_secmem_init(64 * 1024) != CF_OK) {
+		fprintf(stderr, "coffre %s: secure memory: %s\n", cmd, cf_err_detail());
+		return 1;
+	}
+	if (strcmp(cmd, "login") == 0)
+		return nargs ? (fputs(api_usage, stderr), EXIT_USAGE) : cmd_login(cli);
+	json_t *sess = session_load();
+	if (!sess) {
+		fprintf(stderr,
+		        "coffre %s: not logged in (coffre login --tenant NAME --email EMAIL)\n",
+		        cmd);
+		return EXIT_NOLOGIN;
+	}
+	const char *tenant = json_string_value(json_object_get(sess, "tenant"));
+	const char *sub = nargs > 0 ? args[0] : NULL, *arg = nargs > 1 ? args[1] : NULL;
+	char path[512];
+	int rc = EXIT_USAGE;
+	json_t *doc = NULL;
+#define IS(c, s) is_cmd(cmd, sub, c, s)
+	if (IS("whoami", NULL) && nargs == 0) {
+		rc = run(cli, sess, cmd, "GET", "/v1/auth/me", NULL, &doc);
+		char *roles = NULL;
+		if (rc == 0 && !cli->json &&
+		    cf_json_dump(json_object_get(doc, "roles"), &roles, NULL) == CF_OK)
+			printf("%s %s of tenant %s, roles %s\n",
+			       json_string_value(json_object_get(doc, "kind")),
+			       json_string_value(json_object_get(doc, "id")), tenant, roles);
+		free(roles);
+	} else if (IS("logout", NULL) && nargs == 0) {
+		rc = run(cli, sess, cmd, "POST", "/v1/auth/logout", NULL, NULL);
+		session_forget();
+		if (rc == EXIT_NOLOGIN)
+			rc = 0; /* already ended */
+	} else if (IS("password", NULL) && nargs == 0) {
+		struct cf_secbuf *cur = NULL, *next = NULL;
+		if (cli_read_secret(cli, cmd, "Current password: ", false, &cur) &&
+		    cli_read_secret(cli, cmd, "New password: ", !cli->secret_fd, &next))
+			rc = run(cli, sess, cmd, "POST", "/v1/auth/password",
+			         json_pack("{s:s%, s:s%}", "current_password",
+			                   (const char *)cur->ptr, cur->len, "new_password",
+			                   (const char *)next->ptr, next->len),
+			         NULL);
+		else
+			rc = 1;
+		cf_secbuf_free(&cur);
+		cf_secbuf_free(&next);
+	} else if (IS("mfa", "enroll") && nargs == 1) {
+		rc = run(cli, sess, cmd, "POST", "/v1/auth/mfa/totp", NULL, &doc);
+		if (rc == 0 && !cli->json)
+			printf("Add this to your authenticator app, then run `coffre mfa confirm "
+			       "CODE`:\n"
+			       "  %s\n  secret: %s\n",
+			       json_string_value(json_object_get(doc, "otpauth_uri")),
+			       json_string_value(json_object_get(doc, "secret")));
+	} else if (IS("mfa", "confirm") && nargs == 2) {
+		rc = run(cli, sess, cmd, "POST", "/v1/auth/mfa/totp/confirm",
+		         json_pack("{s:s}", "code", arg), &doc);
+		if (rc == 0 && !cli->json) {
+			puts("Two-factor authentication is on. Keep these recovery codes (each "
+			     "works "
+			     "once):");
+			json_t *codes = json_object_get(doc, "recovery_codes");
+			for (size_t i = 0; i < json_array_size(codes); i++)
+				printf("  %s\n", json_string_value(json_array_get(codes, i)));
+		}
+	} else if (IS("sessions", "list") && nargs == 1) {
+		rc = run(cli, sess, cmd, "GET", "/v1/auth/sessions", NULL, &doc);
+		static const char *const k[] = {"id", "created_at", "seen_at", "current"};
+		if (rc == 0 && !cli->json)
+			print_rows(json_object_get(doc, "sessions"), k, 4);
+	} else if (IS("sessions", "revoke") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/auth/sessions/%s", arg);
+		rc = run(cli, sess, cmd, "DELETE", path, NULL, NULL);
+	} else if (IS("users", "list") && nargs == 1) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/users", tenant);
+		rc = run(cli, sess, cmd, "GET", path, NULL, &doc);
+		static const char *const k[] = {"id", "email", "state", "roles"};
+		if (rc == 0 && !cli->json)
+			print_rows(json_object_get(doc, "users"), k, 4);
+	} else if (IS("users", "invite") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/users", tenant);
+		rc = run(cli, sess, cmd, "POST", path,
+		         json_pack("{s:s, s:o}", "email", arg, "roles", roles_json(cli->roles)),
+		         &doc);
+		if (rc == 0 && !cli->json)
+			printf("invited %s (%s): a setup link was sent to them\n", arg,
+			       json_string_value(json_object_get(doc, "id")));
+	} else if ((IS("users", "disable") || IS("users", "enable")) && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/users/%s", tenant, arg);
+		rc = run(cli, sess, cmd, "PATCH", path,
+		         json_pack("{s:s}", "state", sub[0] == 'd' ? "disabled" : "active"), NULL);
+	} else if (IS("users", "roles") && nargs == 2 && cli->roles) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/users/%s", tenant, arg);
+		rc = run(cli, sess, cmd, "PATCH", path,
+		         json_pack("{s:o}", "roles", roles_json(cli->roles)), NULL);
+	} else if (IS("users", "delete") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/users/%s", tenant, arg);
+		rc = cli->yes ? run(cli, sess, cmd, "DELETE", path, NULL, NULL)
+		              : (fputs("coffre users delete: add --yes to delete the user\n",
+		                       stderr),
+		                 EXIT_USAGE);
+	} else if (IS("users", "end-sessions") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/users/%s/sessions", tenant, arg);
+		rc = run(cli, sess, cmd, "DELETE", path, NULL, NULL);
+	} else if (IS("users", "reset-mfa") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/users/%s/mfa", tenant, arg);
+		rc = run(cli, sess, cmd, "DELETE", path, NULL, NULL);
+	} else if (IS("clients", "list") && nargs == 1) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/clients", tenant);
+		rc = run(cli, sess, cmd, "GET", path, NULL, &doc);
+		static const char *const k[] = {"client_id", "name", "state", "roles"};
+		if (rc == 0 && !cli->json)
+			print_rows(json_object_get(doc, "clients"), k, 4);
+	} else if (IS("clients", "create") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/clients", tenant);
+		rc = run(cli, sess, cmd, "POST", path,
+		         json_pack("{s:s, s:o}", "name", arg, "roles", roles_json(cli->roles)),
+		         &doc);
+		if (rc == 0 && !cli->json)
+			printf("client_id:     %s\nclient_secret: %s   (shown once: keep it now)\n",
+			       json_string_value(json_object_get(doc, "client_id")),
+			       json_string_value(json_object_get(doc, "client_secret")));
+	} else if (IS("clients", "disable") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/clients/%s", tenant, arg);
+		rc = run(cli, sess, cmd, "DELETE", path, NULL, NULL);
+	} else if (IS("access-review", NULL) && nargs == 0) {
+		(void)snprintf(path, sizeof path,
+		               "/v1/t/%s/access-review?format=%s&dormant_days=%s", tenant,
+		               cli->csv ? "csv" : "json",
+		               cli->dormant_days ? cli->dormant_days : "90");
+		rc = run(cli, sess, cmd, "GET", path, NULL, &doc);
+		static const char *const k[] = {"id", "email", "state", "roles", "mfa", "dormant"};
+		if (rc == 0 && !cli->json && doc)
+			print_rows(json_object_get(doc, "users"), k, 6);
+	} else if (IS("api", NULL) && (nargs == 2 || nargs == 3)) {
+		json_t *body = NULL;
+		if (nargs == 3 && strcmp(args[2], "-") == 0) {
+			struct cf_buf in;
+			cf_buf_init(&in, REPLY_MAX);
+			char chunk[4096];
+			size_t n;
+			while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0 &&
+			       cf_buf_append(&in, chunk, n) == CF_OK)
+				;
+			if (cf_json_parse(in.data, in.len, REPLY_MAX, &body) != CF_OK)
+				body = NULL;
+			cf_buf_free(&in);
+		} else if (nargs == 3 && cf_json_parse((const uint8_t *)args[2], strlen(args[2]),
+		                                       REPLY_MAX, &body) != CF_OK) {
+			body = NULL;
+		}
+		if (nargs == 3 && !body) {
+			fputs("coffre api: the body is not JSON\n", stderr);
+			rc = EXIT_USAGE;
+		} else {
+			bool was_json = cli->json;
+			cli->json = true; /* api prints the server's JSON */
+			rc = run(cli, sess, cmd, args[0], args[1], body, NULL);
+			cli->json = was_json;
+		}
+	} else {
+		fputs(api_usage, stderr);
+	}
+#undef IS
+	if (rc == EXIT_NOLOGIN && strcmp(cmd, "logout") != 0)
+		session_forget();
+	json_decref(doc);
+	json_decref(sess);
+	curl_global_cleanup();
+	return rc;
+}
