@@ -33,6 +33,17 @@ json_t *cli_admin_run(const struct cli *cli, const char *what, json_t *req, int 
 bool cli_read_secret(const struct cli *cli, const char *what, const char *prompt, bool confirm,
                      struct cf_secbuf **out);
 
+/* One HTTPS call to cli->addr (or the session's address, with its cookie and CSRF
+ * token): TLS 1.2+, the certificate verified (cli->cacert or the session's). False,
+ * after saying why, when the server cannot be reached or verified. */
+struct cli_reply {
+	long status;
+	struct cf_buf body;
+	char cookie[256]; /* a session cookie the reply set */
+};
+bool cli_http(const struct cli *cli, const json_t *session, const char *method, const char *path,
+              const char *body, struct cli_reply *r);
+
 /* The identity commands over HTTPS (coffre_api.c): login, users, clients... */
 const char *cli_api_usage(const char *cmd);
 int cli_api(struct cli *cli, const char *cmd, int nargs, char **args);

@@ -133,13 +133,6 @@ static int cmd_store(struct cli *cli, const char *sub)
 	return rc;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *user)
-{
-	struct cf_buf *b = user;
-	size_t len = size * n;
-	return cf_buf_append(b, p, len) == CF_OK ? len : 0;
-}
-
 static bool is_local_host(const char *url)
 {
 	static const char *const locals[] = {"https://127.0.0.1", "https://localhost",
@@ -167,46 +160,14 @@ static void default_cacert(struct cli *cli)
  * could not be reached or verified. */
 static bool http_get(struct cli *cli, const char *path, long *status, struct cf_buf *body)
 {
-	char url[2048];
-	size_t alen = strlen(cli->addr);
-	while (alen && cli->addr[alen - 1] == '/')
-		alen--;
-	if ((size_t)snprintf(url, sizeof url, "%.*s%s", (int)alen, cli->addr, path) >= sizeof url) {
-		fprintf(stderr, "coffre: the address is too long\n");
+	struct cli_reply r;
+	if (!cli_http(cli, NULL, "GET", path, NULL, &r)) {
+		fprintf(stderr,
+		        "coffre: check --addr, and --cacert (the server's CA certificate)\n");
 		return false;
 	}
-	CURL *h = curl_easy_init();
-	if (!h) {
-		fprintf(stderr, "coffre: cannot start the HTTP client\n");
-		return false;
-	}
-	char errbuf[CURL_ERROR_SIZE] = "";
-	cf_buf_init(body, REPLY_MAX);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (cli->cacert)
-		curl_easy_setopt(h, CURLOPT_CAINFO, cli->cacert);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 15L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "coffre/" CF_VERSION);
-	CURLcode rc = curl_easy_perform(h);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-	curl_easy_cleanup(h);
-	if (rc != CURLE_OK) {
-		fprintf(stderr, "coffre: cannot reach %s: %s\n", cli->addr,
-		        errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE)
-			fprintf(stderr, "coffre: check --cacert (the server's CA certificate)\n");
-		cf_buf_free(body);
-		return false;
-	}
+	*status = r.status;
+	*body = r.body;
 	return true;
 }
 

@@ -115,21 +115,16 @@ static void session_forget(void)
 }
 
 /* --- one call ----------------------------------------------------------------------------- */
-struct reply {
-	long status;
-	struct cf_buf body;
-	char cookie[256];
-};
 
 static size_t on_data(char *p, size_t size, size_t n, void *user)
 {
-	struct reply *r = user;
+	struct cli_reply *r = user;
 	return cf_buf_append(&r->body, p, size * n) == CF_OK ? size * n : 0;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *user)
 {
-	struct reply *r = user;
+	struct cli_reply *r = user;
 	static const char name[] = "set-cookie: __Host-coffre_session=";
 	size_t len = size * n;
 	if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
@@ -144,8 +139,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *user)
 	return len;
 }
 
-static bool call(const struct cli *cli, const json_t *sess, const char *method, const char *path,
-                 const char *body, struct reply *r)
+bool cli_http(const struct cli *cli, const json_t *sess, const char *method, const char *path,
+              const char *body, struct cli_reply *r)
 {
 	const char *addr = sess ? json_string_value(json_object_get(sess, "addr")) : cli->addr;
 	const char *ca = sess ? json_string_value(json_object_get(sess, "cacert")) : cli->cacert;
@@ -207,7 +202,7 @@ static bool call(const struct cli *cli, const json_t *sess, const char *method, 
 }
 
 /* Prints the reply (JSON with --json or when asked), or the error; the exit status. */
-static int finish(const struct cli *cli, const char *what, struct reply *r, json_t **doc_out)
+static int finish(const struct cli *cli, const char *what, struct cli_reply *r, json_t **doc_out)
 {
 	json_t *doc = NULL;
 	bool json =
@@ -251,8 +246,8 @@ static int run(const struct cli *cli, const json_t *sess, const char *what, cons
 		return 1;
 	}
 	json_decref(body);
-	struct reply r;
-	bool ok = call(cli, sess, method, path, text, &r);
+	struct cli_reply r;
+	bool ok = cli_http(cli, sess, method, path, text, &r);
 	free(text);
 	return ok ? finish(cli, what, &r, doc) : 1;
 }
@@ -311,8 +306,8 @@ static int cmd_login(const struct cli *cli)
 		return 1;
 	}
 	json_decref(body);
-	struct reply r;
-	bool ok = call(cli, NULL, "POST", path, text, &r);
+	struct cli_reply r;
+	bool ok = cli_http(cli, NULL, "POST", path, text, &r);
 	cf_wipe(text, tlen);
 	free(text);
 	if (!ok)
