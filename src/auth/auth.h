@@ -170,6 +170,18 @@ CF_MUST cf_err cf_auth_user_sessions_revoke(struct cf_auth *a, const struct cf_a
 CF_MUST cf_err cf_auth_access_review(struct cf_auth *a, const struct cf_tenant_ref *t,
                                      unsigned dormant_days, json_t **out);
 
+/* --- a tenant's own roles (perms.c) ------------------------------------------------------ */
+/* Every role of the tenant: the built-in ones, then its own. */
+CF_MUST cf_err cf_auth_role_list(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
+/* A role of permission names (none beyond the caller's own); CF_E_CONFLICT for a taken or
+ * built-in name. */
+CF_MUST cf_err cf_auth_role_create(struct cf_auth *a, const struct cf_auth_call *c,
+                                   const struct cf_tenant_ref *t, const char *name,
+                                   const json_t *perms, json_t **out);
+/* CF_E_CONFLICT while the role is granted. */
+CF_MUST cf_err cf_auth_role_delete(struct cf_auth *a, const struct cf_auth_call *c,
+                                   const struct cf_tenant_ref *t, const char *name);
+
 /* --- two-factor authentication (mfa.c, IA6) --------------------------------------------- */
 /* Starts (or restarts, until confirmed) TOTP enrollment for the calling user:
  * {"secret" (base32), "otpauth_uri", "qr_svg", "digits", "period"}. CF_E_CONFLICT once

@@ -506,3 +506,40 @@ cf_err cf_h_access_review(struct cf_req *req)
 	cf_buf_free(&b);
 	return e;
 }
+
+/* --- a tenant's own roles -----------------------------------------------------------------------
+ */
+cf_err cf_h_roles_list(struct cf_req *req)
+{
+	json_t *arr = NULL;
+	CF_TRY(cf_auth_role_list(cf_req_auth(req), own_tenant(req), &arr));
+	return cf_req_reply_json(req, 200, json_pack("{s:o}", "roles", arr));
+}
+
+cf_err cf_h_roles_create(struct cf_req *req)
+{
+	static const char *const keys[] = {"name", "permissions", NULL};
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *name = NULL;
+	cf_err e = need(in, "name", 63, &name);
+	if (e == CF_OK && !json_object_get(in, "permissions"))
+		e = cf_err_fail(CF_E_MISSING_FIELD, "permissions is required");
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_role_create(cf_req_auth(req), &call, own_tenant(req), name,
+		                        json_object_get(in, "permissions"), &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 201, out);
+}
+
+cf_err cf_h_roles_delete(struct cf_req *req)
+{
+	char name[72];
+	param(req, "id", name, sizeof name);
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_auth_role_delete(cf_req_auth(req), &call, own_tenant(req), name));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}

@@ -35,5 +35,8 @@ cf_err cf_h_policy_set(struct cf_req *req);
 cf_err cf_h_session_revoke(struct cf_req *req);
 cf_err cf_h_user_sessions_revoke(struct cf_req *req);
 cf_err cf_h_access_review(struct cf_req *req);
+cf_err cf_h_roles_list(struct cf_req *req);
+cf_err cf_h_roles_create(struct cf_req *req);
+cf_err cf_h_roles_delete(struct cf_req *req);
 
 #endif

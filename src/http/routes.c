@@ -66,6 +66,12 @@ const struct cf_route cf_http_routes[] = {
          "client.create"},
         {"DELETE", "/v1/t/{tenant}/clients/{id}", cf_h_clients_delete, D | AU, CF_P_CLIENTS_MANAGE,
          "client.disable"},
+        /* A tenant's own roles, built from the permission list (IA1, IA2). */
+        {"GET", "/v1/t/{tenant}/roles", cf_h_roles_list, D, CF_P_ROLES_MANAGE, "roles.list"},
+        {"POST", "/v1/t/{tenant}/roles", cf_h_roles_create, D | B | AU, CF_P_ROLES_MANAGE,
+         "role.create"},
+        {"DELETE", "/v1/t/{tenant}/roles/{id}", cf_h_roles_delete, D | AU, CF_P_ROLES_MANAGE,
+         "role.delete"},
         /* A tenant's own audit log (AL2, AL4). */
         {"GET", "/v1/t/{tenant}/audit", cf_h_tenant_audit, D, CF_P_AUDIT_READ, "audit.list"},
 };

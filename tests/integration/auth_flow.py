@@ -170,6 +170,28 @@ report(st == 403, "an admin cannot promote an agent to owner", (st, js))
 st, js, _, _ = call("GET", "/v1/t/dev/users", cookie=users["agent"]["cookie"])
 report(st == 403 and code(js) == "forbidden" and "users.manage" in js["error"]["message"], "an agent cannot list users: 403 naming users.manage", (st, js))
 
+# --- a tenant's own roles (IA1, IA2) --------------------------------------------------------
+st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "auditor", "permissions": ["audit.read"]}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 201 and js["permissions"] == ["audit.read"], "an owner defines a role from the permission list", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "boss", "permissions": ["tenant.manage"]}, cookie=users["admin"]["cookie"], csrf=users["admin"]["csrf"])
+report(st == 403, "an admin cannot define a role beyond their own permissions", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "x", "permissions": ["records.*"]}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 400 and "records.*" in js["error"]["message"], "an unknown permission: 400 naming it", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "admin", "permissions": []}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 409, "a built-in role's name: 409", (st, js))
+st, js, _, _ = call("GET", "/v1/t/dev/audit?limit=1", cookie=users["agent"]["cookie"])
+st1 = st
+st, js, _, _ = call("PATCH", "/v1/t/dev/users/" + users["agent"]["id"], {"roles": ["agent", "auditor"]}, cookie=owner_cookie, csrf=owner_csrf)
+st2, js2, _, _ = call("GET", "/v1/t/dev/audit?limit=1", cookie=users["agent"]["cookie"])
+report(st1 == 403 and st == 200 and st2 == 200, "granting it takes effect on the next request (roles are read per request)", (st1, st, st2))
+st, js, _, _ = call("DELETE", "/v1/t/dev/roles/auditor", cookie=owner_cookie, csrf=owner_csrf)
+report(st == 409, "a role still granted cannot be deleted", (st, js))
+st, js, _, _ = call("PATCH", "/v1/t/dev/users/" + users["agent"]["id"], {"roles": ["agent"]}, cookie=owner_cookie, csrf=owner_csrf)
+st, js, _, _ = call("DELETE", "/v1/t/dev/roles/auditor", cookie=owner_cookie, csrf=owner_csrf)
+st2, js2, _, _ = call("GET", "/v1/t/dev/roles", cookie=owner_cookie)
+names = [r["name"] for r in (js2 or {}).get("roles", [])]
+report(st == 200 and names == ["owner", "admin", "agent", "end_user"], "once ungranted it is deleted; the list shows the built-in roles", (st, names))
+
 # --- password change --------------------------------------------------------------------
 ag = users["agent"]
 second, _, _, _ = login(ag["email"], ag["pw"])
