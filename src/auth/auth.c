@@ -112,6 +112,15 @@ void cf_auth_set_public_url(struct cf_auth *a, const char *url)
 		auth_notifier_set_url(a->notifier, url);
 }
 
+bool cf_auth_same_origin(struct cf_auth *a, const char *origin)
+{
+	/* public_url is "https://host[:port]" with no path (coffred builds it so). */
+	size_t n = strlen(a->public_url);
+	while (n && a->public_url[n - 1] == '/')
+		n--;
+	return origin && strlen(origin) == n && strncmp(origin, a->public_url, n) == 0;
+}
+
 /* --- helpers --------------------------------------------------------------------------- */
 cf_err auth_mac(struct cf_auth *a, const char *tenant_id, const char *label, struct cf_span secret,
                 uint8_t out[CF_HMAC_LEN])
@@ -584,6 +593,7 @@ static cf_err client_state_row(const struct cf_row *row, void *ctx)
 	q->found = true;
 	q->active = cf_span_eq(cf_row_blob(row, 0), cf_span_str("active"));
 	q->revoked = cf_row_int(row, 1) != 0;
+	cf_span_to_str(cf_row_blob(row, 2), q->p->origins, sizeof q->p->origins);
 	return CF_OK;
 }
 
@@ -594,7 +604,7 @@ static cf_err client_fn(struct cf_tx *tx, void *ctx)
 	struct cf_val v[] = {CF_V_TEXT(q->p->tenant.id), CF_V_TEXT(q->p->id), CF_V_TEXT(q->p->jti)};
 	CF_TRY(cf_tx_query(tx,
 	                   "SELECT state, (SELECT count(*) FROM tokens_revoked"
-	                   " WHERE tenant_id = $1 AND jti = $3) FROM clients"
+	                   " WHERE tenant_id = $1 AND jti = $3), origins FROM clients"
 	                   " WHERE tenant_id = $1 AND client_id = $2",
 	                   v, 3, client_state_row, q));
 	if (!q->found || !q->active || q->revoked)

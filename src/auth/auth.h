@@ -80,7 +80,8 @@ CF_MUST cf_err cf_auth_tenant(struct cf_auth *a, const char *name, struct cf_ten
 
 /* Who is calling, once authenticated. */
 enum cf_principal_kind { CF_PRINCIPAL_NONE = 0, CF_PRINCIPAL_USER, CF_PRINCIPAL_CLIENT };
-#define CF_AUTH_ID_MAX 40
+#define CF_AUTH_ID_MAX      40
+#define CF_AUTH_ORIGINS_MAX 600
 struct cf_principal {
 	enum cf_principal_kind kind;
 	struct cf_tenant_ref tenant;
@@ -92,7 +93,8 @@ struct cf_principal {
 	char csrf[44];    /* the session's CSRF token (cookie sessions only) */
 	char sid_mac[65]; /* the session (hex HMAC), for logout */
 	char jti[40];     /* the access token's id (tokens only) */
-	bool mfa;         /* the user has confirmed TOTP */
+	char origins[CF_AUTH_ORIGINS_MAX]; /* a client's allowed web origins (space-separated) */
+	bool mfa;                          /* the user has confirmed TOTP */
 	bool mfa_pending; /* the tenant requires MFA and the user has not enrolled: the
 	                   * session may do nothing but enroll (IA6) */
 	int64_t token_exp;
@@ -201,19 +203,25 @@ CF_MUST cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *
 CF_MUST cf_err cf_auth_register_rewrap(struct cf_auth *a);
 
 /* --- API clients and tokens (clients.c, jwt.c) ------------------------------------------- */
-/* Creates a client with roles; *out gets {"client_id", "client_secret", ...}: the secret
- * is shown this once. */
+/* Creates a client with roles and, for a browser client, the web origins it may call
+ * from (NULL: none); *out gets {"client_id", "client_secret", ...}: the secret is shown
+ * this once. */
 CF_MUST cf_err cf_auth_client_create(struct cf_auth *a, const struct cf_auth_call *c,
                                      const struct cf_tenant_ref *t, const char *name,
-                                     const json_t *roles, json_t **out);
+                                     const json_t *roles, const json_t *origins, json_t **out);
+/* Whether origin is one of a space-separated list. */
+bool cf_auth_origin_allowed(const char *origins, const char *origin);
+/* Whether origin is coffre's own (auth.public_url's scheme, host and port). */
+bool cf_auth_same_origin(struct cf_auth *a, const char *origin);
 CF_MUST cf_err cf_auth_client_list(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
 /* Disables a client: its tokens stop working at once. */
 CF_MUST cf_err cf_auth_client_disable(struct cf_auth *a, const struct cf_auth_call *c,
                                       const struct cf_tenant_ref *t, const char *id);
-/* The client credentials grant: {"access_token", "token_type", "expires_in"}. */
+/* The client credentials grant: {"access_token", "token_type", "expires_in"}. origin:
+ * the request's Origin header (a browser), which the client must allow; NULL when none. */
 CF_MUST cf_err cf_auth_token_issue(struct cf_auth *a, const struct cf_auth_call *c,
                                    const struct cf_tenant_ref *t, const char *client_id,
-                                   struct cf_span secret, json_t **out);
+                                   struct cf_span secret, const char *origin, json_t **out);
 /* Revokes the caller's own access token. */
 CF_MUST cf_err cf_auth_token_revoke(struct cf_auth *a, const struct cf_auth_call *c);
 /* The token keys' JWKS (RFC 7517, OKP keys of RFC 8037). */

@@ -16,6 +16,7 @@ struct client_tx {
 	const char *tenant, *id, *name;
 	const json_t *roles;
 	cf_perms limit;
+	char origins[CF_AUTH_ORIGINS_MAX]; /* space-separated */
 	uint8_t mac[CF_HMAC_LEN];
 	int64_t now;
 	bool found, active;
@@ -25,19 +26,65 @@ struct client_tx {
 static cf_err create_fn(struct cf_tx *tx, void *ctx)
 {
 	struct client_tx *c = ctx;
-	struct cf_val v[] = {CF_V_TEXT(c->tenant), CF_V_TEXT(c->id), CF_V_TEXT(c->name),
-	                     CF_V_BLOB(c->mac, sizeof c->mac), CF_V_INT(c->now)};
+	struct cf_val v[] = {CF_V_TEXT(c->tenant), CF_V_TEXT(c->id),
+	                     CF_V_TEXT(c->name),   CF_V_BLOB(c->mac, sizeof c->mac),
+	                     CF_V_INT(c->now),     CF_V_TEXT(c->origins)};
 	CF_TRY(cf_tx_exec(tx,
 	                  "INSERT INTO clients (tenant_id, client_id, name, secret_mac, state,"
-	                  " created_at) VALUES ($1, $2, $3, $4, 'active', $5)",
-	                  v, 5, NULL));
+	                  " created_at, origins) VALUES ($1, $2, $3, $4, 'active', $5, $6)",
+	                  v, 6, NULL));
 	CF_TRY(auth_grants_set(tx, "client", c->id, c->roles, c->limit));
 	return cf_audit_append(tx, &c->audit);
 }
 
+/* IA8: "https://host[:port]" each, at most 8: the origins a browser client calls from. */
+static cf_err origins_parse(const json_t *list, char out[CF_AUTH_ORIGINS_MAX])
+{
+	out[0] = '\0';
+	if (!list)
+		return CF_OK;
+	CF_ENSURE(json_is_array(list) && json_array_size(list) <= 8,
+	          cf_err_fail(CF_E_WRONG_TYPE, "allowed_origins is an array of at most 8 origins"));
+	size_t n = 0;
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		const char *o = json_string_value(json_array_get(list, i));
+		size_t len = o ? strlen(o) : 0;
+		bool ok = len > 8 && len <= 255 && strncmp(o, "https://", 8) == 0;
+		for (size_t k = 8; ok && k < len; k++)
+			ok = (o[k] >= 'a' && o[k] <= 'z') || (o[k] >= '0' && o[k] <= '9') ||
+			     o[k] == '-' || o[k] == '.' || o[k] == ':' || o[k] == '[' ||
+			     o[k] == ']';
+		CF_ENSURE(ok,
+		          cf_err_fail(CF_E_INVALID,
+		                      "allowed_origins[%zu] must be https://host[:port] in lower "
+		                      "case, without a path",
+		                      i));
+		CF_ENSURE(n + len + 2 <= CF_AUTH_ORIGINS_MAX,
+		          cf_err_fail(CF_E_TOO_LARGE, "allowed_origins is too long"));
+		if (n)
+			out[n++] = ' ';
+		memcpy(out + n, o, len + 1);
+		n += len;
+	}
+	return CF_OK;
+}
+
+bool cf_auth_origin_allowed(const char *origins, const char *origin)
+{
+	size_t ol = origin ? strlen(origin) : 0;
+	for (const char *p = origins; ol && p && *p;) {
+		const char *end = strchr(p, ' ');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (n == ol && memcmp(p, origin, n) == 0)
+			return true;
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
 cf_err cf_auth_client_create(struct cf_auth *a, const struct cf_auth_call *c,
                              const struct cf_tenant_ref *t, const char *name, const json_t *roles,
-                             json_t **out)
+                             const json_t *origins, json_t **out)
 {
 	size_t nl = name ? strlen(name) : 0;
 	CF_ENSURE(nl >= 1 && nl <= CLIENT_NAME_MAX,
@@ -55,16 +102,19 @@ cf_err cf_auth_client_create(struct cf_auth *a, const struct cf_auth_call *c,
 	                       .roles = roles,
 	                       .limit = auth_grant_limit(c),
 	                       .now = (int64_t)time(NULL)};
-	cf_err err = auth_mac(a, t->id, "client", cf_span_str(secret), ct.mac);
+	cf_err err = origins_parse(origins, ct.origins);
+	if (err == CF_OK)
+		err = auth_mac(a, t->id, "client", cf_span_str(secret), ct.mac);
 	if (err == CF_OK)
 		err = cf_auth_audit_prepare(a, c, t->id, "client.create", id, CF_OUTCOME_OK, CF_OK,
 		                            &ct.audit);
 	if (err == CF_OK)
 		err = cf_store_write_wait(a->store, t->id, create_fn, &ct);
 	if (err == CF_OK) {
-		*out = json_pack("{s:s, s:s, s:s, s:O*, s:s, s:I}", "client_id", id,
+		*out = json_pack("{s:s, s:s, s:s, s:O*, s:s, s:I, s:O*}", "client_id", id,
 		                 "client_secret", secret, "name", name, "roles", roles, "state",
-		                 "active", "created_at", (json_int_t)ct.now);
+		                 "active", "created_at", (json_int_t)ct.now, "allowed_origins",
+		                 origins);
 		if (!*out)
 			err = CF_E_NOMEM;
 	}
@@ -75,13 +125,23 @@ cf_err cf_auth_client_create(struct cf_auth *a, const struct cf_auth_call *c,
 static cf_err list_row(const struct cf_row *row, void *ctx)
 {
 	struct cf_span id = cf_row_blob(row, 0), name = cf_row_blob(row, 1),
-	               st = cf_row_blob(row, 2);
-	json_t *o =
-	        json_pack("{s:s%, s:s%, s:s%, s:I, s:o}", "client_id", id.ptr, id.len, "name",
-	                  name.ptr, name.len, "state", st.ptr, st.len, "created_at",
-	                  (json_int_t)cf_row_int(row, 3), "last_used_at",
-	                  cf_row_is_null(row, 4) ? json_null()
-	                                         : json_integer((json_int_t)cf_row_int(row, 4)));
+	               st = cf_row_blob(row, 2), orig = cf_row_blob(row, 5);
+	json_t *origins = json_array();
+	size_t start = 0;
+	for (size_t i = 0; origins && i <= orig.len; i++)
+		if (i == orig.len || orig.ptr[i] == ' ') {
+			if (i > start)
+				(void)json_array_append_new(
+				        origins,
+				        json_stringn((const char *)orig.ptr + start, i - start));
+			start = i + 1;
+		}
+	json_t *o = json_pack("{s:s%, s:s%, s:s%, s:I, s:o, s:o*}", "client_id", id.ptr, id.len,
+	                      "name", name.ptr, name.len, "state", st.ptr, st.len, "created_at",
+	                      (json_int_t)cf_row_int(row, 3), "last_used_at",
+	                      cf_row_is_null(row, 4) ? json_null()
+	                                             : json_integer((json_int_t)cf_row_int(row, 4)),
+	                      "allowed_origins", origins);
 	CF_ENSURE(o, CF_E_NOMEM);
 	return json_array_append_new(ctx, o) == 0 ? CF_OK : CF_E_NOMEM;
 }
@@ -91,7 +151,8 @@ static cf_err list_fn(struct cf_tx *tx, void *ctx)
 	json_t *arr = ctx;
 	struct cf_val v[] = {CF_V_TEXT(cf_tx_tenant(tx))};
 	CF_TRY(cf_tx_query(tx,
-	                   "SELECT client_id, name, state, created_at, last_used_at FROM clients"
+	                   "SELECT client_id, name, state, created_at, last_used_at, origins"
+	                   " FROM clients"
 	                   " WHERE tenant_id = $1 ORDER BY created_at, client_id",
 	                   v, 1, list_row, arr));
 	for (size_t i = 0; i < json_array_size(arr); i++) {
@@ -155,6 +216,7 @@ static cf_err secret_row(const struct cf_row *row, void *ctx)
 	/* Constant time: the stored HMAC against the one of what was given. */
 	c->active = cf_span_eq(cf_row_blob(row, 1), cf_span_str("active")) &&
 	            mac.len == sizeof c->mac && gnutls_memcmp(mac.ptr, c->mac, sizeof c->mac) == 0;
+	cf_span_to_str(cf_row_blob(row, 2), c->origins, sizeof c->origins);
 	return CF_OK;
 }
 
@@ -163,7 +225,7 @@ static cf_err secret_read(struct cf_tx *tx, void *ctx)
 	struct client_tx *c = ctx;
 	struct cf_val v[] = {CF_V_TEXT(c->tenant), CF_V_TEXT(c->id)};
 	return cf_tx_query(tx,
-	                   "SELECT secret_mac, state FROM clients WHERE tenant_id = $1"
+	                   "SELECT secret_mac, state, origins FROM clients WHERE tenant_id = $1"
 	                   " AND client_id = $2",
 	                   v, 2, secret_row, c);
 }
@@ -186,7 +248,7 @@ static cf_err sign_token(void *ctx, struct cf_span msg, uint8_t sig[CF_ED25519_S
 
 cf_err cf_auth_token_issue(struct cf_auth *a, const struct cf_auth_call *c,
                            const struct cf_tenant_ref *t, const char *client_id,
-                           struct cf_span secret, json_t **out)
+                           struct cf_span secret, const char *origin, json_t **out)
 {
 	struct client_tx ct = {.tenant = t->id, .id = client_id, .now = (int64_t)time(NULL)};
 	struct cf_throttle_who tw = {t->id, client_id ? client_id : "-", c->source};
@@ -205,6 +267,12 @@ cf_err cf_auth_token_issue(struct cf_auth *a, const struct cf_auth_call *c,
 		                   "unknown client, wrong secret or disabled");
 	}
 	auth_throttle_passed(a->throttle, &tw);
+	/* IA8: from a browser, only from the origins the client allows. */
+	if (origin && !cf_auth_origin_allowed(ct.origins, origin)) {
+		CF_TRY(cf_auth_audit_record(a, c, t->id, "auth.token", client_id, CF_OUTCOME_DENIED,
+		                            CF_E_FORBIDDEN));
+		return cf_err_fail(CF_E_FORBIDDEN, "this client is not allowed from this origin");
+	}
 	struct cf_jwt_claims cl = {.iat = ct.now, .exp = ct.now + (int64_t)a->token_ttl};
 	(void)snprintf(cl.sub, sizeof cl.sub, "%s", client_id);
 	(void)snprintf(cl.tenant, sizeof cl.tenant, "%s", t->id);

@@ -136,7 +136,10 @@ cf_err cf_h_token(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_auth_token_issue(cf_req_auth(req), &call, &t, id, cf_span_str(secret), &out);
+		e = cf_auth_token_issue(cf_req_auth(req), &call, &t, id, cf_span_str(secret),
+		                        cf_req_header(req, "Origin"), &out);
+	if (e == CF_OK && cf_req_header(req, "Origin"))
+		cf_req_allow_origin(req, cf_req_header(req, "Origin")); /* checked: allowed */
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);
@@ -279,7 +282,7 @@ cf_err cf_h_clients_list(struct cf_req *req)
 
 cf_err cf_h_clients_create(struct cf_req *req)
 {
-	static const char *const keys[] = {"name", "roles", NULL};
+	static const char *const keys[] = {"name", "roles", "allowed_origins", NULL};
 	json_t *in = NULL;
 	CF_TRY(body(req, keys, &in));
 	const char *name = NULL;
@@ -288,7 +291,8 @@ cf_err cf_h_clients_create(struct cf_req *req)
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
 		e = cf_auth_client_create(cf_req_auth(req), &call, own_tenant(req), name,
-		                          json_object_get(in, "roles"), &out);
+		                          json_object_get(in, "roles"),
+		                          json_object_get(in, "allowed_origins"), &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 201, out);

@@ -127,6 +127,10 @@ struct cf_auth *cf_req_auth(const struct cf_req *req);
 const struct cf_principal *cf_req_principal(const struct cf_req *req);
 /* Who is calling and from where, for the auth part's audit entries. */
 struct cf_auth_call cf_req_call(struct cf_req *req);
+/* A request header's value, or NULL. */
+const char *cf_req_header(const struct cf_req *req, const char *name);
+/* IA8: lets the browser page at origin read this reply (CORS). */
+void cf_req_allow_origin(struct cf_req *req, const char *origin);
 /* A query parameter's raw value, or NULL. */
 const char *cf_req_query(const struct cf_req *req, const char *name);
 /* Sets the session cookie on the reply (TR3: __Host-, Secure, HttpOnly,

@@ -54,6 +54,8 @@ struct cf_req {
 	bool close;
 	char *set_cookie;  /* a Set-Cookie value for the reply */
 	const char *ctype; /* the reply's Content-Type when not JSON (a literal) */
+	char cors[256];    /* the origin allowed to read the reply (IA8), or "" */
+	bool preflight;    /* a CORS preflight (OPTIONS) */
 	cf_err err;        /* the error replied, for the audit entry */
 	/* the caller */
 	char peer[INET6_ADDRSTRLEN];
@@ -109,6 +111,16 @@ struct cf_auth_call cf_req_call(struct cf_req *req)
 	                             .source = req->peer,
 	                             .who = req->authed ? &req->who : NULL,
 	                             .retry_after = &req->retry_after};
+}
+
+const char *cf_req_header(const struct cf_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void cf_req_allow_origin(struct cf_req *req, const char *origin)
+{
+	(void)snprintf(req->cors, sizeof req->cors, "%s", origin ? origin : "");
 }
 
 const char *cf_req_query(const struct cf_req *req, const char *name)
@@ -257,6 +269,20 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 		ok &= MHD_add_response_header(resp, "Connection", "close") == MHD_YES;
 	if (req->set_cookie)
 		ok &= MHD_add_response_header(resp, "Set-Cookie", req->set_cookie) == MHD_YES;
+	if (req->cors[0]) {
+		ok &= MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors) ==
+		      MHD_YES;
+		ok &= MHD_add_response_header(resp, "Vary", "Origin") == MHD_YES;
+	}
+	if (req->preflight) {
+		/* The preflight names no client: it allows the shape of the call; the real
+		 * request's origin is checked against its client (gate, token grant). */
+		ok &= MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+		                              "GET, POST, PUT, PATCH, DELETE") == MHD_YES;
+		ok &= MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+		                              "Authorization, Content-Type") == MHD_YES;
+		ok &= MHD_add_response_header(resp, "Access-Control-Max-Age", "600") == MHD_YES;
+	}
 	if (req->status == 401)
 		ok &= MHD_add_response_header(resp, "WWW-Authenticate",
 		                              "Bearer realm=\"coffre\"") == MHD_YES;
@@ -293,6 +319,19 @@ static cf_err gate(struct cf_req *req)
 	CF_ENSURE(!req->who.mfa_pending || (r->flags & CF_ROUTE_ENROLL),
 	          cf_err_fail(CF_E_MFA_ENROLL, "this tenant requires two-factor authentication: "
 	                                       "enroll with POST /v1/auth/mfa/totp first"));
+	/* IA8: a call from a web page (Origin) must come from an origin the client allows;
+	 * a session cookie only from coffre's own origin. */
+	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+	if (origin && req->who.kind == CF_PRINCIPAL_CLIENT) {
+		CF_ENSURE(
+		        cf_auth_origin_allowed(req->who.origins, origin),
+		        cf_err_fail(CF_E_FORBIDDEN, "this client is not allowed from this origin"));
+		cf_req_allow_origin(req, origin);
+	} else if (origin && req->who.via_cookie) {
+		CF_ENSURE(cf_auth_same_origin(req->srv->auth, origin),
+		          cf_err_fail(CF_E_FORBIDDEN, "a session is used from coffre's own origin "
+		                                      "only"));
+	}
 	bool write = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
 	if (req->who.via_cookie && write) {
 		const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");
@@ -412,6 +451,17 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	 * 503 sealed before routing; the health routes stay up to say why. */
 	if (strncmp(url, "/v1/", 4) == 0 && srv->keys && cf_keys_is_sealed(srv->keys))
 		return cf_err_fail(CF_E_SEALED, "the vault is sealed; an operator must unseal it");
+	/* IA8: a browser's CORS preflight for the API: answered 204 with the methods and
+	 * headers the API takes; the real request is checked against its client. */
+	if (strcmp(method, "OPTIONS") == 0 && strncmp(url, "/v1/", 4) == 0 &&
+	    MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin") &&
+	    MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+	                                "Access-Control-Request-Method")) {
+		req->preflight = true;
+		cf_req_allow_origin(
+		        req, MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Origin"));
+		return has_body ? cf_err_fail(CF_E_INVALID, "a preflight takes no body") : CF_OK;
+	}
 	/* HEAD is GET without a body; libmicrohttpd drops the body for us. */
 	const char *route_method = strcmp(method, "HEAD") == 0 ? "GET" : method;
 	cf_err e = cf_router_match(cf_http_routes, cf_http_routes_count, route_method,
@@ -510,6 +560,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (req->body_err != CF_OK) {
 		if (!req->status)
 			reply_error(req, req->body_err);
+		return queue_reply(req);
+	}
+	if (req->preflight) {
+		req->status = 204;
 		return queue_reply(req);
 	}
 	if (req->match.route->flags & CF_ROUTE_DEFER) {

@@ -255,6 +255,11 @@ const struct cf_migration cf_store_schema[] = {
          " USING (tenant_id = current_setting('coffre.tenant', true));"
          "GRANT SELECT, INSERT, UPDATE, DELETE ON mfa_totp, recovery_codes, tenant_policy"
          " TO coffre_runtime"},
+        {8, "client origins",
+         /* IA8: the web origins a browser client may call from (space-separated; empty:
+          * not from a browser). */
+         "ALTER TABLE clients ADD COLUMN origins TEXT NOT NULL DEFAULT ''",
+         "ALTER TABLE clients ADD COLUMN origins TEXT NOT NULL DEFAULT ''"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

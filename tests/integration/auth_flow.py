@@ -278,6 +278,30 @@ st, js, _, _ = call("POST", "/v1/t/dev/clients", {"name": "x"}, token=tok)
 report(st == 403, "a client with role agent cannot create clients", (st, js))
 
 
+# Browser clients (IA8): only from their allowed origins; CORS for those.
+st, js, _, _ = call("POST", "/v1/t/dev/clients", {"name": "web", "roles": ["agent"], "allowed_origins": ["https://app.example"]}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 201 and js["allowed_origins"] == ["https://app.example"], "a browser client with its allowed origins", (st, js))
+wid, wsec = js["client_id"], js["client_secret"]
+st, js, _, _ = call("POST", "/v1/t/dev/clients", {"name": "bad", "allowed_origins": ["http://app.example/path"]}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 400, "an origin that is not https://host[:port]: 400", (st, js))
+st, js, _, hd = call("POST", "/v1/t/dev/auth/token", {"client_id": wid, "client_secret": wsec}, headers={"Origin": "https://evil.example"})
+report(st == 403 and "Access-Control-Allow-Origin" not in hd, "a token asked from another origin: 403, no CORS header", (st, js))
+st, js, _, hd = call("POST", "/v1/t/dev/auth/token", {"client_id": wid, "client_secret": wsec}, headers={"Origin": "https://app.example"})
+report(st == 200 and hd.get("Access-Control-Allow-Origin") == "https://app.example", "from its origin: the token, readable by that page (CORS)", (st, hd.get("Access-Control-Allow-Origin")))
+wtok = (js or {}).get("access_token", "")
+st, js, _, hd = call("GET", "/v1/auth/me", token=wtok, headers={"Origin": "https://evil.example"})
+st2, js2, _, hd2 = call("GET", "/v1/auth/me", token=wtok, headers={"Origin": "https://app.example"})
+report(st == 403 and st2 == 200 and hd2.get("Access-Control-Allow-Origin") == "https://app.example",
+       "its token works from its origin only", (st, st2))
+st, js, _, hd = call("GET", "/v1/auth/me", token=tok, headers={"Origin": "https://app.example"})
+report(st == 403, "a server client (no origins) is refused from any browser", (st, js))
+st, js, _, hd = call("OPTIONS", "/v1/auth/me", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
+report(st == 204 and "Authorization" in hd.get("Access-Control-Allow-Headers", ""), "a CORS preflight: 204 with the methods and headers", (st, hd))
+st, js, _, _ = call("GET", "/v1/auth/me", cookie=owner_cookie, headers={"Origin": "https://evil.example"})
+st2, js2, _, _ = call("GET", "/v1/auth/me", cookie=owner_cookie, headers={"Origin": URL})
+report(st == 403 and st2 == 200, "a session cookie works from coffre's own origin only", (st, st2))
+
+
 def b64u(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
