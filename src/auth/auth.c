@@ -482,11 +482,32 @@ static cf_err session_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
+/* Whether a comma-separated role list and a space-separated one share a role. */
+static bool roles_meet(const char *held, struct cf_span required)
+{
+	size_t start = 0;
+	for (size_t i = 0; i <= required.len; i++) {
+		if (i < required.len && required.ptr[i] != ' ')
+			continue;
+		size_t n = i - start;
+		for (const char *h = held; n && h && *h;) {
+			const char *end = strchr(h, ',');
+			size_t hn = end ? (size_t)(end - h) : strlen(h);
+			if (hn == n && memcmp(h, required.ptr + start, n) == 0)
+				return true;
+			h = end ? end + 1 : NULL;
+		}
+		start = i + 1;
+	}
+	return false;
+}
+
 static cf_err mfa_row(const struct cf_row *row, void *ctx)
 {
 	struct cf_principal *p = ctx;
 	p->mfa = cf_row_int(row, 0) > 0;
-	p->mfa_pending = !p->mfa && cf_row_int(row, 1) > 0;
+	bool by_role = !cf_row_is_null(row, 2) && roles_meet(p->roles, cf_row_blob(row, 2));
+	p->mfa_pending = !p->mfa && (cf_row_int(row, 1) > 0 || by_role);
 	return CF_OK;
 }
 
@@ -509,7 +530,8 @@ static cf_err session_fn(struct cf_tx *tx, void *ctx)
 	return cf_tx_query(tx,
 	                   "SELECT (SELECT count(*) FROM mfa_totp WHERE tenant_id = $1"
 	                   " AND user_id = $2 AND confirmed = 1), (SELECT count(*) FROM"
-	                   " tenant_policy WHERE tenant_id = $1 AND mfa_required = 1)",
+	                   " tenant_policy WHERE tenant_id = $1 AND mfa_required = 1),"
+	                   " (SELECT mfa_roles FROM tenant_policy WHERE tenant_id = $1)",
 	                   m, 2, mfa_row, q->p);
 }
 

@@ -197,8 +197,10 @@ CF_MUST cf_err cf_auth_totp_reset(struct cf_auth *a, const struct cf_auth_call *
                                   const struct cf_tenant_ref *t, const char *user);
 /* The tenant's policy: {"mfa_required", "password_min_length"}. */
 CF_MUST cf_err cf_auth_policy_get(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
+/* mfa_required: every user; roles (array, may be NULL): the holders of these roles. */
 CF_MUST cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
-                                  const struct cf_tenant_ref *t, bool mfa_required, json_t **out);
+                                  const struct cf_tenant_ref *t, bool mfa_required,
+                                  const json_t *roles, json_t **out);
 /* Registers the sealed TOTP secrets with the keyring's rewrap after a rotation (ER4). */
 CF_MUST cf_err cf_auth_register_rewrap(struct cf_auth *a);
 

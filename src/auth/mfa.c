@@ -448,6 +448,7 @@ cf_err cf_auth_totp_reset(struct cf_auth *a, const struct cf_auth_call *c,
 struct policy_tx {
 	const char *tenant;
 	bool mfa_required;
+	char roles[16 * 64]; /* space-separated */
 	struct cf_audit_prepared audit;
 };
 
@@ -455,6 +456,7 @@ static cf_err policy_row(const struct cf_row *row, void *ctx)
 {
 	struct policy_tx *p = ctx;
 	p->mfa_required = cf_row_int(row, 0) != 0;
+	cf_span_to_str(cf_row_blob(row, 1), p->roles, sizeof p->roles);
 	return CF_OK;
 }
 
@@ -462,17 +464,21 @@ static cf_err policy_read(struct cf_tx *tx, void *ctx)
 {
 	struct policy_tx *p = ctx;
 	struct cf_val k[] = {CF_V_TEXT(p->tenant)};
-	return cf_tx_query(tx, "SELECT mfa_required FROM tenant_policy WHERE tenant_id = $1", k, 1,
-	                   policy_row, p);
+	return cf_tx_query(tx,
+	                   "SELECT mfa_required, mfa_roles FROM tenant_policy WHERE tenant_id = $1",
+	                   k, 1, policy_row, p);
 }
 
 static cf_err policy_write(struct cf_tx *tx, void *ctx)
 {
 	struct policy_tx *p = ctx;
-	struct cf_val k[] = {CF_V_TEXT(p->tenant), CF_V_INT(p->mfa_required ? 1 : 0)};
+	struct cf_val k[] = {CF_V_TEXT(p->tenant), CF_V_INT(p->mfa_required ? 1 : 0),
+	                     CF_V_TEXT(p->roles)};
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM tenant_policy WHERE tenant_id = $1", k, 1, NULL));
-	CF_TRY(cf_tx_exec(tx, "INSERT INTO tenant_policy (tenant_id, mfa_required) VALUES ($1, $2)",
-	                  k, 2, NULL));
+	CF_TRY(cf_tx_exec(tx,
+	                  "INSERT INTO tenant_policy (tenant_id, mfa_required, mfa_roles)"
+	                  " VALUES ($1, $2, $3)",
+	                  k, 3, NULL));
 	return cf_audit_append(tx, &p->audit);
 }
 
@@ -480,14 +486,34 @@ cf_err cf_auth_policy_get(struct cf_auth *a, const struct cf_tenant_ref *t, json
 {
 	struct policy_tx p = {.tenant = t->id};
 	CF_TRY(cf_store_read(a->store, t->id, policy_read, &p));
-	*out = json_pack("{s:b, s:i}", "mfa_required", p.mfa_required, "password_min_length", 12);
+	json_t *roles = json_array();
+	char *save = NULL;
+	for (char *r = strtok_r(p.roles, " ", &save); roles && r; r = strtok_r(NULL, " ", &save))
+		(void)json_array_append_new(roles, json_string(r));
+	*out = json_pack("{s:b, s:o*, s:i}", "mfa_required", p.mfa_required, "mfa_required_roles",
+	                 roles, "password_min_length", 12);
 	return *out ? CF_OK : CF_E_NOMEM;
 }
 
 cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
-                          const struct cf_tenant_ref *t, bool mfa_required, json_t **out)
+                          const struct cf_tenant_ref *t, bool mfa_required, const json_t *roles,
+                          json_t **out)
 {
 	struct policy_tx p = {.tenant = t->id, .mfa_required = mfa_required};
+	CF_ENSURE(!roles || (json_is_array(roles) && json_array_size(roles) <= 16),
+	          cf_err_fail(CF_E_WRONG_TYPE, "mfa_required_roles is an array of role names"));
+	for (size_t i = 0, n = 0; roles && i < json_array_size(roles); i++) {
+		const char *r = json_string_value(json_array_get(roles, i));
+		size_t len = r ? strlen(r) : 0;
+		bool ok = len >= 1 && len <= 63;
+		for (size_t k = 0; ok && k < len; k++)
+			ok = (r[k] >= 'a' && r[k] <= 'z') || (r[k] >= '0' && r[k] <= '9') ||
+			     r[k] == '_' || r[k] == '-';
+		CF_ENSURE(ok, cf_err_fail(CF_E_INVALID,
+		                          "mfa_required_roles[%zu] is not a role name", i));
+		(void)snprintf(p.roles + n, sizeof p.roles - n, "%s%s", n ? " " : "", r);
+		n += len + (n ? 1 : 0);
+	}
 	CF_TRY(cf_auth_audit_prepare(a, c, t->id, "policy.update",
 	                             mfa_required ? "mfa_required=true" : "mfa_required=false",
 	                             CF_OUTCOME_OK, CF_OK, &p.audit));

@@ -395,7 +395,7 @@ cf_err cf_h_policy_get(struct cf_req *req)
 
 cf_err cf_h_policy_set(struct cf_req *req)
 {
-	static const char *const keys[] = {"mfa_required", NULL};
+	static const char *const keys[] = {"mfa_required", "mfa_required_roles", NULL};
 	json_t *in = NULL;
 	CF_TRY(body(req, keys, &in));
 	bool mfa = false;
@@ -403,7 +403,8 @@ cf_err cf_h_policy_set(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_auth_policy_set(cf_req_auth(req), &call, own_tenant(req), mfa, &out);
+		e = cf_auth_policy_set(cf_req_auth(req), &call, own_tenant(req), mfa,
+		                       json_object_get(in, "mfa_required_roles"), &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);

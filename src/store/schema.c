@@ -260,6 +260,11 @@ const struct cf_migration cf_store_schema[] = {
           * not from a browser). */
          "ALTER TABLE clients ADD COLUMN origins TEXT NOT NULL DEFAULT ''",
          "ALTER TABLE clients ADD COLUMN origins TEXT NOT NULL DEFAULT ''"},
+        {9, "mfa by role",
+         /* IA6: the roles whose holders must use two-factor authentication (space-
+          * separated), besides mfa_required for everyone. */
+         "ALTER TABLE tenant_policy ADD COLUMN mfa_roles TEXT NOT NULL DEFAULT ''",
+         "ALTER TABLE tenant_policy ADD COLUMN mfa_roles TEXT NOT NULL DEFAULT ''"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

@@ -430,6 +430,16 @@ st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": "yes"}, coo
 report(st == 422, "a policy of the wrong type: 422", (st, js))
 st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False}, cookie=owner_cookie, csrf=owner_csrf)
 report(st == 200 and js["mfa_required"] is False, "the requirement lifted", (st, js))
+st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False, "mfa_required_roles": ["agent"]}, cookie=owner_cookie, csrf=owner_csrf)
+c, x, _, _ = login(ag["email"], ag["pw"])
+ca, xa, _, _ = login(adm["email"], adm["pw"])
+st2, js2, _, _ = call("GET", "/v1/auth/sessions", cookie=c)
+st3, _, _, _ = call("GET", "/v1/auth/sessions", cookie=ca)
+report(st == 200 and js["mfa_required_roles"] == ["agent"] and st2 == 403 and code(js2) == "mfa_enrollment_required" and st3 == 200,
+       "MFA required for a role: its holders must enroll, others not", (st, js, st2, st3))
+st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False, "mfa_required_roles": []}, cookie=owner_cookie, csrf=owner_csrf)
+st2, _, _, _ = call("GET", "/v1/auth/sessions", cookie=c)
+report(st == 200 and st2 == 200, "...and lifted again", (st, st2))
 
 # --- sessions one by one (IA13), an admin's revocation and the access review (IA10) --------------
 s1, x1, _, _ = login(adm["email"], adm["pw"])
