@@ -289,7 +289,7 @@ static cf_err role_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
-static cf_err role_perms(struct cf_tx *tx, const char *name, cf_perms *out)
+cf_err auth_role_perms(struct cf_tx *tx, const char *name, cf_perms *out)
 {
 	if (cf_role_builtin(name, out))
 		return CF_OK;
@@ -313,7 +313,7 @@ cf_err auth_roles_check(struct cf_tx *tx, const json_t *roles, cf_perms limit)
 		CF_ENSURE(json_is_string(r) && json_string_length(r) <= 63,
 		          cf_err_fail(CF_E_WRONG_TYPE, "roles[%zu] must be a role name", i));
 		cf_perms p = 0;
-		CF_TRY(role_perms(tx, json_string_value(r), &p));
+		CF_TRY(auth_role_perms(tx, json_string_value(r), &p));
 		/* Nobody hands out more than they hold: an admin cannot make an owner. */
 		CF_ENSURE((p & ~limit) == 0,
 		          cf_err_fail(CF_E_FORBIDDEN,
@@ -372,7 +372,7 @@ static cf_err grant_row(const struct cf_row *row, void *ctx)
 	}
 	cf_perms p = 0;
 	/* A custom role deleted meanwhile grants nothing (not an error). */
-	if (role_perms(q->tx, name, &p) == CF_OK)
+	if (auth_role_perms(q->tx, name, &p) == CF_OK)
 		q->perms |= p;
 	cf_err_detail_clear();
 	return CF_OK;
@@ -525,6 +525,7 @@ static cf_err session_fn(struct cf_tx *tx, void *ctx)
 		return CF_OK;
 	CF_TRY(auth_grants_load(tx, "user", q->p->id, &q->p->perms, q->p->roles,
 	                        sizeof q->p->roles));
+	CF_TRY(auth_group_grants_load(tx, q->p->id, &q->p->perms, q->p->roles, sizeof q->p->roles));
 	/* IA6: whether the user has TOTP, and whether the tenant requires it. */
 	struct cf_val m[] = {CF_V_TEXT(q->p->tenant.id), CF_V_TEXT(q->p->id)};
 	return cf_tx_query(tx,

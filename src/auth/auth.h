@@ -184,6 +184,20 @@ CF_MUST cf_err cf_auth_role_create(struct cf_auth *a, const struct cf_auth_call 
 CF_MUST cf_err cf_auth_role_delete(struct cf_auth *a, const struct cf_auth_call *c,
                                    const struct cf_tenant_ref *t, const char *name);
 
+/* --- groups (groups.c) --------------------------------------------------------------------- */
+/* [{"name", "roles", "members", "created_at"}] */
+CF_MUST cf_err cf_auth_group_list(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
+/* roles (none beyond the caller's) and members (user ids) are arrays, may be NULL. */
+CF_MUST cf_err cf_auth_group_create(struct cf_auth *a, const struct cf_auth_call *c,
+                                    const struct cf_tenant_ref *t, const char *name,
+                                    const json_t *roles, const json_t *add, json_t **out);
+CF_MUST cf_err cf_auth_group_update(struct cf_auth *a, const struct cf_auth_call *c,
+                                    const struct cf_tenant_ref *t, const char *name,
+                                    const json_t *roles, const json_t *add, const json_t *remove,
+                                    json_t **out);
+CF_MUST cf_err cf_auth_group_delete(struct cf_auth *a, const struct cf_auth_call *c,
+                                    const struct cf_tenant_ref *t, const char *name);
+
 /* --- two-factor authentication (mfa.c, IA6) --------------------------------------------- */
 /* Starts (or restarts, until confirmed) TOTP enrollment for the calling user:
  * {"secret" (base32), "otpauth_uri", "qr_svg", "digits", "period"}. CF_E_CONFLICT once

@@ -56,6 +56,11 @@ CF_MUST cf_err auth_verify_password(struct cf_auth *a, const char *phc, struct c
 CF_MUST cf_err auth_roles_check(struct cf_tx *tx, const json_t *roles, cf_perms limit);
 CF_MUST cf_err auth_grants_set(struct cf_tx *tx, const char *kind, const char *id,
                                const json_t *roles, cf_perms limit);
+/* A role's permissions (built-in or the tenant's own); CF_E_INVALID for no such role. */
+CF_MUST cf_err auth_role_perms(struct cf_tx *tx, const char *name, cf_perms *out);
+/* The roles a user holds through groups, added to perms and names (groups.c). */
+CF_MUST cf_err auth_group_grants_load(struct cf_tx *tx, const char *user, cf_perms *perms,
+                                      char *names, size_t cap);
 /* What the caller may grant: its own permissions (an operator: all). */
 cf_perms auth_grant_limit(const struct cf_auth_call *c);
 CF_MUST cf_err auth_grants_load(struct cf_tx *tx, const char *kind, const char *id, cf_perms *perms,

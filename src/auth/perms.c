@@ -174,8 +174,11 @@ static cf_err role_delete_fn(struct cf_tx *tx, void *ctx)
 {
 	struct role_tx *r = ctx;
 	struct cf_val v[] = {CF_V_TEXT(r->tenant), CF_V_TEXT(r->name)};
-	CF_TRY(cf_tx_query(tx, "SELECT count(*) FROM grants WHERE tenant_id = $1 AND role = $2", v,
-	                   2, role_used_row, r));
+	CF_TRY(cf_tx_query(tx,
+	                   "SELECT (SELECT count(*) FROM grants WHERE tenant_id = $1 AND role = $2)"
+	                   " + (SELECT count(*) FROM group_roles WHERE tenant_id = $1"
+	                   " AND role = $2)",
+	                   v, 2, role_used_row, r));
 	CF_ENSURE(!r->in_use, cf_err_fail(CF_E_CONFLICT, "the role is still granted; take it from "
 	                                                 "its users and clients first"));
 	int64_t n = 0;

@@ -548,3 +548,56 @@ cf_err cf_h_roles_delete(struct cf_req *req)
 	CF_TRY(cf_auth_role_delete(cf_req_auth(req), &call, own_tenant(req), name));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
+
+/* --- groups
+ * ---------------------------------------------------------------------------------------- */
+cf_err cf_h_groups_list(struct cf_req *req)
+{
+	json_t *arr = NULL;
+	CF_TRY(cf_auth_group_list(cf_req_auth(req), own_tenant(req), &arr));
+	return cf_req_reply_json(req, 200, json_pack("{s:o}", "groups", arr));
+}
+
+cf_err cf_h_groups_create(struct cf_req *req)
+{
+	static const char *const keys[] = {"name", "roles", "members", NULL};
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *name = NULL;
+	cf_err e = need(in, "name", 63, &name);
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_auth_group_create(cf_req_auth(req), &call, own_tenant(req), name,
+		                         json_object_get(in, "roles"),
+		                         json_object_get(in, "members"), &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 201, out);
+}
+
+cf_err cf_h_groups_update(struct cf_req *req)
+{
+	static const char *const keys[] = {"roles", "add", "remove", NULL};
+	char name[72];
+	param(req, "id", name, sizeof name);
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	cf_err e = cf_auth_group_update(cf_req_auth(req), &call, own_tenant(req), name,
+	                                json_object_get(in, "roles"), json_object_get(in, "add"),
+	                                json_object_get(in, "remove"), &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_groups_delete(struct cf_req *req)
+{
+	char name[72];
+	param(req, "id", name, sizeof name);
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_auth_group_delete(cf_req_auth(req), &call, own_tenant(req), name));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}

@@ -36,6 +36,10 @@ cf_err cf_h_session_revoke(struct cf_req *req);
 cf_err cf_h_user_sessions_revoke(struct cf_req *req);
 cf_err cf_h_access_review(struct cf_req *req);
 cf_err cf_h_roles_list(struct cf_req *req);
+cf_err cf_h_groups_list(struct cf_req *req);
+cf_err cf_h_groups_create(struct cf_req *req);
+cf_err cf_h_groups_update(struct cf_req *req);
+cf_err cf_h_groups_delete(struct cf_req *req);
 cf_err cf_h_roles_create(struct cf_req *req);
 cf_err cf_h_roles_delete(struct cf_req *req);
 

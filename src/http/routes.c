@@ -72,6 +72,14 @@ const struct cf_route cf_http_routes[] = {
          "role.create"},
         {"DELETE", "/v1/t/{tenant}/roles/{id}", cf_h_roles_delete, D | AU, CF_P_ROLES_MANAGE,
          "role.delete"},
+        /* Groups of users: a group's roles reach its members (IA1). */
+        {"GET", "/v1/t/{tenant}/groups", cf_h_groups_list, D, CF_P_USERS_MANAGE, "groups.list"},
+        {"POST", "/v1/t/{tenant}/groups", cf_h_groups_create, D | B | AU, CF_P_USERS_MANAGE,
+         "group.create"},
+        {"PATCH", "/v1/t/{tenant}/groups/{id}", cf_h_groups_update, D | B | AU, CF_P_USERS_MANAGE,
+         "group.update"},
+        {"DELETE", "/v1/t/{tenant}/groups/{id}", cf_h_groups_delete, D | AU, CF_P_USERS_MANAGE,
+         "group.delete"},
         /* A tenant's own audit log (AL2, AL4). */
         {"GET", "/v1/t/{tenant}/audit", cf_h_tenant_audit, D, CF_P_AUDIT_READ, "audit.list"},
 };

@@ -265,6 +265,36 @@ const struct cf_migration cf_store_schema[] = {
           * separated), besides mfa_required for everyone. */
          "ALTER TABLE tenant_policy ADD COLUMN mfa_roles TEXT NOT NULL DEFAULT ''",
          "ALTER TABLE tenant_policy ADD COLUMN mfa_roles TEXT NOT NULL DEFAULT ''"},
+        {10, "groups",
+         /* IA1: groups of a tenant's users; a group's roles reach each member. */
+         "CREATE TABLE user_groups (tenant_id TEXT NOT NULL, name TEXT NOT NULL, created_at "
+         "INTEGER NOT NULL, PRIMARY KEY (tenant_id, name)) STRICT;"
+         "CREATE TABLE group_members (tenant_id TEXT NOT NULL, group_name TEXT NOT NULL, user_id "
+         "TEXT NOT NULL, PRIMARY KEY (tenant_id, group_name, user_id)) STRICT;"
+         "CREATE TABLE group_roles (tenant_id TEXT NOT NULL, group_name TEXT NOT NULL, role TEXT "
+         "NOT NULL, PRIMARY KEY (tenant_id, group_name, role)) STRICT;"
+         "CREATE INDEX group_members_user ON group_members (tenant_id, user_id)",
+         "CREATE TABLE user_groups (tenant_id TEXT NOT NULL, name TEXT NOT NULL, created_at BIGINT "
+         "NOT NULL, PRIMARY KEY (tenant_id, name));"
+         "CREATE TABLE group_members (tenant_id TEXT NOT NULL, group_name TEXT NOT NULL, user_id "
+         "TEXT NOT NULL, PRIMARY KEY (tenant_id, group_name, user_id));"
+         "CREATE TABLE group_roles (tenant_id TEXT NOT NULL, group_name TEXT NOT NULL, role TEXT "
+         "NOT NULL, PRIMARY KEY (tenant_id, group_name, role));"
+         "CREATE INDEX group_members_user ON group_members (tenant_id, user_id);"
+         "ALTER TABLE user_groups ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE user_groups FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON user_groups"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "ALTER TABLE group_members ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE group_members FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON group_members"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "ALTER TABLE group_roles ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE group_roles FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON group_roles"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "GRANT SELECT, INSERT, UPDATE, DELETE ON user_groups, group_members, group_roles"
+         " TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

@@ -192,6 +192,23 @@ st2, js2, _, _ = call("GET", "/v1/t/dev/roles", cookie=owner_cookie)
 names = [r["name"] for r in (js2 or {}).get("roles", [])]
 report(st == 200 and names == ["owner", "admin", "agent", "end_user"], "once ungranted it is deleted; the list shows the built-in roles", (st, names))
 
+# --- groups (IA1): a group's roles reach its members -----------------------------------------------
+eu0 = users["end_user"]
+st, js, _, _ = call("POST", "/v1/t/dev/groups", {"name": "readers", "roles": ["agent"], "members": [eu0["id"]]}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 201 and js["members"] == [eu0["id"]] and js["roles"] == ["agent"], "a group with a role and a member", (st, js))
+st, js, _, _ = call("GET", "/v1/auth/me", cookie=eu0["cookie"])
+report(st == 200 and "records.read" in js["permissions"] and "agent" in js["roles"], "its member holds the group's role at once", (st, js))
+st, js, _, _ = call("PATCH", "/v1/t/dev/groups/readers", {"remove": [eu0["id"]]}, cookie=owner_cookie, csrf=owner_csrf)
+st2, js2, _, _ = call("GET", "/v1/auth/me", cookie=eu0["cookie"])
+report(st == 200 and js["members"] == [] and js2["permissions"] == [], "removed from the group, the role is gone", (st, js2))
+st, js, _, _ = call("PATCH", "/v1/t/dev/groups/readers", {"add": ["u0000000000000000"]}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 400, "a member who is not a user of the tenant: 400", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/groups", {"name": "bosses", "roles": ["owner"]}, cookie=users["admin"]["cookie"], csrf=users["admin"]["csrf"])
+report(st == 403, "an admin cannot make a group of owners", (st, js))
+st, js, _, _ = call("DELETE", "/v1/t/dev/groups/readers", cookie=owner_cookie, csrf=owner_csrf)
+st2, _, _, _ = call("DELETE", "/v1/t/dev/groups/readers", cookie=owner_cookie, csrf=owner_csrf)
+report(st == 200 and st2 == 404, "a group is deleted once", (st, st2))
+
 # --- password change --------------------------------------------------------------------
 ag = users["agent"]
 second, _, _, _ = login(ag["email"], ag["pw"])
