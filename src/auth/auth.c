@@ -345,6 +345,19 @@ cf_err auth_grants_set(struct cf_tx *tx, const char *kind, const char *id, const
 	return CF_OK;
 }
 
+cf_err auth_read_array(struct cf_auth *a, const char *tenant, cf_store_fn fn, json_t **out)
+{
+	json_t *arr = json_array();
+	CF_ENSURE(arr, CF_E_NOMEM);
+	cf_err err = cf_store_read(a->store, tenant, fn, arr);
+	if (err) {
+		json_decref(arr);
+		return err;
+	}
+	*out = arr;
+	return CF_OK;
+}
+
 cf_perms auth_grant_limit(const struct cf_auth_call *c)
 {
 	return c && c->who ? c->who->perms : CF_PERMS_ALL;

@@ -174,15 +174,7 @@ static cf_err list_fn(struct cf_tx *tx, void *ctx)
 
 cf_err cf_auth_client_list(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out)
 {
-	json_t *arr = json_array();
-	CF_ENSURE(arr, CF_E_NOMEM);
-	cf_err err = cf_store_read(a->store, t->id, list_fn, arr);
-	if (err) {
-		json_decref(arr);
-		return err;
-	}
-	*out = arr;
-	return CF_OK;
+	return auth_read_array(a, t->id, list_fn, out);
 }
 
 static cf_err disable_fn(struct cf_tx *tx, void *ctx)

@@ -61,6 +61,8 @@ CF_MUST cf_err auth_role_perms(struct cf_tx *tx, const char *name, cf_perms *out
 /* The roles a user holds through groups, added to perms and names (groups.c). */
 CF_MUST cf_err auth_group_grants_load(struct cf_tx *tx, const char *user, cf_perms *perms,
                                       char *names, size_t cap);
+/* Runs fn in a read of the tenant with a new JSON array as its context; *out gets it. */
+CF_MUST cf_err auth_read_array(struct cf_auth *a, const char *tenant, cf_store_fn fn, json_t **out);
 /* What the caller may grant: its own permissions (an operator: all). */
 cf_perms auth_grant_limit(const struct cf_auth_call *c);
 CF_MUST cf_err auth_grants_load(struct cf_tx *tx, const char *kind, const char *id, cf_perms *perms,
