@@ -160,6 +160,11 @@ CF_MUST cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c,
                              const struct cf_tenant_ref *t, const struct cf_login *in,
                              char cookie[CF_AUTH_COOKIE_MAX], json_t **out);
 CF_MUST cf_err cf_auth_logout(struct cf_auth *a, const struct cf_auth_call *c);
+/* A step-up (TR3): the session's user gives their password (and code) again; a new
+ * session replaces the caller's (a new id, authenticated now), same as a login. */
+CF_MUST cf_err cf_auth_reauth(struct cf_auth *a, const struct cf_auth_call *c,
+                              const struct cf_login *in, char cookie[CF_AUTH_COOKIE_MAX],
+                              json_t **out);
 /* The caller's sessions (a user), and revoking one by its id (the "id" listed). */
 CF_MUST cf_err cf_auth_session_list(struct cf_auth *a, const struct cf_principal *p, json_t **out);
 CF_MUST cf_err cf_auth_session_revoke(struct cf_auth *a, const struct cf_auth_call *c,

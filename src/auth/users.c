@@ -854,3 +854,26 @@ cf_err cf_auth_reset_request(struct cf_auth *a, const struct cf_auth_call *c,
 	cf_wipe(token, sizeof token);
 	return err;
 }
+
+/* --- step-up (TR3) --------------------------------------------------------------------------- */
+cf_err cf_auth_reauth(struct cf_auth *a, const struct cf_auth_call *c, const struct cf_login *in,
+                      char cookie[CF_AUTH_COOKIE_MAX], json_t **out)
+{
+	const struct cf_principal *p = c->who;
+	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER && p->via_cookie,
+	          cf_err_fail(CF_E_INVALID, "only a login session re-authenticates"));
+	/* The session's own user, whatever email the body names. */
+	struct login_q q = {.tenant = p->tenant.id};
+	(void)snprintf(q.user, sizeof q.user, "%s", p->id);
+	CF_TRY(cf_store_read(a->store, p->tenant.id, login_read, &q));
+	cf_wipe(q.phc, sizeof q.phc);
+	CF_ENSURE(q.found, CF_E_UNAUTHENTICATED);
+	struct cf_login li = {q.mail, in->password, in->code, in->recovery_code};
+	CF_TRY(cf_auth_login(a, c, &p->tenant, &li, cookie, out));
+	/* The old session goes: a step-up never leaves two. */
+	struct login_q old = {.tenant = p->tenant.id};
+	CF_ENSURE(cf_hex_decode(p->sid_mac, sizeof old.mac, old.mac), CF_E_INTERNAL);
+	CF_TRY(cf_auth_audit_prepare(a, c, p->tenant.id, "auth.reauth", p->id, CF_OUTCOME_OK, CF_OK,
+	                             &old.audit));
+	return cf_store_write_wait(a->store, p->tenant.id, logout_fn, &old);
+}

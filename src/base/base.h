@@ -253,6 +253,7 @@ struct cf_config {
 	unsigned session_idle;    /* seconds a session may sit unused (TR3) */
 	unsigned session_max;     /* seconds a session lives at most (TR3) */
 	unsigned token_ttl;       /* seconds an access token lives (IA9) */
+	unsigned reauth_window;   /* seconds after a login that sensitive operations stay open */
 	unsigned argon2_memory;   /* KiB per password hash (IA3) */
 	unsigned argon2_passes;   /* Argon2id passes */
 	unsigned hash_threads;    /* passwords hashed at once, at most (0: one per core) */

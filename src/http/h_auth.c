@@ -191,6 +191,35 @@ cf_err cf_h_password(struct cf_req *req)
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
+cf_err cf_h_reauth(struct cf_req *req)
+{
+	static const char *const keys[] = {"password", "code", "recovery_code", NULL};
+	json_t *in = NULL;
+	CF_TRY(body(req, keys, &in));
+	const char *pw = NULL, *code = NULL, *recovery = NULL;
+	size_t n = 0;
+	cf_err e = need(in, "password", 1024, &pw);
+	if (e == CF_OK)
+		e = cf_json_get_str(in, "code", false, 16, &code, &n);
+	if (e == CF_OK)
+		e = cf_json_get_str(in, "recovery_code", false, 64, &recovery, &n);
+	char cookie[CF_AUTH_COOKIE_MAX];
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	struct cf_login li = {NULL, cf_span_str(pw ? pw : ""), code, recovery};
+	if (e == CF_OK)
+		e = cf_auth_reauth(cf_req_auth(req), &call, &li, cookie, &out);
+	json_decref(in);
+	if (e == CF_OK)
+		e = cf_req_set_cookie(req, cookie, cf_req_config(req)->session_max);
+	cf_wipe(cookie, sizeof cookie);
+	if (e) {
+		json_decref(out);
+		return e;
+	}
+	return cf_req_reply_json(req, 200, out);
+}
+
 cf_err cf_h_sessions(struct cf_req *req)
 {
 	json_t *arr = NULL;

@@ -18,6 +18,7 @@ cf_err cf_h_me(struct cf_req *req);
 cf_err cf_h_logout(struct cf_req *req);
 cf_err cf_h_password(struct cf_req *req);
 cf_err cf_h_sessions(struct cf_req *req);
+cf_err cf_h_reauth(struct cf_req *req);
 cf_err cf_h_users_list(struct cf_req *req);
 cf_err cf_h_users_create(struct cf_req *req);
 cf_err cf_h_users_get(struct cf_req *req);

@@ -27,6 +27,7 @@ enum cf_route_flags {
 	CF_ROUTE_PUBLIC = 1u << 2, /* no authentication (health, login, token, public proofs) */
 	CF_ROUTE_AUDITS = 1u << 3, /* the handler writes its own audit entry when it succeeds */
 	CF_ROUTE_ENROLL = 1u << 4, /* open to a session that must enroll in MFA first (IA6) */
+	CF_ROUTE_REAUTH = 1u << 5, /* sensitive: a session must have logged in recently (TR3) */
 };
 
 /* A route's permission: an enum cf_perm, or CF_ANY_PRINCIPAL (authenticated, no

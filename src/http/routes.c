@@ -12,6 +12,7 @@
 #define AU  CF_ROUTE_AUDITS
 #define ANY CF_ANY_PRINCIPAL
 #define EN  CF_ROUTE_ENROLL
+#define RA  CF_ROUTE_REAUTH
 
 const struct cf_route cf_http_routes[] = {
         /* Liveness: answers from the I/O thread, touches nothing. */
@@ -35,50 +36,51 @@ const struct cf_route cf_http_routes[] = {
         {"GET", "/v1/auth/me", cf_h_me, D | EN, ANY, "auth.me"},
         {"POST", "/v1/auth/logout", cf_h_logout, D | AU | EN, ANY, "auth.logout"},
         /* Two-factor authentication (IA6). */
-        {"POST", "/v1/auth/mfa/totp", cf_h_totp_enroll, D | AU | EN, ANY, "mfa.enroll"},
-        {"POST", "/v1/auth/mfa/totp/confirm", cf_h_totp_confirm, D | B | AU | EN, ANY,
+        {"POST", "/v1/auth/mfa/totp", cf_h_totp_enroll, D | AU | RA | EN, ANY, "mfa.enroll"},
+        {"POST", "/v1/auth/mfa/totp/confirm", cf_h_totp_confirm, D | B | AU | RA | EN, ANY,
          "mfa.confirm"},
         {"GET", "/v1/t/{tenant}/auth/policy", cf_h_policy_get, D, CF_P_USERS_MANAGE, "policy.get"},
-        {"PUT", "/v1/t/{tenant}/auth/policy", cf_h_policy_set, D | B | AU, CF_P_USERS_MANAGE,
+        {"PUT", "/v1/t/{tenant}/auth/policy", cf_h_policy_set, D | B | AU | RA, CF_P_USERS_MANAGE,
          "policy.update"},
-        {"DELETE", "/v1/t/{tenant}/users/{id}/sessions", cf_h_user_sessions_revoke, D | AU,
+        {"DELETE", "/v1/t/{tenant}/users/{id}/sessions", cf_h_user_sessions_revoke, D | AU | RA,
          CF_P_USERS_MANAGE, "session.revoke_all"},
         /* Access reviews (IA10): every login and client, JSON or CSV. */
         {"GET", "/v1/t/{tenant}/access-review", cf_h_access_review, D, CF_P_USERS_MANAGE,
          "access.review"},
-        {"DELETE", "/v1/t/{tenant}/users/{id}/mfa", cf_h_totp_reset, D | AU, CF_P_USERS_MANAGE,
+        {"DELETE", "/v1/t/{tenant}/users/{id}/mfa", cf_h_totp_reset, D | AU | RA, CF_P_USERS_MANAGE,
          "mfa.reset"},
         {"POST", "/v1/auth/password", cf_h_password, D | B | AU, ANY, "user.password"},
         {"GET", "/v1/auth/sessions", cf_h_sessions, D, ANY, "auth.sessions"},
+        {"POST", "/v1/auth/reauth", cf_h_reauth, D | B | AU | EN, ANY, "auth.reauth"},
         {"DELETE", "/v1/auth/sessions/{id}", cf_h_session_revoke, D | AU, ANY, "session.revoke"},
         /* A tenant's users and API clients (IA8, IA12). */
         {"GET", "/v1/t/{tenant}/users", cf_h_users_list, D, CF_P_USERS_MANAGE, "users.list"},
-        {"POST", "/v1/t/{tenant}/users", cf_h_users_create, D | B | AU, CF_P_USERS_MANAGE,
+        {"POST", "/v1/t/{tenant}/users", cf_h_users_create, D | B | AU | RA, CF_P_USERS_MANAGE,
          "user.create"},
         {"GET", "/v1/t/{tenant}/users/{id}", cf_h_users_get, D, CF_P_USERS_MANAGE, "users.get"},
-        {"PATCH", "/v1/t/{tenant}/users/{id}", cf_h_users_update, D | B | AU, CF_P_USERS_MANAGE,
-         "user.update"},
-        {"DELETE", "/v1/t/{tenant}/users/{id}", cf_h_users_delete, D | AU, CF_P_USERS_MANAGE,
+        {"PATCH", "/v1/t/{tenant}/users/{id}", cf_h_users_update, D | B | AU | RA,
+         CF_P_USERS_MANAGE, "user.update"},
+        {"DELETE", "/v1/t/{tenant}/users/{id}", cf_h_users_delete, D | AU | RA, CF_P_USERS_MANAGE,
          "user.delete"},
         {"GET", "/v1/t/{tenant}/clients", cf_h_clients_list, D, CF_P_CLIENTS_MANAGE,
          "clients.list"},
-        {"POST", "/v1/t/{tenant}/clients", cf_h_clients_create, D | B | AU, CF_P_CLIENTS_MANAGE,
-         "client.create"},
-        {"DELETE", "/v1/t/{tenant}/clients/{id}", cf_h_clients_delete, D | AU, CF_P_CLIENTS_MANAGE,
-         "client.disable"},
+        {"POST", "/v1/t/{tenant}/clients", cf_h_clients_create, D | B | AU | RA,
+         CF_P_CLIENTS_MANAGE, "client.create"},
+        {"DELETE", "/v1/t/{tenant}/clients/{id}", cf_h_clients_delete, D | AU | RA,
+         CF_P_CLIENTS_MANAGE, "client.disable"},
         /* A tenant's own roles, built from the permission list (IA1, IA2). */
         {"GET", "/v1/t/{tenant}/roles", cf_h_roles_list, D, CF_P_ROLES_MANAGE, "roles.list"},
-        {"POST", "/v1/t/{tenant}/roles", cf_h_roles_create, D | B | AU, CF_P_ROLES_MANAGE,
+        {"POST", "/v1/t/{tenant}/roles", cf_h_roles_create, D | B | AU | RA, CF_P_ROLES_MANAGE,
          "role.create"},
-        {"DELETE", "/v1/t/{tenant}/roles/{id}", cf_h_roles_delete, D | AU, CF_P_ROLES_MANAGE,
+        {"DELETE", "/v1/t/{tenant}/roles/{id}", cf_h_roles_delete, D | AU | RA, CF_P_ROLES_MANAGE,
          "role.delete"},
         /* Groups of users: a group's roles reach its members (IA1). */
         {"GET", "/v1/t/{tenant}/groups", cf_h_groups_list, D, CF_P_USERS_MANAGE, "groups.list"},
-        {"POST", "/v1/t/{tenant}/groups", cf_h_groups_create, D | B | AU, CF_P_USERS_MANAGE,
+        {"POST", "/v1/t/{tenant}/groups", cf_h_groups_create, D | B | AU | RA, CF_P_USERS_MANAGE,
          "group.create"},
-        {"PATCH", "/v1/t/{tenant}/groups/{id}", cf_h_groups_update, D | B | AU, CF_P_USERS_MANAGE,
-         "group.update"},
-        {"DELETE", "/v1/t/{tenant}/groups/{id}", cf_h_groups_delete, D | AU, CF_P_USERS_MANAGE,
+        {"PATCH", "/v1/t/{tenant}/groups/{id}", cf_h_groups_update, D | B | AU | RA,
+         CF_P_USERS_MANAGE, "group.update"},
+        {"DELETE", "/v1/t/{tenant}/groups/{id}", cf_h_groups_delete, D | AU | RA, CF_P_USERS_MANAGE,
          "group.delete"},
         /* A tenant's own audit log (AL2, AL4). */
         {"GET", "/v1/t/{tenant}/audit", cf_h_tenant_audit, D, CF_P_AUDIT_READ, "audit.list"},

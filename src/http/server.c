@@ -332,6 +332,12 @@ static cf_err gate(struct cf_req *req)
 		          cf_err_fail(CF_E_FORBIDDEN, "a session is used from coffre's own origin "
 		                                      "only"));
 	}
+	/* TR3: sensitive operations need a recent login (a step-up renews it); tokens live
+	 * minutes anyway. */
+	CF_ENSURE(!(r->flags & CF_ROUTE_REAUTH) || !req->who.via_cookie ||
+	                  time(NULL) - req->who.auth_at <= (time_t)req->srv->cfg.reauth_window,
+	          cf_err_fail(CF_E_REAUTH, "this needs a recent login: POST /v1/auth/reauth with "
+	                                   "your password (and code)"));
 	bool write = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
 	if (req->who.via_cookie && write) {
 		const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");

@@ -134,7 +134,7 @@ asyncore.loop()
 PY
 SERVERS+=($!)
 sleep 0.5
-COFFRE_AUTH_SMTP_URL=smtp://127.0.0.1:$SMTP_PORT COFFRE_AUTH_SMTP_FROM=vault@dev.example start_server --log-level info || exit 1
+COFFRE_AUTH_REAUTH_WINDOW=2 COFFRE_AUTH_SMTP_URL=smtp://127.0.0.1:$SMTP_PORT COFFRE_AUTH_SMTP_FROM=vault@dev.example start_server --log-level info || exit 1
 adm=$(sed -n 's/^ *email: *//p' "$SRV_DIR/out")
 code=$(ccurl -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "{\"email\":\"$adm\"}" "$URL/v1/t/dev/auth/reset")
 for i in $(seq 1 50); do grep -q 'reset your password' "$SMTP_DIR/mail" 2>/dev/null && break; sleep 0.1; done
@@ -143,6 +143,19 @@ tok=$(grep -oE '^  [A-Za-z0-9_-]{40,}' "$SMTP_DIR/mail" 2>/dev/null | tr -d ' ' 
 	ok "a reset link is mailed through SMTP (libcurl) to the user" || fail "a reset link is mailed through SMTP" "$code $(head -c 600 "$SMTP_DIR/mail" 2>&1)"
 code=$(ccurl -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "{\"token\":\"$tok\",\"password\":\"mailed-link-passphrase-11\"}" "$URL/v1/t/dev/auth/setup")
 [ "$code" = 200 ] && ok "the mailed token sets the password" || fail "the mailed token sets the password" "$code $tok $(cat "$SMTP_DIR/mail")"
+# TR3: a sensitive operation needs a recent login (auth.reauth_window is 2 s here); a
+# step-up with the password gives a new session id and opens it again.
+J=$SMTP_DIR/jar
+csrf=$(ccurl -c "$J" -H 'Content-Type: application/json' -d "{\"email\":\"$adm\",\"password\":\"mailed-link-passphrase-11\"}" "$URL/v1/t/dev/auth/login" | jget csrf_token)
+sleep 3
+c1=$(ccurl -b "$J" -o "$SMTP_DIR/r1" -w '%{http_code}' -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' -d '{"name":"late"}' "$URL/v1/t/dev/clients")
+cp "$J" "$SMTP_DIR/jar.old"
+csrf2=$(ccurl -b "$J" -c "$J" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' -d '{"password":"mailed-link-passphrase-11"}' "$URL/v1/auth/reauth" | jget csrf_token)
+c2=$(ccurl -b "$J" -o /dev/null -w '%{http_code}' -H "X-CSRF-Token: $csrf2" -H 'Content-Type: application/json' -d '{"name":"late"}' "$URL/v1/t/dev/clients")
+c3=$(ccurl -b "$SMTP_DIR/jar.old" -o /dev/null -w '%{http_code}' "$URL/v1/auth/me")
+[ "$c1" = 403 ] && grep -q reauthentication_required "$SMTP_DIR/r1" && [ "$c2" = 201 ] && [ "$c3" = 401 ] &&
+	ok "an old login cannot make a client (403 reauthentication_required); a step-up can, with a new session id" ||
+	fail "re-authentication for sensitive operations" "$c1 $(cat "$SMTP_DIR/r1") / $c2 / old session $c3"
 stop_server
 
 if [ -z "${COFFRE_TEST_PG_HOST:-}" ]; then
