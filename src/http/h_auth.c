@@ -44,16 +44,17 @@ static void param(struct cf_req *req, const char *name, char *out, size_t cap)
 }
 
 /* --- public -------------------------------------------------------------------------------- */
-cf_err cf_h_login(struct cf_req *req)
+/* A login or a step-up: the same body (a step-up names no email) and the same answer, a
+ * session cookie and its CSRF token. */
+static cf_err session_call(struct cf_req *req, const struct cf_tenant_ref *t)
 {
-	static const char *const keys[] = {"email", "password", "code", "recovery_code", NULL};
-	struct cf_tenant_ref t;
-	CF_TRY(path_tenant(req, &t));
+	static const char *const login_keys[] = {"email", "password", "code", "recovery_code",
+	                                         NULL};
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(body(req, t ? login_keys : login_keys + 1, &in));
 	const char *email = NULL, *pw = NULL, *code = NULL, *recovery = NULL;
 	size_t n = 0;
-	cf_err e = need(in, "email", 254, &email);
+	cf_err e = t ? need(in, "email", 254, &email) : CF_OK;
 	if (e == CF_OK)
 		e = need(in, "password", 1024, &pw);
 	if (e == CF_OK)
@@ -65,7 +66,8 @@ cf_err cf_h_login(struct cf_req *req)
 	struct cf_auth_call call = cf_req_call(req);
 	struct cf_login li = {email, cf_span_str(pw ? pw : ""), code, recovery};
 	if (e == CF_OK)
-		e = cf_auth_login(cf_req_auth(req), &call, &t, &li, cookie, &out);
+		e = t ? cf_auth_login(cf_req_auth(req), &call, t, &li, cookie, &out)
+		      : cf_auth_reauth(cf_req_auth(req), &call, &li, cookie, &out);
 	json_decref(in);
 	if (e == CF_OK)
 		e = cf_req_set_cookie(req, cookie, cf_req_config(req)->session_max);
@@ -75,6 +77,13 @@ cf_err cf_h_login(struct cf_req *req)
 		return e;
 	}
 	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_login(struct cf_req *req)
+{
+	struct cf_tenant_ref t;
+	CF_TRY(path_tenant(req, &t));
+	return session_call(req, &t);
 }
 
 cf_err cf_h_setup(struct cf_req *req)
@@ -193,31 +202,7 @@ cf_err cf_h_password(struct cf_req *req)
 
 cf_err cf_h_reauth(struct cf_req *req)
 {
-	static const char *const keys[] = {"password", "code", "recovery_code", NULL};
-	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
-	const char *pw = NULL, *code = NULL, *recovery = NULL;
-	size_t n = 0;
-	cf_err e = need(in, "password", 1024, &pw);
-	if (e == CF_OK)
-		e = cf_json_get_str(in, "code", false, 16, &code, &n);
-	if (e == CF_OK)
-		e = cf_json_get_str(in, "recovery_code", false, 64, &recovery, &n);
-	char cookie[CF_AUTH_COOKIE_MAX];
-	json_t *out = NULL;
-	struct cf_auth_call call = cf_req_call(req);
-	struct cf_login li = {NULL, cf_span_str(pw ? pw : ""), code, recovery};
-	if (e == CF_OK)
-		e = cf_auth_reauth(cf_req_auth(req), &call, &li, cookie, &out);
-	json_decref(in);
-	if (e == CF_OK)
-		e = cf_req_set_cookie(req, cookie, cf_req_config(req)->session_max);
-	cf_wipe(cookie, sizeof cookie);
-	if (e) {
-		json_decref(out);
-		return e;
-	}
-	return cf_req_reply_json(req, 200, out);
+	return session_call(req, NULL);
 }
 
 cf_err cf_h_sessions(struct cf_req *req)
