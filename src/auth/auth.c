@@ -184,7 +184,8 @@ cf_err auth_verify_password(struct cf_auth *a, const char *phc, struct cf_span p
 	return err;
 }
 
-cf_err cf_auth_password_check(struct cf_auth *a, const char *email, struct cf_span pw)
+cf_err cf_auth_password_check(struct cf_auth *a, const char *tenant, const char *email,
+                              struct cf_span pw)
 {
 	/* IA3: at least 12 characters, up to 256 bytes (passphrases welcome), not the
 	 * email, not a dictionary word or a common password. The rule is named; the
@@ -192,8 +193,9 @@ cf_err cf_auth_password_check(struct cf_auth *a, const char *email, struct cf_sp
 	size_t chars = 0;
 	for (size_t i = 0; i < pw.len; i++)
 		chars += (pw.ptr[i] & 0xC0) != 0x80;
-	CF_ENSURE(chars >= 12,
-	          cf_err_fail(CF_E_WEAK_PASSWORD, "the password must have at least 12 characters"));
+	unsigned min = auth_password_min(a, tenant);
+	CF_ENSURE(chars >= min, cf_err_fail(CF_E_WEAK_PASSWORD,
+	                                    "the password must have at least %u characters", min));
 	CF_ENSURE(pw.len <= 256,
 	          cf_err_fail(CF_E_WEAK_PASSWORD, "the password must be at most 256 bytes"));
 	CF_ENSURE(!memchr(pw.ptr, '\0', pw.len),

@@ -129,8 +129,10 @@ CF_MUST cf_err cf_auth_user_update(struct cf_auth *a, const struct cf_auth_call 
 CF_MUST cf_err cf_auth_user_delete(struct cf_auth *a, const struct cf_auth_call *c,
                                    const struct cf_tenant_ref *t, const char *id);
 
-/* The password policy (IA3): CF_E_WEAK_PASSWORD naming the rule that failed. */
-CF_MUST cf_err cf_auth_password_check(struct cf_auth *a, const char *email, struct cf_span pw);
+/* The password policy (IA3) of the tenant (NULL: the default): CF_E_WEAK_PASSWORD naming
+ * the rule that failed. */
+CF_MUST cf_err cf_auth_password_check(struct cf_auth *a, const char *tenant, const char *email,
+                                      struct cf_span pw);
 /* A setup (or reset) link's token and a new password: activates the user. */
 CF_MUST cf_err cf_auth_setup(struct cf_auth *a, const struct cf_auth_call *c,
                              const struct cf_tenant_ref *t, const char *token, struct cf_span pw);
@@ -219,7 +221,7 @@ CF_MUST cf_err cf_auth_policy_get(struct cf_auth *a, const struct cf_tenant_ref 
 /* mfa_required: every user; roles (array, may be NULL): the holders of these roles. */
 CF_MUST cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
                                   const struct cf_tenant_ref *t, bool mfa_required,
-                                  const json_t *roles, json_t **out);
+                                  const json_t *roles, unsigned password_min, json_t **out);
 /* Registers the sealed TOTP secrets with the keyring's rewrap after a rotation (ER4). */
 CF_MUST cf_err cf_auth_register_rewrap(struct cf_auth *a);
 

@@ -108,6 +108,8 @@ CF_MUST cf_err auth_notify_now(struct cf_notifier *nf, const char *to, const cha
                                const char *tenant, const char *token, int64_t expires_at);
 void auth_notify_later(struct cf_notifier *nf, const char *to, const char *kind, const char *tenant,
                        const char *token, int64_t expires_at);
+/* The tenant's minimum password length (12 when it set none). */
+unsigned auth_password_min(struct cf_auth *a, const char *tenant);
 /* The tenant's row (inside a transaction). */
 CF_MUST cf_err auth_tenant_tx(struct cf_tx *tx, const char *name, struct cf_tenant_ref *out);
 

@@ -449,6 +449,7 @@ struct policy_tx {
 	const char *tenant;
 	bool mfa_required;
 	char roles[16 * 64]; /* space-separated */
+	int64_t password_min;
 	struct cf_audit_prepared audit;
 };
 
@@ -457,6 +458,7 @@ static cf_err policy_row(const struct cf_row *row, void *ctx)
 	struct policy_tx *p = ctx;
 	p->mfa_required = cf_row_int(row, 0) != 0;
 	cf_span_to_str(cf_row_blob(row, 1), p->roles, sizeof p->roles);
+	p->password_min = cf_row_int(row, 2);
 	return CF_OK;
 }
 
@@ -465,7 +467,8 @@ static cf_err policy_read(struct cf_tx *tx, void *ctx)
 	struct policy_tx *p = ctx;
 	struct cf_val k[] = {CF_V_TEXT(p->tenant)};
 	return cf_tx_query(tx,
-	                   "SELECT mfa_required, mfa_roles FROM tenant_policy WHERE tenant_id = $1",
+	                   "SELECT mfa_required, mfa_roles, password_min FROM tenant_policy"
+	                   " WHERE tenant_id = $1",
 	                   k, 1, policy_row, p);
 }
 
@@ -473,33 +476,37 @@ static cf_err policy_write(struct cf_tx *tx, void *ctx)
 {
 	struct policy_tx *p = ctx;
 	struct cf_val k[] = {CF_V_TEXT(p->tenant), CF_V_INT(p->mfa_required ? 1 : 0),
-	                     CF_V_TEXT(p->roles)};
+	                     CF_V_TEXT(p->roles), CF_V_INT(p->password_min)};
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM tenant_policy WHERE tenant_id = $1", k, 1, NULL));
 	CF_TRY(cf_tx_exec(tx,
-	                  "INSERT INTO tenant_policy (tenant_id, mfa_required, mfa_roles)"
-	                  " VALUES ($1, $2, $3)",
-	                  k, 3, NULL));
+	                  "INSERT INTO tenant_policy (tenant_id, mfa_required, mfa_roles,"
+	                  " password_min) VALUES ($1, $2, $3, $4)",
+	                  k, 4, NULL));
 	return cf_audit_append(tx, &p->audit);
 }
 
 cf_err cf_auth_policy_get(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out)
 {
-	struct policy_tx p = {.tenant = t->id};
+	struct policy_tx p = {.tenant = t->id, .password_min = 12};
 	CF_TRY(cf_store_read(a->store, t->id, policy_read, &p));
 	json_t *roles = json_array();
 	char *save = NULL;
 	for (char *r = strtok_r(p.roles, " ", &save); roles && r; r = strtok_r(NULL, " ", &save))
 		(void)json_array_append_new(roles, json_string(r));
 	*out = json_pack("{s:b, s:o*, s:i}", "mfa_required", p.mfa_required, "mfa_required_roles",
-	                 roles, "password_min_length", 12);
+	                 roles, "password_min_length", (int)p.password_min);
 	return *out ? CF_OK : CF_E_NOMEM;
 }
 
 cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
                           const struct cf_tenant_ref *t, bool mfa_required, const json_t *roles,
-                          json_t **out)
+                          unsigned password_min, json_t **out)
 {
-	struct policy_tx p = {.tenant = t->id, .mfa_required = mfa_required};
+	struct policy_tx p = {.tenant = t->id,
+	                      .mfa_required = mfa_required,
+	                      .password_min = password_min ? password_min : 12};
+	CF_ENSURE(p.password_min >= 12 && p.password_min <= 128,
+	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_min_length is 12 to 128"));
 	CF_ENSURE(!roles || (json_is_array(roles) && json_array_size(roles) <= 16),
 	          cf_err_fail(CF_E_WRONG_TYPE, "mfa_required_roles is an array of role names"));
 	for (size_t i = 0, n = 0; roles && i < json_array_size(roles); i++) {
@@ -599,4 +606,13 @@ cf_err cf_auth_register_rewrap(struct cf_auth *a)
 {
 	struct cf_rewrap_source src = {.name = "mfa_totp", .step = rewrap_step, .ctx = a};
 	return cf_keys_add_rewrap_source(a->keys, &src);
+}
+
+unsigned auth_password_min(struct cf_auth *a, const char *tenant)
+{
+	struct policy_tx p = {.tenant = tenant, .password_min = 12};
+	if (tenant && cf_store_read(a->store, tenant, policy_read, &p) != CF_OK)
+		p.password_min = 12; /* the default is the floor: never weaker on a failed read */
+	cf_err_detail_clear();
+	return p.password_min >= 12 && p.password_min <= 128 ? (unsigned)p.password_min : 12;
 }

@@ -344,7 +344,7 @@ cf_err cf_auth_setup(struct cf_auth *a, const struct cf_auth_call *c, const stru
 		return cf_err_fail(CF_E_BAD_CREDENTIALS, "the link is invalid, used or expired");
 	}
 	CF_TRY(err);
-	CF_TRY(cf_auth_password_check(a, q.email, pw));
+	CF_TRY(cf_auth_password_check(a, t->id, q.email, pw));
 	CF_TRY(auth_hash_password(a, pw, q.phc));
 	struct cf_auth_call self = {.request_id = c->request_id, .source = c->source};
 	err = cf_auth_audit_prepare(a, &self, t->id, "user.setup", q.user, CF_OUTCOME_OK, CF_OK,
@@ -595,7 +595,7 @@ cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
 		return cf_err_fail(CF_E_BAD_CREDENTIALS, "the current password is wrong");
 	}
 	CF_TRY(v);
-	CF_TRY(cf_auth_password_check(a, q.mail, next));
+	CF_TRY(cf_auth_password_check(a, p->tenant.id, q.mail, next));
 	CF_TRY(auth_hash_password(a, next, q.new_phc));
 	cf_err err = cf_auth_audit_prepare(a, c, p->tenant.id, "user.password", p->id,
 	                                   CF_OUTCOME_OK, CF_OK, &q.audit);

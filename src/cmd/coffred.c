@@ -380,8 +380,8 @@ static cf_err dev_keys(const struct cf_config *cfg, struct cf_keyring *kr, struc
 			cf_base64_encode(rnd, sizeof rnd, adm->password);
 			cf_wipe(rnd, sizeof rnd);
 			if (err == CF_OK &&
-			    cf_auth_password_check(auth, adm->email, cf_span_str(adm->password)) ==
-			            CF_OK)
+			    cf_auth_password_check(auth, ref.id, adm->email,
+			                           cf_span_str(adm->password)) == CF_OK)
 				break;
 			cf_err_detail_clear();
 		}

@@ -409,16 +409,21 @@ cf_err cf_h_policy_get(struct cf_req *req)
 
 cf_err cf_h_policy_set(struct cf_req *req)
 {
-	static const char *const keys[] = {"mfa_required", "mfa_required_roles", NULL};
+	static const char *const keys[] = {"mfa_required", "mfa_required_roles",
+	                                   "password_min_length", NULL};
 	json_t *in = NULL;
 	CF_TRY(body(req, keys, &in));
 	bool mfa = false;
 	cf_err e = cf_json_get_bool(in, "mfa_required", true, &mfa);
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
+	int64_t min = 12;
+	if (e == CF_OK)
+		e = cf_json_get_int(in, "password_min_length", false, 12, 128, &min);
 	if (e == CF_OK)
 		e = cf_auth_policy_set(cf_req_auth(req), &call, own_tenant(req), mfa,
-		                       json_object_get(in, "mfa_required_roles"), &out);
+		                       json_object_get(in, "mfa_required_roles"), (unsigned)min,
+		                       &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);

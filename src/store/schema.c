@@ -295,6 +295,10 @@ const struct cf_migration cf_store_schema[] = {
          " USING (tenant_id = current_setting('coffre.tenant', true));"
          "GRANT SELECT, INSERT, UPDATE, DELETE ON user_groups, group_members, group_roles"
          " TO coffre_runtime"},
+        {11, "password policy",
+         /* IA3: a tenant's minimum password length (12 to 128). */
+         "ALTER TABLE tenant_policy ADD COLUMN password_min INTEGER NOT NULL DEFAULT 12",
+         "ALTER TABLE tenant_policy ADD COLUMN password_min BIGINT NOT NULL DEFAULT 12"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

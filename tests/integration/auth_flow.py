@@ -457,6 +457,15 @@ report(st == 200 and js["mfa_required_roles"] == ["agent"] and st2 == 403 and co
 st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False, "mfa_required_roles": []}, cookie=owner_cookie, csrf=owner_csrf)
 st2, _, _, _ = call("GET", "/v1/auth/sessions", cookie=c)
 report(st == 200 and st2 == 200, "...and lifted again", (st, st2))
+# IA3: the tenant's minimum length.
+st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False, "password_min_length": 20}, cookie=owner_cookie, csrf=owner_csrf)
+c, x, _, _ = login(ag["email"], ag["pw"])
+st2, js2, _, _ = call("POST", "/v1/auth/password", {"current_password": ag["pw"], "new_password": "violet-tram-77xq"}, cookie=c, csrf=x)
+st3, js3, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False, "password_min_length": 8}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 200 and js["password_min_length"] == 20 and st2 == 422 and "at least 20 characters" in js2["error"]["message"] and st3 == 422,
+       "a tenant raises its minimum password length (12 to 128) and it applies", (st, js, st2, js2, st3))
+st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 200 and js["password_min_length"] == 12, "...back to the default", (st, js))
 
 # --- sessions one by one (IA13), an admin's revocation and the access review (IA10) --------------
 s1, x1, _, _ = login(adm["email"], adm["pw"])

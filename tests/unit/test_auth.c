@@ -235,21 +235,23 @@ static void test_password_policy(void **state)
 	struct cf_auth *a = NULL;
 	OK(cf_auth_new(&o, &a));
 	const char *email = "ada@example.com";
-	OK(cf_auth_password_check(a, email, S("violet-tractor-harbour-42")));
-	OK(cf_auth_password_check(a, email, S("élan vital été 2026"))); /* characters, not bytes */
+	OK(cf_auth_password_check(a, NULL, email, S("violet-tractor-harbour-42")));
+	OK(cf_auth_password_check(a, NULL, email,
+	                          S("élan vital été 2026"))); /* characters, not bytes */
 	char longpw[257];
 	for (size_t i = 0; i < 128; i++)
 		longpw[i] = "correct horse battery staple "[i % 29];
-	OK(cf_auth_password_check(a, email, (struct cf_span){(uint8_t *)longpw, 128}));
-	assert_int_equal(cf_auth_password_check(a, email, S("short-pw")), CF_E_WEAK_PASSWORD);
-	assert_int_equal(cf_auth_password_check(a, email, S("ADA@example.com")),
+	OK(cf_auth_password_check(a, NULL, email, (struct cf_span){(uint8_t *)longpw, 128}));
+	assert_int_equal(cf_auth_password_check(a, NULL, email, S("short-pw")), CF_E_WEAK_PASSWORD);
+	assert_int_equal(cf_auth_password_check(a, NULL, email, S("ADA@example.com")),
 	                 CF_E_WEAK_PASSWORD);
-	assert_int_equal(cf_auth_password_check(a, email, S("password12345678")),
+	assert_int_equal(cf_auth_password_check(a, NULL, email, S("password12345678")),
 	                 CF_E_WEAK_PASSWORD);
 	assert_null(strstr(cf_err_detail(), "password12345678")); /* the rule, never the password */
 	memset(longpw, 'x', sizeof longpw);
-	assert_int_equal(cf_auth_password_check(a, email, (struct cf_span){(uint8_t *)longpw, 257}),
-	                 CF_E_WEAK_PASSWORD);
+	assert_int_equal(
+	        cf_auth_password_check(a, NULL, email, (struct cf_span){(uint8_t *)longpw, 257}),
+	        CF_E_WEAK_PASSWORD);
 	char phc[160];
 	OK(auth_hash_password(a, S("violet-tractor-harbour-42"), phc));
 	OK(auth_verify_password(a, phc, S("violet-tractor-harbour-42")));
