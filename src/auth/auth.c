@@ -477,11 +477,10 @@ static void cache_put(struct cf_auth *a, const uint8_t h[CF_SHA256_LEN],
 }
 
 struct who_q {
-	struct cf_auth *a;
 	struct cf_principal *p;
 	uint8_t mac[CF_HMAC_LEN];
 	int64_t now;
-	bool found, active, revoked, touch;
+	bool found, active;
 	int64_t seen, expires;
 };
 
@@ -596,7 +595,7 @@ static cf_err by_cookie(struct cf_auth *a, const char *cookie, struct cf_princip
 	          cf_err_fail(CF_E_UNAUTHENTICATED, "the session cookie is malformed"));
 	memcpy(p->tenant.id, cookie, tl);
 	p->tenant.id[tl] = '\0';
-	struct who_q q = {.a = a, .p = p, .now = (int64_t)time(NULL)};
+	struct who_q q = {.p = p, .now = (int64_t)time(NULL)};
 	cf_err err = auth_mac(a, p->tenant.id, "session", cf_span_str(dot + 1), q.mac);
 	/* An unknown or deleted tenant in a forged cookie: no key, so no session. */
 	CF_ENSURE(err == CF_OK || err == CF_E_SEALED,

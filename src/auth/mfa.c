@@ -2,7 +2,8 @@
  * secret is sealed under the tenant's keys like a record (and rewrapped on rotation);
  * a code is checked with liboath's callback validator, comparing in constant time, one
  * step either side, and only a step later than the last one used (no replay). Ten
- * single-use recovery codes are stored as HMACs. A tenant's admins may require it. */
+ * single-use recovery codes are stored as HMACs. A tenant's admins may require it: the
+ * tenant's policy (MFA for everyone or by role, the minimum password length) lives here. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

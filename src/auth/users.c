@@ -1,13 +1,9 @@
 /* coffre — users: invitation and setup links, passwords (IA3, IA4), logins and sessions
  * (TR3, IA13), and their management by the tenant's admins (IA12). */
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "auth/internal.h"
 
