@@ -362,6 +362,10 @@ cf_err auth_read_array(struct cf_auth *a, const char *tenant, cf_store_fn fn, js
 
 cf_perms auth_grant_limit(const struct cf_auth_call *c)
 {
+	/* An operator outside any tenant makes tenants' first owners; inside one (break-
+	 * glass) it holds what its grant gives. */
+	if (c && c->who && c->who->kind == CF_PRINCIPAL_OPERATOR && !c->who->grant[0])
+		return CF_PERMS_ALL;
 	return c && c->who ? c->who->perms : CF_PERMS_ALL;
 }
 
@@ -414,9 +418,18 @@ cf_err cf_auth_audit_prepare(struct cf_auth *a, const struct cf_auth_call *c, co
 {
 	const struct cf_principal *p = c ? c->who : NULL;
 	const char *op = c ? c->operator_id : NULL;
+	/* The operators' realm writes to the deployment's log (AL5); an operator inside a
+	 * tenant (break-glass) to the tenant's. */
+	bool realm = tenant_id && strcmp(tenant_id, CF_OPS_REALM) == 0;
+	static const enum cf_actor_kind kinds[] = {
+	        [CF_PRINCIPAL_NONE] = CF_ACTOR_ANONYMOUS,
+	        [CF_PRINCIPAL_USER] = CF_ACTOR_USER,
+	        [CF_PRINCIPAL_CLIENT] = CF_ACTOR_CLIENT,
+	        [CF_PRINCIPAL_OPERATOR] = CF_ACTOR_OPERATOR,
+	};
 	struct cf_audit_event ev = {
-	        .tenant = tenant_id,
-	        .actor_kind = p ? (p->kind == CF_PRINCIPAL_USER ? CF_ACTOR_USER : CF_ACTOR_CLIENT)
+	        .tenant = realm ? NULL : tenant_id,
+	        .actor_kind = p    ? kinds[p->kind]
 	                      : op ? CF_ACTOR_OPERATOR
 	                           : CF_ACTOR_ANONYMOUS,
 	        .actor = p                ? p->id
@@ -581,7 +594,10 @@ static cf_err tenant_by_id(struct cf_tx *tx, struct cf_tenant_ref *t)
 static cf_err session_tenant_fn(struct cf_tx *tx, void *ctx)
 {
 	struct who_q *q = ctx;
-	CF_TRY(tenant_by_id(tx, &q->p->tenant));
+	if (strcmp(q->p->tenant.id, CF_OPS_REALM) == 0)
+		cf_auth_ops_ref(&q->p->tenant);
+	else
+		CF_TRY(tenant_by_id(tx, &q->p->tenant));
 	return session_fn(tx, ctx);
 }
 
@@ -607,6 +623,11 @@ static cf_err by_cookie(struct cf_auth *a, const char *cookie, struct cf_princip
 	                  q.now - q.seen < (int64_t)a->session_idle,
 	          cf_err_fail(CF_E_UNAUTHENTICATED, "the session has ended; log in again"));
 	p->kind = CF_PRINCIPAL_USER;
+	if (strcmp(p->tenant.id, CF_OPS_REALM) == 0) {
+		p->kind = CF_PRINCIPAL_OPERATOR;
+		p->perms = 0; /* no tenant's data (IA11) */
+		(void)snprintf(p->roles, sizeof p->roles, "operator");
+	}
 	p->via_cookie = true;
 	cf_hex_encode(q.mac, sizeof q.mac, p->sid_mac);
 	/* The CSRF token is derived from the session: nothing more to store (TR3). */
@@ -707,6 +728,16 @@ cf_err cf_auth_authenticate(struct cf_auth *a, const struct cf_auth_creds *cr,
 cf_err cf_auth_authorize(const struct cf_principal *p, const char *tenant, unsigned perm)
 {
 	CF_ENSURE(p && p->kind != CF_PRINCIPAL_NONE, CF_E_UNAUTHENTICATED);
+	/* IA11: operators' routes are theirs alone; a tenant's routes are an operator's only
+	 * through break-glass (cf_auth_bg_enter has set the tenant then). */
+	bool operator= p->kind == CF_PRINCIPAL_OPERATOR;
+	if (perm == CF_AUTH_OPERATOR)
+		CF_ENSURE(operator&& !p->grant[0],
+		          cf_err_fail(CF_E_FORBIDDEN, "this is for the deployment's operators"));
+	if (tenant && operator)
+		CF_ENSURE(p->grant[0],
+		          cf_err_fail(CF_E_FORBIDDEN, "an operator reaches a tenant's data only "
+		                                      "through an approved break-glass grant"));
 	/* TI1: a principal of tenant A gets 404 for anything of tenant B, as if it did not
 	 * exist: the same answer as for a tenant that does not. */
 	if (tenant)
@@ -730,9 +761,10 @@ json_t *cf_principal_json(const struct cf_principal *p)
 			json_decref(roles);
 			roles = NULL;
 		}
-	return json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:s, s:b, s:b}", "kind",
-	                 p->kind == CF_PRINCIPAL_USER ? "user" : "client", "tenant", p->tenant.name,
-	                 "id", p->id, "roles", roles, "permissions", cf_perms_json(p->perms),
-	                 "authenticated_by", p->via_cookie ? "session" : "token", "mfa", p->mfa,
+	static const char *const kinds[] = {"none", "user", "client", "operator"};
+	return json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:s, s:b, s:b}", "kind", kinds[p->kind],
+	                 "tenant", p->tenant.name, "id", p->id, "roles", roles, "permissions",
+	                 cf_perms_json(p->perms), "authenticated_by",
+	                 p->via_cookie ? "session" : "token", "mfa", p->mfa,
 	                 "mfa_enrollment_required", p->mfa_pending);
 }

@@ -78,8 +78,24 @@ struct cf_tenant_ref {
 /* By name: CF_E_NOT_FOUND, CF_E_TENANT_SUSPENDED (or being deleted). */
 CF_MUST cf_err cf_auth_tenant(struct cf_auth *a, const char *name, struct cf_tenant_ref *out);
 
+/* The operators' realm (IA11, DESIGN §1): operators run the deployment and are the
+ * users of a realm of their own, CF_OPS_REALM: its own keys (their sessions' HMACs, their
+ * sealed TOTP secrets), MFA required for everyone, in no tenant list, and no path can
+ * name it (tenant names start with a letter or digit). An operator reaches a tenant's
+ * data only through an approved break-glass grant. Their actions go to the deployment's
+ * audit log. */
+#define CF_OPS_REALM "_ops"
+void cf_auth_ops_ref(struct cf_tenant_ref *out);
+/* A route's permission for operators' routes (beside enum cf_perm). */
+#define CF_AUTH_OPERATOR (CF_P_COUNT + 1u)
+
 /* Who is calling, once authenticated. */
-enum cf_principal_kind { CF_PRINCIPAL_NONE = 0, CF_PRINCIPAL_USER, CF_PRINCIPAL_CLIENT };
+enum cf_principal_kind {
+	CF_PRINCIPAL_NONE = 0,
+	CF_PRINCIPAL_USER,
+	CF_PRINCIPAL_CLIENT,
+	CF_PRINCIPAL_OPERATOR
+};
 #define CF_AUTH_ID_MAX      40
 #define CF_AUTH_ORIGINS_MAX 600
 struct cf_principal {
@@ -94,11 +110,18 @@ struct cf_principal {
 	char sid_mac[65]; /* the session (hex HMAC), for logout */
 	char jti[40];     /* the access token's id (tokens only) */
 	char origins[CF_AUTH_ORIGINS_MAX]; /* a client's allowed web origins (space-separated) */
-	bool mfa;                          /* the user has confirmed TOTP */
+	char grant[24];   /* an operator inside a tenant: the break-glass grant used (IA11) */
+	bool mfa;         /* the user has confirmed TOTP */
 	bool mfa_pending; /* the tenant requires MFA and the user has not enrolled: the
 	                   * session may do nothing but enroll (IA6) */
 	int64_t token_exp;
 };
+
+/* A person with a password and sessions: a user or an operator (not an API client). */
+static inline bool cf_principal_is_person(const struct cf_principal *p)
+{
+	return p && (p->kind == CF_PRINCIPAL_USER || p->kind == CF_PRINCIPAL_OPERATOR);
+}
 
 /* Where a request comes from: for audit entries and throttling. */
 struct cf_auth_call {
@@ -178,6 +201,43 @@ CF_MUST cf_err cf_auth_user_sessions_revoke(struct cf_auth *a, const struct cf_a
  * dormant (nothing in dormant_days). */
 CF_MUST cf_err cf_auth_access_review(struct cf_auth *a, const struct cf_tenant_ref *t,
                                      unsigned dormant_days, json_t **out);
+
+/* --- operators and break-glass (operators.c, IA11) ---------------------------------------- */
+/* Makes an operator (state 'invited') and its single-use setup link (72 h): *link gets
+ * the token (shown once to whoever made it), *out the operator's JSON. first: the
+ * deployment's first operator, over the admin socket: makes the realm's keys and its
+ * MFA-for-everyone policy, and CF_E_CONFLICT once any operator exists. */
+CF_MUST cf_err cf_auth_operator_create(struct cf_auth *a, const struct cf_auth_call *c,
+                                       const char *email, bool first, json_t **out, char link[64]);
+/* Every operator: {"operators": [{"id", "email", "state", "mfa", "last_login_at"}]}. */
+CF_MUST cf_err cf_auth_operator_list(struct cf_auth *a, json_t **out);
+/* Disables another operator (never oneself): their sessions end at once. */
+CF_MUST cf_err cf_auth_operator_disable(struct cf_auth *a, const struct cf_auth_call *c,
+                                        const char *id);
+/* An operator asks for emergency access to a tenant, with a reason: read-only unless
+ * write, for minutes (1 to 480, 0: 60) from its approval. *out: the grant. */
+struct cf_bg_request {
+	const char *tenant, *reason;
+	bool write;
+	unsigned minutes;
+};
+CF_MUST cf_err cf_auth_bg_request(struct cf_auth *a, const struct cf_auth_call *c,
+                                  const struct cf_bg_request *in, json_t **out);
+/* The grants of a tenant (t), or of every tenant (t NULL, for operators), newest first. */
+CF_MUST cf_err cf_auth_bg_list(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
+/* Approves a pending grant: another operator than the one who asked (the database
+ * refuses the same one: CF_E_FORBIDDEN) or, with t, the tenant's owner. */
+CF_MUST cf_err cf_auth_bg_approve(struct cf_auth *a, const struct cf_auth_call *c,
+                                  const struct cf_tenant_ref *t, const char *id, json_t **out);
+/* Ends a grant now (an operator, or with t the tenant's admins). */
+CF_MUST cf_err cf_auth_bg_end(struct cf_auth *a, const struct cf_auth_call *c,
+                              const struct cf_tenant_ref *t, const char *id);
+/* An operator's request to a tenant's route: with an approved, unexpired grant for this
+ * tenant (a write grant when write), p becomes the operator working in the tenant with
+ * the admin role's permissions, its privilege naming the grant. CF_E_FORBIDDEN when
+ * there is none, CF_E_NOT_FOUND for an unknown tenant. */
+CF_MUST cf_err cf_auth_bg_enter(struct cf_auth *a, struct cf_principal *p, const char *tenant,
+                                bool write);
 
 /* --- a tenant's own roles (perms.c) ------------------------------------------------------ */
 /* Every role of the tenant: the built-in ones, then its own. */

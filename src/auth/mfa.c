@@ -144,8 +144,8 @@ static cf_err qr_svg(const char *text, char **out)
 cf_err cf_auth_totp_enroll(struct cf_auth *a, const struct cf_auth_call *c, json_t **out)
 {
 	const struct cf_principal *p = c->who;
-	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER,
-	          cf_err_fail(CF_E_FORBIDDEN, "only users enroll in two-factor authentication"));
+	CF_ENSURE(cf_principal_is_person(p),
+	          cf_err_fail(CF_E_FORBIDDEN, "only people enroll in two-factor authentication"));
 	struct enroll_tx e = {.tenant = p->tenant.id, .user = p->id, .now = (int64_t)time(NULL)};
 	CF_TRY(cf_store_read(a->store, e.tenant, email_fn, &e));
 	uint8_t secret[TOTP_SECRET];
@@ -363,8 +363,8 @@ cf_err cf_auth_totp_confirm(struct cf_auth *a, const struct cf_auth_call *c, con
                             json_t **out)
 {
 	const struct cf_principal *p = c->who;
-	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER,
-	          cf_err_fail(CF_E_FORBIDDEN, "only users enroll in two-factor authentication"));
+	CF_ENSURE(cf_principal_is_person(p),
+	          cf_err_fail(CF_E_FORBIDDEN, "only people enroll in two-factor authentication"));
 	struct confirm_tx ct = {.tenant = p->tenant.id, .user = p->id, .now = (int64_t)time(NULL)};
 	struct cf_throttle_who tw = {ct.tenant, ct.user, c->source};
 	CF_TRY(auth_throttle_gate(a, c, &tw));

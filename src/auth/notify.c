@@ -86,18 +86,20 @@ static cf_err by_smtp(struct cf_notifier *nf, const struct msg *m, const char *u
 	(void)gmtime_r(&now, &tm);
 	(void)strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	bool reset = strcmp(m->kind, "reset") == 0;
+	bool ops = strcmp(m->tenant, CF_OPS_REALM) == 0;
 	int n = snprintf(
 	        body, sizeof body,
 	        "Date: %s\r\nFrom: %s\r\nTo: %s\r\nSubject: %s\r\n"
 	        "Content-Type: text/plain; charset=utf-8\r\n\r\n"
-	        "%s for tenant %s.\r\n\r\n"
+	        "%s %s%s.\r\n\r\n"
 	        "Set your password by sending this token to %s\r\n"
 	        "(or open the link your administrator's console shows):\r\n\r\n"
 	        "  %s\r\n\r\n"
 	        "It works once, for %s. If you did not ask for it, ignore this message.\r\n",
 	        date, nf->smtp_from, m->to,
 	        reset ? "coffre: reset your password" : "coffre: your new account",
-	        reset ? "A password reset was asked" : "An account was made for you", m->tenant,
+	        reset ? "A password reset was asked" : "An account was made for you",
+	        ops ? "as an operator of this deployment" : "for tenant ", ops ? "" : m->tenant,
 	        url, m->token, reset ? "15 minutes" : "72 hours");
 	CF_ENSURE(n > 0 && (size_t)n < sizeof body, CF_E_INTERNAL);
 	(void)snprintf(from, sizeof from, "<%s>", nf->smtp_from);
@@ -134,7 +136,10 @@ static cf_err by_smtp(struct cf_notifier *nf, const struct msg *m, const char *u
 static cf_err deliver(struct cf_notifier *nf, const struct msg *m)
 {
 	char url[512];
-	(void)snprintf(url, sizeof url, "%s/v1/t/%s/auth/setup", nf->public_url, m->tenant);
+	if (strcmp(m->tenant, CF_OPS_REALM) == 0)
+		(void)snprintf(url, sizeof url, "%s/v1/operator/setup", nf->public_url);
+	else
+		(void)snprintf(url, sizeof url, "%s/v1/t/%s/auth/setup", nf->public_url, m->tenant);
 	return nf->smtp_url[0] ? by_smtp(nf, m, url)
 	       : nf->outbox[0] ? to_outbox(nf, m, url)
 	                       : CF_OK;

@@ -493,7 +493,9 @@ cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const stru
 	CF_TRY(auth_secret("", SECRET_LEN, secret, sizeof secret));
 	err = auth_mac(a, t->id, "session", cf_span_str(secret), q.mac);
 	q.expires = q.now + (int64_t)a->session_max;
-	struct cf_principal who = {.kind = CF_PRINCIPAL_USER, .tenant = *t};
+	struct cf_principal who = {.kind = strcmp(t->id, CF_OPS_REALM) == 0 ? CF_PRINCIPAL_OPERATOR
+	                                                                    : CF_PRINCIPAL_USER,
+	                           .tenant = *t};
 	(void)snprintf(who.id, sizeof who.id, "%s", q.user);
 	struct cf_auth_call self = {.request_id = c->request_id, .source = c->source, .who = &who};
 	if (err == CF_OK)
@@ -541,7 +543,7 @@ static cf_err logout_fn(struct cf_tx *tx, void *ctx)
 cf_err cf_auth_logout(struct cf_auth *a, const struct cf_auth_call *c)
 {
 	const struct cf_principal *p = c->who;
-	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER && p->via_cookie,
+	CF_ENSURE(cf_principal_is_person(p) && p->via_cookie,
 	          cf_err_fail(CF_E_INVALID, "only a login session can log out"));
 	struct login_q q = {.tenant = p->tenant.id};
 	CF_ENSURE(cf_hex_decode(p->sid_mac, sizeof q.mac, q.mac), CF_E_INTERNAL);
@@ -573,7 +575,7 @@ cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
                                struct cf_span current, struct cf_span next)
 {
 	const struct cf_principal *p = c->who;
-	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER && p->via_cookie,
+	CF_ENSURE(cf_principal_is_person(p) && p->via_cookie,
 	          cf_err_fail(CF_E_FORBIDDEN, "only a user in a login session changes a password"));
 	struct login_q q = {.tenant = p->tenant.id, .now = (int64_t)time(NULL)};
 	(void)snprintf(q.user, sizeof q.user, "%s", p->id);
@@ -664,8 +666,7 @@ static cf_err sess_revoke_fn(struct cf_tx *tx, void *ctx)
 cf_err cf_auth_session_revoke(struct cf_auth *a, const struct cf_auth_call *c, const char *id)
 {
 	const struct cf_principal *p = c->who;
-	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER,
-	          cf_err_fail(CF_E_NOT_FOUND, "no such session"));
+	CF_ENSURE(cf_principal_is_person(p), cf_err_fail(CF_E_NOT_FOUND, "no such session"));
 	struct sess_q q = {.p = p, .tenant = p->tenant.id, .user = p->id, .id = id};
 	CF_ENSURE(id && strlen(id) == 16, cf_err_fail(CF_E_NOT_FOUND, "no such session"));
 	CF_TRY(cf_store_read(a->store, q.tenant, sess_fn, &q));
@@ -691,7 +692,7 @@ cf_err cf_auth_session_list(struct cf_auth *a, const struct cf_principal *p, jso
 {
 	struct sess_q q = {.p = p, .arr = json_array(), .tenant = p->tenant.id, .user = p->id};
 	CF_ENSURE(q.arr, CF_E_NOMEM);
-	if (p->kind != CF_PRINCIPAL_USER) { /* an API client has tokens, not sessions */
+	if (!cf_principal_is_person(p)) { /* an API client has tokens, not sessions */
 		*out = q.arr;
 		return CF_OK;
 	}
@@ -856,7 +857,7 @@ cf_err cf_auth_reauth(struct cf_auth *a, const struct cf_auth_call *c, const str
                       char cookie[CF_AUTH_COOKIE_MAX], json_t **out)
 {
 	const struct cf_principal *p = c->who;
-	CF_ENSURE(p && p->kind == CF_PRINCIPAL_USER && p->via_cookie,
+	CF_ENSURE(cf_principal_is_person(p) && p->via_cookie,
 	          cf_err_fail(CF_E_INVALID, "only a login session re-authenticates"));
 	/* The session's own user, whatever email the body names. */
 	struct login_q q = {.tenant = p->tenant.id};

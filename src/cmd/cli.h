@@ -13,8 +13,8 @@ struct cli {
 	const char *socket;
 	const char *provider, *shares, *threshold, *secret_fd, *tenant, *rotation_days;
 	const char *trusted, *action, *actor, *resource, *outcome, *limit, *cursor, *owner;
-	const char *email, *code, *roles, *dormant_days;
-	bool json, reset, yes, wait, csv;
+	const char *email, *code, *roles, *dormant_days, *reason, *access, *minutes;
+	bool json, reset, yes, wait, csv, operator;
 	char cacert_buf[CF_PATH_MAX + 16];
 };
 

@@ -23,13 +23,14 @@ static const char main_usage[] =
         "\n"
         "Commands:\n"
         "  status     show whether the server is ready (GET /readyz)\n"
-        "  operator   init, unseal, seal, rekey, status (local admin socket)\n"
+        "  operator   init, unseal, seal, rekey, status, create-first (admin socket)\n"
         "  tenant     create, list, suspend, resume, delete tenants (admin socket)\n"
         "  keys       rotate a tenant's key, show key status (admin socket)\n"
         "  store      migrate or check the database\n"
         "  audit      verify the audit log offline, or proof files\n"
         "  login      log in to a tenant (then: whoami, logout, password, mfa, sessions,\n"
-        "             users, clients, access-review, api; see coffre help login)\n"
+        "             users, clients, access-review, api; see coffre help login);\n"
+        "             operators: login --operator, then operators, break-glass\n"
         "  version    show the command line's version\n"
         "  help CMD   show help for a command\n"
         "\n"
@@ -259,6 +260,10 @@ int main(int argc, char **argv)
 	                                     {"roles", required_argument, NULL, 1010},
 	                                     {"csv", no_argument, NULL, 1011},
 	                                     {"dormant-days", required_argument, NULL, 1012},
+	                                     {"operator", no_argument, NULL, 1013},
+	                                     {"reason", required_argument, NULL, 1014},
+	                                     {"access", required_argument, NULL, 1015},
+	                                     {"minutes", required_argument, NULL, 1016},
 	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
@@ -295,6 +300,10 @@ int main(int argc, char **argv)
 		case 1010: cli.roles = optarg; break;
 		case 1011: cli.csv = true; break;
 		case 1012: cli.dormant_days = optarg; break;
+		case 1013: cli.operator= true; break;
+		case 1014: cli.reason = optarg; break;
+		case 1015: cli.access = optarg; break;
+		case 1016: cli.minutes = optarg; break;
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':

@@ -23,7 +23,7 @@
 #define REPLY_MAX   (1024u * 1024u)
 
 static const char operator_usage[] =
-        "usage: coffre operator <init|unseal|seal|rekey|status> [options]\n"
+        "usage: coffre operator <init|unseal|seal|rekey|status|create-first> [options]\n"
         "\n"
         "Manages the root key through coffred's local admin socket (docs/keys.md).\n"
         "\n"
@@ -36,6 +36,11 @@ static const char operator_usage[] =
         "  seal               wipes every key from coffred's memory; the API answers 503\n"
         "  rekey --provider P a new root key version (any provider) rewraps every key\n"
         "  status             initialized? sealed? provider, version, environment\n"
+        "  create-first --email EMAIL\n"
+        "                     the deployment's first operator (docs/access.md); prints\n"
+        "                     their single-use setup token ONCE (valid 72 hours). They set\n"
+        "                     a password at POST /v1/operator/setup, log in with\n"
+        "                     `coffre login --operator` and must enroll TOTP first\n"
         "\n"
         "Options:\n"
         "  --socket PATH    the admin socket (default DATA/admin.sock; env COFFRE_SOCKET)\n"
@@ -392,6 +397,27 @@ static int cmd_operator(const struct cli *cli, const char *sub)
 				       json_string_value(json_object_get(r, "provider")));
 			print_shares(cli, r);
 		}
+	} else if (strcmp(sub, "create-first") == 0) {
+		if (!cli->email) {
+			fputs("coffre operator create-first: --email EMAIL is required\n", stderr);
+			return EXIT_USAGE;
+		}
+		r = cli_admin_run(
+		        cli, what,
+		        json_pack("{s:s, s:s}", "op", "operator_create_first", "email", cli->email),
+		        &rc);
+		if (r && !cli->json)
+			printf("operator %s (%s) created\n"
+			       "setup token (shown ONCE, valid 72 hours): %s\n"
+			       "They set a password with POST /v1/operator/setup {\"token\", "
+			       "\"password\"}, then `coffre login --operator --email %s` and "
+			       "enroll "
+			       "TOTP (`coffre mfa enroll`).\n",
+			       json_string_value(
+			               json_object_get(json_object_get(r, "operator"), "email")),
+			       json_string_value(
+			               json_object_get(json_object_get(r, "operator"), "id")),
+			       json_string_value(json_object_get(r, "setup_token")), cli->email);
 	} else if (strcmp(sub, "unseal") == 0) {
 		if (cli->reset) {
 			r = cli_admin_run(cli, what,

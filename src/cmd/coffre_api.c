@@ -19,6 +19,7 @@
 
 static const char api_usage[] =
         "usage: coffre login --tenant NAME --email EMAIL [--code CODE]\n"
+        "       coffre login --operator --email EMAIL [--code CODE]\n"
         "       coffre logout | whoami | password\n"
         "       coffre mfa enroll | mfa confirm CODE\n"
         "       coffre sessions list | sessions revoke ID\n"
@@ -27,6 +28,9 @@ static const char api_usage[] =
         "                   | reset-mfa ID\n"
         "       coffre clients list | create NAME [--roles R,R] | disable ID\n"
         "       coffre access-review [--dormant-days N] [--csv]\n"
+        "       coffre operators list | add EMAIL | disable ID | reset-mfa ID   (operators)\n"
+        "       coffre break-glass request TENANT --reason TEXT [--access read|write]\n"
+        "                          [--minutes N] | list | approve ID | end ID\n"
         "       coffre api METHOD PATH [JSON]\n"
         "\n"
         "Identity over HTTPS (docs/access.md). `login` asks for the password (echo off;\n"
@@ -35,14 +39,23 @@ static const char api_usage[] =
         "tenant. `api` sends any call with the session (a body of JSON from the argument\n"
         "or, with '-', from stdin).\n"
         "\n"
+        "Operators log in with --operator (two factors required: enroll with `mfa enroll`\n"
+        "at the first login). An operator reaches a tenant's data only through a\n"
+        "break-glass grant: `break-glass request` with a reason, approved by another\n"
+        "operator (`break-glass approve ID`) or by the tenant's owner (who, logged in to\n"
+        "the tenant, uses the same command); read-only unless --access write; it expires\n"
+        "after --minutes (default 60, at most 480). A tenant's admins list and end the\n"
+        "grants on their tenant with `break-glass list` and `break-glass end ID`.\n"
+        "\n"
         "Options: --addr, --cacert, --secret-fd N, --json.\n"
         "Exit status: 0 success, 1 refused or failed (the error's code and message are\n"
         "printed), 2 bad usage, 4 not logged in or the session has ended.\n";
 
 const char *cli_api_usage(const char *cmd)
 {
-	static const char *const cmds[] = {"login",    "logout", "whoami",  "password",      "mfa",
-	                                   "sessions", "users",  "clients", "access-review", "api"};
+	static const char *const cmds[] = {"login",         "logout",   "whoami",    "password",
+	                                   "mfa",           "sessions", "users",     "clients",
+	                                   "access-review", "api",      "operators", "break-glass"};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i]) == 0)
 			return api_usage;
@@ -285,10 +298,12 @@ static void print_rows(const json_t *arr, const char *const *keys, size_t nk)
 /* --- the commands ---------------------------------------------------------------------------- */
 static int cmd_login(const struct cli *cli)
 {
-	if (!cli->tenant || !cli->email) {
-		fputs("coffre login: --tenant NAME and --email EMAIL are needed\n", stderr);
+	if ((!cli->tenant && !cli->operator) || (cli->tenant && cli->operator) || !cli->email) {
+		fputs("coffre login: --tenant NAME (or --operator) and --email EMAIL are needed\n",
+		      stderr);
 		return EXIT_USAGE;
 	}
+	const char *realm = cli->operator? "_ops" : cli->tenant;
 	struct cf_secbuf *pw = NULL;
 	if (!cli_read_secret(cli, "login", "Password: ", false, &pw))
 		return 1;
@@ -298,7 +313,10 @@ static int cmd_login(const struct cli *cli)
 		json_object_set_new(body, "code", json_string(cli->code));
 	cf_secbuf_free(&pw);
 	char path[256];
-	(void)snprintf(path, sizeof path, "/v1/t/%s/auth/login", cli->tenant);
+	if (cli->operator)
+		(void)snprintf(path, sizeof path, "/v1/operator/login");
+	else
+		(void)snprintf(path, sizeof path, "/v1/t/%s/auth/login", cli->tenant);
 	char *text = NULL;
 	size_t tlen = 0;
 	if (!body || cf_json_dump(body, &text, &tlen) != CF_OK) {
@@ -318,13 +336,17 @@ static int cmd_login(const struct cli *cli)
 	int rc = finish(cli, "login", &r, &doc);
 	if (rc == 0) {
 		json_t *s = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:s}", "addr", cli->addr,
-		                      "cacert", cli->cacert ? cli->cacert : "", "tenant",
-		                      cli->tenant, "cookie", cookie, "csrf",
-		                      json_object_get(doc, "csrf_token"), "expires_at",
-		                      json_object_get(doc, "expires_at"), "email", cli->email);
+		                      "cacert", cli->cacert ? cli->cacert : "", "tenant", realm,
+		                      "cookie", cookie, "csrf", json_object_get(doc, "csrf_token"),
+		                      "expires_at", json_object_get(doc, "expires_at"), "email",
+		                      cli->email);
 		rc = s && cookie[0] && session_save(s) ? 0 : 1;
 		json_decref(s);
-		if (rc == 0 && !cli->json)
+		if (rc == 0 && !cli->json && cli->operator)
+			printf("logged in as operator %s (two factors are required: without "
+			       "them yet, `coffre mfa enroll` is all this session can do)\n",
+			       cli->email);
+		else if (rc == 0 && !cli->json)
 			printf("logged in to tenant %s as %s\n", cli->tenant, cli->email);
 	}
 	cf_wipe(cookie, sizeof cookie);
@@ -478,6 +500,64 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 		static const char *const k[] = {"id", "email", "state", "roles", "mfa", "dormant"};
 		if (rc == 0 && !cli->json && doc)
 			print_rows(json_object_get(doc, "users"), k, 6);
+	} else if (IS("operators", "list") && nargs == 1) {
+		rc = run(cli, sess, cmd, "GET", "/v1/operator/operators", NULL, &doc);
+		static const char *const k[] = {"id", "email", "state", "mfa", "last_login_at"};
+		if (rc == 0 && !cli->json)
+			print_rows(json_object_get(doc, "operators"), k, 5);
+	} else if (IS("operators", "add") && nargs == 2) {
+		rc = run(cli, sess, cmd, "POST", "/v1/operator/operators",
+		         json_pack("{s:s}", "email", arg), &doc);
+		if (rc == 0 && !cli->json)
+			printf("operator %s (%s) added; setup token (shown once): %s\n", arg,
+			       json_string_value(json_object_get(doc, "id")),
+			       json_string_value(json_object_get(doc, "setup_token")));
+	} else if ((IS("operators", "disable") || IS("operators", "reset-mfa")) && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/operator/operators/%s%s", arg,
+		               sub[0] == 'r' ? "/mfa" : "");
+		rc = run(cli, sess, cmd, "DELETE", path, NULL, NULL);
+	} else if (strcmp(cmd, "break-glass") == 0 && sub) {
+		/* An operator's session works on every tenant's grants; a tenant's, on its own. */
+		bool op = tenant && strcmp(tenant, "_ops") == 0;
+		char base[256];
+		if (op)
+			(void)snprintf(base, sizeof base, "/v1/operator/break-glass");
+		else
+			(void)snprintf(base, sizeof base, "/v1/t/%s/break-glass", tenant);
+		if (strcmp(sub, "list") == 0 && nargs == 1) {
+			rc = run(cli, sess, cmd, "GET", base, NULL, &doc);
+			static const char *const k[] = {"id",    "tenant",     "operator", "access",
+			                                "state", "expires_at", "reason"};
+			if (rc == 0 && !cli->json)
+				print_rows(json_object_get(doc, "grants"), k, 7);
+		} else if (strcmp(sub, "request") == 0 && nargs == 2 && op && cli->reason) {
+			json_t *b =
+			        json_pack("{s:s, s:s, s:s}", "tenant", arg, "reason", cli->reason,
+			                  "access", cli->access ? cli->access : "read");
+			if (b && cli->minutes)
+				json_object_set_new(b, "minutes",
+				                    json_integer(strtol(cli->minutes, NULL, 10)));
+			rc = run(cli, sess, cmd, "POST", base, b, &doc);
+			if (rc == 0 && !cli->json)
+				printf("grant %s asked (%s, %lld minutes): another operator or the "
+				       "tenant's owner must approve it\n",
+				       json_string_value(json_object_get(doc, "id")),
+				       json_string_value(json_object_get(doc, "access")),
+				       (long long)json_integer_value(
+				               json_object_get(doc, "minutes")));
+		} else if (strcmp(sub, "approve") == 0 && nargs == 2) {
+			(void)snprintf(path, sizeof path, "%s/%s/approve", base, arg);
+			rc = run(cli, sess, cmd, "POST", path, NULL, &doc);
+			if (rc == 0 && !cli->json)
+				printf("grant %s approved until %lld\n", arg,
+				       (long long)json_integer_value(
+				               json_object_get(doc, "expires_at")));
+		} else if (strcmp(sub, "end") == 0 && nargs == 2) {
+			(void)snprintf(path, sizeof path, "%s/%s", base, arg);
+			rc = run(cli, sess, cmd, "DELETE", path, NULL, NULL);
+		} else {
+			fputs(api_usage, stderr);
+		}
 	} else if (IS("api", NULL) && (nargs == 2 || nargs == 3)) {
 		json_t *body = NULL;
 		if (nargs == 3 && strcmp(args[2], "-") == 0) {

@@ -183,10 +183,13 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 	size_t oplen = 0;
 	CF_TRY(cf_json_get_str(req, "op", true, 32, &op, &oplen));
 	CF_ENSURE(op, CF_E_MISSING_FIELD);
-	static const char *const ops[] = {
-	        "audit_list",    "status",      "init",          "rekey",          "unseal",
-	        "seal",          "tenant_list", "tenant_create", "tenant_suspend", "tenant_resume",
-	        "tenant_delete", "keys_rotate", "keys_status"};
+	static const char *const ops[] = {"audit_list",     "status",
+	                                  "init",           "rekey",
+	                                  "unseal",         "seal",
+	                                  "tenant_list",    "tenant_create",
+	                                  "tenant_suspend", "tenant_resume",
+	                                  "tenant_delete",  "keys_rotate",
+	                                  "keys_status",    "operator_create_first"};
 	bool known = false;
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		known = known || strcmp(op, ops[i]) == 0;
@@ -241,6 +244,28 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 	}
 	if (strcmp(op, "audit_list") == 0)
 		return audit_list(a, req, reply);
+	if (strcmp(op, "operator_create_first") == 0) {
+		/* IA11: the first operator, from this machine only; the others are added by
+		 * operators over the API. The setup token is shown here, once. */
+		static const char *const keys_first[] = {"op", "email", NULL};
+		CF_TRY(cf_json_only_keys(req, keys_first));
+		const char *email = NULL;
+		size_t elen = 0;
+		CF_TRY(cf_json_get_str(req, "email", true, 254, &email, &elen));
+		CF_ENSURE(email, CF_E_MISSING_FIELD);
+		char uid[32], link[64] = "";
+		(void)snprintf(uid, sizeof uid, "uid=%u", (unsigned)a->peer);
+		struct cf_auth_call call = {.source = "admin socket", .operator_id = uid};
+		json_t *o = NULL;
+		cf_err e = cf_auth_operator_create(a->auth, &call, email, true, &o, link);
+		if (e == CF_OK) {
+			*reply = json_pack("{s:b, s:o, s:s}", "ok", 1, "operator", o, "setup_token",
+			                   link);
+			e = *reply ? CF_OK : CF_E_NOMEM;
+		}
+		cf_wipe(link, sizeof link);
+		return e;
+	}
 	if (strcmp(op, "tenant_list") == 0) {
 		CF_TRY(cf_json_only_keys(req, keys_op));
 		json_t *arr = NULL;
@@ -325,11 +350,16 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 static const char *audited_action(const char *op)
 {
 	static const char *const map[][2] = {
-	        {"init", "operator.init"},          {"unseal", "operator.unseal"},
-	        {"seal", "operator.seal"},          {"rekey", "operator.rekey"},
-	        {"tenant_create", "tenant.create"}, {"tenant_suspend", "tenant.suspend"},
-	        {"tenant_resume", "tenant.resume"}, {"tenant_delete", "tenant.delete"},
+	        {"init", "operator.init"},
+	        {"unseal", "operator.unseal"},
+	        {"seal", "operator.seal"},
+	        {"rekey", "operator.rekey"},
+	        {"tenant_create", "tenant.create"},
+	        {"tenant_suspend", "tenant.suspend"},
+	        {"tenant_resume", "tenant.resume"},
+	        {"tenant_delete", "tenant.delete"},
 	        {"keys_rotate", "keys.rotate"},
+	        {"operator_create_first", "operator.create_first"},
 	};
 	for (size_t i = 0; op && i < sizeof map / sizeof map[0]; i++)
 		if (strcmp(op, map[i][0]) == 0)

@@ -8,7 +8,8 @@
 
 #define BODY_MAX (64 * 1024)
 
-static cf_err body(struct cf_req *req, const char *const *allowed, json_t **out)
+/* The body as a JSON object of these keys only. */
+cf_err cf_h_body(struct cf_req *req, const char *const *allowed, json_t **out)
 {
 	struct cf_span b = cf_req_body(req);
 	CF_TRY(cf_json_parse_object(b.ptr, b.len, BODY_MAX, out));
@@ -21,7 +22,7 @@ static cf_err body(struct cf_req *req, const char *const *allowed, json_t **out)
 }
 
 /* A required string field of at most max bytes, or the error naming it. */
-static cf_err need(const json_t *o, const char *key, size_t max, const char **out)
+cf_err cf_h_need(const json_t *o, const char *key, size_t max, const char **out)
 {
 	size_t n = 0;
 	*out = NULL;
@@ -30,9 +31,14 @@ static cf_err need(const json_t *o, const char *key, size_t max, const char **ou
 	return CF_OK;
 }
 
-/* Public routes name their tenant in the path; it must exist and be active. */
+/* Public routes name their tenant in the path; it must exist and be active. The
+ * operators' routes (/v1/operator/login, ...) name none: theirs is the operators' realm. */
 static cf_err path_tenant(struct cf_req *req, struct cf_tenant_ref *t)
 {
+	if (!cf_req_param(req, "tenant").ptr) {
+		cf_auth_ops_ref(t);
+		return CF_OK;
+	}
 	char name[CF_TENANT_NAME_MAX + 2];
 	cf_span_to_str(cf_req_param(req, "tenant"), name, sizeof name);
 	return cf_auth_tenant(cf_req_auth(req), name, t);
@@ -51,12 +57,12 @@ static cf_err session_call(struct cf_req *req, const struct cf_tenant_ref *t)
 	static const char *const login_keys[] = {"email", "password", "code", "recovery_code",
 	                                         NULL};
 	json_t *in = NULL;
-	CF_TRY(body(req, t ? login_keys : login_keys + 1, &in));
+	CF_TRY(cf_h_body(req, t ? login_keys : login_keys + 1, &in));
 	const char *email = NULL, *pw = NULL, *code = NULL, *recovery = NULL;
 	size_t n = 0;
-	cf_err e = t ? need(in, "email", 254, &email) : CF_OK;
+	cf_err e = t ? cf_h_need(in, "email", 254, &email) : CF_OK;
 	if (e == CF_OK)
-		e = need(in, "password", 1024, &pw);
+		e = cf_h_need(in, "password", 1024, &pw);
 	if (e == CF_OK)
 		e = cf_json_get_str(in, "code", false, 16, &code, &n);
 	if (e == CF_OK)
@@ -92,11 +98,11 @@ cf_err cf_h_setup(struct cf_req *req)
 	struct cf_tenant_ref t;
 	CF_TRY(path_tenant(req, &t));
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *token = NULL, *pw = NULL;
-	cf_err e = need(in, "token", 64, &token);
+	cf_err e = cf_h_need(in, "token", 64, &token);
 	if (e == CF_OK)
-		e = need(in, "password", 1024, &pw);
+		e = cf_h_need(in, "password", 1024, &pw);
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
 		e = cf_auth_setup(cf_req_auth(req), &call, &t, token, cf_span_str(pw));
@@ -111,9 +117,9 @@ cf_err cf_h_reset(struct cf_req *req)
 	struct cf_tenant_ref t;
 	CF_TRY(path_tenant(req, &t));
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *email = NULL;
-	cf_err e = need(in, "email", 254, &email);
+	cf_err e = cf_h_need(in, "email", 254, &email);
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
 		e = cf_auth_reset_request(cf_req_auth(req), &call, &t, email);
@@ -132,11 +138,11 @@ cf_err cf_h_token(struct cf_req *req)
 	struct cf_tenant_ref t;
 	CF_TRY(path_tenant(req, &t));
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *grant = NULL, *id = NULL, *secret = NULL;
-	cf_err e = need(in, "client_id", 64, &id);
+	cf_err e = cf_h_need(in, "client_id", 64, &id);
 	if (e == CF_OK)
-		e = need(in, "client_secret", 128, &secret);
+		e = cf_h_need(in, "client_secret", 128, &secret);
 	size_t n = 0;
 	if (e == CF_OK)
 		e = cf_json_get_str(in, "grant_type", false, 64, &grant, &n);
@@ -186,11 +192,11 @@ cf_err cf_h_password(struct cf_req *req)
 {
 	static const char *const keys[] = {"current_password", "new_password", NULL};
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *cur = NULL, *next = NULL;
-	cf_err e = need(in, "current_password", 1024, &cur);
+	cf_err e = cf_h_need(in, "current_password", 1024, &cur);
 	if (e == CF_OK)
-		e = need(in, "new_password", 1024, &next);
+		e = cf_h_need(in, "new_password", 1024, &next);
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
 		e = cf_auth_password_change(cf_req_auth(req), &call, cf_span_str(cur),
@@ -230,9 +236,9 @@ cf_err cf_h_users_create(struct cf_req *req)
 {
 	static const char *const keys[] = {"email", "roles", NULL};
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *email = NULL;
-	cf_err e = need(in, "email", 254, &email);
+	cf_err e = cf_h_need(in, "email", 254, &email);
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
@@ -258,7 +264,7 @@ cf_err cf_h_users_update(struct cf_req *req)
 	char id[CF_AUTH_ID_MAX + 2];
 	param(req, "id", id, sizeof id);
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *state = NULL;
 	size_t n = 0;
 	cf_err e = cf_json_get_str(in, "state", false, 16, &state, &n);
@@ -298,9 +304,9 @@ cf_err cf_h_clients_create(struct cf_req *req)
 {
 	static const char *const keys[] = {"name", "roles", "allowed_origins", NULL};
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *name = NULL;
-	cf_err e = need(in, "name", 100, &name);
+	cf_err e = cf_h_need(in, "name", 100, &name);
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
@@ -378,10 +384,12 @@ cf_err cf_h_totp_enroll(struct cf_req *req)
 cf_err cf_h_totp_confirm(struct cf_req *req)
 {
 	static const char *const keys[] = {"code", NULL};
+	CF_ENSURE(cf_principal_is_person(cf_req_principal(req)),
+	          cf_err_fail(CF_E_FORBIDDEN, "only people enroll in two-factor authentication"));
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *code = NULL;
-	cf_err e = need(in, "code", 16, &code);
+	cf_err e = cf_h_need(in, "code", 16, &code);
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
@@ -412,7 +420,7 @@ cf_err cf_h_policy_set(struct cf_req *req)
 	static const char *const keys[] = {"mfa_required", "mfa_required_roles",
 	                                   "password_min_length", NULL};
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	bool mfa = false;
 	cf_err e = cf_json_get_bool(in, "mfa_required", true, &mfa);
 	json_t *out = NULL;
@@ -544,9 +552,9 @@ cf_err cf_h_roles_create(struct cf_req *req)
 {
 	static const char *const keys[] = {"name", "permissions", NULL};
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *name = NULL;
-	cf_err e = need(in, "name", 63, &name);
+	cf_err e = cf_h_need(in, "name", 63, &name);
 	if (e == CF_OK && !json_object_get(in, "permissions"))
 		e = cf_err_fail(CF_E_MISSING_FIELD, "permissions is required");
 	json_t *out = NULL;
@@ -581,9 +589,9 @@ cf_err cf_h_groups_create(struct cf_req *req)
 {
 	static const char *const keys[] = {"name", "roles", "members", NULL};
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	const char *name = NULL;
-	cf_err e = need(in, "name", 63, &name);
+	cf_err e = cf_h_need(in, "name", 63, &name);
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
@@ -601,7 +609,7 @@ cf_err cf_h_groups_update(struct cf_req *req)
 	char name[72];
 	param(req, "id", name, sizeof name);
 	json_t *in = NULL;
-	CF_TRY(body(req, keys, &in));
+	CF_TRY(cf_h_body(req, keys, &in));
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	cf_err e = cf_auth_group_update(cf_req_auth(req), &call, own_tenant(req), name,

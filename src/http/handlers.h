@@ -4,6 +4,11 @@
 
 #include "http/http.h"
 
+/* The body as a JSON object of the allowed keys only; a required string field of at
+ * most max bytes, or the error naming it (h_auth.c). */
+CF_MUST cf_err cf_h_body(struct cf_req *req, const char *const *allowed, json_t **out);
+CF_MUST cf_err cf_h_need(const json_t *o, const char *key, size_t max, const char **out);
+
 cf_err cf_h_healthz(struct cf_req *req);
 cf_err cf_h_readyz(struct cf_req *req);
 cf_err cf_h_audit_latest(struct cf_req *req);
@@ -43,5 +48,17 @@ cf_err cf_h_groups_update(struct cf_req *req);
 cf_err cf_h_groups_delete(struct cf_req *req);
 cf_err cf_h_roles_create(struct cf_req *req);
 cf_err cf_h_roles_delete(struct cf_req *req);
+cf_err cf_h_op_list(struct cf_req *req);
+cf_err cf_h_op_create(struct cf_req *req);
+cf_err cf_h_op_disable(struct cf_req *req);
+cf_err cf_h_op_mfa_reset(struct cf_req *req);
+cf_err cf_h_op_tenants(struct cf_req *req);
+cf_err cf_h_op_tenant_create(struct cf_req *req);
+cf_err cf_h_op_tenant_update(struct cf_req *req);
+cf_err cf_h_op_tenant_delete(struct cf_req *req);
+cf_err cf_h_bg_list(struct cf_req *req);
+cf_err cf_h_bg_request(struct cf_req *req);
+cf_err cf_h_bg_approve(struct cf_req *req);
+cf_err cf_h_bg_end(struct cf_req *req);
 
 #endif

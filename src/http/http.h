@@ -128,6 +128,9 @@ struct cf_auth *cf_req_auth(const struct cf_req *req);
 const struct cf_principal *cf_req_principal(const struct cf_req *req);
 /* Who is calling and from where, for the auth part's audit entries. */
 struct cf_auth_call cf_req_call(struct cf_req *req);
+/* What the request's audit entry names as its resource, for a route with no {id}
+ * (what a POST made). */
+void cf_req_audit_resource(struct cf_req *req, const char *resource);
 /* A request header's value, or NULL. */
 const char *cf_req_header(const struct cf_req *req, const char *name);
 /* IA8: lets the browser page at origin read this reply (CORS). */

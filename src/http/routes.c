@@ -13,6 +13,7 @@
 #define ANY CF_ANY_PRINCIPAL
 #define EN  CF_ROUTE_ENROLL
 #define RA  CF_ROUTE_REAUTH
+#define OP  CF_AUTH_OPERATOR
 
 const struct cf_route cf_http_routes[] = {
         /* Liveness: answers from the I/O thread, touches nothing. */
@@ -82,6 +83,37 @@ const struct cf_route cf_http_routes[] = {
          CF_P_USERS_MANAGE, "group.update"},
         {"DELETE", "/v1/t/{tenant}/groups/{id}", cf_h_groups_delete, D | AU | RA, CF_P_USERS_MANAGE,
          "group.delete"},
+        /* The deployment's operators (IA11): a realm of their own, MFA required of each,
+         * no tenant's data; they manage operators and tenants. */
+        {"POST", "/v1/operator/login", cf_h_login, D | B | P, 0, "operator.login"},
+        {"POST", "/v1/operator/setup", cf_h_setup, D | B | P, 0, "operator.setup"},
+        {"POST", "/v1/operator/reset", cf_h_reset, D | B | P, 0, "operator.reset"},
+        {"GET", "/v1/operator/operators", cf_h_op_list, D, OP, "operators.list"},
+        {"POST", "/v1/operator/operators", cf_h_op_create, D | B | AU | RA, OP, "operator.create"},
+        {"DELETE", "/v1/operator/operators/{id}", cf_h_op_disable, D | AU | RA, OP,
+         "operator.disable"},
+        {"DELETE", "/v1/operator/operators/{id}/mfa", cf_h_op_mfa_reset, D | AU | RA, OP,
+         "operator.mfa_reset"},
+        {"GET", "/v1/operator/tenants", cf_h_op_tenants, D, OP, "tenants.list"},
+        {"POST", "/v1/operator/tenants", cf_h_op_tenant_create, D | B | RA, OP, "tenant.create"},
+        {"PATCH", "/v1/operator/tenants/{id}", cf_h_op_tenant_update, D | B | RA, OP,
+         "tenant.update"},
+        {"DELETE", "/v1/operator/tenants/{id}", cf_h_op_tenant_delete, D | RA, OP, "tenant.delete"},
+        /* Break-glass (IA11): an operator asks, another operator or the tenant's owner
+         * approves; the tenant's admins see and end grants. Each grant's life is in the
+         * tenant's audit log, and so is every request made under it. */
+        {"GET", "/v1/operator/break-glass", cf_h_bg_list, D, OP, "break_glass.list"},
+        {"POST", "/v1/operator/break-glass", cf_h_bg_request, D | B | AU, OP,
+         "break_glass.request"},
+        {"POST", "/v1/operator/break-glass/{id}/approve", cf_h_bg_approve, D | AU | RA, OP,
+         "break_glass.approve"},
+        {"DELETE", "/v1/operator/break-glass/{id}", cf_h_bg_end, D | AU, OP, "break_glass.end"},
+        {"GET", "/v1/t/{tenant}/break-glass", cf_h_bg_list, D, CF_P_USERS_MANAGE,
+         "break_glass.list"},
+        {"POST", "/v1/t/{tenant}/break-glass/{id}/approve", cf_h_bg_approve, D | AU | RA,
+         CF_P_TENANT_MANAGE, "break_glass.approve"},
+        {"DELETE", "/v1/t/{tenant}/break-glass/{id}", cf_h_bg_end, D | AU, CF_P_USERS_MANAGE,
+         "break_glass.end"},
         /* A tenant's own audit log (AL2, AL4). */
         {"GET", "/v1/t/{tenant}/audit", cf_h_tenant_audit, D, CF_P_AUDIT_READ, "audit.list"},
 };

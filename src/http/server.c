@@ -61,6 +61,7 @@ struct cf_req {
 	char peer[INET6_ADDRSTRLEN];
 	bool authed;
 	struct cf_principal who;
+	char resource[CF_AUDIT_TEXT_MAX + 1]; /* what the audit entry names, when no {id} */
 };
 
 /* Headers on every response we make (DESIGN §8; TR3: HSTS for a year and more). */
@@ -111,6 +112,11 @@ struct cf_auth_call cf_req_call(struct cf_req *req)
 	                             .source = req->peer,
 	                             .who = req->authed ? &req->who : NULL,
 	                             .retry_after = &req->retry_after};
+}
+
+void cf_req_audit_resource(struct cf_req *req, const char *resource)
+{
+	(void)snprintf(req->resource, sizeof req->resource, "%s", resource);
 }
 
 const char *cf_req_header(const struct cf_req *req, const char *name)
@@ -313,6 +319,11 @@ static cf_err gate(struct cf_req *req)
 		cf_auth_note_refusal(req->srv->auth, t.ptr ? tenant : NULL, req->peer);
 	CF_TRY(e);
 	req->authed = true;
+	bool write = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+	/* IA11: an operator in a tenant's path works there only under an approved
+	 * break-glass grant, which then names the privilege of every entry. */
+	if (req->who.kind == CF_PRINCIPAL_OPERATOR && t.ptr)
+		CF_TRY(cf_auth_bg_enter(req->srv->auth, &req->who, tenant, write));
 	CF_TRY(cf_auth_authorize(&req->who, t.ptr ? tenant : NULL, r->perm));
 	/* IA6: the tenant requires MFA and this user has none yet: enrolling is all the
 	 * session may do. */
@@ -338,7 +349,6 @@ static cf_err gate(struct cf_req *req)
 	                  time(NULL) - req->who.auth_at <= (time_t)req->srv->cfg.reauth_window,
 	          cf_err_fail(CF_E_REAUTH, "this needs a recent login: POST /v1/auth/reauth with "
 	                                   "your password (and code)"));
-	bool write = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
 	if (req->who.via_cookie && write) {
 		const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");
 		size_t n = strlen(req->who.csrf);
@@ -367,6 +377,8 @@ static void audit_request(struct cf_req *req)
 	struct cf_span id = cf_req_param(req, "id");
 	if (id.ptr)
 		cf_span_to_str(id, resource, sizeof resource);
+	else
+		memcpy(resource, req->resource, sizeof resource);
 	struct cf_auth_call call = cf_req_call(req);
 	cf_err_detail_clear();
 	cf_err e = cf_auth_audit_record(req->srv->auth, &call, req->who.tenant.id, r->name,

@@ -85,7 +85,9 @@ static cf_err pg_result_err(PGconn *c, PGresult *r, const char *what)
 	if (PQstatus(c) != CONNECTION_OK || (state && strncmp(state, "08", 2) == 0) ||
 	    (state && strncmp(state, "57P", 3) == 0) || (state && strcmp(state, "53100") == 0))
 		return cf_err_fail(CF_E_STORE_UNAVAILABLE, "%s: %s", what, primary);
-	if (state && (strcmp(state, "23505") == 0 || strcmp(state, "23503") == 0))
+	/* Unique, foreign key and check constraints: the same as SQLite's SQLITE_CONSTRAINT. */
+	if (state && (strcmp(state, "23505") == 0 || strcmp(state, "23503") == 0 ||
+	              strcmp(state, "23514") == 0))
 		return cf_err_fail(CF_E_CONFLICT, "%s: %s", what, primary);
 	return cf_err_fail(CF_E_IO, "%s: %s (%s)", what, primary, state ? state : "?");
 }

@@ -299,6 +299,31 @@ const struct cf_migration cf_store_schema[] = {
          /* IA3: a tenant's minimum password length (12 to 128). */
          "ALTER TABLE tenant_policy ADD COLUMN password_min INTEGER NOT NULL DEFAULT 12",
          "ALTER TABLE tenant_policy ADD COLUMN password_min BIGINT NOT NULL DEFAULT 12"},
+        {12, "break-glass",
+         /* IA11: operators' emergency access to one tenant. Deployment-wide (operators list
+          * every tenant's; each tenant's admins see theirs, by tenant_id). The check is
+          * the database's own: the operator who asked never approves. */
+         "CREATE TABLE break_glass (grant_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL,"
+         " operator_id TEXT NOT NULL, reason TEXT NOT NULL,"
+         " access TEXT NOT NULL CHECK (access IN ('read', 'write')),"
+         " minutes INTEGER NOT NULL CHECK (minutes BETWEEN 1 AND 480),"
+         " requested_at INTEGER NOT NULL, approved_by TEXT,"
+         " approver_kind TEXT CHECK (approver_kind IN ('operator', 'owner')),"
+         " approved_at INTEGER, expires_at INTEGER, ended_at INTEGER, ended_by TEXT,"
+         " CHECK (approved_by IS NULL OR approver_kind = 'owner'"
+         " OR approved_by <> operator_id)) STRICT;"
+         "CREATE INDEX break_glass_tenant ON break_glass (tenant_id, operator_id)",
+         "CREATE TABLE break_glass (grant_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL,"
+         " operator_id TEXT NOT NULL, reason TEXT NOT NULL,"
+         " access TEXT NOT NULL CHECK (access IN ('read', 'write')),"
+         " minutes BIGINT NOT NULL CHECK (minutes BETWEEN 1 AND 480),"
+         " requested_at BIGINT NOT NULL, approved_by TEXT,"
+         " approver_kind TEXT CHECK (approver_kind IN ('operator', 'owner')),"
+         " approved_at BIGINT, expires_at BIGINT, ended_at BIGINT, ended_by TEXT,"
+         " CHECK (approved_by IS NULL OR approver_kind = 'owner'"
+         " OR approved_by <> operator_id));"
+         "CREATE INDEX break_glass_tenant ON break_glass (tenant_id, operator_id);"
+         "GRANT SELECT, INSERT, UPDATE, DELETE ON break_glass TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

@@ -355,12 +355,15 @@ ALL = {"records.read", "records.write", "records.delete", "pii.reveal", "files.r
 HOLDS = {"owner": ALL, "admin": ALL - {"tenant.manage"}, "agent": AGENT, "end_user": set(), "client": AGENT}
 PERM_C = {"CF_P_%s" % p.upper().replace(".", "_"): p for p in ALL}
 routes = []
+BODY_ROUTES = set()  # the routes that take a body: the matrix sends {} to those
 src = open(ROUTES_C).read()
 for m in re.finditer(r'\{"(GET|POST|PUT|PATCH|DELETE)",\s*"([^"]+)",\s*\w+,\s*([^,]+),\s*(\w+),\s*"([^"]+)"\}', src):
     method, path, flags, perm, name = m.groups()
     if "P" in [f.strip() for f in flags.split("|")]:
         continue
-    routes.append((method, path, name, None if perm == "ANY" else PERM_C[perm]))
+    routes.append((method, path, name, None if perm == "ANY" else "operator" if perm == "OP" else PERM_C[perm]))
+    if "B" in [f.strip() for f in flags.split("|")]:
+        BODY_ROUTES.add((method, path))
 report(len(routes) >= 12, "the matrix reads %d authenticated routes from routes.c" % len(routes), routes)
 # Logging out ends the session: last.
 routes.sort(key=lambda r: r[2] == "auth.logout")
@@ -375,10 +378,11 @@ for who, (ck, xs, tk) in principals.items():
             if "{tenant}" not in path and not own:
                 continue
             p = path.replace("{tenant}", TENANT if own else OTHER).replace("{id}", "u0000000000000000")
-            body = {} if method in ("POST", "PATCH", "PUT") else None
+            body = {} if (method, path) in BODY_ROUTES else None
             st, js, _, _ = call(method, p, body, cookie=ck, csrf=xs, token=tk)
             count += 1
-            allowed = own and (perm is None or perm in HOLDS[who])
+            # Two-factor enrollment is for people: an API client has no second factor.
+            allowed = own and (perm is None or perm in HOLDS[who]) and not (who == "client" and name.startswith("mfa."))
             msg = (js or {}).get("error", {}).get("message", "")
             if allowed:
                 if st in (401, 403) or msg == "no such tenant":
@@ -541,5 +545,151 @@ report(st == 200 and len(js["entries"]) == 1 and js["entries"][0]["privilege"] =
        "disabling a user is audited with the privilege used (AL5)", (st, js))
 st, js, _, _ = call("GET", "/v1/t/dev/audit?outcome=maybe", cookie=owner_cookie)
 report(st == 400, "a bad audit filter: 400", (st, js))
+
+# --- operators and break-glass (IA11) ----------------------------------------------------------
+# The first operator was made over the admin socket (t_auth.sh: `coffre operator
+# create-first`); its setup token comes in COFFRE_TEST_OP_TOKEN.
+OP_PW = "lantern-quarry-meadow-77"
+
+
+def op_login(email, pw, code_=None):
+    body = {"email": email, "password": pw}
+    if code_:
+        body["code"] = code_
+    st, js, sc, _ = call("POST", "/v1/operator/login", body)
+    if st != 200:
+        return None, None, st, js
+    return re.match(r"__Host-coffre_session=([^;]*)", sc).group(1), js["csrf_token"], st, js
+
+
+def op_enroll(ck, xs):
+    st, js, _, _ = call("POST", "/v1/auth/mfa/totp", cookie=ck, csrf=xs)
+    secret = (js or {}).get("secret")
+    if not secret:
+        report(False, "an operator starts TOTP enrollment", (st, js))
+        return st, None, None
+    st2, js2, _, _ = call("POST", "/v1/auth/mfa/totp/confirm", {"code": oathtool(secret)}, cookie=ck, csrf=xs)
+    return st, st2, secret
+
+
+st, js, _, _ = call("POST", "/v1/operator/setup", {"token": os.environ["COFFRE_TEST_OP_TOKEN"], "password": OP_PW})
+report(st == 200, "the first operator sets a password with the token create-first printed", (st, js))
+op1, op1x, st, js = op_login("op1@ops.example", OP_PW)
+st2, me, _, _ = call("GET", "/v1/auth/me", cookie=op1)
+report(op1 and me and me["kind"] == "operator" and me["mfa_enrollment_required"] and me["permissions"] == [],
+       "an operator logs in: kind operator, no permission, two factors to enroll", (st, js, me))
+st, js, _, _ = call("GET", "/v1/operator/tenants", cookie=op1)
+report(st == 403 and code(js) == "mfa_enrollment_required", "until enrolled, an operator can do nothing but enroll (MFA is mandatory)", (st, js))
+st, st2, op1_secret = op_enroll(op1, op1x)
+st3, js, _, _ = call("GET", "/v1/operator/tenants", cookie=op1)
+names = {t["name"] for t in (js or {}).get("tenants", [])}
+report(st == 200 and st2 == 200 and st3 == 200 and {"dev", OTHER} <= names and "_ops" not in names,
+       "once enrolled (oathtool code), operators list tenants; their own realm is none of them", (st, st2, st3, js))
+_, _, st, js = op_login("op1@ops.example", OP_PW)
+report(st == 401 and code(js) == "mfa_required", "an operator's login without a code: 401 mfa_required", (st, js))
+st, js, _, _ = call("POST", "/v1/t/_ops/auth/login", {"email": "op1@ops.example", "password": OP_PW})
+report(st == 404, "no tenant path reaches the operators' realm", (st, js))
+st, js, _, _ = call("GET", "/v1/t/dev/users", cookie=op1)
+report(st == 403 and "break-glass" in js["error"]["message"], "an operator has no access to a tenant's data: 403", (st, js))
+st, js, _, _ = call("GET", "/v1/operator/tenants", cookie=owner_cookie)
+report(st == 403, "a tenant's owner is not an operator: 403 on operators' routes", (st, js))
+
+# The matrix for an operator: operators' routes and their own account, nothing of a tenant.
+op_bad, n = [], 0
+for method, path, name, perm in routes:
+    if name == "auth.logout":
+        continue
+    p = path.replace("{tenant}", TENANT).replace("{id}", "u0000000000000000")
+    st, js, _, _ = call(method, p, {} if (method, path) in BODY_ROUTES else None, cookie=op1, csrf=op1x)
+    n += 1
+    tenant_route = "{tenant}" in path
+    if tenant_route and st != 403:
+        op_bad.append(("UNEXPECTED", method, p, st, js))
+    elif not tenant_route and st in (401, 403):
+        op_bad.append(("refused", method, p, st, js))
+report(not op_bad and n > 40, "operator x every route: %d calls, tenants' routes refused, operators' served" % n, op_bad)
+
+# A second operator, added by the first.
+st, js, _, _ = call("POST", "/v1/operator/operators", {"email": "op2@ops.example"}, cookie=op1, csrf=op1x)
+op2_id = (js or {}).get("id")
+st2, js2, _, _ = call("POST", "/v1/operator/setup", {"token": (js or {}).get("setup_token", ""), "password": OP_PW + "x"})
+op2, op2x, _, _ = op_login("op2@ops.example", OP_PW + "x")
+_, st3, _ = op_enroll(op2, op2x)
+report(st == 201 and st2 == 200 and op2 and st3 == 200, "an operator adds another (setup token once), who enrolls TOTP", (st, js, st2, st3))
+st, js, _, _ = call("GET", "/v1/operator/operators", cookie=op1)
+report(st == 200 and len(js["operators"]) == 2 and all(o["mfa"] for o in js["operators"]), "operators are listed with their MFA state", (st, js))
+
+# Break-glass: asked with a reason, approved by another operator, read-only, audited.
+st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "dev", "access": "read"}, cookie=op1, csrf=op1x)
+report(st == 422 and code(js) == "missing_field", "break-glass without a reason: 422", (st, js))
+st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "dev", "reason": "ticket 4711: export stuck", "access": "root"}, cookie=op1, csrf=op1x)
+report(st == 400 or st == 422, "break-glass with an unknown access: refused", (st, js))
+st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "dev", "reason": "ticket 4711: export stuck", "minutes": 30}, cookie=op1, csrf=op1x)
+g1 = (js or {}).get("id")
+report(st == 201 and js["state"] == "pending" and js["access"] == "read" and js["minutes"] == 30, "an operator asks for read access to a tenant, with a reason", (st, js))
+st, js, _, _ = call("GET", "/v1/t/dev/users", cookie=op1)
+report(st == 403, "a pending grant gives nothing", (st, js))
+st, js, _, _ = call("POST", "/v1/operator/break-glass/%s/approve" % g1, cookie=op1, csrf=op1x)
+report(st == 403 and code(js) == "forbidden", "an operator cannot approve their own grant (the database refuses)", (st, js))
+st, js, _, _ = call("POST", "/v1/operator/break-glass/%s/approve" % g1, cookie=op2, csrf=op2x)
+report(st == 200 and js["state"] == "active" and js["approver_kind"] == "operator" and js["approved_by"] == op2_id
+       and 1790 <= js["expires_at"] - js["approved_at"] <= 1800, "another operator approves: active for its 30 minutes", (st, js))
+st, js, _, _ = call("GET", "/v1/t/dev/users", cookie=op1)
+report(st == 200 and len(js["users"]) >= 4, "under an approved read grant the operator reads the tenant's users", (st, js))
+st, js, _, _ = call("GET", "/v1/t/%s/users" % OTHER, cookie=op1)
+report(st == 403, "the grant is for one tenant only", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/users", {"email": "intruder@dev.example"}, cookie=op1, csrf=op1x)
+report(st == 403 and "read-only" in js["error"]["message"], "a read grant does not write: 403", (st, js))
+st, js, _, _ = call("GET", "/v1/t/dev/users", cookie=op2)
+report(st == 403, "the approver gets nothing from it", (st, js))
+st, js, _, _ = call("GET", "/v1/t/dev/break-glass", cookie=owner_cookie)
+mine = [g for g in (js or {}).get("grants", []) if g["id"] == g1]
+report(st == 200 and mine and mine[0]["state"] == "active" and mine[0]["reason"] == "ticket 4711: export stuck",
+       "the tenant's admins see the grant, its reason and state", (st, js))
+time.sleep(1.5)
+st, js, _, _ = call("GET", "/v1/t/dev/audit?action=users.list&limit=50", cookie=owner_cookie)
+used = [e for e in (js or {}).get("entries", []) if e.get("privilege") == "break_glass:%s:read" % g1]
+st2, js2, _, _ = call("GET", "/v1/t/dev/audit?action=break_glass.approve&outcome=ok", cookie=owner_cookie)
+report(st == 200 and used and used[0]["actor_kind"] == "operator" and st2 == 200 and len(js2["entries"]) == 1,
+       "every use is in the tenant's audit log, naming the grant as the privilege (AL5)", (st, used, js2))
+st, js, _, _ = call("DELETE", "/v1/t/dev/break-glass/" + g1, cookie=owner_cookie, csrf=owner_csrf)
+st2, js2, _, _ = call("GET", "/v1/t/dev/users", cookie=op1)
+report(st == 200 and st2 == 403, "the tenant's admins end a grant: access stops at once", (st, st2, js2))
+
+# Tenants by the API, and a write grant approved by the tenant's owner.
+st, js, _, _ = call("POST", "/v1/operator/tenants", {"name": "fourth", "owner_email": "own@fourth.example"}, cookie=op1, csrf=op1x)
+tok4 = ((js or {}).get("owner") or {}).get("setup_token")
+report(st == 201 and js["name"] == "fourth" and tok4, "an operator creates a tenant and its first owner's setup token", (st, js))
+st, js, _, _ = call("POST", "/v1/operator/tenants", {"name": "fourth", "owner_email": "own@fourth.example"}, cookie=op1, csrf=op1x)
+report(st == 409, "a taken tenant name: 409", (st, js))
+call("POST", "/v1/t/fourth/auth/setup", {"token": tok4, "password": GOOD_PW})
+own4, own4x, _, _ = login("own@fourth.example", GOOD_PW, "fourth")
+st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "fourth", "reason": "restore a deleted user", "access": "write"}, cookie=op1, csrf=op1x)
+g2 = (js or {}).get("id")
+st, js, _, _ = call("POST", "/v1/t/fourth/break-glass/%s/approve" % g2, cookie=own4, csrf=own4x)
+report(st == 200 and js["approver_kind"] == "owner" and js["state"] == "active", "the tenant's owner approves a write grant", (st, js))
+st, js, _, _ = call("POST", "/v1/t/fourth/users", {"email": "helper@fourth.example", "roles": ["agent"]}, cookie=op1, csrf=op1x)
+report(st == 201, "under a write grant the operator may change the tenant", (st, js))
+st, js, _, _ = call("POST", "/v1/t/fourth/users", {"email": "boss2@fourth.example", "roles": ["owner"]}, cookie=op1, csrf=op1x)
+report(st == 403, "a grant holds an admin's rights, never an owner's", (st, js))
+st, js, _, _ = call("DELETE", "/v1/operator/break-glass/" + g2, cookie=op1, csrf=op1x)
+st2, _, _, _ = call("GET", "/v1/t/fourth/users", cookie=op1)
+report(st == 200 and st2 == 403, "an operator ends their grant", (st, st2))
+st, js, _, _ = call("PATCH", "/v1/operator/tenants/fourth", {"state": "suspended"}, cookie=op1, csrf=op1x)
+st2, _, _, _ = call("GET", "/v1/auth/me", cookie=own4)
+report(st == 200 and js["state"] == "suspended" and st2 in (401, 403), "an operator suspends a tenant: its sessions stop", (st, js, st2))
+st, js, _, _ = call("DELETE", "/v1/operator/tenants/fourth", cookie=op1, csrf=op1x)
+report(st == 400, "deleting a tenant needs ?confirm=NAME", (st, js))
+st, js, _, _ = call("DELETE", "/v1/operator/tenants/fourth?confirm=fourth", cookie=op1, csrf=op1x)
+report(st == 200 and js["keys_destroyed"] >= 5, "an operator deletes (crypto-shreds) a tenant", (st, js))
+
+# Off-boarding an operator.
+st, js, _, _ = call("DELETE", "/v1/operator/operators/" + me["id"], cookie=op1, csrf=op1x)
+report(st == 403, "an operator cannot disable themselves", (st, js))
+st, js, _, _ = call("DELETE", "/v1/operator/operators/%s/mfa" % me["id"], cookie=op1, csrf=op1x)
+report(st == 403, "nor reset their own second factor", (st, js))
+st, js, _, _ = call("DELETE", "/v1/operator/operators/" + op2_id, cookie=op1, csrf=op1x)
+st2, _, _, _ = call("GET", "/v1/auth/me", cookie=op2)
+report(st == 200 and st2 == 401, "disabling an operator ends their sessions at once", (st, st2))
 
 print("flows complete", flush=True)

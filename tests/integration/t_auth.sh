@@ -23,6 +23,15 @@ run_flows() { # LABEL
 	out=$("$COFFRE" tenant create third --data "$SRV_DIR/data" 2>&1); rc=$?
 	[ $rc = 2 ] && grep -q -- "--owner" <<<"$out" && ok "$label: tenant create without --owner: usage error" ||
 		fail "$label: tenant create without --owner" "rc=$rc $out"
+	# IA11: the first operator, over the admin socket only, once.
+	out=$("$COFFRE" --data "$SRV_DIR/data" --json operator create-first --email op1@ops.example 2>&1)
+	local optok
+	optok=$(jget setup_token <<<"$out")
+	[ -n "$optok" ] && ok "$label: coffre operator create-first prints the first operator's setup token" ||
+		fail "$label: coffre operator create-first" "$out"
+	out=$("$COFFRE" --data "$SRV_DIR/data" operator create-first --email op9@ops.example 2>&1); rc=$?
+	[ $rc = 1 ] && grep -q conflict <<<"$out" && ok "$label: create-first refuses once an operator exists" ||
+		fail "$label: a second create-first" "rc=$rc $out"
 	while IFS= read -r line; do
 		case "$line" in
 		"ok - "*) ok "$label: ${line#ok - }" ;;
@@ -31,8 +40,23 @@ run_flows() { # LABEL
 		"totp "*) read -r _ totp_secret totp_step <<<"$line" ;;
 		*) echo "# $line" ;;
 		esac
-	done < <("$PY" "$ROOT/tests/integration/auth_flow.py" "$URL" "$CA" "$SRV_DIR/data" "$adm_email" "$adm_pw" other "$ROOT/src/http/routes.c" 2>&1)
+	done < <(COFFRE_TEST_OP_TOKEN=$optok "$PY" "$ROOT/tests/integration/auth_flow.py" "$URL" "$CA" "$SRV_DIR/data" "$adm_email" "$adm_pw" other "$ROOT/src/http/routes.c" 2>&1)
 	[ $complete = 1 ] && ok "$label: the flows ran to their end" || fail "$label: the flows ran to their end (auth_flow.py stopped early)"
+	# IA11: the database itself refuses a grant approved by the operator who asked it (the
+	# same row approved by another operator goes in: the check is that one rule).
+	local ins="INSERT INTO break_glass (grant_id, tenant_id, operator_id, reason, access, minutes,
+		requested_at, approved_by, approver_kind, approved_at, expires_at) VALUES"
+	local self_ok= other_ok=
+	dbsql "$ins ('gself', 'x', 'u1', 'r', 'read', 60, 1, 'u1', 'operator', 1, 4000000000)" >/dev/null 2>&1 && self_ok=1
+	dbsql "$ins ('gother', 'x', 'u1', 'r', 'read', 60, 1, 'u2', 'operator', 1, 4000000000)" >/dev/null 2>&1 && other_ok=1
+	dbsql "DELETE FROM break_glass WHERE tenant_id = 'x'" >/dev/null 2>&1
+	[ -z "$self_ok" ] && [ -n "$other_ok" ] && ok "$label: the database refuses a break-glass grant approved by its own operator" ||
+		fail "$label: the database's check on break-glass approvals" "self=$self_ok other=$other_ok"
+	# Operators' actions are in the deployment's log, by operator.
+	out=$("$COFFRE" --data "$SRV_DIR/data" --json audit list --action tenant.create --limit 100 2>&1)
+	python3 -c 'import json,sys;e=[x for x in json.load(sys.stdin)["entries"] if x["resource"]=="fourth"];assert e and e[0]["actor_kind"]=="operator" and e[0]["privilege"]=="operator"' <<<"$out" &&
+		ok "$label: an operator's tenant creation is in the deployment's audit log, by that operator" ||
+		fail "$label: operators' actions in the deployment's log" "$out"
 	# ER4 with IA6: the owner's TOTP secret is sealed under the tenant's KEK; rotate, let
 	# the rewrap move it and destroy KEK v1, then log in with a code again.
 	"$COFFRE" --data "$SRV_DIR/data" keys rotate --tenant dev >/dev/null &&
@@ -74,6 +98,15 @@ print(n.get("dev", 0), n.get("-", 0))'
 		fail "$label: no secret in coffred's log" "$(grep -e "$adm_pw" -e cs_ -e eyJ "$SRV_ERR" | head -3)"
 	else
 		ok "$label: no password, secret or token in coffred's log"
+	fi
+}
+
+# SQL on the running server's database, SQLite or PostgreSQL (as its owner).
+dbsql() {
+	if [ -n "${STORE:-}" ]; then
+		pgsql -d "$db" -v ON_ERROR_STOP=1 -c "$1"
+	else
+		sqlite3 "$SRV_DIR/data/coffre.db" "$1"
 	fi
 }
 

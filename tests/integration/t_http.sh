@@ -115,6 +115,8 @@ def resolve(s):
     return s
 def check(schema, v, path):
     schema = resolve(schema)
+    if v is None and schema.get("nullable"):
+        return
     t = schema.get("type")
     kinds = {"object": dict, "array": list, "string": str, "boolean": bool}
     if t == "integer" and not (isinstance(v, int) and not isinstance(v, bool)):
