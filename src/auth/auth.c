@@ -15,6 +15,7 @@
 struct token_slot {
 	uint8_t hash[CF_SHA256_LEN];
 	struct cf_jwt_claims claims;
+	uint32_t key_version; /* the token key's version that signed it */
 	bool used;
 };
 
@@ -184,6 +185,21 @@ cf_err auth_verify_password(struct cf_auth *a, const char *phc, struct cf_span p
 	return err;
 }
 
+unsigned cf_password_classes(struct cf_span pw)
+{
+	bool lower = false, upper = false, digit = false, other = false;
+	for (size_t i = 0; i < pw.len; i++) {
+		uint8_t ch = pw.ptr[i];
+		lower = lower || (ch >= 'a' && ch <= 'z');
+		upper = upper || (ch >= 'A' && ch <= 'Z');
+		digit = digit || (ch >= '0' && ch <= '9');
+		/* Anything else, non-ASCII letters included, counts as other. */
+		other = other || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		                   (ch >= '0' && ch <= '9'));
+	}
+	return (unsigned)lower + (unsigned)upper + (unsigned)digit + (unsigned)other;
+}
+
 cf_err cf_auth_password_check(struct cf_auth *a, const char *tenant, const char *email,
                               struct cf_span pw)
 {
@@ -193,9 +209,16 @@ cf_err cf_auth_password_check(struct cf_auth *a, const char *tenant, const char 
 	size_t chars = 0;
 	for (size_t i = 0; i < pw.len; i++)
 		chars += (pw.ptr[i] & 0xC0) != 0x80;
-	unsigned min = auth_password_min(a, tenant);
+	struct auth_pw_policy pol;
+	CF_TRY(auth_password_policy(a, tenant, &pol));
+	unsigned min = pol.min;
 	CF_ENSURE(chars >= min, cf_err_fail(CF_E_WEAK_PASSWORD,
 	                                    "the password must have at least %u characters", min));
+	CF_ENSURE(cf_password_classes(pw) >= pol.classes,
+	          cf_err_fail(CF_E_WEAK_PASSWORD,
+	                      "the password must mix at least %u of: lower case, upper case, "
+	                      "digits, other characters",
+	                      pol.classes));
 	CF_ENSURE(pw.len <= 256,
 	          cf_err_fail(CF_E_WEAK_PASSWORD, "the password must be at most 256 bytes"));
 	CF_ENSURE(!memchr(pw.ptr, '\0', pw.len),
@@ -464,7 +487,7 @@ cf_err cf_auth_audit_record(struct cf_auth *a, const struct cf_auth_call *c, con
 
 /* --- authenticate ------------------------------------------------------------------------ */
 static bool cache_get(struct cf_auth *a, const uint8_t h[CF_SHA256_LEN], int64_t now,
-                      struct cf_jwt_claims *out)
+                      struct cf_jwt_claims *out, uint32_t *key_version)
 {
 	size_t i = ((size_t)h[0] | (size_t)h[1] << 8) & (CACHE_SLOTS - 1);
 	bool hit = false;
@@ -472,6 +495,7 @@ static bool cache_get(struct cf_auth *a, const uint8_t h[CF_SHA256_LEN], int64_t
 	struct token_slot *s = &a->cache[i];
 	if (s->used && memcmp(s->hash, h, CF_SHA256_LEN) == 0 && now < s->claims.exp) {
 		*out = s->claims;
+		*key_version = s->key_version;
 		hit = true;
 	}
 	pthread_mutex_unlock(&a->cache_mu);
@@ -479,13 +503,14 @@ static bool cache_get(struct cf_auth *a, const uint8_t h[CF_SHA256_LEN], int64_t
 }
 
 static void cache_put(struct cf_auth *a, const uint8_t h[CF_SHA256_LEN],
-                      const struct cf_jwt_claims *cl)
+                      const struct cf_jwt_claims *cl, uint32_t key_version)
 {
 	size_t i = ((size_t)h[0] | (size_t)h[1] << 8) & (CACHE_SLOTS - 1);
 	pthread_mutex_lock(&a->cache_mu);
 	a->cache[i].used = true;
 	memcpy(a->cache[i].hash, h, CF_SHA256_LEN);
 	a->cache[i].claims = *cl;
+	a->cache[i].key_version = key_version;
 	pthread_mutex_unlock(&a->cache_mu);
 }
 
@@ -678,13 +703,31 @@ static cf_err by_token(struct cf_auth *a, const char *tok, struct cf_principal *
 	uint8_t h[CF_SHA256_LEN];
 	CF_TRY(cf_sha256v(&t, 1, h));
 	struct cf_jwt_claims cl;
-	if (!cache_get(a, h, now, &cl)) {
-		uint8_t pub[CF_ED25519_PUB];
+	struct cf_deploy_pubs k;
+	CF_TRY(cf_keys_public_keys(a->keys, CF_DKEY_TOKEN, &k));
+	uint32_t signer = 0;
+	/* A cached token holds while the key that signed it does (IA9). */
+	bool hit = cache_get(a, h, now, &cl, &signer) &&
+	           (signer == k.version ||
+	            (signer + 1 == k.version && auth_token_overlap(a, &k, now)));
+	if (!hit) {
 		char kid[17];
-		CF_TRY(cf_keys_public(a->keys, CF_DKEY_TOKEN, pub));
-		cf_jwt_kid(pub, kid);
-		CF_TRY(cf_jwt_verify(t, pub, kid, a->public_url, now, &cl));
-		cache_put(a, h, &cl);
+		signer = k.version;
+		cf_jwt_kid(k.current, kid);
+		cf_err err = cf_jwt_verify(t, k.current, kid, a->public_url, now, &cl);
+		/* IA9: after a rotation, tokens the retired key signed hold until they expire. */
+		if (err == CF_E_INVALID_TOKEN && auth_token_overlap(a, &k, now)) {
+			char keep[256];
+			(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
+			cf_jwt_kid(k.previous, kid);
+			if (cf_jwt_verify(t, k.previous, kid, a->public_url, now, &cl) == CF_OK) {
+				err = CF_OK;
+				signer = k.version - 1;
+			} else
+				err = cf_err_fail(CF_E_INVALID_TOKEN, "%s", keep);
+		}
+		CF_TRY(err);
+		cache_put(a, h, &cl, signer);
 	}
 	/* Roles, the client's state and revocation come from the store on every request:
 	 * a disabled client's token stops at once (IA9, IA10). */

@@ -180,6 +180,9 @@ struct cf_login {
 	const char *email;
 	struct cf_span password;
 	const char *code, *recovery_code; /* NULL when not given */
+	/* IA3: a password past the tenant's maximum age gets CF_E_PASSWORD_EXPIRED; the same
+	 * login with a new password (len > 0) changes it and logs in. */
+	struct cf_span new_password;
 };
 CF_MUST cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c,
                              const struct cf_tenant_ref *t, const struct cf_login *in,
@@ -276,12 +279,24 @@ CF_MUST cf_err cf_auth_totp_confirm(struct cf_auth *a, const struct cf_auth_call
 /* An admin removes a user's TOTP (a lost phone): the user's sessions end. */
 CF_MUST cf_err cf_auth_totp_reset(struct cf_auth *a, const struct cf_auth_call *c,
                                   const struct cf_tenant_ref *t, const char *user);
-/* The tenant's policy: {"mfa_required", "password_min_length"}. */
+/* The tenant's policy: {"mfa_required", "mfa_required_roles", "password_min_length",
+ * "password_min_classes", "password_max_age_days", "password_history"}. */
 CF_MUST cf_err cf_auth_policy_get(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out);
-/* mfa_required: every user; roles (array, may be NULL): the holders of these roles. */
+/* mfa_required: every user; mfa_roles (array, may be NULL): the holders of these roles.
+ * Passwords (IA3): minimum length 12..128 (0: 12); classes of lower case, upper case,
+ * digits and others to mix, 0..4; maximum age in days (0: never expires); how many of
+ * the last passwords may not come back, 0..CF_AUTH_HISTORY_MAX (0: off). */
+#define CF_AUTH_HISTORY_MAX 12
+struct cf_auth_policy {
+	bool mfa_required;
+	const json_t *mfa_roles;
+	unsigned password_min, password_classes, password_max_age_days, password_history;
+};
 CF_MUST cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
-                                  const struct cf_tenant_ref *t, bool mfa_required,
-                                  const json_t *roles, unsigned password_min, json_t **out);
+                                  const struct cf_tenant_ref *t, const struct cf_auth_policy *in,
+                                  json_t **out);
+/* The classes a password mixes: lower case, upper case, digits, others (0..4). */
+unsigned cf_password_classes(struct cf_span pw);
 /* Registers the sealed TOTP secrets with the keyring's rewrap after a rotation (ER4). */
 CF_MUST cf_err cf_auth_register_rewrap(struct cf_auth *a);
 

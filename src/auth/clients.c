@@ -319,14 +319,32 @@ cf_err cf_auth_token_revoke(struct cf_auth *a, const struct cf_auth_call *c)
 	return cf_store_write_wait(a->store, p->tenant.id, revoke_fn, &r);
 }
 
+bool auth_token_overlap(const struct cf_auth *a, const struct cf_deploy_pubs *k, int64_t now)
+{
+	/* IA9: a retired token key checks tokens as long as one it signed may live: the
+	 * tokens' lifetime after the rotation, and a minute of clock skew. */
+	return k->has_previous && now < k->created_at + (int64_t)a->token_ttl + 60;
+}
+
+static json_t *jwk(const uint8_t pub[CF_ED25519_PUB])
+{
+	char kid[17], x[48];
+	cf_jwt_kid(pub, kid);
+	cf_b64url_encode(pub, CF_ED25519_PUB, x);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "OKP", "crv", "Ed25519", "x", x,
+	                 "kid", kid, "alg", "EdDSA", "use", "sig");
+}
+
 cf_err cf_auth_jwks(struct cf_auth *a, json_t **out)
 {
-	uint8_t pub[CF_ED25519_PUB];
-	char kid[17], x[48];
-	CF_TRY(cf_keys_public(a->keys, CF_DKEY_TOKEN, pub));
-	cf_jwt_kid(pub, kid);
-	cf_b64url_encode(pub, sizeof pub, x);
-	*out = json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s}]}", "keys", "kty", "OKP", "crv",
-	                 "Ed25519", "x", x, "kid", kid, "alg", "EdDSA", "use", "sig");
+	struct cf_deploy_pubs k;
+	CF_TRY(cf_keys_public_keys(a->keys, CF_DKEY_TOKEN, &k));
+	json_t *keys = json_pack("[o]", jwk(k.current));
+	if (keys && auth_token_overlap(a, &k, (int64_t)time(NULL)) &&
+	    json_array_append_new(keys, jwk(k.previous)) != 0) {
+		json_decref(keys);
+		keys = NULL;
+	}
+	*out = keys ? json_pack("{s:o}", "keys", keys) : NULL;
 	return *out ? CF_OK : CF_E_NOMEM;
 }

@@ -108,8 +108,21 @@ CF_MUST cf_err auth_notify_now(struct cf_notifier *nf, const char *to, const cha
                                const char *tenant, const char *token, int64_t expires_at);
 void auth_notify_later(struct cf_notifier *nf, const char *to, const char *kind, const char *tenant,
                        const char *token, int64_t expires_at);
-/* The tenant's minimum password length (12 when it set none). */
-unsigned auth_password_min(struct cf_auth *a, const char *tenant);
+/* Whether the retired token key still checks tokens (the overlap after a rotation). */
+bool auth_token_overlap(const struct cf_auth *a, const struct cf_deploy_pubs *k, int64_t now);
+/* The tenant's password policy (IA3): the defaults when it set none. */
+struct auth_pw_policy {
+	unsigned min, classes, max_age_days, history;
+};
+CF_MUST cf_err auth_password_policy(struct cf_auth *a, const char *tenant,
+                                    struct auth_pw_policy *out);
+/* IA3: whether pw is the user's current password or one of the history's (when the policy
+ * keeps n): CF_E_WEAK_PASSWORD then. */
+CF_MUST cf_err auth_history_check(struct cf_auth *a, const char *tenant, const char *user,
+                                  unsigned n, struct cf_span pw);
+/* Before a user's password changes: the current one joins the history, which keeps the
+ * n - 1 newest (n 0: none). In the change's transaction. */
+CF_MUST cf_err auth_history_push(struct cf_tx *tx, const char *user, int64_t now, unsigned n);
 /* The tenant's row (inside a transaction). */
 CF_MUST cf_err auth_tenant_tx(struct cf_tx *tx, const char *name, struct cf_tenant_ref *out);
 

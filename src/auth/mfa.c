@@ -450,7 +450,7 @@ struct policy_tx {
 	const char *tenant;
 	bool mfa_required;
 	char roles[16 * 64]; /* space-separated */
-	int64_t password_min;
+	struct auth_pw_policy pw;
 	struct cf_audit_prepared audit;
 };
 
@@ -459,7 +459,10 @@ static cf_err policy_row(const struct cf_row *row, void *ctx)
 	struct policy_tx *p = ctx;
 	p->mfa_required = cf_row_int(row, 0) != 0;
 	cf_span_to_str(cf_row_blob(row, 1), p->roles, sizeof p->roles);
-	p->password_min = cf_row_int(row, 2);
+	p->pw.min = (unsigned)cf_row_int(row, 2);
+	p->pw.classes = (unsigned)cf_row_int(row, 3);
+	p->pw.max_age_days = (unsigned)cf_row_int(row, 4);
+	p->pw.history = (unsigned)cf_row_int(row, 5);
 	return CF_OK;
 }
 
@@ -468,7 +471,8 @@ static cf_err policy_read(struct cf_tx *tx, void *ctx)
 	struct policy_tx *p = ctx;
 	struct cf_val k[] = {CF_V_TEXT(p->tenant)};
 	return cf_tx_query(tx,
-	                   "SELECT mfa_required, mfa_roles, password_min FROM tenant_policy"
+	                   "SELECT mfa_required, mfa_roles, password_min, password_classes,"
+	                   " password_max_age_days, password_history FROM tenant_policy"
 	                   " WHERE tenant_id = $1",
 	                   k, 1, policy_row, p);
 }
@@ -476,38 +480,59 @@ static cf_err policy_read(struct cf_tx *tx, void *ctx)
 static cf_err policy_write(struct cf_tx *tx, void *ctx)
 {
 	struct policy_tx *p = ctx;
-	struct cf_val k[] = {CF_V_TEXT(p->tenant), CF_V_INT(p->mfa_required ? 1 : 0),
-	                     CF_V_TEXT(p->roles), CF_V_INT(p->password_min)};
+	struct cf_val k[] = {CF_V_TEXT(p->tenant),    CF_V_INT(p->mfa_required ? 1 : 0),
+	                     CF_V_TEXT(p->roles),     CF_V_INT(p->pw.min),
+	                     CF_V_INT(p->pw.classes), CF_V_INT(p->pw.max_age_days),
+	                     CF_V_INT(p->pw.history)};
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM tenant_policy WHERE tenant_id = $1", k, 1, NULL));
 	CF_TRY(cf_tx_exec(tx,
 	                  "INSERT INTO tenant_policy (tenant_id, mfa_required, mfa_roles,"
-	                  " password_min) VALUES ($1, $2, $3, $4)",
-	                  k, 4, NULL));
+	                  " password_min, password_classes, password_max_age_days,"
+	                  " password_history) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	                  k, 7, NULL));
 	return cf_audit_append(tx, &p->audit);
 }
 
+static const struct auth_pw_policy pw_default = {.min = 12};
+
 cf_err cf_auth_policy_get(struct cf_auth *a, const struct cf_tenant_ref *t, json_t **out)
 {
-	struct policy_tx p = {.tenant = t->id, .password_min = 12};
+	struct policy_tx p = {.tenant = t->id, .pw = pw_default};
 	CF_TRY(cf_store_read(a->store, t->id, policy_read, &p));
 	json_t *roles = json_array();
 	char *save = NULL;
 	for (char *r = strtok_r(p.roles, " ", &save); roles && r; r = strtok_r(NULL, " ", &save))
 		(void)json_array_append_new(roles, json_string(r));
-	*out = json_pack("{s:b, s:o*, s:i}", "mfa_required", p.mfa_required, "mfa_required_roles",
-	                 roles, "password_min_length", (int)p.password_min);
+	*out = json_pack("{s:b, s:o*, s:i, s:i, s:i, s:i}", "mfa_required", p.mfa_required,
+	                 "mfa_required_roles", roles, "password_min_length", (int)p.pw.min,
+	                 "password_min_classes", (int)p.pw.classes, "password_max_age_days",
+	                 (int)p.pw.max_age_days, "password_history", (int)p.pw.history);
 	return *out ? CF_OK : CF_E_NOMEM;
 }
 
 cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
-                          const struct cf_tenant_ref *t, bool mfa_required, const json_t *roles,
-                          unsigned password_min, json_t **out)
+                          const struct cf_tenant_ref *t, const struct cf_auth_policy *in,
+                          json_t **out)
 {
+	bool mfa_required = in->mfa_required;
+	const json_t *roles = in->mfa_roles;
 	struct policy_tx p = {.tenant = t->id,
 	                      .mfa_required = mfa_required,
-	                      .password_min = password_min ? password_min : 12};
-	CF_ENSURE(p.password_min >= 12 && p.password_min <= 128,
+	                      .pw = {.min = in->password_min ? in->password_min : 12,
+	                             .classes = in->password_classes,
+	                             .max_age_days = in->password_max_age_days,
+	                             .history = in->password_history}};
+	/* IA3: the length is what counts (NIST SP 800-63B); classes, maximum age and
+	 * history are off unless a tenant's admin asks for them. */
+	CF_ENSURE(p.pw.min >= 12 && p.pw.min <= 128,
 	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_min_length is 12 to 128"));
+	CF_ENSURE(p.pw.classes <= 4,
+	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_min_classes is 0 to 4"));
+	CF_ENSURE(p.pw.max_age_days <= 3650,
+	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_max_age_days is 0 (never) to 3650"));
+	CF_ENSURE(p.pw.history <= CF_AUTH_HISTORY_MAX,
+	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_history is 0 (off) to %d",
+	                      CF_AUTH_HISTORY_MAX));
 	CF_ENSURE(!roles || (json_is_array(roles) && json_array_size(roles) <= 16),
 	          cf_err_fail(CF_E_WRONG_TYPE, "mfa_required_roles is an array of role names"));
 	for (size_t i = 0, n = 0; roles && i < json_array_size(roles); i++) {
@@ -609,11 +634,14 @@ cf_err cf_auth_register_rewrap(struct cf_auth *a)
 	return cf_keys_add_rewrap_source(a->keys, &src);
 }
 
-unsigned auth_password_min(struct cf_auth *a, const char *tenant)
+cf_err auth_password_policy(struct cf_auth *a, const char *tenant, struct auth_pw_policy *out)
 {
-	struct policy_tx p = {.tenant = tenant, .password_min = 12};
-	if (tenant && cf_store_read(a->store, tenant, policy_read, &p) != CF_OK)
-		p.password_min = 12; /* the default is the floor: never weaker on a failed read */
-	cf_err_detail_clear();
-	return p.password_min >= 12 && p.password_min <= 128 ? (unsigned)p.password_min : 12;
+	struct policy_tx p = {.tenant = tenant, .pw = pw_default};
+	/* A failed read fails the caller: a policy is never weaker for a database hiccup. */
+	if (tenant)
+		CF_TRY(cf_store_read(a->store, tenant, policy_read, &p));
+	if (p.pw.min < 12 || p.pw.min > 128)
+		p.pw.min = 12;
+	*out = p.pw;
+	return CF_OK;
 }

@@ -241,6 +241,8 @@ static cf_err delete_fn(struct cf_tx *tx, void *ctx)
 	                  NULL));
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM auth_links WHERE tenant_id = $1 AND user_id = $2", k, 2,
 	                  NULL));
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM password_history WHERE tenant_id = $1 AND user_id = $2",
+	                  k, 2, NULL));
 	CF_TRY(auth_grants_set(tx, "user", u->id, NULL, 0));
 	return cf_audit_append(tx, &u->audit);
 }
@@ -254,6 +256,75 @@ cf_err cf_auth_user_delete(struct cf_auth *a, const struct cf_auth_call *c,
 	return cf_store_write_wait(a->store, t->id, delete_fn, &u);
 }
 
+/* --- password history (IA3) ----------------------------------------------------------- */
+struct history_q {
+	const char *tenant, *user;
+	unsigned n;
+	char phc[CF_AUTH_HISTORY_MAX][160];
+	size_t count;
+};
+
+static cf_err history_row(const struct cf_row *row, void *ctx)
+{
+	struct history_q *q = ctx;
+	if (q->count < q->n && !cf_row_is_null(row, 0))
+		cf_span_to_str(cf_row_blob(row, 0), q->phc[q->count++], sizeof q->phc[0]);
+	return CF_OK;
+}
+
+static cf_err history_read(struct cf_tx *tx, void *ctx)
+{
+	struct history_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->user), CF_V_INT(q->n - 1)};
+	CF_TRY(cf_tx_query(tx, "SELECT password FROM users WHERE tenant_id = $1 AND user_id = $2",
+	                   v, 2, history_row, q));
+	return cf_tx_query(tx,
+	                   "SELECT phc FROM password_history WHERE tenant_id = $1 AND user_id = $2"
+	                   " ORDER BY changed_at DESC, phc DESC LIMIT $3",
+	                   v, 3, history_row, q);
+}
+
+cf_err auth_history_check(struct cf_auth *a, const char *tenant, const char *user, unsigned n,
+                          struct cf_span pw)
+{
+	if (n == 0)
+		return CF_OK;
+	struct history_q q = {.tenant = tenant, .user = user, .n = n};
+	cf_err err = cf_store_read(a->store, tenant, history_read, &q);
+	for (size_t i = 0; err == CF_OK && i < q.count; i++) {
+		cf_err v = auth_verify_password(a, q.phc[i], pw);
+		if (v == CF_OK)
+			err = cf_err_fail(CF_E_WEAK_PASSWORD,
+			                  "the password must not be one of the last %u used", n);
+		else if (v != CF_E_INTEGRITY)
+			err = v;
+	}
+	cf_wipe(q.phc, sizeof q.phc);
+	return err;
+}
+
+cf_err auth_history_push(struct cf_tx *tx, const char *user, int64_t now, unsigned n)
+{
+	const char *t = cf_tx_tenant(tx);
+	/* Every parameter is used by its statement (PostgreSQL types each one). */
+	struct cf_val v[] = {CF_V_TEXT(t), CF_V_TEXT(user), CF_V_INT(n ? n - 1 : 0)};
+	struct cf_val w[] = {CF_V_TEXT(t), CF_V_TEXT(user), CF_V_INT(now)};
+	if (n > 1)
+		CF_TRY(cf_tx_exec(
+		        tx,
+		        "INSERT INTO password_history (tenant_id, user_id, phc, changed_at)"
+		        " SELECT tenant_id, user_id, password, CAST($3 AS BIGINT) FROM users"
+		        " WHERE tenant_id = $1 AND user_id = $2 AND password IS NOT NULL"
+		        " ON CONFLICT DO NOTHING",
+		        w, 3, NULL));
+	/* Only what the policy keeps: turning the history off forgets it. */
+	return cf_tx_exec(tx,
+	                  "DELETE FROM password_history WHERE tenant_id = $1 AND user_id = $2"
+	                  " AND phc NOT IN (SELECT phc FROM password_history WHERE tenant_id = $1"
+	                  " AND user_id = $2 ORDER BY changed_at DESC, phc DESC LIMIT $3)",
+	                  v, 3, NULL);
+}
+
 /* --- setup links ------------------------------------------------------------------------- */
 struct link_q {
 	uint8_t mac[CF_HMAC_LEN];
@@ -265,6 +336,7 @@ struct link_q {
 	char phc[160];
 	int64_t now;
 	const char *tenant;
+	unsigned history;
 	struct cf_audit_prepared audit;
 };
 
@@ -305,6 +377,7 @@ static cf_err link_use(struct cf_tx *tx, void *ctx)
 	                  v, 3, &n));
 	CF_ENSURE(n == 1,
 	          cf_err_fail(CF_E_BAD_CREDENTIALS, "the link is invalid, used or expired"));
+	CF_TRY(auth_history_push(tx, q->user, q->now, q->history));
 	struct cf_val u[] = {CF_V_TEXT(q->phc), CF_V_INT(q->now), CF_V_TEXT(q->tenant),
 	                     CF_V_TEXT(q->user)};
 	CF_TRY(cf_tx_exec(tx,
@@ -341,6 +414,10 @@ cf_err cf_auth_setup(struct cf_auth *a, const struct cf_auth_call *c, const stru
 	}
 	CF_TRY(err);
 	CF_TRY(cf_auth_password_check(a, t->id, q.email, pw));
+	struct auth_pw_policy pol;
+	CF_TRY(auth_password_policy(a, t->id, &pol));
+	q.history = pol.history;
+	CF_TRY(auth_history_check(a, t->id, q.user, pol.history, pw));
 	CF_TRY(auth_hash_password(a, pw, q.phc));
 	struct cf_auth_call self = {.request_id = c->request_id, .source = c->source};
 	err = cf_auth_audit_prepare(a, &self, t->id, "user.setup", q.user, CF_OUTCOME_OK, CF_OK,
@@ -360,8 +437,10 @@ struct login_q {
 	char state[16];
 	char phc[160];
 	char new_phc[160];
+	bool renewed; /* new_phc is a new password (IA3), not a rehash */
+	unsigned history;
 	uint8_t mac[CF_HMAC_LEN];
-	int64_t now, expires;
+	int64_t now, expires, password_at;
 	struct cf_audit_prepared audit;
 	/* the second factor used by a login */
 	struct cf_auth *a;
@@ -378,6 +457,7 @@ static cf_err login_row(const struct cf_row *row, void *ctx)
 	if (!cf_row_is_null(row, 2))
 		cf_span_to_str(cf_row_blob(row, 2), q->phc, sizeof q->phc);
 	cf_span_to_str(cf_row_blob(row, 3), q->mail, sizeof q->mail);
+	q->password_at = cf_row_is_null(row, 4) ? 0 : cf_row_int(row, 4);
 	return CF_OK;
 }
 
@@ -386,12 +466,13 @@ static cf_err login_read(struct cf_tx *tx, void *ctx)
 {
 	struct login_q *q = ctx;
 	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->email ? q->email : q->user)};
-	return cf_tx_query(tx,
-	                   q->email ? "SELECT user_id, state, password, email FROM users"
-	                              " WHERE tenant_id = $1 AND email = $2"
-	                            : "SELECT user_id, state, password, email FROM users"
-	                              " WHERE tenant_id = $1 AND user_id = $2",
-	                   v, 2, login_row, q);
+	return cf_tx_query(
+	        tx,
+	        q->email ? "SELECT user_id, state, password, email, password_at FROM users"
+	                   " WHERE tenant_id = $1 AND email = $2"
+	                 : "SELECT user_id, state, password, email, password_at FROM users"
+	                   " WHERE tenant_id = $1 AND user_id = $2",
+	        v, 2, login_row, q);
 }
 
 static cf_err login_write(struct cf_tx *tx, void *ctx)
@@ -413,7 +494,23 @@ static cf_err login_write(struct cf_tx *tx, void *ctx)
 	CF_TRY(cf_tx_exec(
 	        tx, "UPDATE users SET last_login_at = $1 WHERE tenant_id = $2 AND user_id = $3", u,
 	        3, NULL));
-	if (q->new_phc[0]) {
+	if (q->renewed) {
+		/* IA3: an expired password replaced at login. */
+		CF_TRY(auth_history_push(tx, q->user, q->now, q->history));
+		struct cf_val r[] = {CF_V_TEXT(q->new_phc), CF_V_INT(q->now), CF_V_TEXT(q->tenant),
+		                     CF_V_TEXT(q->user)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "UPDATE users SET password = $1, password_at = $2"
+		                  " WHERE tenant_id = $3 AND user_id = $4",
+		                  r, 4, NULL));
+		/* As for any change: whoever knew the old password is out. */
+		struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->user),
+		                     CF_V_BLOB(q->mac, sizeof q->mac)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2"
+		                  " AND mac <> $3",
+		                  k, 3, NULL));
+	} else if (q->new_phc[0]) {
 		/* IA3: the parameters changed since this hash was made: keep the new one. */
 		struct cf_val r[] = {CF_V_TEXT(q->new_phc), CF_V_TEXT(q->tenant),
 		                     CF_V_TEXT(q->user)};
@@ -453,6 +550,36 @@ static cf_err second_factor(struct cf_auth *a, const struct cf_auth_call *c,
 	return cf_err_fail(err, "wrong or reused code");
 }
 
+/* IA3: a password older than the tenant's maximum age must be replaced to log in: with
+ * new_password, checked like any new one, it is (in the login's transaction). */
+static cf_err expiry(struct cf_auth *a, const struct cf_auth_call *c, const struct cf_tenant_ref *t,
+                     const struct cf_login *in, struct login_q *q)
+{
+	struct auth_pw_policy pol;
+	CF_TRY(auth_password_policy(a, t->id, &pol));
+	q->history = pol.history;
+	bool expired =
+	        pol.max_age_days && q->now - q->password_at > (int64_t)pol.max_age_days * 86400;
+	if (!expired)
+		return CF_OK;
+	if (!in->new_password.len) {
+		CF_TRY(cf_auth_audit_record(a, c, t->id, "auth.login", q->user, CF_OUTCOME_DENIED,
+		                            CF_E_PASSWORD_EXPIRED));
+		return cf_err_fail(CF_E_PASSWORD_EXPIRED,
+		                   "the password is older than %u days: log in again with "
+		                   "new_password",
+		                   pol.max_age_days);
+	}
+	CF_ENSURE(!(in->new_password.len == in->password.len &&
+	            memcmp(in->new_password.ptr, in->password.ptr, in->password.len) == 0),
+	          cf_err_fail(CF_E_WEAK_PASSWORD, "the new password must differ from the old"));
+	CF_TRY(cf_auth_password_check(a, t->id, q->mail, in->new_password));
+	CF_TRY(auth_history_check(a, t->id, q->user, pol.history, in->new_password));
+	CF_TRY(auth_hash_password(a, in->new_password, q->new_phc));
+	q->renewed = true;
+	return CF_OK;
+}
+
 cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const struct cf_tenant_ref *t,
                      const struct cf_login *in, char cookie[CF_AUTH_COOKIE_MAX], json_t **out)
 {
@@ -489,6 +616,7 @@ cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const stru
 	cf_wipe(q.phc, sizeof q.phc);
 	CF_TRY(mfa);
 	CF_TRY(err);
+	CF_TRY(expiry(a, c, t, in, &q));
 	char secret[64];
 	CF_TRY(auth_secret("", SECRET_LEN, secret, sizeof secret));
 	err = auth_mac(a, t->id, "session", cf_span_str(secret), q.mac);
@@ -556,6 +684,7 @@ cf_err cf_auth_logout(struct cf_auth *a, const struct cf_auth_call *c)
 static cf_err change_write(struct cf_tx *tx, void *ctx)
 {
 	struct login_q *q = ctx;
+	CF_TRY(auth_history_push(tx, q->user, q->now, q->history));
 	struct cf_val u[] = {CF_V_TEXT(q->new_phc), CF_V_INT(q->now), CF_V_TEXT(q->tenant),
 	                     CF_V_TEXT(q->user)};
 	CF_TRY(cf_tx_exec(tx,
@@ -594,6 +723,10 @@ cf_err cf_auth_password_change(struct cf_auth *a, const struct cf_auth_call *c,
 	}
 	CF_TRY(v);
 	CF_TRY(cf_auth_password_check(a, p->tenant.id, q.mail, next));
+	struct auth_pw_policy pol;
+	CF_TRY(auth_password_policy(a, p->tenant.id, &pol));
+	q.history = pol.history;
+	CF_TRY(auth_history_check(a, p->tenant.id, p->id, pol.history, next));
 	CF_TRY(auth_hash_password(a, next, q.new_phc));
 	cf_err err = cf_auth_audit_prepare(a, c, p->tenant.id, "user.password", p->id,
 	                                   CF_OUTCOME_OK, CF_OK, &q.audit);
@@ -865,7 +998,7 @@ cf_err cf_auth_reauth(struct cf_auth *a, const struct cf_auth_call *c, const str
 	CF_TRY(cf_store_read(a->store, p->tenant.id, login_read, &q));
 	cf_wipe(q.phc, sizeof q.phc);
 	CF_ENSURE(q.found, CF_E_UNAUTHENTICATED);
-	struct cf_login li = {q.mail, in->password, in->code, in->recovery_code};
+	struct cf_login li = {q.mail, in->password, in->code, in->recovery_code, in->new_password};
 	CF_TRY(cf_auth_login(a, c, &p->tenant, &li, cookie, out));
 	/* The old session goes: a step-up never leaves two. */
 	struct login_q old = {.tenant = p->tenant.id};

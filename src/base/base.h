@@ -66,6 +66,8 @@
 	X(CF_E_INVALID_TOKEN, "invalid_token", 401, "the token is malformed, expired or revoked")  \
 	X(CF_E_CSRF, "csrf_failed", 403, "a cookie-authenticated write needs its X-CSRF-Token")    \
 	X(CF_E_WEAK_PASSWORD, "weak_password", 422, "the password does not meet the policy")       \
+	X(CF_E_PASSWORD_EXPIRED, "password_expired", 403,                                          \
+	  "the password has expired: log in again with a new_password")                            \
 	X(CF_E_MFA_REQUIRED, "mfa_required", 401,                                                  \
 	  "this account needs its TOTP code or a recovery code")                                   \
 	X(CF_E_MFA_ENROLL, "mfa_enrollment_required", 403,                                         \

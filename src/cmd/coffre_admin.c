@@ -66,10 +66,13 @@ static const char tenant_usage[] =
         "Exit status: 0 success, 1 failure, 2 bad usage.\n";
 
 static const char keys_usage[] =
-        "usage: coffre keys <rotate|status> [--tenant NAME] [options]\n"
+        "usage: coffre keys <rotate|rotate-token|status> [--tenant NAME] [options]\n"
         "\n"
         "  rotate --tenant NAME   a new KEK version, used at once; the old one turns\n"
         "                         decrypt-only and a background job rewraps onto the new\n"
+        "  rotate-token           a new key signs access tokens (JWKS lists both); the\n"
+        "                         old one's private key is destroyed, its public key\n"
+        "                         checks its tokens until they expire (docs/access.md)\n"
         "  status [--tenant NAME] [--wait]\n"
         "                         KEK versions, their states, rewrap progress; --wait\n"
         "                         polls until no rewrap runs (progress on a terminal)\n"
@@ -621,6 +624,15 @@ static int cmd_keys(const struct cli *cli, const char *sub)
 			       "background (coffre keys status)\n",
 			       cli->tenant,
 			       (long long)json_integer_value(json_object_get(r, "kek_version")));
+	} else if (strcmp(sub, "rotate-token") == 0) {
+		r = cli_admin_run(cli, what, json_pack("{s:s}", "op", "keys_rotate_token"), &rc);
+		json_t *keys = json_object_get(json_object_get(r, "jwks"), "keys");
+		if (r && !cli->json)
+			printf("token signing key v%lld (kid %s) signs from now on; the one "
+			       "before\n"
+			       "checks the tokens it signed until they expire (auth.token_ttl)\n",
+			       (long long)json_integer_value(json_object_get(r, "version")),
+			       json_string_value(json_object_get(json_array_get(keys, 0), "kid")));
 	} else if (strcmp(sub, "status") == 0) {
 		bool tty = isatty(STDERR_FILENO);
 		for (;;) {

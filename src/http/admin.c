@@ -183,13 +183,21 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 	size_t oplen = 0;
 	CF_TRY(cf_json_get_str(req, "op", true, 32, &op, &oplen));
 	CF_ENSURE(op, CF_E_MISSING_FIELD);
-	static const char *const ops[] = {"audit_list",     "status",
-	                                  "init",           "rekey",
-	                                  "unseal",         "seal",
-	                                  "tenant_list",    "tenant_create",
-	                                  "tenant_suspend", "tenant_resume",
-	                                  "tenant_delete",  "keys_rotate",
-	                                  "keys_status",    "operator_create_first"};
+	static const char *const ops[] = {"audit_list",
+	                                  "status",
+	                                  "init",
+	                                  "rekey",
+	                                  "unseal",
+	                                  "seal",
+	                                  "tenant_list",
+	                                  "tenant_create",
+	                                  "tenant_suspend",
+	                                  "tenant_resume",
+	                                  "tenant_delete",
+	                                  "keys_rotate",
+	                                  "keys_status",
+	                                  "operator_create_first",
+	                                  "keys_rotate_token"};
 	bool known = false;
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		known = known || strcmp(op, ops[i]) == 0;
@@ -271,6 +279,17 @@ static cf_err dispatch(struct cf_admin *a, const json_t *req, json_t **reply)
 		json_t *arr = NULL;
 		CF_TRY(cf_vault_tenant_list(a->store, &arr));
 		*reply = json_pack("{s:b, s:o}", "ok", 1, "tenants", arr);
+		return *reply ? CF_OK : CF_E_NOMEM;
+	}
+	if (strcmp(op, "keys_rotate_token") == 0) {
+		/* IA9: a new token signing key; the old one checks its tokens until they expire. */
+		CF_TRY(cf_json_only_keys(req, keys_op));
+		uint32_t v = 0;
+		CF_TRY(cf_keys_deploy_rotate(kr, CF_DKEY_TOKEN, &v));
+		json_t *jwks = NULL;
+		CF_TRY(cf_auth_jwks(a->auth, &jwks));
+		*reply = json_pack("{s:b, s:I, s:o}", "ok", 1, "version", (json_int_t)v, "jwks",
+		                   jwks);
 		return *reply ? CF_OK : CF_E_NOMEM;
 	}
 	/* The rest name a tenant. */
@@ -360,6 +379,7 @@ static const char *audited_action(const char *op)
 	        {"tenant_delete", "tenant.delete"},
 	        {"keys_rotate", "keys.rotate"},
 	        {"operator_create_first", "operator.create_first"},
+	        {"keys_rotate_token", "keys.rotate_token"},
 	};
 	for (size_t i = 0; op && i < sizeof map / sizeof map[0]; i++)
 		if (strcmp(op, map[i][0]) == 0)

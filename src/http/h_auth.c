@@ -54,11 +54,11 @@ static void param(struct cf_req *req, const char *name, char *out, size_t cap)
  * session cookie and its CSRF token. */
 static cf_err session_call(struct cf_req *req, const struct cf_tenant_ref *t)
 {
-	static const char *const login_keys[] = {"email", "password", "code", "recovery_code",
-	                                         NULL};
+	static const char *const login_keys[] = {"email",         "password",     "code",
+	                                         "recovery_code", "new_password", NULL};
 	json_t *in = NULL;
 	CF_TRY(cf_h_body(req, t ? login_keys : login_keys + 1, &in));
-	const char *email = NULL, *pw = NULL, *code = NULL, *recovery = NULL;
+	const char *email = NULL, *pw = NULL, *code = NULL, *recovery = NULL, *next = NULL;
 	size_t n = 0;
 	cf_err e = t ? cf_h_need(in, "email", 254, &email) : CF_OK;
 	if (e == CF_OK)
@@ -67,10 +67,13 @@ static cf_err session_call(struct cf_req *req, const struct cf_tenant_ref *t)
 		e = cf_json_get_str(in, "code", false, 16, &code, &n);
 	if (e == CF_OK)
 		e = cf_json_get_str(in, "recovery_code", false, 64, &recovery, &n);
+	if (e == CF_OK)
+		e = cf_json_get_str(in, "new_password", false, 1024, &next, &n);
 	char cookie[CF_AUTH_COOKIE_MAX];
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
-	struct cf_login li = {email, cf_span_str(pw ? pw : ""), code, recovery};
+	struct cf_login li = {email, cf_span_str(pw ? pw : ""), code, recovery,
+	                      cf_span_str(next ? next : "")};
 	if (e == CF_OK)
 		e = t ? cf_auth_login(cf_req_auth(req), &call, t, &li, cookie, &out)
 		      : cf_auth_reauth(cf_req_auth(req), &call, &li, cookie, &out);
@@ -417,21 +420,37 @@ cf_err cf_h_policy_get(struct cf_req *req)
 
 cf_err cf_h_policy_set(struct cf_req *req)
 {
-	static const char *const keys[] = {"mfa_required", "mfa_required_roles",
-	                                   "password_min_length", NULL};
+	static const char *const keys[] = {"mfa_required",
+	                                   "mfa_required_roles",
+	                                   "password_min_length",
+	                                   "password_min_classes",
+	                                   "password_max_age_days",
+	                                   "password_history",
+	                                   NULL};
 	json_t *in = NULL;
 	CF_TRY(cf_h_body(req, keys, &in));
 	bool mfa = false;
 	cf_err e = cf_json_get_bool(in, "mfa_required", true, &mfa);
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
-	int64_t min = 12;
+	int64_t min = 12, classes = 0, age = 0, history = 0;
 	if (e == CF_OK)
 		e = cf_json_get_int(in, "password_min_length", false, 12, 128, &min);
 	if (e == CF_OK)
-		e = cf_auth_policy_set(cf_req_auth(req), &call, own_tenant(req), mfa,
-		                       json_object_get(in, "mfa_required_roles"), (unsigned)min,
-		                       &out);
+		e = cf_json_get_int(in, "password_min_classes", false, 0, 4, &classes);
+	if (e == CF_OK)
+		e = cf_json_get_int(in, "password_max_age_days", false, 0, 3650, &age);
+	if (e == CF_OK)
+		e = cf_json_get_int(in, "password_history", false, 0, CF_AUTH_HISTORY_MAX,
+		                    &history);
+	struct cf_auth_policy pol = {.mfa_required = mfa,
+	                             .mfa_roles = json_object_get(in, "mfa_required_roles"),
+	                             .password_min = (unsigned)min,
+	                             .password_classes = (unsigned)classes,
+	                             .password_max_age_days = (unsigned)age,
+	                             .password_history = (unsigned)history};
+	if (e == CF_OK)
+		e = cf_auth_policy_set(cf_req_auth(req), &call, own_tenant(req), &pol, &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);

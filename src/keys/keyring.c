@@ -83,6 +83,11 @@ struct cf_keyring {
 	size_t ntenants, cap_tenants;
 	struct cf_secbuf *dseed[CF_DKEY_COUNT];
 	uint8_t dpub[CF_DKEY_COUNT][CF_ED25519_PUB];
+	uint32_t dversion[CF_DKEY_COUNT];
+	int64_t dcreated[CF_DKEY_COUNT];
+	/* the version before, retired: its public key only, for the overlap (IA9) */
+	bool dprev_set[CF_DKEY_COUNT];
+	uint8_t dprev[CF_DKEY_COUNT][CF_ED25519_PUB];
 	/* shares given so far while sealed */
 	struct cf_secbuf *pending;
 	unsigned npending;
@@ -511,8 +516,10 @@ static void wipe_unsealed(struct cf_keyring *kr)
 	free(kr->tenants);
 	kr->tenants = NULL;
 	kr->ntenants = kr->cap_tenants = 0;
-	for (size_t i = 0; i < CF_DKEY_COUNT; i++)
+	for (size_t i = 0; i < CF_DKEY_COUNT; i++) {
 		cf_secbuf_free(&kr->dseed[i]);
+		kr->dprev_set[i] = false;
+	}
 	rk_free(&kr->rk);
 	cf_secbuf_free(&kr->pending);
 	kr->npending = 0;
@@ -617,6 +624,16 @@ static cf_err load_deploy_row(const struct cf_row *row, void *ctx)
 	int64_t which = cf_row_int(row, 0);
 	CF_ENSURE(which >= 0 && which < CF_DKEY_COUNT, CF_E_INTEGRITY);
 	uint32_t version = (uint32_t)cf_row_int(row, 1), rkv = (uint32_t)cf_row_int(row, 2);
+	if (cf_row_blob(row, 3).len == 0) {
+		/* A retired version: its private key destroyed at the rotation, its public key
+		 * kept to check what it signed during the overlap. */
+		struct cf_span pub = cf_row_blob(row, 4);
+		CF_ENSURE(pub.len == CF_ED25519_PUB,
+		          cf_err_fail(CF_E_INTEGRITY, "keystore: a deployment key is damaged"));
+		memcpy(kr->dprev[which], pub.ptr, CF_ED25519_PUB);
+		kr->dprev_set[which] = true;
+		return CF_OK;
+	}
 	uint8_t ad[AD_MAX_KR];
 	size_t nad = ad_deploy(ad, (enum cf_deploy_key)which, version, rkv);
 	struct cf_secbuf *seed = NULL;
@@ -630,6 +647,8 @@ static cf_err load_deploy_row(const struct cf_row *row, void *ctx)
 	cf_secbuf_free(&kr->dseed[which]); /* the latest version wins (rows come in order) */
 	kr->dseed[which] = seed;
 	memcpy(kr->dpub[which], pub.ptr, CF_ED25519_PUB);
+	kr->dversion[which] = version;
+	kr->dcreated[which] = cf_row_int(row, 5);
 	return CF_OK;
 }
 
@@ -641,8 +660,8 @@ static cf_err load_all(struct cf_tx *tx, void *ctx)
 	        " FROM ks_kek WHERE state <> 'destroyed'";
 	static const char q_p[] = "SELECT tenant_id, purpose, version, kek_version, wrapped"
 	                          " FROM ks_purpose";
-	static const char q_d[] = "SELECT name, version, rk_version, wrapped, public_key"
-	                          " FROM ks_deploy ORDER BY name, version";
+	static const char q_d[] = "SELECT name, version, rk_version, wrapped, public_key,"
+	                          " created_at FROM ks_deploy ORDER BY name, version";
 	CF_TRY(cf_tx_query(tx, q_t, NULL, 0, load_tenant_row, ctx));
 	CF_TRY(cf_tx_query(tx, q_k, NULL, 0, load_kek_row, ctx));
 	CF_TRY(cf_tx_query(tx, q_p, NULL, 0, load_purpose_row, ctx));
@@ -1031,18 +1050,21 @@ static cf_err rekey_fn(struct cf_tx *tx, void *ctx)
 		CF_ENSURE(n == 1,
 		          cf_err_fail(CF_E_CONFLICT, "the keystore changed during the rekey"));
 	}
-	/* Deployment keys: every version is replaced by one row under the new RK. */
-	CF_TRY(cf_tx_exec(tx, "DELETE FROM ks_deploy", NULL, 0, NULL));
+	/* Deployment keys: each current version is rewrapped under the new RK (a retired
+	 * version holds no private key: nothing to rewrap). */
 	for (unsigned i = 0; i < CF_DKEY_COUNT; i++) {
 		struct cf_val d[] = {CF_V_INT(i), CF_V_INT(r->nrk->version),
 		                     CF_V_BLOB(r->d[i].wrapped, r->d[i].wlen),
-		                     CF_V_BLOB(r->d[i].pub, CF_ED25519_PUB), CF_V_INT(now)};
-		CF_TRY(cf_tx_exec(
-		        tx,
-		        "INSERT INTO ks_deploy (name, version, rk_version, wrapped, public_key,"
-		        " created_at) VALUES ($1, 1, $2, $3, $4, $5)",
-		        d, 5, NULL));
+		                     CF_V_INT(r->kr->dversion[i])};
+		int64_t n = 0;
+		CF_TRY(cf_tx_exec(tx,
+		                  "UPDATE ks_deploy SET rk_version = $2, wrapped = $3"
+		                  " WHERE name = $1 AND version = $4",
+		                  d, 4, &n));
+		CF_ENSURE(n == 1,
+		          cf_err_fail(CF_E_CONFLICT, "the keystore changed during the rekey"));
 	}
+	(void)now;
 	struct cf_val m[] = {CF_V_TEXT(r->provider),
 	                     CF_V_INT(r->nrk->version),
 	                     CF_V_BLOB(r->check, r->check_len),
@@ -1104,7 +1126,7 @@ cf_err cf_keys_rekey(struct cf_keyring *kr, const struct cf_rk_secret *s,
 		CF_ENSURE_OUT(kr->dseed[i],
 		              cf_err_fail(CF_E_INTEGRITY, "a deployment key is missing"), out_nrk);
 		uint8_t ad[AD_MAX_KR];
-		size_t nad = ad_deploy(ad, (enum cf_deploy_key)i, 1, nrk.version);
+		size_t nad = ad_deploy(ad, (enum cf_deploy_key)i, kr->dversion[i], nrk.version);
 		memcpy(r.d[i].pub, kr->dpub[i], CF_ED25519_PUB);
 		CF_TRY_OUT(rk_wrap(&nrk, (struct cf_span){ad, nad},
 		                   (struct cf_span){kr->dseed[i]->ptr, kr->dseed[i]->len},
@@ -1923,6 +1945,98 @@ cf_err cf_keys_sign(struct cf_keyring *kr, enum cf_deploy_key which, struct cf_s
 		err = kr->dseed[which]
 		              ? cf_ed25519_sign(kr->dseed[which]->ptr, kr->dpub[which], msg, sig)
 		              : CF_E_INTERNAL;
+	pthread_rwlock_unlock(&kr->lock);
+	return err;
+}
+
+struct drot_tx {
+	enum cf_deploy_key which;
+	uint32_t version, rk_version;
+	struct dkey_new d;
+};
+
+static cf_err drot_fn(struct cf_tx *tx, void *ctx)
+{
+	struct drot_tx *r = ctx;
+	static const uint8_t none[1] = {0};
+	struct cf_val v[] = {CF_V_INT(r->which), CF_V_INT(r->version - 1), CF_V_BLOB(none, 0)};
+	/* The version before the current goes for good; the current one keeps its public
+	 * key only (its private key is destroyed now: it signs nothing more). */
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM ks_deploy WHERE name = $1 AND version < $2", v, 2,
+	                  NULL));
+	int64_t n = 0;
+	CF_TRY(cf_tx_exec(tx, "UPDATE ks_deploy SET wrapped = $3 WHERE name = $1 AND version = $2",
+	                  v, 3, &n));
+	CF_ENSURE(n == 1, cf_err_fail(CF_E_CONFLICT, "the keystore changed during the rotation"));
+	struct cf_val d[] = {CF_V_INT(r->which),
+	                     CF_V_INT(r->version),
+	                     CF_V_INT(r->rk_version),
+	                     CF_V_BLOB(r->d.wrapped, r->d.wlen),
+	                     CF_V_BLOB(r->d.pub, CF_ED25519_PUB),
+	                     CF_V_INT(now_s())};
+	return cf_tx_exec(tx,
+	                  "INSERT INTO ks_deploy (name, version, rk_version, wrapped, public_key,"
+	                  " created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+	                  d, 6, NULL);
+}
+
+cf_err cf_keys_deploy_rotate(struct cf_keyring *kr, enum cf_deploy_key which, uint32_t *new_version)
+{
+	/* The checkpoint key signs what verifiers keep for years: it does not rotate here. */
+	CF_ENSURE(which == CF_DKEY_TOKEN,
+	          cf_err_fail(CF_E_INVALID, "only the token signing key rotates"));
+	pthread_rwlock_wrlock(&kr->lock);
+	uint8_t seed[CF_ED25519_SEED];
+	struct cf_secbuf *keep = NULL;
+	struct drot_tx r = {.which = which};
+	cf_err err = need_unsealed(kr);
+	CF_TRY_OUT(err, out);
+	CF_ENSURE_OUT(kr->dseed[which], CF_E_INTERNAL, out);
+	r.version = kr->dversion[which] + 1;
+	r.rk_version = kr->rk.version;
+	uint8_t ad[AD_MAX_KR];
+	size_t nad = ad_deploy(ad, which, r.version, r.rk_version);
+	CF_TRY_OUT(cf_crypto_random_key(seed, sizeof seed), out);
+	CF_TRY_OUT(cf_ed25519_keypair(seed, r.d.pub), out);
+	CF_TRY_OUT(rk_wrap(&kr->rk, (struct cf_span){ad, nad}, (struct cf_span){seed, sizeof seed},
+	                   r.d.wrapped, &r.d.wlen),
+	           out);
+	CF_TRY_OUT(cf_secbuf_new(CF_ED25519_SEED, &keep), out);
+	CF_ENSURE_OUT(keep, CF_E_NOMEM, out);
+	memcpy(keep->ptr, seed, sizeof seed);
+	CF_TRY_OUT(cf_store_write_wait(kr->ks, NULL, drot_fn, &r), out);
+	memcpy(kr->dprev[which], kr->dpub[which], CF_ED25519_PUB);
+	kr->dprev_set[which] = true;
+	cf_secbuf_free(&kr->dseed[which]);
+	kr->dseed[which] = keep;
+	keep = NULL;
+	memcpy(kr->dpub[which], r.d.pub, CF_ED25519_PUB);
+	kr->dversion[which] = r.version;
+	kr->dcreated[which] = now_s();
+	*new_version = r.version;
+	cf_log(CF_LOG_INFO, NULL, "deploy_key_rotated", "deployment key %d: version %u", (int)which,
+	       r.version);
+out:
+	cf_wipe(seed, sizeof seed);
+	cf_secbuf_free(&keep);
+	pthread_rwlock_unlock(&kr->lock);
+	return err;
+}
+
+cf_err cf_keys_public_keys(struct cf_keyring *kr, enum cf_deploy_key which,
+                           struct cf_deploy_pubs *out)
+{
+	CF_ENSURE((unsigned)which < CF_DKEY_COUNT, CF_E_INVALID);
+	pthread_rwlock_rdlock(&kr->lock);
+	cf_err err = need_unsealed(kr);
+	if (err == CF_OK) {
+		memcpy(out->current, kr->dpub[which], CF_ED25519_PUB);
+		out->version = kr->dversion[which];
+		out->created_at = kr->dcreated[which];
+		out->has_previous = kr->dprev_set[which];
+		if (out->has_previous)
+			memcpy(out->previous, kr->dprev[which], CF_ED25519_PUB);
+	}
 	pthread_rwlock_unlock(&kr->lock);
 	return err;
 }

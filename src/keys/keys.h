@@ -282,6 +282,23 @@ CF_MUST cf_err cf_keys_sign(struct cf_keyring *kr, enum cf_deploy_key which, str
 CF_MUST cf_err cf_keys_public(struct cf_keyring *kr, enum cf_deploy_key which,
                               uint8_t pub[CF_ED25519_PUB]);
 
+/* A deployment key's public keys: the current version (signing since created_at) and,
+ * after a rotation, the version before it, retired (its private key destroyed), whose
+ * public key still checks what it signed during the overlap (IA9). */
+struct cf_deploy_pubs {
+	uint8_t current[CF_ED25519_PUB], previous[CF_ED25519_PUB];
+	uint32_t version;
+	int64_t created_at;
+	bool has_previous;
+};
+CF_MUST cf_err cf_keys_public_keys(struct cf_keyring *kr, enum cf_deploy_key which,
+                                   struct cf_deploy_pubs *out);
+/* Rotates the token signing key: a new version signs from now on; the current one is
+ * retired (its private key destroyed, its public key kept); the one retired before is
+ * forgotten. Only CF_DKEY_TOKEN (CF_E_INVALID for the checkpoint key). */
+CF_MUST cf_err cf_keys_deploy_rotate(struct cf_keyring *kr, enum cf_deploy_key which,
+                                     uint32_t *new_version);
+
 /* The keystore's schema (keystore.c). */
 extern const struct cf_migration cf_keystore_schema[];
 extern const size_t cf_keystore_schema_count;

@@ -324,6 +324,28 @@ const struct cf_migration cf_store_schema[] = {
          " OR approved_by <> operator_id));"
          "CREATE INDEX break_glass_tenant ON break_glass (tenant_id, operator_id);"
          "GRANT SELECT, INSERT, UPDATE, DELETE ON break_glass TO coffre_runtime"},
+        {13, "password policy settings",
+         /* IA3: character classes, maximum age and history, off by default (NIST SP
+          * 800-63B); the history keeps the hashes of a user's last passwords. */
+         "ALTER TABLE tenant_policy ADD COLUMN password_classes INTEGER NOT NULL DEFAULT 0;"
+         "ALTER TABLE tenant_policy ADD COLUMN password_max_age_days INTEGER NOT NULL"
+         " DEFAULT 0;"
+         "ALTER TABLE tenant_policy ADD COLUMN password_history INTEGER NOT NULL DEFAULT 0;"
+         "CREATE TABLE password_history (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+         " phc TEXT NOT NULL, changed_at INTEGER NOT NULL,"
+         " PRIMARY KEY (tenant_id, user_id, phc)) STRICT",
+         "ALTER TABLE tenant_policy ADD COLUMN password_classes BIGINT NOT NULL DEFAULT 0;"
+         "ALTER TABLE tenant_policy ADD COLUMN password_max_age_days BIGINT NOT NULL"
+         " DEFAULT 0;"
+         "ALTER TABLE tenant_policy ADD COLUMN password_history BIGINT NOT NULL DEFAULT 0;"
+         "CREATE TABLE password_history (tenant_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+         " phc TEXT NOT NULL, changed_at BIGINT NOT NULL,"
+         " PRIMARY KEY (tenant_id, user_id, phc));"
+         "ALTER TABLE password_history ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE password_history FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON password_history"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "GRANT SELECT, INSERT, UPDATE, DELETE ON password_history TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

@@ -683,6 +683,98 @@ report(st == 400, "deleting a tenant needs ?confirm=NAME", (st, js))
 st, js, _, _ = call("DELETE", "/v1/operator/tenants/fourth?confirm=fourth", cookie=op1, csrf=op1x)
 report(st == 200 and js["keys_destroyed"] >= 5, "an operator deletes (crypto-shreds) a tenant", (st, js))
 
+# --- the password policy's optional rules (IA3): classes, history, maximum age ------------------
+def dbsql(sql):
+    return subprocess.run(["bash", os.environ["COFFRE_TEST_DBSQL"], sql], capture_output=True, text=True)
+
+
+st, js, _, _ = call("POST", "/v1/operator/tenants", {"name": "policy-t", "owner_email": "own@policy.example"}, cookie=op1, csrf=op1x)
+call("POST", "/v1/t/policy-t/auth/setup", {"token": ((js or {}).get("owner") or {}).get("setup_token", ""), "password": GOOD_PW})
+pc, px, _, _ = login("own@policy.example", GOOD_PW, "policy-t")
+st, js, _, _ = call("GET", "/v1/t/policy-t/auth/policy", cookie=pc)
+report(st == 200 and js["password_min_classes"] == 0 and js["password_max_age_days"] == 0 and js["password_history"] == 0,
+       "classes, maximum age and history are off by default (NIST SP 800-63B)", (st, js))
+st, js, _, _ = call("PUT", "/v1/t/policy-t/auth/policy", {"mfa_required": False, "password_min_classes": 5}, cookie=pc, csrf=px)
+st2, js2, _, _ = call("PUT", "/v1/t/policy-t/auth/policy", {"mfa_required": False, "password_history": 13}, cookie=pc, csrf=px)
+report(st == 422 and st2 == 422, "out-of-range policy values: 422", (st, js, st2, js2))
+pol = {"mfa_required": False, "password_min_classes": 4, "password_history": 3, "password_max_age_days": 30}
+st, js, _, _ = call("PUT", "/v1/t/policy-t/auth/policy", pol, cookie=pc, csrf=px)
+report(st == 200 and all(js[k] == v for k, v in pol.items()), "the tenant's admin turns on classes, history and a maximum age", (st, js))
+
+
+def change(cur, new):
+    st, js, _, _ = call("POST", "/v1/auth/password", {"current_password": cur, "new_password": new}, cookie=pc, csrf=px)
+    return st, js
+
+
+P = ["Violet-tractor-harbour-%d" % i for i in range(43, 48)]
+st, js = change(GOOD_PW, "violet-tractor-harbour-43")
+report(st == 422 and code(js) == "weak_password" and "at least 4 of" in js["error"]["message"],
+       "a password of three classes where four are asked: 422, naming the rule", (st, js))
+sts = [change(GOOD_PW, P[0])[0], change(P[0], P[1])[0]]
+st, js = change(P[1], P[0])
+report(sts == [200, 200] and st == 422 and "last 3" in js["error"]["message"],
+       "a password among the last three comes back: 422", (sts, st, js))
+sts = [change(P[1], P[2])[0], change(P[2], P[3])[0], change(P[3], P[0])[0]]
+report(sts == [200, 200, 200], "only the last three are kept: an older one may come back", sts)
+# --- the token signing key rotates with overlap (IA9) ------------------------------------------
+def jwks_kids():
+    st, js, _, _ = call("GET", "/v1/auth/jwks")
+    return [k["kid"] for k in (js or {}).get("keys", [])]
+
+
+def rotate_token_key():
+    r = subprocess.run([os.environ["COFFRE_TEST_COFFRE"], "--data", DATA, "--json", "keys", "rotate-token"],
+                       capture_output=True, text=True)
+    return r.returncode, r.stdout + r.stderr
+
+
+st, js, _, _ = call("POST", "/v1/t/policy-t/clients", {"name": "rotating", "roles": ["agent"]}, cookie=pc, csrf=px)
+rcid, rsec = (js or {}).get("client_id"), (js or {}).get("client_secret")
+
+
+def new_token():
+    st, js, _, _ = call("POST", "/v1/t/policy-t/auth/token", {"client_id": rcid, "client_secret": rsec})
+    return (js or {}).get("access_token", "")
+
+
+tok_a = new_token()
+kids0 = jwks_kids()
+rc, out = rotate_token_key()
+kids1 = jwks_kids()
+tok_b = new_token()
+kid_b = jwt.get_unverified_header(tok_b)["kid"]
+st, _, _, _ = call("GET", "/v1/auth/me", token=tok_a)
+st_b, _, _, _ = call("GET", "/v1/auth/me", token=tok_b)
+report(rc == 0 and len(kids0) == 1 and kids1 == [kid_b, kids0[0]] and st == 200 and st_b == 200,
+       "after a token key rotation the JWKS lists the new key and the old; old tokens hold, new ones use the new kid",
+       (rc, out, kids0, kids1, kid_b, st, st_b))
+jwk_b = [k for k in call("GET", "/v1/auth/jwks")[1]["keys"] if k["kid"] == kid_b][0]
+try:
+    claims = jwt.decode(tok_b, OKPAlgorithm.from_jwk(json.dumps(jwk_b)), algorithms=["EdDSA"], audience=URL + "/v1",
+                        issuer=URL)
+    report(claims.get("tenant") is not None, "PyJWT verifies a token of the new key with the JWKS", claims)
+except Exception as e:  # noqa: BLE001 (the test reports any failure)
+    report(False, "PyJWT verifies a token of the new key with the JWKS", repr(e))
+rc, out = rotate_token_key()
+kids2 = jwks_kids()
+st, js, _, _ = call("GET", "/v1/auth/me", token=tok_a)
+st_b, _, _, _ = call("GET", "/v1/auth/me", token=tok_b)
+report(rc == 0 and len(kids2) == 2 and kids2[1] == kid_b and kids0[0] not in kids2 and st == 401 and st_b == 200,
+       "a second rotation retires the first key for good: its tokens stop (even cached ones); the second's hold",
+       (kids2, st, js, st_b))
+
+r = dbsql("UPDATE users SET password_at = 1000 WHERE email = 'own@policy.example'")
+st, js, _, _ = call("POST", "/v1/t/policy-t/auth/login", {"email": "own@policy.example", "password": P[0]})
+report(r.returncode == 0 and st == 403 and code(js) == "password_expired",
+       "a password past the maximum age: 403 password_expired, no session", (r.stderr, st, js))
+st, js, _, _ = call("POST", "/v1/t/policy-t/auth/login", {"email": "own@policy.example", "password": P[0], "new_password": P[3]})
+report(st == 422 and code(js) == "weak_password", "the new password of an expired one follows the history too", (st, js))
+st, js, _, _ = call("POST", "/v1/t/policy-t/auth/login", {"email": "own@policy.example", "password": P[0], "new_password": P[4]})
+st2, _, _, _ = call("POST", "/v1/t/policy-t/auth/login", {"email": "own@policy.example", "password": P[0]})
+st3, _, _, _ = call("POST", "/v1/t/policy-t/auth/login", {"email": "own@policy.example", "password": P[4]})
+report(st == 200 and st2 == 401 and st3 == 200, "the login with new_password replaces it; the old one is gone", (st, js, st2, st3))
+
 # Off-boarding an operator.
 st, js, _, _ = call("DELETE", "/v1/operator/operators/" + me["id"], cookie=op1, csrf=op1x)
 report(st == 403, "an operator cannot disable themselves", (st, js))

@@ -23,6 +23,7 @@ run_flows() { # LABEL
 	out=$("$COFFRE" tenant create third --data "$SRV_DIR/data" 2>&1); rc=$?
 	[ $rc = 2 ] && grep -q -- "--owner" <<<"$out" && ok "$label: tenant create without --owner: usage error" ||
 		fail "$label: tenant create without --owner" "rc=$rc $out"
+	write_dbsql
 	# IA11: the first operator, over the admin socket only, once.
 	out=$("$COFFRE" --data "$SRV_DIR/data" --json operator create-first --email op1@ops.example 2>&1)
 	local optok
@@ -40,7 +41,7 @@ run_flows() { # LABEL
 		"totp "*) read -r _ totp_secret totp_step <<<"$line" ;;
 		*) echo "# $line" ;;
 		esac
-	done < <(COFFRE_TEST_OP_TOKEN=$optok "$PY" "$ROOT/tests/integration/auth_flow.py" "$URL" "$CA" "$SRV_DIR/data" "$adm_email" "$adm_pw" other "$ROOT/src/http/routes.c" 2>&1)
+	done < <(COFFRE_TEST_OP_TOKEN=$optok COFFRE_TEST_DBSQL=$SRV_DIR/dbsql COFFRE_TEST_COFFRE=$COFFRE "$PY" "$ROOT/tests/integration/auth_flow.py" "$URL" "$CA" "$SRV_DIR/data" "$adm_email" "$adm_pw" other "$ROOT/src/http/routes.c" 2>&1)
 	[ $complete = 1 ] && ok "$label: the flows ran to their end" || fail "$label: the flows ran to their end (auth_flow.py stopped early)"
 	# IA11: the database itself refuses a grant approved by the operator who asked it (the
 	# same row approved by another operator goes in: the check is that one rule).
@@ -101,12 +102,15 @@ print(n.get("dev", 0), n.get("-", 0))'
 	fi
 }
 
-# SQL on the running server's database, SQLite or PostgreSQL (as its owner).
-dbsql() {
+# SQL on the running server's database, SQLite or PostgreSQL (as its superuser): a
+# script in the server's folder, for auth_flow.py too.
+dbsql() { bash "$SRV_DIR/dbsql" "$1"; }
+write_dbsql() {
 	if [ -n "${STORE:-}" ]; then
-		pgsql -d "$db" -v ON_ERROR_STOP=1 -c "$1"
+		printf 'exec runuser -u postgres -- env PGPORT=%q %q -h %q -U postgres -d %q -qAt -v ON_ERROR_STOP=1 -c "$1"\n' \
+			"$PGPORT" "$COFFRE_TEST_PG_BIN/psql" "$COFFRE_TEST_PG_HOST" "$db" >"$SRV_DIR/dbsql"
 	else
-		sqlite3 "$SRV_DIR/data/coffre.db" "$1"
+		printf 'exec sqlite3 %q "$1"\n' "$SRV_DIR/data/coffre.db" >"$SRV_DIR/dbsql"
 	fi
 }
 

@@ -252,6 +252,13 @@ static void test_password_policy(void **state)
 	assert_int_equal(
 	        cf_auth_password_check(a, NULL, email, (struct cf_span){(uint8_t *)longpw, 257}),
 	        CF_E_WEAK_PASSWORD);
+	/* IA3: the classes a password mixes (lower, upper, digits, others; non-ASCII is other). */
+	assert_int_equal(cf_password_classes(S("")), 0);
+	assert_int_equal(cf_password_classes(S("abcdefghijkl")), 1);
+	assert_int_equal(cf_password_classes(S("violet-tractor-harbour-42")), 3);
+	assert_int_equal(cf_password_classes(S("Violet-tractor-harbour-42")), 4);
+	assert_int_equal(cf_password_classes(S("ÉLAN VITAL")), 2); /* upper, other */
+	assert_int_equal(cf_password_classes(S("123456789012")), 1);
 	char phc[160];
 	OK(auth_hash_password(a, S("violet-tractor-harbour-42"), phc));
 	OK(auth_verify_password(a, phc, S("violet-tractor-harbour-42")));

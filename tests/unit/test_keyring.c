@@ -694,12 +694,37 @@ static void test_providers_and_rekey(void **state)
 	OK(cf_keys_is_destroyed(kr, "rk/1", &gone));
 	assert_true(gone);
 
+	/* IA9: the token key rotates; the one before keeps its public key only. A rekey
+	 * then rewraps the current version, and both come back after an unseal. The
+	 * checkpoint key does not rotate. */
+	struct cf_deploy_pubs k0, k1, k2;
+	OK(cf_keys_public_keys(kr, CF_DKEY_TOKEN, &k0));
+	assert_false(k0.has_previous);
+	uint32_t tv = 0;
+	OK(cf_keys_deploy_rotate(kr, CF_DKEY_TOKEN, &tv));
+	assert_int_equal(tv, k0.version + 1);
+	assert_int_equal(cf_keys_deploy_rotate(kr, CF_DKEY_CHECKPOINT, &tv), CF_E_INVALID);
+	OK(cf_keys_public_keys(kr, CF_DKEY_TOKEN, &k1));
+	assert_true(k1.has_previous);
+	assert_memory_equal(k1.previous, k0.current, CF_ED25519_PUB);
+	assert_memory_not_equal(k1.current, k0.current, CF_ED25519_PUB);
+	uint8_t sig[CF_ED25519_SIG];
+	OK(cf_keys_sign(kr, CF_DKEY_TOKEN, S("m"), sig));
+	OK(cf_ed25519_verify(k1.current, S("m"), sig));
+
 	/* rekey to file, then to shares again */
 	struct cf_rk_secret fs = {.provider = CF_RK_FILE, .passphrase = S(PASS)};
 	OK(cf_keys_rekey(kr, &fs, NULL));
 	cf_keys_seal(kr);
 	OK(cf_keys_unseal(kr, S(PASS), &done));
 	OK(open_for(kr, "acme", "r1", env, len));
+	OK(cf_keys_public_keys(kr, CF_DKEY_TOKEN, &k2));
+	assert_int_equal(k2.version, k1.version);
+	assert_true(k2.has_previous);
+	assert_memory_equal(k2.current, k1.current, CF_ED25519_PUB);
+	assert_memory_equal(k2.previous, k0.current, CF_ED25519_PUB);
+	OK(cf_keys_sign(kr, CF_DKEY_TOKEN, S("m"), sig));
+	OK(cf_ed25519_verify(k2.current, S("m"), sig));
 	char sh2[3][CF_SHARE_TEXT_MAX];
 	OK(cf_keys_rekey(kr, &s, sh2));
 	char path[128];
