@@ -10,7 +10,16 @@
 
 #include "auth/internal.h"
 
-#define CACHE_SLOTS 4096 /* verified tokens kept (a power of two) */
+#define CACHE_SLOTS  4096 /* verified tokens kept (a power of two) */
+#define GRANTS_SLOTS 1024 /* principals' permissions kept (a power of two) */
+
+struct grants_slot {
+	char tenant[CF_TENANT_ID_MAX + 1], id[CF_AUTH_ID_MAX + 1];
+	bool client, used;
+	int64_t version;
+	cf_perms perms;
+	char roles[128];
+};
 
 struct token_slot {
 	uint8_t hash[CF_SHA256_LEN];
@@ -39,8 +48,10 @@ cf_err cf_auth_new(const struct cf_auth_opts *o, struct cf_auth **out)
 	pthread_cond_init(&a->hash_cv, NULL);
 	pthread_mutex_init(&a->pwq_mu, NULL);
 	pthread_mutex_init(&a->cache_mu, NULL);
+	pthread_mutex_init(&a->grants_mu, NULL);
 	cf_err err = CF_E_NOMEM;
 	a->cache = calloc(CACHE_SLOTS, sizeof *a->cache);
+	a->grants = calloc(GRANTS_SLOTS, sizeof *a->grants);
 	if (auth_throttle_new(&a->throttle) != CF_OK || auth_refusals_new(&a->refusals) != CF_OK)
 		goto fail;
 	err = auth_notifier_new(o, &a->notifier);
@@ -52,7 +63,7 @@ cf_err cf_auth_new(const struct cf_auth_opts *o, struct cf_auth **out)
 	err = CF_E_NOMEM;
 	pwquality_settings_t *pwq = pwquality_default_settings();
 	a->pwq = pwq;
-	if (!a->cache || !pwq)
+	if (!a->cache || !a->grants || !pwq)
 		goto fail;
 	/* Length is ours to check (cf_auth_password_check); pwquality checks the rest:
 	 * dictionary words and common passwords (cracklib), the user's name in it. No
@@ -96,6 +107,7 @@ void cf_auth_free(struct cf_auth **pp)
 		cf_wipe(a->cache, CACHE_SLOTS * sizeof *a->cache);
 		free(a->cache);
 	}
+	free(a->grants);
 	auth_notifier_free(&a->notifier);
 	auth_throttle_free(&a->throttle);
 	auth_refusals_free(&a->refusals);
@@ -103,6 +115,7 @@ void cf_auth_free(struct cf_auth **pp)
 	pthread_cond_destroy(&a->hash_cv);
 	pthread_mutex_destroy(&a->pwq_mu);
 	pthread_mutex_destroy(&a->cache_mu);
+	pthread_mutex_destroy(&a->grants_mu);
 	free(a);
 }
 
@@ -353,6 +366,7 @@ cf_err auth_grants_set(struct cf_tx *tx, const char *kind, const char *id, const
 {
 	CF_TRY(auth_roles_check(tx, roles, limit));
 	const char *t = cf_tx_tenant(tx);
+	CF_TRY(auth_authz_changed(tx));
 	struct cf_val d[] = {CF_V_TEXT(t), CF_V_TEXT(kind), CF_V_TEXT(id)};
 	CF_TRY(cf_tx_exec(
 	        tx, "DELETE FROM grants WHERE tenant_id = $1 AND kind = $2 AND principal_id = $3",
@@ -431,6 +445,70 @@ cf_err auth_grants_load(struct cf_tx *tx, const char *kind, const char *id, cf_p
 	                   " AND principal_id = $3 ORDER BY role",
 	                   v, 3, grant_row, &q));
 	*perms = q.perms;
+	return CF_OK;
+}
+
+cf_err auth_authz_changed(struct cf_tx *tx)
+{
+	struct cf_val v[] = {CF_V_TEXT(cf_tx_tenant(tx))};
+	return cf_tx_exec(
+	        tx,
+	        "INSERT INTO authz_versions (tenant_id, version) VALUES ($1, 1)"
+	        " ON CONFLICT (tenant_id) DO UPDATE SET version = authz_versions.version + 1",
+	        v, 1, NULL);
+}
+
+static cf_err version_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_int(row, 0);
+	return CF_OK;
+}
+
+static size_t grants_index(const char *tenant, const char *id)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (const char *s = tenant; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	for (const char *s = id; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h & (GRANTS_SLOTS - 1);
+}
+
+cf_err auth_principal_grants(struct cf_auth *a, struct cf_tx *tx, struct cf_principal *p,
+                             const char *kind)
+{
+	/* IA1, IA2: roles come from the store, never from a token; what was read is reused
+	 * only while the tenant's authorisation version (read here, in the request's own
+	 * transaction) has not moved, on this node or any other. */
+	int64_t version = 0;
+	struct cf_val v[] = {CF_V_TEXT(p->tenant.id)};
+	CF_TRY(cf_tx_query(tx, "SELECT version FROM authz_versions WHERE tenant_id = $1", v, 1,
+	                   version_row, &version));
+	bool client = strcmp(kind, "client") == 0;
+	size_t i = grants_index(p->tenant.id, p->id);
+	bool hit = false;
+	pthread_mutex_lock(&a->grants_mu);
+	struct grants_slot *s = &a->grants[i];
+	if (s->used && s->version == version && s->client == client &&
+	    strcmp(s->tenant, p->tenant.id) == 0 && strcmp(s->id, p->id) == 0) {
+		p->perms = s->perms;
+		memcpy(p->roles, s->roles, sizeof p->roles);
+		hit = true;
+	}
+	pthread_mutex_unlock(&a->grants_mu);
+	if (hit)
+		return CF_OK;
+	p->perms = 0;
+	CF_TRY(auth_grants_load(tx, kind, p->id, &p->perms, p->roles, sizeof p->roles));
+	if (!client)
+		CF_TRY(auth_group_grants_load(tx, p->id, &p->perms, p->roles, sizeof p->roles));
+	pthread_mutex_lock(&a->grants_mu);
+	*s = (struct grants_slot){
+	        .used = true, .client = client, .version = version, .perms = p->perms};
+	memcpy(s->tenant, p->tenant.id, sizeof s->tenant);
+	memcpy(s->id, p->id, sizeof s->id);
+	memcpy(s->roles, p->roles, sizeof s->roles);
+	pthread_mutex_unlock(&a->grants_mu);
 	return CF_OK;
 }
 
@@ -515,6 +593,7 @@ static void cache_put(struct cf_auth *a, const uint8_t h[CF_SHA256_LEN],
 }
 
 struct who_q {
+	struct cf_auth *a;
 	struct cf_principal *p;
 	uint8_t mac[CF_HMAC_LEN];
 	int64_t now;
@@ -575,9 +654,7 @@ static cf_err session_fn(struct cf_tx *tx, void *ctx)
 	                   v, 2, session_row, q));
 	if (!q->found || !q->active)
 		return CF_OK;
-	CF_TRY(auth_grants_load(tx, "user", q->p->id, &q->p->perms, q->p->roles,
-	                        sizeof q->p->roles));
-	CF_TRY(auth_group_grants_load(tx, q->p->id, &q->p->perms, q->p->roles, sizeof q->p->roles));
+	CF_TRY(auth_principal_grants(q->a, tx, q->p, "user"));
 	/* IA6: whether the user has TOTP, and whether the tenant requires it. */
 	struct cf_val m[] = {CF_V_TEXT(q->p->tenant.id), CF_V_TEXT(q->p->id)};
 	return cf_tx_query(tx,
@@ -636,7 +713,7 @@ static cf_err by_cookie(struct cf_auth *a, const char *cookie, struct cf_princip
 	          cf_err_fail(CF_E_UNAUTHENTICATED, "the session cookie is malformed"));
 	memcpy(p->tenant.id, cookie, tl);
 	p->tenant.id[tl] = '\0';
-	struct who_q q = {.p = p, .now = (int64_t)time(NULL)};
+	struct who_q q = {.a = a, .p = p, .now = (int64_t)time(NULL)};
 	cf_err err = auth_mac(a, p->tenant.id, "session", cf_span_str(dot + 1), q.mac);
 	/* An unknown or deleted tenant in a forged cookie: no key, so no session. */
 	CF_ENSURE(err == CF_OK || err == CF_E_SEALED,
@@ -666,6 +743,7 @@ static cf_err by_cookie(struct cf_auth *a, const char *cookie, struct cf_princip
 }
 
 struct client_q {
+	struct cf_auth *a;
 	struct cf_principal *p;
 	bool found, active, revoked;
 };
@@ -692,8 +770,7 @@ static cf_err client_fn(struct cf_tx *tx, void *ctx)
 	                   v, 3, client_state_row, q));
 	if (!q->found || !q->active || q->revoked)
 		return CF_OK;
-	return auth_grants_load(tx, "client", q->p->id, &q->p->perms, q->p->roles,
-	                        sizeof q->p->roles);
+	return auth_principal_grants(q->a, tx, q->p, "client");
 }
 
 static cf_err by_token(struct cf_auth *a, const char *tok, struct cf_principal *p)
@@ -736,7 +813,7 @@ static cf_err by_token(struct cf_auth *a, const char *tok, struct cf_principal *
 	(void)snprintf(p->jti, sizeof p->jti, "%s", cl.jti);
 	p->token_exp = cl.exp;
 	p->auth_at = cl.iat;
-	struct client_q q = {.p = p};
+	struct client_q q = {.a = a, .p = p};
 	CF_TRY(cf_store_read(a->store, p->tenant.id, client_fn, &q));
 	CF_ENSURE(q.found && q.active && !q.revoked,
 	          cf_err_fail(CF_E_INVALID_TOKEN, "the access token is revoked or its client "

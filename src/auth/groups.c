@@ -205,6 +205,7 @@ static cf_err change_fn(struct cf_tx *tx, void *ctx)
 		CF_TRY(set_roles(tx, g));
 	CF_TRY(members(tx, g, g->add, true));
 	CF_TRY(members(tx, g, g->remove, false));
+	CF_TRY(auth_authz_changed(tx));
 	return cf_audit_append(tx, &g->audit);
 }
 
@@ -259,6 +260,7 @@ static cf_err delete_fn(struct cf_tx *tx, void *ctx)
 	                  k, 2, NULL));
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM group_roles WHERE tenant_id = $1 AND group_name = $2", k,
 	                  2, NULL));
+	CF_TRY(auth_authz_changed(tx));
 	return cf_audit_append(tx, &g->audit);
 }
 

@@ -31,6 +31,10 @@ struct cf_auth {
 	/* Verified tokens until they expire (an Ed25519 verification is ~50 µs). */
 	pthread_mutex_t cache_mu;
 	struct token_slot *cache;
+	/* Principals' roles and permissions, valid while their tenant's authorisation
+	 * version is the one they were read at (auth_authz_changed bumps it). */
+	pthread_mutex_t grants_mu;
+	struct grants_slot *grants;
 };
 
 /* base64url without padding (RFC 7515 §2); decode is strict (canonical). */
@@ -67,6 +71,14 @@ CF_MUST cf_err auth_read_array(struct cf_auth *a, const char *tenant, cf_store_f
 cf_perms auth_grant_limit(const struct cf_auth_call *c);
 CF_MUST cf_err auth_grants_load(struct cf_tx *tx, const char *kind, const char *id, cf_perms *perms,
                                 char *names, size_t cap);
+/* Every transaction that changes who holds what (grants, roles, groups) calls this: the
+ * tenant's authorisation version moves, and every node's cached permissions of the
+ * tenant stop holding at their next request. */
+CF_MUST cf_err auth_authz_changed(struct cf_tx *tx);
+/* A principal's roles and permissions (kind "user" with its groups, or "client"): from
+ * the cache when the tenant's version has not moved, else read and cached. */
+CF_MUST cf_err auth_principal_grants(struct cf_auth *a, struct cf_tx *tx, struct cf_principal *p,
+                                     const char *kind);
 /* TOTP (mfa.c): whether the user has confirmed it; a code's check (*step: the time step
  * it matched, later than the last used); using the step and a recovery code inside the
  * login's transaction (each refuses a second use). */

@@ -125,6 +125,7 @@ static cf_err role_create_fn(struct cf_tx *tx, void *ctx)
 	CF_ENSURE(e != CF_E_CONFLICT,
 	          cf_err_fail(CF_E_CONFLICT, "a role named '%s' exists", r->name));
 	CF_TRY(e);
+	CF_TRY(auth_authz_changed(tx));
 	return cf_audit_append(tx, &r->audit);
 }
 
@@ -184,6 +185,7 @@ static cf_err role_delete_fn(struct cf_tx *tx, void *ctx)
 	int64_t n = 0;
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM roles WHERE tenant_id = $1 AND name = $2", v, 2, &n));
 	CF_ENSURE(n == 1, cf_err_fail(CF_E_NOT_FOUND, "no role named '%s'", r->name));
+	CF_TRY(auth_authz_changed(tx));
 	return cf_audit_append(tx, &r->audit);
 }
 

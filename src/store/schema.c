@@ -346,6 +346,17 @@ const struct cf_migration cf_store_schema[] = {
          "CREATE POLICY tenant_only ON password_history"
          " USING (tenant_id = current_setting('coffre.tenant', true));"
          "GRANT SELECT, INSERT, UPDATE, DELETE ON password_history TO coffre_runtime"},
+        {14, "authorisation versions",
+         /* IA1: a tenant's authorisation version, moved by every change of grants, roles
+          * and groups: cached permissions hold only while it stays (on every node). */
+         "CREATE TABLE authz_versions (tenant_id TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+         " STRICT",
+         "CREATE TABLE authz_versions (tenant_id TEXT PRIMARY KEY, version BIGINT NOT NULL);"
+         "ALTER TABLE authz_versions ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE authz_versions FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON authz_versions"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "GRANT SELECT, INSERT, UPDATE, DELETE ON authz_versions TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 
