@@ -37,6 +37,7 @@ enum cf_perm {
 	CF_P_KEYS_MANAGE,
 	CF_P_AUDIT_READ,
 	CF_P_TENANT_MANAGE,
+	CF_P_COLLECTIONS_MANAGE, /* appended: custom roles store these bits */
 	CF_P_COUNT
 };
 typedef uint32_t cf_perms;

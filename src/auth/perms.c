@@ -6,12 +6,19 @@
 #include "auth/internal.h"
 
 static const char *const perm_names[CF_P_COUNT] = {
-        [CF_P_RECORDS_READ] = "records.read",     [CF_P_RECORDS_WRITE] = "records.write",
-        [CF_P_RECORDS_DELETE] = "records.delete", [CF_P_PII_REVEAL] = "pii.reveal",
-        [CF_P_FILES_READ] = "files.read",         [CF_P_FILES_WRITE] = "files.write",
-        [CF_P_USERS_MANAGE] = "users.manage",     [CF_P_CLIENTS_MANAGE] = "clients.manage",
-        [CF_P_ROLES_MANAGE] = "roles.manage",     [CF_P_KEYS_MANAGE] = "keys.manage",
-        [CF_P_AUDIT_READ] = "audit.read",         [CF_P_TENANT_MANAGE] = "tenant.manage",
+        [CF_P_RECORDS_READ] = "records.read",
+        [CF_P_RECORDS_WRITE] = "records.write",
+        [CF_P_RECORDS_DELETE] = "records.delete",
+        [CF_P_PII_REVEAL] = "pii.reveal",
+        [CF_P_FILES_READ] = "files.read",
+        [CF_P_FILES_WRITE] = "files.write",
+        [CF_P_USERS_MANAGE] = "users.manage",
+        [CF_P_CLIENTS_MANAGE] = "clients.manage",
+        [CF_P_ROLES_MANAGE] = "roles.manage",
+        [CF_P_KEYS_MANAGE] = "keys.manage",
+        [CF_P_AUDIT_READ] = "audit.read",
+        [CF_P_TENANT_MANAGE] = "tenant.manage",
+        [CF_P_COLLECTIONS_MANAGE] = "collections.manage",
 };
 
 const char *cf_perm_name(enum cf_perm p)

@@ -43,6 +43,7 @@
 	X(CF_E_BUSY, "busy", 503, "the server is busy; retry later")                               \
 	X(CF_E_SHUTTING_DOWN, "shutting_down", 503,                                                \
 	  "the server is stopping; retry on another node")                                         \
+	X(CF_E_INVALID_VALUE, "invalid_value", 422, "a value breaks its field's rule")             \
 	X(CF_E_CONFLICT, "conflict", 409, "the change conflicts with what is stored")              \
 	X(CF_E_STORE_UNAVAILABLE, "store_unavailable", 503,                                        \
 	  "the database is unavailable; retry later")                                              \
@@ -99,6 +100,12 @@ const char *cf_err_detail(void); /* "" when none */
 void cf_err_detail_clear(void);
 /* Sets the detail and returns e, for one-line error returns. */
 cf_err cf_err_fail(cf_err e, const char *fmt, ...) CF_PRINTF(2, 3);
+/* The same for a value that breaks a rule: the field's path ("data.email") and the rule
+ * ("email", "required", "max") go with the error, and the API's error body names them. */
+cf_err cf_err_at(cf_err e, const char *path, const char *rule, const char *fmt, ...)
+        CF_PRINTF(4, 5);
+const char *cf_err_path(void); /* "" when none */
+const char *cf_err_rule(void);
 
 /* Return on failure (functions with nothing to undo). */
 #define CF_TRY(expr)                                                                               \

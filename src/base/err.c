@@ -49,13 +49,40 @@ const char *cf_err_detail(void)
 	return err_detail;
 }
 
+static _Thread_local char err_path[128], err_rule[32];
+
 void cf_err_detail_clear(void)
 {
 	err_detail[0] = '\0';
+	err_path[0] = '\0';
+	err_rule[0] = '\0';
+}
+
+cf_err cf_err_at(cf_err e, const char *path, const char *rule, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	(void)vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+	va_end(ap);
+	(void)snprintf(err_path, sizeof err_path, "%s", path);
+	(void)snprintf(err_rule, sizeof err_rule, "%s", rule);
+	return e;
+}
+
+const char *cf_err_path(void)
+{
+	return err_path;
+}
+
+const char *cf_err_rule(void)
+{
+	return err_rule;
 }
 
 cf_err cf_err_fail(cf_err e, const char *fmt, ...)
 {
+	err_path[0] = '\0';
+	err_rule[0] = '\0';
 	va_list ap;
 	va_start(ap, fmt);
 	(void)vsnprintf(err_detail, sizeof err_detail, fmt, ap);

@@ -549,6 +549,7 @@ int main(int argc, char **argv)
 	                             .rewrap_batch = cfg.rewrap_batch};
 	struct cf_keyring *kr = NULL;
 	struct cf_auth *auth = NULL;
+	struct cf_vault *vault = NULL;
 	struct dev_admin adm = {0};
 	char outbox[CF_PATH_MAX + 8], public_url[300];
 	(void)snprintf(outbox, sizeof outbox, "%s/outbox", cfg.data_dir);
@@ -573,11 +574,16 @@ int main(int argc, char **argv)
 		ke = cf_auth_new(&auo, &auth);
 	if (ke == CF_OK)
 		ke = cf_auth_register_rewrap(auth); /* ER4: sealed TOTP secrets follow rotations */
+	if (ke == CF_OK)
+		ke = cf_vault_new(store, kr, auth, &vault);
+	if (ke == CF_OK)
+		ke = cf_vault_register_rewrap(vault); /* ER4: and so do records */
 	if (ke == CF_OK && dev)
 		ke = dev_keys(&cfg, kr, store, auth, &adm);
 	else if (ke == CF_OK)
 		ke = cf_vault_bind_keystore(store, kr); /* ER7, before serving anything */
 	if (ke != CF_OK) {
+		cf_vault_free(&vault);
 		cf_auth_free(&auth);
 		cf_keyring_close(&kr);
 		cf_store_close(&store);
@@ -591,6 +597,7 @@ int main(int argc, char **argv)
 	                           .auth = auth,
 	                           .rotation_days = cfg.rotation_days};
 	if (cf_admin_start(&ao, &admin) != CF_OK) {
+		cf_vault_free(&vault);
 		cf_auth_free(&auth);
 		cf_keyring_close(&kr);
 		cf_store_close(&store);
@@ -620,11 +627,12 @@ int main(int argc, char **argv)
 		auditor.started = true;
 
 	struct cf_server *srv = NULL;
-	if (cf_server_start(&cfg, store, kr, auth, &srv) != CF_OK) {
+	if (cf_server_start(&cfg, store, kr, auth, vault, &srv) != CF_OK) {
 		jobs_stop(&jobs);
 		if (auditor.started)
 			pthread_join(auditor.thread, NULL);
 		cf_admin_stop(&admin);
+		cf_vault_free(&vault);
 		cf_auth_free(&auth);
 		cf_keyring_close(&kr);
 		cf_store_close(&store);
@@ -677,6 +685,7 @@ int main(int argc, char **argv)
 	if (auditor.started)
 		pthread_join(auditor.thread, NULL);
 	cf_admin_stop(&admin);
+	cf_vault_free(&vault);
 	cf_auth_free(&auth);
 	cf_keyring_close(&kr); /* seals: every key wiped */
 	cf_store_close(&store);

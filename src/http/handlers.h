@@ -60,5 +60,17 @@ cf_err cf_h_bg_list(struct cf_req *req);
 cf_err cf_h_bg_request(struct cf_req *req);
 cf_err cf_h_bg_approve(struct cf_req *req);
 cf_err cf_h_bg_end(struct cf_req *req);
+cf_err cf_h_collections_list(struct cf_req *req);
+cf_err cf_h_collections_create(struct cf_req *req);
+cf_err cf_h_collections_get(struct cf_req *req);
+cf_err cf_h_collections_update(struct cf_req *req);
+cf_err cf_h_collections_delete(struct cf_req *req);
+cf_err cf_h_records_list(struct cf_req *req);
+cf_err cf_h_records_create(struct cf_req *req);
+cf_err cf_h_records_get(struct cf_req *req);
+cf_err cf_h_records_put(struct cf_req *req);
+cf_err cf_h_records_patch(struct cf_req *req);
+cf_err cf_h_records_delete(struct cf_req *req);
+cf_err cf_h_records_history(struct cf_req *req);
 
 #endif

@@ -16,6 +16,8 @@
 #include "keys/keys.h"
 #include "store/store.h"
 
+struct cf_vault; /* vault/vault.h */
+
 struct cf_req;
 struct cf_server;
 
@@ -88,7 +90,7 @@ void cf_tls_shutdown(void);
  * outlive the server. Errors name the cause (address in use, permission, bad address). */
 CF_MUST cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store,
                                struct cf_keyring *keys, struct cf_auth *auth,
-                               struct cf_server **out);
+                               struct cf_vault *vault, struct cf_server **out);
 /* Stops accepting, lets in-flight requests finish for at most server.shutdown_grace
  * seconds, then closes every connection and frees the server. Accepts NULL. */
 void cf_server_stop(struct cf_server **pp);
@@ -123,6 +125,8 @@ struct cf_span cf_req_param(const struct cf_req *req, const char *name);
  * CF_E_INVALID for anything else. */
 CF_MUST cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t max,
                                 uint64_t *out);
+/* The vault (collections and records). */
+struct cf_vault *cf_req_vault(const struct cf_req *req);
 /* The identity part, and the caller (NULL on a public route). */
 struct cf_auth *cf_req_auth(const struct cf_req *req);
 const struct cf_principal *cf_req_principal(const struct cf_req *req);

@@ -23,6 +23,7 @@ struct cf_server {
 	struct cf_store *store;
 	struct cf_keyring *keys;
 	struct cf_auth *auth;
+	struct cf_vault *vault;
 	struct MHD_Daemon *mhd;
 	struct cf_pool *pool;
 	struct cf_ratelimit *rl;
@@ -94,6 +95,11 @@ struct cf_store *cf_req_store(const struct cf_req *req)
 struct cf_keyring *cf_req_keys(const struct cf_req *req)
 {
 	return req->srv->keys;
+}
+
+struct cf_vault *cf_req_vault(const struct cf_req *req)
+{
+	return req->srv->vault;
 }
 
 struct cf_auth *cf_req_auth(const struct cf_req *req)
@@ -232,6 +238,12 @@ static void reply_error(struct cf_req *req, cf_err e)
 		cf_log(CF_LOG_ERROR, req->id, "request_failed", "%s: %s", cf_err_name(e), detail);
 	json_t *body = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", cf_err_name(e), "message",
 	                         message, "request_id", req->id);
+	/* A value that broke a rule: which field, which rule (a client can point at it). */
+	if (body && status < 500 && cf_err_path()[0]) {
+		json_t *err = json_object_get(body, "error");
+		json_object_set_new(err, "field", json_string(cf_err_path()));
+		json_object_set_new(err, "rule", json_string(cf_err_rule()));
+	}
 	cf_err_detail_clear();
 	if (!body || cf_req_reply_json(req, status, body) != CF_OK) {
 		/* Out of memory: a fixed reply still tells the client something true. */
@@ -374,7 +386,9 @@ static void audit_request(struct cf_req *req)
 	                          : req->status < 500 ? CF_OUTCOME_DENIED
 	                                              : CF_OUTCOME_FAILED;
 	char resource[CF_AUDIT_TEXT_MAX + 1] = "";
-	struct cf_span id = cf_req_param(req, "id");
+	struct cf_span id = cf_req_param(req, "rid");
+	if (!id.ptr)
+		id = cf_req_param(req, "id");
 	if (id.ptr)
 		cf_span_to_str(id, resource, sizeof resource);
 	else
@@ -719,7 +733,7 @@ static unsigned ncpu(void)
 }
 
 cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, struct cf_keyring *keys,
-                       struct cf_auth *auth, struct cf_server **out)
+                       struct cf_auth *auth, struct cf_vault *vault, struct cf_server **out)
 {
 	cf_err err = CF_OK;
 	gnutls_priority_t prio;
@@ -737,6 +751,7 @@ cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, stru
 	srv->store = store;
 	srv->keys = keys;
 	srv->auth = auth;
+	srv->vault = vault;
 	srv->listen_fd = -1;
 	unsigned workers = cfg->workers ? cfg->workers : ncpu();
 	unsigned threads = cfg->threads ? cfg->threads : ncpu();

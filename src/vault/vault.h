@@ -39,4 +39,73 @@ CF_MUST cf_err cf_vault_resume_deletions(struct cf_store *st, struct cf_keyring 
 CF_MUST cf_err cf_vault_tenant_id(struct cf_store *st, const char *name,
                                   char id[CF_TENANT_ID_MAX + 1]);
 
+/* --- collections and records (records.c; ER1, ER2, TI1, PV2) ----------------------------
+ * A collection is a tenant's named schema of fields, each with a type and a
+ * classification; a record is a JSON object that meets it. Every version of a record is
+ * sealed as one envelope under a DEK of its own, bound to tenant, collection, record id
+ * and version (associated data); only the fields marked filter, public or internal, are
+ * also kept in clear, to filter on. Reads mask personal and sensitive fields unless the
+ * caller holds pii.reveal and names the fields and a reason; lists leave sensitive fields
+ * out. */
+enum cf_class {
+	CF_CLASS_PUBLIC,
+	CF_CLASS_INTERNAL,
+	CF_CLASS_CONFIDENTIAL,
+	CF_CLASS_PERSONAL,
+	CF_CLASS_SENSITIVE
+};
+const char *cf_class_name(enum cf_class c);
+
+struct cf_vault;
+CF_MUST cf_err cf_vault_new(struct cf_store *st, struct cf_keyring *kr, struct cf_auth *auth,
+                            struct cf_vault **out);
+void cf_vault_free(struct cf_vault **pp);
+/* Registers the sealed records with the keyring's rewrap after a rotation (ER4). */
+CF_MUST cf_err cf_vault_register_rewrap(struct cf_vault *v);
+
+/* {"name", "version", "fields", "created_at", "updated_at"}. A new schema version on each
+ * update; records keep the version they were written with. */
+CF_MUST cf_err cf_vault_collection_put(struct cf_vault *v, const struct cf_auth_call *c,
+                                       const struct cf_tenant_ref *t, const char *name,
+                                       const json_t *fields, bool create, json_t **out);
+CF_MUST cf_err cf_vault_collection_get(struct cf_vault *v, const struct cf_tenant_ref *t,
+                                       const char *name, json_t **out);
+CF_MUST cf_err cf_vault_collection_list(struct cf_vault *v, const struct cf_tenant_ref *t,
+                                        json_t **out);
+/* Deletes a collection and every record in it, for good. */
+CF_MUST cf_err cf_vault_collection_delete(struct cf_vault *v, const struct cf_auth_call *c,
+                                          const struct cf_tenant_ref *t, const char *name);
+
+/* What a read shows in clear (PV2, PV7): the fields named (comma-separated, or "*"),
+ * when the caller holds pii.reveal and gives a reason (written in the audit entry). */
+struct cf_reveal {
+	const char *fields; /* NULL: nothing revealed */
+	const char *reason;
+	int64_t version; /* 0: the current one; else that version of the record's history */
+};
+/* Creates (POST), reads, replaces or patches (RFC 7396 merge), deletes (soft) records.
+ * if_match: the version the caller read (-1: none): another gets CF_E_CONFLICT. */
+CF_MUST cf_err cf_vault_record_create(struct cf_vault *v, const struct cf_auth_call *c,
+                                      const struct cf_tenant_ref *t, const char *coll,
+                                      const json_t *data, json_t **out);
+CF_MUST cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
+                                   const struct cf_tenant_ref *t, const char *coll, const char *id,
+                                   const struct cf_reveal *rv, json_t **out);
+CF_MUST cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
+                                      const struct cf_tenant_ref *t, const char *coll,
+                                      const char *id, const json_t *data, bool patch,
+                                      int64_t if_match, json_t **out);
+CF_MUST cf_err cf_vault_record_delete(struct cf_vault *v, const struct cf_auth_call *c,
+                                      const struct cf_tenant_ref *t, const char *coll,
+                                      const char *id, int64_t if_match);
+/* A page of records, by id (cursor: the last id of the page before), those whose
+ * filterable fields equal filters' values ({"plan": "pro"}); sensitive fields left out,
+ * personal ones masked. {"records": [...], "next": cursor or null}. */
+CF_MUST cf_err cf_vault_record_list(struct cf_vault *v, const struct cf_tenant_ref *t,
+                                    const char *coll, const json_t *filters, const char *cursor,
+                                    unsigned limit, json_t **out);
+/* A record's versions: {"versions": [{"version", "schema_version", "created_at", "by"}]}. */
+CF_MUST cf_err cf_vault_record_history(struct cf_vault *v, const struct cf_tenant_ref *t,
+                                       const char *coll, const char *id, json_t **out);
+
 #endif

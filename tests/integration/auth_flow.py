@@ -21,43 +21,16 @@ import urllib.parse
 import jwt
 from jwt.algorithms import OKPAlgorithm
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flowlib import code, make_call, report  # noqa: E402
+
 URL, CA, DATA, ADMIN, ADMIN_PW, OTHER, ROUTES_C = sys.argv[1:8]
 U = urllib.parse.urlparse(URL)
 CTX = ssl.create_default_context(cafile=CA)
 TENANT = "dev"
 
 
-def report(good, name, detail=""):
-    print(("ok - %s" % name) if good else ("not ok - %s -- %s" % (name, str(detail)[:600])), flush=True)
-
-
-def call(method, path, body=None, cookie=None, csrf=None, token=None, headers=None, raw=None):
-    c = http.client.HTTPSConnection(U.hostname, U.port, context=CTX, timeout=20)
-    h = dict(headers or {})
-    data = raw
-    if body is not None:
-        data = json.dumps(body).encode()
-    if data is not None:
-        h["Content-Type"] = "application/json"
-    if cookie:
-        h["Cookie"] = "__Host-coffre_session=" + cookie
-    if csrf:
-        h["X-CSRF-Token"] = csrf
-    if token:
-        h["Authorization"] = "Bearer " + token
-    c.request(method, path, body=data, headers=h)
-    r = c.getresponse()
-    text = r.read().decode()
-    c.close()
-    try:
-        js = json.loads(text) if text else None
-    except ValueError:
-        js = None
-    return r.status, js, r.getheader("Set-Cookie"), dict(r.getheaders())
-
-
-def code(js):
-    return (js or {}).get("error", {}).get("code")
+call = make_call(URL, CA)
 
 
 def login(email, pw, tenant=TENANT):
@@ -351,7 +324,7 @@ report(st == 404, "the token on another tenant's path: 404", (st, js))
 # --- the route x role x tenant matrix (IA1, TI1) ---------------------------------------------
 AGENT = {"records.read", "records.write", "files.read", "files.write"}
 ALL = {"records.read", "records.write", "records.delete", "pii.reveal", "files.read", "files.write", "users.manage",
-       "clients.manage", "roles.manage", "keys.manage", "audit.read", "tenant.manage"}
+       "clients.manage", "roles.manage", "keys.manage", "audit.read", "tenant.manage", "collections.manage"}
 HOLDS = {"owner": ALL, "admin": ALL - {"tenant.manage"}, "agent": AGENT, "end_user": set(), "client": AGENT}
 PERM_C = {"CF_P_%s" % p.upper().replace(".", "_"): p for p in ALL}
 routes = []
@@ -377,7 +350,7 @@ for who, (ck, xs, tk) in principals.items():
         for own in (True, False):
             if "{tenant}" not in path and not own:
                 continue
-            p = path.replace("{tenant}", TENANT if own else OTHER).replace("{id}", "u0000000000000000")
+            p = path.replace("{tenant}", TENANT if own else OTHER).replace("{id}", "u0000000000000000").replace("{rid}", "r0000000000000000")
             body = {} if (method, path) in BODY_ROUTES else None
             st, js, _, _ = call(method, p, body, cookie=ck, csrf=xs, token=tk)
             count += 1
@@ -599,7 +572,7 @@ op_bad, n = [], 0
 for method, path, name, perm in routes:
     if name == "auth.logout":
         continue
-    p = path.replace("{tenant}", TENANT).replace("{id}", "u0000000000000000")
+    p = path.replace("{tenant}", TENANT).replace("{id}", "u0000000000000000").replace("{rid}", "r0000000000000000")
     st, js, _, _ = call(method, p, {} if (method, path) in BODY_ROUTES else None, cookie=op1, csrf=op1x)
     n += 1
     tenant_route = "{tenant}" in path

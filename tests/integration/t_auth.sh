@@ -110,7 +110,7 @@ write_dbsql() {
 		printf 'exec runuser -u postgres -- env PGPORT=%q %q -h %q -U postgres -d %q -qAt -v ON_ERROR_STOP=1 -c "$1"\n' \
 			"$PGPORT" "$COFFRE_TEST_PG_BIN/psql" "$COFFRE_TEST_PG_HOST" "$db" >"$SRV_DIR/dbsql"
 	else
-		printf 'exec sqlite3 %q "$1"\n' "$SRV_DIR/data/coffre.db" >"$SRV_DIR/dbsql"
+		printf 'exec sqlite3 -cmd ".timeout 10000" %q "$1"\n' "$SRV_DIR/data/coffre.db" >"$SRV_DIR/dbsql"
 	fi
 }
 

@@ -138,7 +138,7 @@ n = 0
 for p, ops in spec["paths"].items():
     for method, op in ops.items():
         try:
-            url = sys.argv[2] + p.replace("{tenant}", "dev").replace("{id}", "u0000000000000000")
+            url = sys.argv[2] + p.replace("{tenant}", "dev").replace("{id}", "u0000000000000000").replace("{rid}", "r0000000000000000")
             r = urllib.request.urlopen(urllib.request.Request(url, method=method.upper()), context=ctx)
             status, body = r.status, r.read()
         except urllib.error.HTTPError as e:

@@ -1,0 +1,241 @@
+/* coffre — the vault's API (docs/vault.md): a tenant's collections and their records.
+ * routes.c gives each route its permission; server.c checks it and the tenant. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/handlers.h"
+#include "vault/vault.h"
+
+static const struct cf_tenant_ref *own(struct cf_req *req)
+{
+	return &cf_req_principal(req)->tenant;
+}
+
+static void param(struct cf_req *req, const char *name, char *out, size_t cap)
+{
+	cf_span_to_str(cf_req_param(req, name), out, cap);
+}
+
+/* If-Match: the version the caller read ("3" or the ETag "\"3\""); -1 when absent. */
+static cf_err if_match(struct cf_req *req, int64_t *out)
+{
+	const char *h = cf_req_header(req, "If-Match");
+	*out = -1;
+	if (!h)
+		return CF_OK;
+	char buf[24];
+	size_t n = strlen(h);
+	if (n >= 2 && h[0] == '"' && h[n - 1] == '"' && n - 2 < sizeof buf) {
+		memcpy(buf, h + 1, n - 2);
+		buf[n - 2] = '\0';
+	} else if (n < sizeof buf) {
+		memcpy(buf, h, n + 1);
+	} else {
+		buf[0] = '\0';
+	}
+	char *end = NULL;
+	errno = 0;
+	long long v = strtoll(buf, &end, 10);
+	CF_ENSURE(buf[0] && !errno && end && !*end && v >= 1,
+	          cf_err_fail(CF_E_INVALID, "If-Match is the record's version (a number)"));
+	*out = v;
+	return CF_OK;
+}
+
+/* --- collections --------------------------------------------------------------------- */
+cf_err cf_h_collections_list(struct cf_req *req)
+{
+	json_t *out = NULL;
+	CF_TRY(cf_vault_collection_list(cf_req_vault(req), own(req), &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+static cf_err collection_put(struct cf_req *req, bool create)
+{
+	static const char *const keys_create[] = {"name", "fields", NULL};
+	json_t *in = NULL;
+	CF_TRY(cf_h_body(req, create ? keys_create : keys_create + 1, &in));
+	char name[80] = "";
+	const char *n = NULL;
+	cf_err e = CF_OK;
+	if (create) {
+		e = cf_h_need(in, "name", 64, &n);
+		if (n)
+			(void)snprintf(name, sizeof name, "%s", n);
+	} else {
+		param(req, "id", name, sizeof name);
+	}
+	const json_t *fields = json_object_get(in, "fields");
+	if (e == CF_OK && !fields)
+		e = cf_err_at(CF_E_MISSING_FIELD, "fields", "required", "fields is required");
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_vault_collection_put(cf_req_vault(req), &call, own(req), name, fields,
+		                            create, &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, create ? 201 : 200, out);
+}
+
+cf_err cf_h_collections_create(struct cf_req *req)
+{
+	return collection_put(req, true);
+}
+
+cf_err cf_h_collections_update(struct cf_req *req)
+{
+	return collection_put(req, false);
+}
+
+cf_err cf_h_collections_get(struct cf_req *req)
+{
+	char name[80];
+	param(req, "id", name, sizeof name);
+	json_t *out = NULL;
+	CF_TRY(cf_vault_collection_get(cf_req_vault(req), own(req), name, &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_collections_delete(struct cf_req *req)
+{
+	char name[80];
+	param(req, "id", name, sizeof name);
+	/* Every record of it goes for good: the caller types the name again. */
+	const char *confirm = cf_req_query(req, "confirm");
+	CF_ENSURE(confirm && strcmp(confirm, name) == 0,
+	          cf_err_fail(CF_E_INVALID, "deleting a collection deletes all its records: "
+	                                    "repeat its name in ?confirm="));
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_vault_collection_delete(cf_req_vault(req), &call, own(req), name));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+/* --- records ----------------------------------------------------------------------------- */
+cf_err cf_h_records_list(struct cf_req *req)
+{
+	char coll[80];
+	param(req, "id", coll, sizeof coll);
+	uint64_t limit = 50;
+	CF_TRY(cf_req_query_u64(req, "limit", 100, &limit));
+	/* Filters: ?filter=field:value (up to four, comma-separated, values without ','). */
+	json_t *filters = json_object();
+	CF_ENSURE(filters, CF_E_NOMEM);
+	const char *f = cf_req_query(req, "filter");
+	char buf[1024];
+	cf_err e = CF_OK;
+	if (f && strlen(f) < sizeof buf) {
+		memcpy(buf, f, strlen(f) + 1);
+		char *save = NULL;
+		for (char *t = strtok_r(buf, ",", &save); t && e == CF_OK;
+		     t = strtok_r(NULL, ",", &save)) {
+			char *colon = strchr(t, ':');
+			if (!colon) {
+				e = cf_err_fail(CF_E_INVALID, "a filter is field:value");
+				break;
+			}
+			*colon = '\0';
+			json_object_set_new(filters, t, json_string(colon + 1));
+		}
+	} else if (f) {
+		e = cf_err_fail(CF_E_INVALID, "the filter is too long");
+	}
+	json_t *out = NULL;
+	if (e == CF_OK)
+		e = cf_vault_record_list(cf_req_vault(req), own(req), coll, filters,
+		                         cf_req_query(req, "cursor"), (unsigned)limit, &out);
+	json_decref(filters);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_records_create(struct cf_req *req)
+{
+	static const char *const keys[] = {"data", NULL};
+	char coll[80];
+	param(req, "id", coll, sizeof coll);
+	json_t *in = NULL;
+	CF_TRY(cf_h_body(req, keys, &in));
+	const json_t *data = json_object_get(in, "data");
+	cf_err e = data ? CF_OK
+	                : cf_err_at(CF_E_MISSING_FIELD, "data", "required", "data is required");
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_vault_record_create(cf_req_vault(req), &call, own(req), coll, data, &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 201, out);
+}
+
+cf_err cf_h_records_get(struct cf_req *req)
+{
+	char coll[80], id[40];
+	param(req, "id", coll, sizeof coll);
+	param(req, "rid", id, sizeof id);
+	uint64_t version = 0;
+	CF_TRY(cf_req_query_u64(req, "version", INT64_MAX, &version));
+	struct cf_reveal rv = {.fields = cf_req_query(req, "reveal"),
+	                       .reason = cf_req_query(req, "reason"),
+	                       .version = (int64_t)version};
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_vault_record_get(cf_req_vault(req), &call, own(req), coll, id, &rv, &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+static cf_err record_write(struct cf_req *req, bool patch)
+{
+	static const char *const keys[] = {"data", NULL};
+	char coll[80], id[40];
+	param(req, "id", coll, sizeof coll);
+	param(req, "rid", id, sizeof id);
+	int64_t expected = -1;
+	CF_TRY(if_match(req, &expected));
+	json_t *in = NULL;
+	CF_TRY(cf_h_body(req, keys, &in));
+	const json_t *data = json_object_get(in, "data");
+	cf_err e = data ? CF_OK
+	                : cf_err_at(CF_E_MISSING_FIELD, "data", "required", "data is required");
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_vault_record_update(cf_req_vault(req), &call, own(req), coll, id, data,
+		                           patch, expected, &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, out);
+}
+
+cf_err cf_h_records_put(struct cf_req *req)
+{
+	return record_write(req, false);
+}
+
+cf_err cf_h_records_patch(struct cf_req *req)
+{
+	return record_write(req, true);
+}
+
+cf_err cf_h_records_delete(struct cf_req *req)
+{
+	char coll[80], id[40];
+	param(req, "id", coll, sizeof coll);
+	param(req, "rid", id, sizeof id);
+	int64_t expected = -1;
+	CF_TRY(if_match(req, &expected));
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_vault_record_delete(cf_req_vault(req), &call, own(req), coll, id, expected));
+	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+cf_err cf_h_records_history(struct cf_req *req)
+{
+	char coll[80], id[40];
+	param(req, "id", coll, sizeof coll);
+	param(req, "rid", id, sizeof id);
+	json_t *out = NULL;
+	CF_TRY(cf_vault_record_history(cf_req_vault(req), own(req), coll, id, &out));
+	return cf_req_reply_json(req, 200, out);
+}

@@ -1,0 +1,50 @@
+/* coffre — vault: what its files share. Internal. */
+#ifndef CF_VAULT_INTERNAL_H
+#define CF_VAULT_INTERNAL_H
+
+#include "vault/vault.h"
+
+#define VAULT_NAME_MAX   63
+#define VAULT_FIELDS_MAX 64
+#define VAULT_VALUE_MAX  (64 * 1024)  /* a field's largest value, in bytes */
+#define VAULT_RECORD_MAX (256 * 1024) /* a record's data, as compact JSON */
+
+enum cf_ftype {
+	CF_FT_STRING,
+	CF_FT_INTEGER,
+	CF_FT_NUMBER,
+	CF_FT_BOOLEAN,
+	CF_FT_DATE,
+	CF_FT_EMAIL,
+	CF_FT_PHONE,
+	CF_FT_OBJECT,
+	CF_FT_ARRAY
+};
+
+struct vault_field {
+	char name[VAULT_NAME_MAX + 1];
+	enum cf_ftype type;
+	enum cf_class cls;
+	bool required, filter;
+	size_t max;
+};
+
+struct vault_schema {
+	struct vault_field f[VAULT_FIELDS_MAX];
+	size_t n;
+};
+
+/* schema.c */
+CF_MUST cf_err vault_name_check(const char *what, const char *n);
+/* A schema from its JSON ({"name": {"type", "required", "max", "classification",
+ * "filter"}}): every refusal names the field and the rule. */
+CF_MUST cf_err vault_schema_parse(const json_t *fields, struct vault_schema *out);
+json_t *vault_schema_json(const struct vault_schema *s);
+const struct vault_field *vault_field(const struct vault_schema *s, const char *name);
+/* A record's data against the schema: unknown fields, missing required ones, types,
+ * sizes, dates, emails, phones (422 naming the path and the rule). */
+CF_MUST cf_err vault_record_check(const struct vault_schema *s, const json_t *data);
+/* A personal or sensitive value as it is shown masked (a new reference). */
+json_t *vault_mask(const struct vault_field *f, const json_t *v);
+
+#endif

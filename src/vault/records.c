@@ -1,0 +1,1020 @@
+/* coffre — collections and records (ER1, ER2, TI1, PV2, PV7). A record version is one
+ * envelope (keys/envelope.c) sealed under a DEK of its own; its associated data binds the
+ * tenant, the collection, the record id and the version, so a row copied to another
+ * tenant or record, or an old version put back as the current one, does not open. Every
+ * change is written with its audit entry in one transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vault/internal.h"
+
+struct cf_vault {
+	struct cf_store *st;
+	struct cf_keyring *kr;
+	struct cf_auth *auth;
+};
+
+cf_err cf_vault_new(struct cf_store *st, struct cf_keyring *kr, struct cf_auth *auth,
+                    struct cf_vault **out)
+{
+	struct cf_vault *v = calloc(1, sizeof *v);
+	CF_ENSURE(v, CF_E_NOMEM);
+	*v = (struct cf_vault){.st = st, .kr = kr, .auth = auth};
+	*out = v;
+	return CF_OK;
+}
+
+void cf_vault_free(struct cf_vault **pp)
+{
+	if (!pp || !*pp)
+		return;
+	free(*pp);
+	*pp = NULL;
+}
+
+static int64_t now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* --- collections ----------------------------------------------------------------------- */
+struct coll_q {
+	const char *tenant, *name;
+	int64_t version; /* 0: the current one */
+	bool found;
+	int64_t current, created, updated;
+	char *schema_text; /* malloc'd */
+	json_t *arr;
+	/* a change */
+	const char *text;
+	bool create;
+	struct cf_audit_prepared audit;
+};
+
+static cf_err coll_row(const struct cf_row *row, void *ctx)
+{
+	struct coll_q *q = ctx;
+	q->found = true;
+	q->current = cf_row_int(row, 0);
+	q->created = cf_row_int(row, 2);
+	q->updated = cf_row_int(row, 3);
+	struct cf_span s = cf_row_blob(row, 1);
+	free(q->schema_text);
+	q->schema_text = strndup((const char *)s.ptr, s.len);
+	return q->schema_text ? CF_OK : CF_E_NOMEM;
+}
+
+static cf_err coll_read(struct cf_tx *tx, void *ctx)
+{
+	struct coll_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->name), CF_V_INT(q->version)};
+	if (q->version)
+		return cf_tx_query(tx,
+		                   "SELECT c.version, v.schema, c.created_at, c.updated_at"
+		                   " FROM collections c JOIN collection_versions v"
+		                   " ON v.tenant_id = c.tenant_id AND v.name = c.name"
+		                   " WHERE c.tenant_id = $1 AND c.name = $2 AND v.version = $3",
+		                   v, 3, coll_row, q);
+	return cf_tx_query(tx,
+	                   "SELECT version, schema, created_at, updated_at FROM collections"
+	                   " WHERE tenant_id = $1 AND name = $2",
+	                   v, 2, coll_row, q);
+}
+
+/* The collection's schema (its current version, or version). */
+static cf_err schema_load(struct cf_vault *v, const char *tenant, const char *name, int64_t version,
+                          struct vault_schema *s, int64_t *current)
+{
+	CF_TRY(vault_name_check("collection", name));
+	struct coll_q q = {.tenant = tenant, .name = name, .version = version};
+	cf_err err = cf_store_read(v->st, tenant, coll_read, &q);
+	if (err == CF_OK && !q.found)
+		err = cf_err_fail(CF_E_NOT_FOUND, "no collection named '%s'", name);
+	json_t *fields = NULL;
+	if (err == CF_OK &&
+	    cf_json_parse_object((const uint8_t *)q.schema_text, strlen(q.schema_text),
+	                         VAULT_RECORD_MAX, &fields) != CF_OK)
+		err = cf_err_fail(CF_E_INTEGRITY, "the collection's stored schema is damaged");
+	if (err == CF_OK)
+		err = vault_schema_parse(fields, s);
+	json_decref(fields);
+	free(q.schema_text);
+	if (current)
+		*current = q.current;
+	return err;
+}
+
+static cf_err coll_write(struct cf_tx *tx, void *ctx)
+{
+	struct coll_q *q = ctx;
+	int64_t now = now_s();
+	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->name)};
+	q->found = false;
+	CF_TRY(cf_tx_query(tx,
+	                   "SELECT version, schema, created_at, updated_at FROM collections"
+	                   " WHERE tenant_id = $1 AND name = $2",
+	                   k, 2, coll_row, q));
+	CF_ENSURE(!q->create || !q->found,
+	          cf_err_fail(CF_E_CONFLICT, "a collection named '%s' exists", q->name));
+	CF_ENSURE(q->create || q->found,
+	          cf_err_fail(CF_E_NOT_FOUND, "no collection named '%s'", q->name));
+	int64_t version = q->found ? q->current + 1 : 1;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->name), CF_V_INT(version),
+	                     CF_V_TEXT(q->text), CF_V_INT(now)};
+	CF_TRY(cf_tx_exec(tx,
+	                  q->create ? "INSERT INTO collections (tenant_id, name, version, schema,"
+	                              " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)"
+	                            : "UPDATE collections SET version = $3, schema = $4,"
+	                              " updated_at = $5 WHERE tenant_id = $1 AND name = $2",
+	                  v, 5, NULL));
+	CF_TRY(cf_tx_exec(tx,
+	                  "INSERT INTO collection_versions (tenant_id, name, version, schema,"
+	                  " created_at) VALUES ($1, $2, $3, $4, $5)",
+	                  v, 5, NULL));
+	return cf_audit_append(tx, &q->audit);
+}
+
+cf_err cf_vault_collection_put(struct cf_vault *v, const struct cf_auth_call *c,
+                               const struct cf_tenant_ref *t, const char *name,
+                               const json_t *fields, bool create, json_t **out)
+{
+	CF_TRY(vault_name_check("name", name));
+	struct vault_schema *s = calloc(1, sizeof *s);
+	CF_ENSURE(s, CF_E_NOMEM);
+	cf_err err = vault_schema_parse(fields, s);
+	json_t *canon = err == CF_OK ? vault_schema_json(s) : NULL;
+	free(s);
+	CF_TRY(err);
+	CF_ENSURE(canon, CF_E_NOMEM);
+	char *text = NULL;
+	err = cf_json_dump(canon, &text, NULL);
+	json_decref(canon);
+	CF_TRY(err);
+	struct coll_q q = {.tenant = t->id, .name = name, .text = text, .create = create};
+	err = cf_auth_audit_prepare(v->auth, c, t->id,
+	                            create ? "collection.create" : "collection.update", name,
+	                            CF_OUTCOME_OK, CF_OK, &q.audit);
+	if (err == CF_OK)
+		err = cf_store_write_wait(v->st, t->id, coll_write, &q);
+	free(q.schema_text);
+	free(text);
+	CF_TRY(err);
+	return cf_vault_collection_get(v, t, name, out);
+}
+
+static json_t *coll_json(const char *name, int64_t version, const char *schema, int64_t created,
+                         int64_t updated)
+{
+	json_t *fields = json_loads(schema, 0, NULL);
+	return json_pack("{s:s, s:I, s:o*, s:I, s:I}", "name", name, "version", (json_int_t)version,
+	                 "fields", fields, "created_at", (json_int_t)created, "updated_at",
+	                 (json_int_t)updated);
+}
+
+cf_err cf_vault_collection_get(struct cf_vault *v, const struct cf_tenant_ref *t, const char *name,
+                               json_t **out)
+{
+	CF_TRY(vault_name_check("collection", name));
+	struct coll_q q = {.tenant = t->id, .name = name};
+	cf_err err = cf_store_read(v->st, t->id, coll_read, &q);
+	if (err == CF_OK && !q.found)
+		err = cf_err_fail(CF_E_NOT_FOUND, "no collection named '%s'", name);
+	if (err == CF_OK) {
+		*out = coll_json(name, q.current, q.schema_text, q.created, q.updated);
+		err = *out ? CF_OK : CF_E_NOMEM;
+	}
+	free(q.schema_text);
+	return err;
+}
+
+static cf_err coll_list_row(const struct cf_row *row, void *ctx)
+{
+	char name[VAULT_NAME_MAX + 1];
+	cf_span_to_str(cf_row_blob(row, 0), name, sizeof name);
+	struct cf_span s = cf_row_blob(row, 2);
+	char *schema = strndup((const char *)s.ptr, s.len);
+	CF_ENSURE(schema, CF_E_NOMEM);
+	json_t *o =
+	        coll_json(name, cf_row_int(row, 1), schema, cf_row_int(row, 3), cf_row_int(row, 4));
+	free(schema);
+	CF_ENSURE(o, CF_E_NOMEM);
+	return json_array_append_new(ctx, o) == 0 ? CF_OK : CF_E_NOMEM;
+}
+
+static cf_err coll_list_fn(struct cf_tx *tx, void *ctx)
+{
+	struct cf_val v[] = {CF_V_TEXT(cf_tx_tenant(tx))};
+	return cf_tx_query(tx,
+	                   "SELECT name, version, schema, created_at, updated_at FROM collections"
+	                   " WHERE tenant_id = $1 ORDER BY name",
+	                   v, 1, coll_list_row, ctx);
+}
+
+cf_err cf_vault_collection_list(struct cf_vault *v, const struct cf_tenant_ref *t, json_t **out)
+{
+	json_t *arr = json_array();
+	CF_ENSURE(arr, CF_E_NOMEM);
+	cf_err err = cf_store_read(v->st, t->id, coll_list_fn, arr);
+	if (err) {
+		json_decref(arr);
+		return err;
+	}
+	*out = json_pack("{s:o}", "collections", arr);
+	return *out ? CF_OK : CF_E_NOMEM;
+}
+
+static cf_err coll_delete_fn(struct cf_tx *tx, void *ctx)
+{
+	struct coll_q *q = ctx;
+	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->name)};
+	int64_t n = 0;
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM collections WHERE tenant_id = $1 AND name = $2", k, 2,
+	                  &n));
+	CF_ENSURE(n == 1, cf_err_fail(CF_E_NOT_FOUND, "no collection named '%s'", q->name));
+	static const char *const more[] = {
+	        "DELETE FROM collection_versions WHERE tenant_id = $1 AND name = $2",
+	        "DELETE FROM records WHERE tenant_id = $1 AND collection = $2",
+	        "DELETE FROM record_versions WHERE tenant_id = $1 AND collection = $2",
+	        "DELETE FROM record_index WHERE tenant_id = $1 AND collection = $2",
+	};
+	for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+		CF_TRY(cf_tx_exec(tx, more[i], k, 2, NULL));
+	return cf_audit_append(tx, &q->audit);
+}
+
+cf_err cf_vault_collection_delete(struct cf_vault *v, const struct cf_auth_call *c,
+                                  const struct cf_tenant_ref *t, const char *name)
+{
+	CF_TRY(vault_name_check("collection", name));
+	struct coll_q q = {.tenant = t->id, .name = name};
+	CF_TRY(cf_auth_audit_prepare(v->auth, c, t->id, "collection.delete", name, CF_OUTCOME_OK,
+	                             CF_OK, &q.audit));
+	cf_err err = cf_store_write_wait(v->st, t->id, coll_delete_fn, &q);
+	free(q.schema_text);
+	return err;
+}
+
+/* --- sealing ------------------------------------------------------------------------------ */
+static struct cf_env_ctx env_ctx(const char *tenant, const char *coll, const char *id,
+                                 int64_t version)
+{
+	return (struct cf_env_ctx){.tenant = cf_span_str(tenant),
+	                           .collection = cf_span_str(coll),
+	                           .record = cf_span_str(id),
+	                           .version = (uint64_t)version,
+	                           .field = cf_span_str("data")};
+}
+
+/* A sealed version: the envelope (malloc'd) and the KEK version that wraps its DEK. */
+struct sealed {
+	uint8_t *env;
+	size_t len;
+	int64_t kek_version;
+};
+
+static cf_err seal(struct cf_vault *v, const char *tenant, const char *coll, const char *id,
+                   int64_t version, const json_t *data, struct sealed *out)
+{
+	char *pt = NULL;
+	size_t n = 0;
+	CF_TRY(cf_json_dump(data, &pt, &n));
+	cf_err err = n <= VAULT_RECORD_MAX
+	                     ? CF_OK
+	                     : cf_err_at(CF_E_TOO_LARGE, "data", "max",
+	                                 "a record is at most %d bytes of JSON", VAULT_RECORD_MAX);
+	struct cf_env_ctx ctx = env_ctx(tenant, coll, id, version);
+	size_t cap = cf_env_size(&ctx, n);
+	out->env = err == CF_OK ? malloc(cap) : NULL;
+	if (err == CF_OK && !out->env)
+		err = CF_E_NOMEM;
+	if (err == CF_OK)
+		err = cf_keys_seal_value(v->kr, &ctx, (struct cf_span){(const uint8_t *)pt, n},
+		                         out->env, cap, &out->len);
+	struct cf_env_view view;
+	if (err == CF_OK)
+		err = cf_env_parse((struct cf_span){out->env, out->len}, &view);
+	if (err == CF_OK)
+		out->kek_version = view.kid.kek_version;
+	cf_wipe(pt, n);
+	free(pt);
+	if (err) {
+		free(out->env);
+		out->env = NULL;
+	}
+	return err;
+}
+
+/* Opens a version; CF_E_INTEGRITY is reported (logged as an alert, audited) here. */
+static cf_err open_data(struct cf_vault *v, const struct cf_auth_call *c, const char *tenant,
+                        const char *coll, const char *id, int64_t version, struct cf_span env,
+                        json_t **out)
+{
+	struct cf_env_ctx ctx = env_ctx(tenant, coll, id, version);
+	uint8_t *pt = env.len ? malloc(env.len) : NULL;
+	CF_ENSURE(pt, env.len ? CF_E_NOMEM : CF_E_INTEGRITY);
+	size_t n = 0;
+	cf_err err = cf_keys_open_value(v->kr, &ctx, env, pt, env.len, &n);
+	if (err == CF_OK && cf_json_parse_object(pt, n, VAULT_RECORD_MAX + 1, out) != CF_OK)
+		err = CF_E_INTEGRITY;
+	cf_wipe(pt, env.len);
+	free(pt);
+	if (err == CF_E_INTEGRITY) {
+		/* TI1: a value that does not open here (copied from another tenant or record,
+		 * altered, or under a destroyed key) is never returned garbled. */
+		cf_log(CF_LOG_ERROR, c ? c->request_id : NULL, "record_integrity",
+		       "ALERT: a record of collection %s (id %s, version %lld) failed its "
+		       "integrity check",
+		       coll, id, (long long)version);
+		cf_err_detail_clear();
+		CF_TRY(cf_auth_audit_record(v->auth, c, tenant, "record.integrity", id,
+		                            CF_OUTCOME_FAILED, CF_E_INTEGRITY));
+		return cf_err_fail(CF_E_INTEGRITY, "the record failed its integrity check: it is "
+		                                   "not returned, and the failure is audited");
+	}
+	return err;
+}
+
+/* --- records ------------------------------------------------------------------------------- */
+struct rec_q {
+	const char *tenant, *coll, *id;
+	int64_t version; /* a read: 0 for the current one */
+	bool found, deleted;
+	int64_t current, schema_version, created, updated;
+	uint8_t *env;
+	size_t env_len;
+	/* a write */
+	struct sealed s;
+	int64_t expected; /* the version being replaced (0: a new record) */
+	const json_t *data;
+	const struct vault_schema *schema;
+	int64_t new_schema_version;
+	const char *actor;
+	bool remove;
+	struct cf_audit_prepared audit;
+};
+
+static cf_err rec_row(const struct cf_row *row, void *ctx)
+{
+	struct rec_q *q = ctx;
+	q->found = true;
+	q->current = cf_row_int(row, 0);
+	q->schema_version = cf_row_int(row, 1);
+	q->created = cf_row_int(row, 2);
+	q->updated = cf_row_int(row, 3);
+	q->deleted = !cf_row_is_null(row, 4);
+	struct cf_span e = cf_row_blob(row, 5);
+	free(q->env);
+	q->env = e.len ? malloc(e.len) : NULL;
+	if (e.len && !q->env)
+		return CF_E_NOMEM;
+	if (e.len)
+		memcpy(q->env, e.ptr, e.len);
+	q->env_len = e.len;
+	if (!cf_row_is_null(row, 6))
+		q->schema_version = cf_row_int(row, 6);
+	return CF_OK;
+}
+
+static cf_err rec_read(struct cf_tx *tx, void *ctx)
+{
+	struct rec_q *q = ctx;
+	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id),
+	                     CF_V_INT(q->version)};
+	/* The current version, or the one asked for (its own schema version). */
+	return cf_tx_query(tx,
+	                   "SELECT r.version, r.schema_version, r.created_at, r.updated_at,"
+	                   " r.deleted_at, v.sealed, v.schema_version FROM records r"
+	                   " LEFT JOIN record_versions v ON v.tenant_id = r.tenant_id"
+	                   " AND v.collection = r.collection AND v.record_id = r.record_id"
+	                   " AND v.version = CASE WHEN $4 = 0 THEN r.version ELSE $4 END"
+	                   " WHERE r.tenant_id = $1 AND r.collection = $2 AND r.record_id = $3",
+	                   v, 4, rec_row, q);
+}
+
+static cf_err id_check(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	bool ok = n == 17 && id[0] == 'r';
+	for (size_t i = 1; ok && i < n; i++)
+		ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f');
+	CF_ENSURE(ok, cf_err_fail(CF_E_NOT_FOUND, "no such record"));
+	return CF_OK;
+}
+
+/* The clear text kept for a filterable value. */
+static bool index_text(const json_t *v, char *out, size_t cap)
+{
+	if (json_is_string(v))
+		return (size_t)snprintf(out, cap, "%s", json_string_value(v)) < cap;
+	if (json_is_integer(v))
+		return (size_t)snprintf(out, cap, "%lld", (long long)json_integer_value(v)) < cap;
+	if (json_is_real(v))
+		return (size_t)snprintf(out, cap, "%.17g", json_real_value(v)) < cap;
+	if (json_is_boolean(v))
+		return (size_t)snprintf(out, cap, "%s", json_is_true(v) ? "true" : "false") < cap;
+	return false;
+}
+
+static cf_err index_write(struct cf_tx *tx, struct rec_q *q)
+{
+	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id)};
+	CF_TRY(cf_tx_exec(tx,
+	                  "DELETE FROM record_index WHERE tenant_id = $1 AND collection = $2"
+	                  " AND record_id = $3",
+	                  k, 3, NULL));
+	for (size_t i = 0; q->data && i < q->schema->n; i++) {
+		const struct vault_field *f = &q->schema->f[i];
+		char text[1024];
+		const json_t *val = json_object_get(q->data, f->name);
+		if (!f->filter || !val || !index_text(val, text, sizeof text))
+			continue;
+		struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id),
+		                     CF_V_TEXT(f->name), CF_V_TEXT(text)};
+		CF_TRY(cf_tx_exec(
+		        tx,
+		        "INSERT INTO record_index (tenant_id, collection, record_id, field,"
+		        " value) VALUES ($1, $2, $3, $4, $5)",
+		        v, 5, NULL));
+	}
+	return CF_OK;
+}
+
+static cf_err rec_write(struct cf_tx *tx, void *ctx)
+{
+	struct rec_q *q = ctx;
+	int64_t now = now_s(), next = q->expected + 1;
+	int64_t n = 0;
+	if (q->remove) {
+		struct cf_val d[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id),
+		                     CF_V_INT(now), CF_V_INT(q->expected)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "UPDATE records SET deleted_at = $4 WHERE tenant_id = $1"
+		                  " AND collection = $2 AND record_id = $3 AND deleted_at IS NULL"
+		                  " AND ($5 = 0 OR version = $5)",
+		                  d, 5, &n));
+		CF_ENSURE(n == 1, cf_err_fail(CF_E_CONFLICT, "the record has changed or is gone: "
+		                                             "read it again"));
+		q->data = NULL;
+		CF_TRY(index_write(tx, q));
+		return cf_audit_append(tx, &q->audit);
+	}
+	struct cf_val r[] = {CF_V_TEXT(q->tenant),
+	                     CF_V_TEXT(q->coll),
+	                     CF_V_TEXT(q->id),
+	                     CF_V_INT(next),
+	                     CF_V_INT(q->new_schema_version),
+	                     CF_V_INT(now),
+	                     CF_V_INT(q->expected)};
+	if (q->expected == 0) {
+		CF_TRY(cf_tx_exec(tx,
+		                  "INSERT INTO records (tenant_id, collection, record_id, version,"
+		                  " schema_version, created_at, updated_at)"
+		                  " VALUES ($1, $2, $3, $4, $5, $6, $6)",
+		                  r, 6, NULL));
+	} else {
+		/* Optimistic concurrency: only over the version read. */
+		CF_TRY(cf_tx_exec(tx,
+		                  "UPDATE records SET version = $4, schema_version = $5,"
+		                  " updated_at = $6 WHERE tenant_id = $1 AND collection = $2"
+		                  " AND record_id = $3 AND version = $7 AND deleted_at IS NULL",
+		                  r, 7, &n));
+		CF_ENSURE(n == 1, cf_err_fail(CF_E_CONFLICT,
+		                              "the record has changed since version "
+		                              "%lld: read it again",
+		                              (long long)q->expected));
+	}
+	struct cf_val v[] = {CF_V_TEXT(q->tenant),
+	                     CF_V_TEXT(q->coll),
+	                     CF_V_TEXT(q->id),
+	                     CF_V_INT(next),
+	                     CF_V_INT(q->new_schema_version),
+	                     CF_V_INT(q->s.kek_version),
+	                     CF_V_BLOB(q->s.env, q->s.len),
+	                     CF_V_INT(now),
+	                     CF_V_TEXT(q->actor)};
+	CF_TRY(cf_tx_exec(tx,
+	                  "INSERT INTO record_versions (tenant_id, collection, record_id, version,"
+	                  " schema_version, kek_version, sealed, created_at, created_by)"
+	                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	                  v, 9, NULL));
+	CF_TRY(index_write(tx, q));
+	return cf_audit_append(tx, &q->audit);
+}
+
+static const char *actor_of(const struct cf_auth_call *c)
+{
+	return c && c->who ? c->who->id : c && c->operator_id ? c->operator_id : "-";
+}
+
+/* Masks (PV2): personal and sensitive values, unless revealed; in lists, sensitive ones
+ * are left out. Fields the current schema no longer has are masked as sensitive. */
+static json_t *shown(const struct vault_schema *s, json_t *data, const char *reveal, bool list,
+                     json_t *masked)
+{
+	json_t *out = json_object();
+	const char *name;
+	json_t *val;
+	json_object_foreach (data, name, val) {
+		const struct vault_field *f = vault_field(s, name);
+		struct vault_field unknown = {.type = CF_FT_STRING, .cls = CF_CLASS_SENSITIVE};
+		if (!f)
+			f = &unknown;
+		bool secret = f->cls >= CF_CLASS_PERSONAL;
+		bool open = false;
+		if (secret && reveal) {
+			size_t n = strlen(name);
+			for (const char *p = reveal; !open && p && *p;) {
+				const char *end = strchr(p, ',');
+				size_t len = end ? (size_t)(end - p) : strlen(p);
+				open = (len == 1 && *p == '*') ||
+				       (len == n && memcmp(p, name, n) == 0);
+				p = end ? end + 1 : NULL;
+			}
+		}
+		if (list && f->cls == CF_CLASS_SENSITIVE && !open)
+			continue;
+		json_t *v = secret && !open ? vault_mask(f, val) : json_incref(val);
+		if (secret && !open)
+			json_array_append_new(masked, json_string(name));
+		json_object_set_new(out, name, v);
+	}
+	return out;
+}
+
+static json_t *rec_json(const struct rec_q *q, json_t *data, json_t *masked)
+{
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "id", q->id, "collection",
+	                 q->coll, "version", (json_int_t)(q->version ? q->version : q->current),
+	                 "schema_version", (json_int_t)q->schema_version, "created_at",
+	                 (json_int_t)q->created, "updated_at", (json_int_t)q->updated, "data", data,
+	                 "masked", masked);
+}
+
+/* Reads a record's version and opens it. */
+static cf_err load(struct cf_vault *v, const struct cf_auth_call *c, struct rec_q *q, json_t **data)
+{
+	CF_TRY(id_check(q->id));
+	cf_err err = cf_store_read(v->st, q->tenant, rec_read, q);
+	if (err == CF_OK && (!q->found || q->deleted))
+		err = cf_err_fail(CF_E_NOT_FOUND, "no such record");
+	if (err == CF_OK && !q->env)
+		err = cf_err_fail(CF_E_NOT_FOUND, "no such version of the record");
+	if (err == CF_OK)
+		err = open_data(v, c, q->tenant, q->coll, q->id,
+		                q->version ? q->version : q->current,
+		                (struct cf_span){q->env, q->env_len}, data);
+	free(q->env);
+	q->env = NULL;
+	return err;
+}
+
+cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
+                           const struct cf_tenant_ref *t, const char *coll, const char *id,
+                           const struct cf_reveal *rv, json_t **out)
+{
+	bool reveal = rv && rv->fields && rv->fields[0];
+	if (reveal) {
+		/* PV7: a clear read is a decision someone makes, with a reason on record. */
+		CF_ENSURE(c && c->who && (c->who->perms & CF_PERM(CF_P_PII_REVEAL)),
+		          cf_err_fail(CF_E_FORBIDDEN, "revealing a masked field needs pii.reveal"));
+		size_t n = rv->reason ? strlen(rv->reason) : 0;
+		CF_ENSURE(n >= 3 && n <= 200,
+		          cf_err_at(CF_E_MISSING_FIELD, "reason", "required",
+		                    "revealing a masked field needs a reason (3 to 200 bytes)"));
+	}
+	struct vault_schema *s = calloc(1, sizeof *s);
+	CF_ENSURE(s, CF_E_NOMEM);
+	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id, .version = rv ? rv->version : 0};
+	json_t *data = NULL;
+	cf_err err = schema_load(v, t->id, coll, 0, s, NULL);
+	if (err == CF_OK)
+		err = load(v, c, &q, &data);
+	if (err == CF_OK && reveal) {
+		char why[CF_AUDIT_TEXT_MAX + 1];
+		(void)snprintf(why, sizeof why, "%s fields=%.60s reason=%.150s", id, rv->fields,
+		               rv->reason);
+		err = cf_auth_audit_record(v->auth, c, t->id, "record.reveal", why, CF_OUTCOME_OK,
+		                           CF_OK);
+	}
+	json_t *masked = json_array();
+	json_t *view = err == CF_OK && masked
+	                       ? shown(s, data, reveal ? rv->fields : NULL, false, masked)
+	                       : NULL;
+	json_decref(data);
+	free(s);
+	if (err == CF_OK && view) {
+		*out = rec_json(&q, view, masked);
+		return *out ? CF_OK : CF_E_NOMEM;
+	}
+	json_decref(view);
+	json_decref(masked);
+	return err ? err : CF_E_NOMEM;
+}
+
+/* Writes a version (create, replace, patch) or deletes. */
+static cf_err write_version(struct cf_vault *v, const struct cf_auth_call *c, struct rec_q *q,
+                            const char *action)
+{
+	cf_err err = CF_OK;
+	if (q->data)
+		err = seal(v, q->tenant, q->coll, q->id, q->expected + 1, q->data, &q->s);
+	if (err == CF_OK)
+		err = cf_auth_audit_prepare(v->auth, c, q->tenant, action, q->id, CF_OUTCOME_OK,
+		                            CF_OK, &q->audit);
+	if (err == CF_OK)
+		err = cf_store_write_wait(v->st, q->tenant, rec_write, q);
+	free(q->s.env);
+	q->s.env = NULL;
+	return err;
+}
+
+cf_err cf_vault_record_create(struct cf_vault *v, const struct cf_auth_call *c,
+                              const struct cf_tenant_ref *t, const char *coll, const json_t *data,
+                              json_t **out)
+{
+	struct vault_schema *s = calloc(1, sizeof *s);
+	CF_ENSURE(s, CF_E_NOMEM);
+	char id[18] = "r";
+	int64_t sv = 0;
+	cf_err err = schema_load(v, t->id, coll, 0, s, &sv);
+	if (err == CF_OK)
+		err = vault_record_check(s, data);
+	if (err == CF_OK)
+		err = cf_random_hex(id + 1, sizeof id - 1, 8);
+	struct rec_q q = {.tenant = t->id,
+	                  .coll = coll,
+	                  .id = id,
+	                  .data = data,
+	                  .schema = s,
+	                  .new_schema_version = sv,
+	                  .actor = actor_of(c)};
+	if (err == CF_OK)
+		err = write_version(v, c, &q, "record.create");
+	free(s);
+	CF_TRY(err);
+	struct cf_reveal none = {0};
+	return cf_vault_record_get(v, c, t, coll, id, &none, out);
+}
+
+cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
+                              const struct cf_tenant_ref *t, const char *coll, const char *id,
+                              const json_t *data, bool patch, int64_t if_match, json_t **out)
+{
+	struct vault_schema *s = calloc(1, sizeof *s);
+	CF_ENSURE(s, CF_E_NOMEM);
+	int64_t sv = 0;
+	json_t *old = NULL, *next = NULL;
+	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id};
+	cf_err err = schema_load(v, t->id, coll, 0, s, &sv);
+	if (err == CF_OK)
+		err = load(v, c, &q, &old);
+	if (err == CF_OK && if_match >= 0 && if_match != q.current)
+		err = cf_err_fail(CF_E_CONFLICT,
+		                  "the record is at version %lld, not %lld: read it "
+		                  "again",
+		                  (long long)q.current, (long long)if_match);
+	if (err == CF_OK && patch) {
+		/* RFC 7396 at the top level: null removes a field. */
+		CF_ENSURE(json_is_object(data),
+		          cf_err_at(CF_E_WRONG_TYPE, "data", "object", "data must be an object"));
+		next = json_deep_copy(old);
+		const char *k;
+		json_t *val;
+		json_t *dobj = (json_t *)(uintptr_t)data;
+		json_object_foreach (dobj, k, val) {
+			if (json_is_null(val))
+				json_object_del(next, k);
+			else
+				json_object_set(next, k, val);
+		}
+	} else if (err == CF_OK) {
+		next = json_deep_copy(data);
+	}
+	if (err == CF_OK && !next)
+		err = CF_E_NOMEM;
+	if (err == CF_OK)
+		err = vault_record_check(s, next);
+	struct rec_q w = {.tenant = t->id,
+	                  .coll = coll,
+	                  .id = id,
+	                  .data = next,
+	                  .schema = s,
+	                  .expected = q.current,
+	                  .new_schema_version = sv,
+	                  .actor = actor_of(c)};
+	if (err == CF_OK)
+		err = write_version(v, c, &w, patch ? "record.patch" : "record.update");
+	json_decref(old);
+	json_decref(next);
+	free(s);
+	CF_TRY(err);
+	struct cf_reveal none = {0};
+	return cf_vault_record_get(v, c, t, coll, id, &none, out);
+}
+
+cf_err cf_vault_record_delete(struct cf_vault *v, const struct cf_auth_call *c,
+                              const struct cf_tenant_ref *t, const char *coll, const char *id,
+                              int64_t if_match)
+{
+	CF_TRY(vault_name_check("collection", coll));
+	CF_TRY(id_check(id));
+	struct rec_q q = {.tenant = t->id,
+	                  .coll = coll,
+	                  .id = id,
+	                  .remove = true,
+	                  .expected = if_match > 0 ? if_match : 0};
+	cf_err err = cf_store_read(v->st, t->id, rec_read, &q);
+	free(q.env);
+	q.env = NULL;
+	CF_TRY(err);
+	CF_ENSURE(q.found && !q.deleted, cf_err_fail(CF_E_NOT_FOUND, "no such record"));
+	return write_version(v, c, &q, "record.delete");
+}
+
+/* --- lists and history ---------------------------------------------------------------------- */
+struct list_q {
+	const char *tenant, *coll, *cursor;
+	const char *fields[4], *values[4];
+	size_t nf;
+	unsigned limit;
+	char ids[101][18];
+	int64_t versions[101];
+	size_t n;
+};
+
+static cf_err list_row(const struct cf_row *row, void *ctx)
+{
+	struct list_q *q = ctx;
+	if (q->n < sizeof q->ids / sizeof q->ids[0]) {
+		cf_span_to_str(cf_row_blob(row, 0), q->ids[q->n], sizeof q->ids[0]);
+		q->versions[q->n++] = cf_row_int(row, 1);
+	}
+	return CF_OK;
+}
+
+static cf_err list_fn(struct cf_tx *tx, void *ctx)
+{
+	struct list_q *q = ctx;
+	/* The statement is one of five fixed texts (0 to 4 filters; the store keeps prepared
+	 * statements by their text's address); values are bound. */
+#define LIST_BASE                                                                                  \
+	"SELECT r.record_id, r.version FROM records r WHERE r.tenant_id = $1"                      \
+	" AND r.collection = $2 AND r.deleted_at IS NULL AND r.record_id > $3"
+#define LIST_FILTER(f, v)                                                                          \
+	" AND EXISTS (SELECT 1 FROM record_index i WHERE i.tenant_id = $1 AND"                     \
+	" i.collection = $2 AND i.record_id = r.record_id AND i.field = " f " AND i.value = " v    \
+	")"
+#define LIST_END " ORDER BY r.record_id LIMIT $4"
+	static const char *const sql[] = {
+	        LIST_BASE LIST_END,
+	        LIST_BASE LIST_FILTER("$5", "$6") LIST_END,
+	        LIST_BASE LIST_FILTER("$5", "$6") LIST_FILTER("$7", "$8") LIST_END,
+	        LIST_BASE LIST_FILTER("$5", "$6") LIST_FILTER("$7", "$8") LIST_FILTER("$9", "$10")
+	                LIST_END,
+	        LIST_BASE LIST_FILTER("$5", "$6") LIST_FILTER("$7", "$8") LIST_FILTER("$9", "$10")
+	                LIST_FILTER("$11", "$12") LIST_END,
+	};
+#undef LIST_BASE
+#undef LIST_FILTER
+#undef LIST_END
+	struct cf_val v[12] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll),
+	                       CF_V_TEXT(q->cursor ? q->cursor : ""), CF_V_INT(q->limit + 1)};
+	for (size_t i = 0; i < q->nf; i++) {
+		struct cf_val fv = CF_V_TEXT(q->fields[i]), vv = CF_V_TEXT(q->values[i]);
+		v[4 + 2 * i] = fv;
+		v[5 + 2 * i] = vv;
+	}
+	return cf_tx_query(tx, sql[q->nf], v, 4 + 2 * (unsigned)q->nf, list_row, q);
+}
+
+cf_err cf_vault_record_list(struct cf_vault *v, const struct cf_tenant_ref *t, const char *coll,
+                            const json_t *filters, const char *cursor, unsigned limit, json_t **out)
+{
+	struct vault_schema *s = calloc(1, sizeof *s);
+	struct list_q *q = calloc(1, sizeof *q);
+	json_t *arr = json_array();
+	cf_err err = s && q && arr ? CF_OK : CF_E_NOMEM;
+	if (err == CF_OK)
+		err = schema_load(v, t->id, coll, 0, s, NULL);
+	if (err == CF_OK) {
+		*q = (struct list_q){.tenant = t->id,
+		                     .coll = coll,
+		                     .cursor = cursor,
+		                     .limit = limit ? (limit > 100 ? 100 : limit) : 50};
+		const char *k;
+		const json_t *val;
+		json_t *fobj = (json_t *)(uintptr_t)filters;
+		json_object_foreach (fobj, k, val) {
+			const struct vault_field *f = vault_field(s, k);
+			char path[96];
+			(void)snprintf(path, sizeof path, "filter.%.64s", k);
+			if (!f || !f->filter) {
+				err = cf_err_at(
+				        CF_E_INVALID_VALUE, path, "filter",
+				        "%s: only the fields marked filter can be filtered on",
+				        path);
+				break;
+			}
+			if (q->nf == 4) {
+				err = cf_err_fail(CF_E_INVALID, "at most 4 filters");
+				break;
+			}
+			q->fields[q->nf] = k;
+			q->values[q->nf++] = json_string_value(val);
+		}
+	}
+	if (err == CF_OK && cursor && cursor[0])
+		err = id_check(cursor) == CF_OK ? CF_OK
+		                                : cf_err_fail(CF_E_INVALID, "the cursor is not one "
+		                                                            "this list gave");
+	if (err == CF_OK)
+		err = cf_store_read(v->st, t->id, list_fn, q);
+	size_t shown_n = q && q->n > q->limit ? q->limit : q ? q->n : 0;
+	for (size_t i = 0; err == CF_OK && i < shown_n; i++) {
+		struct rec_q r = {.tenant = t->id, .coll = coll, .id = q->ids[i]};
+		json_t *data = NULL, *masked = json_array();
+		err = masked ? load(v, NULL, &r, &data) : CF_E_NOMEM;
+		json_t *view = err == CF_OK ? shown(s, data, NULL, true, masked) : NULL;
+		json_decref(data);
+		json_t *o = view ? rec_json(&r, view, masked) : NULL;
+		if (!o && err == CF_OK)
+			err = CF_E_NOMEM;
+		if (!o && !view)
+			json_decref(masked);
+		if (o && json_array_append_new(arr, o) != 0)
+			err = CF_E_NOMEM;
+	}
+	if (err == CF_OK) {
+		bool more = q->n > q->limit;
+		*out = json_pack("{s:o, s:s?}", "records", arr, "next",
+		                 more ? q->ids[q->limit - 1] : NULL);
+		arr = NULL;
+		if (!*out)
+			err = CF_E_NOMEM;
+	}
+	json_decref(arr);
+	free(q);
+	free(s);
+	return err;
+}
+
+static cf_err history_row(const struct cf_row *row, void *ctx)
+{
+	char by[CF_AUTH_ID_MAX + 1];
+	cf_span_to_str(cf_row_blob(row, 3), by, sizeof by);
+	json_t *o = json_pack("{s:I, s:I, s:I, s:s}", "version", (json_int_t)cf_row_int(row, 0),
+	                      "schema_version", (json_int_t)cf_row_int(row, 1), "created_at",
+	                      (json_int_t)cf_row_int(row, 2), "by", by);
+	CF_ENSURE(o, CF_E_NOMEM);
+	return json_array_append_new(ctx, o) == 0 ? CF_OK : CF_E_NOMEM;
+}
+
+struct history_q {
+	struct rec_q *r;
+	json_t *arr;
+};
+
+static cf_err history_fn(struct cf_tx *tx, void *ctx)
+{
+	struct history_q *h = ctx;
+	CF_TRY(rec_read(tx, h->r));
+	free(h->r->env);
+	h->r->env = NULL;
+	if (!h->r->found || h->r->deleted)
+		return CF_OK;
+	struct cf_val v[] = {CF_V_TEXT(h->r->tenant), CF_V_TEXT(h->r->coll), CF_V_TEXT(h->r->id)};
+	return cf_tx_query(tx,
+	                   "SELECT version, schema_version, created_at, created_by"
+	                   " FROM record_versions WHERE tenant_id = $1 AND collection = $2"
+	                   " AND record_id = $3 ORDER BY version DESC",
+	                   v, 3, history_row, h->arr);
+}
+
+cf_err cf_vault_record_history(struct cf_vault *v, const struct cf_tenant_ref *t, const char *coll,
+                               const char *id, json_t **out)
+{
+	CF_TRY(vault_name_check("collection", coll));
+	CF_TRY(id_check(id));
+	struct rec_q r = {.tenant = t->id, .coll = coll, .id = id};
+	struct history_q h = {.r = &r, .arr = json_array()};
+	CF_ENSURE(h.arr, CF_E_NOMEM);
+	cf_err err = cf_store_read(v->st, t->id, history_fn, &h);
+	if (err == CF_OK && (!r.found || r.deleted))
+		err = cf_err_fail(CF_E_NOT_FOUND, "no such record");
+	if (err) {
+		json_decref(h.arr);
+		return err;
+	}
+	*out = json_pack("{s:s, s:o}", "id", id, "versions", h.arr);
+	return *out ? CF_OK : CF_E_NOMEM;
+}
+
+/* --- rotation (ER4): record versions move to the tenant's active KEK --------------------- */
+struct rewrap_q {
+	struct cf_keyring *kr;
+	const char *tenant;
+	uint32_t from;
+	unsigned limit;
+	uint64_t moved, remaining;
+};
+
+struct rw_item {
+	char coll[VAULT_NAME_MAX + 1], id[18];
+	int64_t version;
+	uint8_t *env;
+	size_t len;
+};
+
+struct rw_batch {
+	struct rw_item items[64];
+	size_t n;
+	int64_t remaining;
+};
+
+static cf_err rw_row(const struct cf_row *row, void *ctx)
+{
+	struct rw_batch *b = ctx;
+	if (b->n >= sizeof b->items / sizeof b->items[0])
+		return CF_OK;
+	struct rw_item *it = &b->items[b->n];
+	cf_span_to_str(cf_row_blob(row, 0), it->coll, sizeof it->coll);
+	cf_span_to_str(cf_row_blob(row, 1), it->id, sizeof it->id);
+	it->version = cf_row_int(row, 2);
+	struct cf_span e = cf_row_blob(row, 3);
+	it->env = malloc(e.len ? e.len : 1);
+	CF_ENSURE(it->env, CF_E_NOMEM);
+	memcpy(it->env, e.ptr, e.len);
+	it->len = e.len;
+	b->n++;
+	return CF_OK;
+}
+
+static cf_err rw_count_row(const struct cf_row *row, void *ctx)
+{
+	((struct rw_batch *)ctx)->remaining = cf_row_int(row, 0);
+	return CF_OK;
+}
+
+struct rw_tx {
+	struct rewrap_q *q;
+	struct rw_batch *b;
+};
+
+static cf_err rw_fn(struct cf_tx *tx, void *ctx)
+{
+	struct rw_tx *r = ctx;
+	struct rewrap_q *q = r->q;
+	struct rw_batch *b = r->b;
+	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_INT(q->from),
+	                     CF_V_INT(q->limit < 64 ? q->limit : 64)};
+	CF_TRY(cf_tx_query(tx,
+	                   "SELECT collection, record_id, version, sealed FROM record_versions"
+	                   " WHERE tenant_id = $1 AND kek_version = $2 LIMIT $3",
+	                   k, 3, rw_row, b));
+	for (size_t i = 0; i < b->n; i++) {
+		struct rw_item *it = &b->items[i];
+		struct cf_env_ctx ctx2 = env_ctx(q->tenant, it->coll, it->id, it->version);
+		bool moved = false;
+		CF_TRY(cf_keys_rewrap_value(q->kr, &ctx2, it->env, it->len, &moved));
+		struct cf_env_view view;
+		CF_TRY(cf_env_parse((struct cf_span){it->env, it->len}, &view));
+		struct cf_val u[] = {CF_V_BLOB(it->env, it->len), CF_V_INT(view.kid.kek_version),
+		                     CF_V_TEXT(q->tenant),        CF_V_TEXT(it->coll),
+		                     CF_V_TEXT(it->id),           CF_V_INT(it->version)};
+		CF_TRY(cf_tx_exec(tx,
+		                  "UPDATE record_versions SET sealed = $1, kek_version = $2"
+		                  " WHERE tenant_id = $3 AND collection = $4 AND record_id = $5"
+		                  " AND version = $6",
+		                  u, 6, NULL));
+		q->moved++;
+	}
+	return cf_tx_query(tx,
+	                   "SELECT count(*) FROM record_versions WHERE tenant_id = $1"
+	                   " AND kek_version = $2",
+	                   k, 2, rw_count_row, b);
+}
+
+static cf_err rewrap_step(void *ctx, struct cf_keyring *kr, const char *tenant, uint32_t from,
+                          unsigned limit, uint64_t *moved, uint64_t *remaining)
+{
+	struct cf_vault *v = ctx;
+	struct rewrap_q q = {.kr = kr, .tenant = tenant, .from = from, .limit = limit};
+	struct rw_batch *b = calloc(1, sizeof *b);
+	CF_ENSURE(b, CF_E_NOMEM);
+	struct rw_tx r = {.q = &q, .b = b};
+	cf_err err = cf_store_write_wait(v->st, tenant, rw_fn, &r);
+	for (size_t i = 0; i < b->n; i++)
+		free(b->items[i].env);
+	*moved = err == CF_OK ? q.moved : 0;
+	*remaining = err == CF_OK ? (uint64_t)b->remaining : 0;
+	free(b);
+	return err;
+}
+
+cf_err cf_vault_register_rewrap(struct cf_vault *v)
+{
+	struct cf_rewrap_source src = {.name = "records", .step = rewrap_step, .ctx = v};
+	return cf_keys_add_rewrap_source(v->kr, &src);
+}

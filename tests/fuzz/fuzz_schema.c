@@ -1,0 +1,39 @@
+/* libFuzzer target: a collection's schema and a record as a client sends them (PV2):
+ * {"fields": {...}, "data": {...}}. The schema is parsed, the record checked against it,
+ * and every field masked; nothing may crash, and a refusal always names its field. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vault/internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	json_t *doc = NULL;
+	if (cf_json_parse_object(data, size, 64 * 1024, &doc) != CF_OK) {
+		cf_err_detail_clear();
+		return 0;
+	}
+	static struct vault_schema s;
+	cf_err e = vault_schema_parse(json_object_get(doc, "fields"), &s);
+	if (e != CF_OK && !cf_err_path()[0])
+		__builtin_trap(); /* a schema refusal that names no field */
+	const json_t *rec = json_object_get(doc, "data");
+	if (e == CF_OK && rec) {
+		e = vault_record_check(&s, rec);
+		if (e != CF_OK && !cf_err_path()[0])
+			__builtin_trap();
+		const char *name;
+		json_t *v;
+		json_t *r = (json_t *)(uintptr_t)rec;
+		json_object_foreach (r, name, v) {
+			const struct vault_field *f = vault_field(&s, name);
+			if (e == CF_OK && f)
+				json_decref(vault_mask(f, v));
+		}
+	}
+	json_decref(doc);
+	cf_err_detail_clear();
+	return 0;
+}

@@ -1,0 +1,168 @@
+#!/usr/bin/python3
+# coffre — the vault end to end over HTTPS (ER2, PV2, PV7, TI1), driven by t_vault.sh.
+# Arguments: URL CA ADMIN_EMAIL ADMIN_PASSWORD DBSQL (a script running SQL on the
+# server's database). Prints "ok - NAME" / "not ok - NAME -- DETAIL", then "flows complete".
+import http.client
+import json
+import re
+import ssl
+import subprocess
+import sys
+import time
+import urllib.parse
+import os
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flowlib import code, make_call, report  # noqa: E402
+
+URL, CA, ADMIN, ADMIN_PW, DBSQL = sys.argv[1:6]
+U = urllib.parse.urlparse(URL)
+CTX = ssl.create_default_context(cafile=CA)
+
+
+_call = make_call(URL, CA)
+
+
+def call(method, path, body=None, cookie=None, csrf=None, headers=None, raw=None):
+    st, js, _, _ = _call(method, path, body, cookie=cookie, csrf=csrf, headers=headers, raw=raw)
+    return st, js
+
+
+def login(email, pw, tenant="dev"):
+    c = http.client.HTTPSConnection(U.hostname, U.port, context=CTX, timeout=20)
+    c.request("POST", "/v1/t/%s/auth/login" % tenant, body=json.dumps({"email": email, "password": pw}),
+              headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    js = json.loads(r.read().decode())
+    sc = r.getheader("Set-Cookie") or ""
+    c.close()
+    m = re.match(r"__Host-coffre_session=([^;]*)", sc)
+    return (m.group(1), js["csrf_token"]) if m else (None, None)
+
+
+def dbsql(sql):
+    return subprocess.run(["bash", DBSQL, sql], capture_output=True, text=True)
+
+
+ck, xs = login(ADMIN, ADMIN_PW)
+S = dict(cookie=ck, csrf=xs)
+C = "/v1/t/dev/collections"
+schema = {"email": {"type": "email", "required": True, "classification": "personal"},
+          "name": {"type": "string", "max": 100, "classification": "personal"},
+          "phone": {"type": "phone", "classification": "personal"},
+          "ssn": {"type": "string", "classification": "sensitive"},
+          "plan": {"type": "string", "classification": "internal", "filter": True},
+          "age": {"type": "integer"},
+          "born": {"type": "date"},
+          "vip": {"type": "boolean", "classification": "public", "filter": True}}
+st, js = call("POST", C, {"name": "customers", "fields": schema}, **S)
+report(st == 201 and js["version"] == 1 and js["fields"]["age"]["classification"] == "confidential",
+       "a collection with a schema; unclassified fields are confidential", (st, js))
+st, js = call("POST", C, {"name": "customers", "fields": schema}, **S)
+report(st == 409, "a taken collection name: 409", (st, js))
+st, js = call("POST", C, {"name": "bad", "fields": {"ssn": {"type": "string", "classification": "sensitive", "filter": True}}}, **S)
+report(st == 422 and js["error"]["field"] == "fields.ssn" and js["error"]["rule"] == "filter",
+       "a sensitive field cannot be filtered on (it would be kept in clear): 422 naming field and rule", (st, js))
+st, js = call("POST", C, {"name": "bad", "fields": {"x": {"type": "uuid"}}}, **S)
+report(st == 422 and js["error"]["rule"] == "type", "an unknown type: 422", (st, js))
+
+R = C + "/customers/records"
+ada = {"email": "ada@example.com", "name": "Ada Lovelace", "phone": "+33 6 12 34 56 12", "ssn": "1 85 12 75 123 456",
+       "plan": "pro", "age": 36, "born": "1815-12-10", "vip": True}
+st, js = call("POST", R, {"data": ada}, **S)
+rid = (js or {}).get("id", "")
+d = (js or {}).get("data", {})
+report(st == 201 and js["version"] == 1 and d["email"] == "a***@example.com" and d["phone"] == "+33 6 ** ** ** 12"
+       and d["ssn"] == "**** 456" and d["plan"] == "pro" and d["age"] == 36 and sorted(js["masked"]) == ["email", "name", "phone", "ssn"],
+       "a record is stored; personal and sensitive fields come back masked", (st, js))
+bads = [({"name": "x"}, "data.email", "required"), ({"email": "not-an-email"}, "data.email", "email"),
+        ({"email": "a@b.co", "age": "old"}, "data.age", "integer"), ({"email": "a@b.co", "colour": "red"}, "data.colour", "schema"),
+        ({"email": "a@b.co", "name": "x" * 101}, "data.name", "max"), ({"email": "a@b.co", "phone": "0612"}, "data.phone", "phone"),
+        ({"email": "a@b.co", "born": "2023-02-29"}, "data.born", "date")]
+got = []
+for data, field, rule in bads:
+    st, js = call("POST", R, {"data": data}, **S)
+    got.append((st, (js or {}).get("error", {}).get("field"), (js or {}).get("error", {}).get("rule")))
+report(got == [(422, f, r) for _, f, r in bads], "schema violations: 422 with the field's path and the rule", got)
+st, js = call("POST", R, raw=b'{"data": {', **S)
+report(st == 400 and code(js) == "malformed_json", "malformed JSON: 400", (st, js))
+
+st, js = call("GET", R + "/" + rid, **S)
+report(st == 200 and js["data"]["email"] == "a***@example.com", "a read masks personal fields", (st, js))
+st, js = call("GET", R + "/" + rid + "?reveal=email,ssn", **S)
+report(st == 422 and js["error"]["field"] == "reason", "revealing needs a reason: 422", (st, js))
+st, js = call("GET", R + "/" + rid + "?reveal=email,ssn&reason=ticket%204711", **S)
+report(st == 200 and js["data"]["email"] == "ada@example.com" and js["data"]["ssn"] == ada["ssn"] and js["data"]["phone"] != ada["phone"],
+       "pii.reveal with a reason shows the fields named, only those", (st, js))
+
+# optimistic concurrency, patch, history
+st, js = call("PATCH", R + "/" + rid, {"data": {"plan": "team", "age": None}}, headers={"If-Match": "1"}, **S)
+report(st == 200 and js["version"] == 2 and js["data"]["plan"] == "team" and "age" not in js["data"],
+       "a patch at the version read: version 2 (null removes a field)", (st, js))
+st, js = call("PUT", R + "/" + rid, {"data": ada}, headers={"If-Match": "1"}, **S)
+report(st == 409 and code(js) == "conflict", "a write over a stale version: 409", (st, js))
+st, js = call("PUT", R + "/" + rid, {"data": {"email": "ada@example.org"}}, headers={"If-Match": "\"2\""}, **S)
+report(st == 200 and js["version"] == 3 and "plan" not in js["data"], "a full replace at the current version", (st, js))
+st, js = call("GET", R + "/" + rid + "/versions", **S)
+st2, js2 = call("GET", R + "/" + rid + "?version=1&reveal=email&reason=audit%20check", **S)
+report(st == 200 and [v["version"] for v in js["versions"]] == [3, 2, 1] and st2 == 200 and js2["data"]["email"] == "ada@example.com",
+       "the history of versions, and an old version read", (st, js, st2, js2))
+
+# lists: filters, pagination, sensitive left out
+ids = []
+for i in range(5):
+    st, js = call("POST", R, {"data": {"email": "u%d@example.com" % i, "plan": "pro" if i % 2 else "free", "ssn": "secret-%d" % i, "vip": i == 3}}, **S)
+    ids.append(js["id"])
+st, js = call("GET", R + "?filter=plan:pro&limit=1", **S)
+st2, js2 = call("GET", R + "?filter=plan:pro&limit=1&cursor=" + (js or {}).get("next", ""), **S)
+got = [r["id"] for r in (js or {}).get("records", []) + (js2 or {}).get("records", [])]
+report(st == 200 and st2 == 200 and sorted(got) == sorted([ids[1], ids[3]]) and js2["next"] is None,
+       "a filter on a filterable field, one record a page", (st, js, st2, js2))
+st, js = call("GET", R + "?limit=100", **S)
+recs = (js or {}).get("records", [])
+report(st == 200 and len(recs) == 6 and all("ssn" not in r["data"] for r in recs) and all(r["data"]["email"].count("***") == 1 for r in recs),
+       "lists leave sensitive fields out and mask personal ones", (st, js))
+st, js = call("GET", R + "?filter=ssn:secret-1", **S)
+report(st == 422 and js["error"]["rule"] == "filter", "a filter on a field not marked filter: 422", (st, js))
+st, js = call("GET", R + "?filter=vip:true", **S)
+report(st == 200 and [r["id"] for r in js["records"]] == [ids[3]], "a boolean filter", (st, js))
+
+# isolation below coffre (TI1): rows copied between records and tenants do not open
+r2 = ids[0]
+out = dbsql("UPDATE record_versions SET sealed = (SELECT sealed FROM record_versions WHERE record_id = '%s' AND version = 1)"
+            " WHERE record_id = '%s' AND version = 1" % (ids[1], r2))
+st, js = call("GET", R + "/" + r2, **S)
+report(out.returncode == 0 and st == 500 and code(js) == "integrity" and "ada" not in json.dumps(js),
+       "a sealed version copied from another record does not open: an integrity error, nothing garbled", (out.stderr, st, js))
+keep = dbsql("CREATE TABLE kept AS SELECT sealed FROM record_versions WHERE record_id = '%s' AND version = 3" % rid)
+out = dbsql("UPDATE record_versions SET sealed = (SELECT sealed FROM record_versions WHERE record_id = '%s' AND version = 1)"
+            " WHERE record_id = '%s' AND version = 3" % (rid, rid))
+st, js = call("GET", R + "/" + rid, **S)
+report(out.returncode == 0 and st == 500 and code(js) == "integrity", "an old version's ciphertext put in the current version's place does not open", (out.stderr, st, js))
+back = dbsql("UPDATE record_versions SET sealed = (SELECT sealed FROM kept) WHERE record_id = '%s' AND version = 3" % rid)
+dbsql("DROP TABLE kept")
+st, js = call("GET", R + "/" + rid, **S)
+report(keep.returncode == 0 and back.returncode == 0 and st == 200, "put back, it opens again", (keep.stderr, back.stderr, st, js))
+time.sleep(1.5)  # entries are listed once sequenced (within a second)
+st, js = call("GET", "/v1/t/dev/audit?action=record.integrity&limit=10", **S)
+report(st == 200 and len(js["entries"]) >= 2 and js["entries"][0]["outcome"] == "failed", "each failed read is audited (record.integrity)", (st, js))
+st, js = call("GET", "/v1/t/dev/audit?action=record.reveal&limit=10", **S)
+report(st == 200 and len(js["entries"]) == 2, "each reveal is audited", (st, js))
+
+# deletion
+st, js = call("DELETE", R + "/" + ids[4], headers={"If-Match": "7"}, **S)
+st2, js2 = call("DELETE", R + "/" + ids[4], **S)
+st3, _ = call("GET", R + "/" + ids[4], **S)
+report(st == 409 and st2 == 200 and st3 == 404, "delete: a stale If-Match is refused; then gone (404)", (st, js, st2, js2, st3))
+st, js = call("PUT", C + "/customers", {"fields": dict(schema, notes={"type": "string", "classification": "confidential"})}, **S)
+st2, js2 = call("GET", R + "/" + rid, **S)
+report(st == 200 and js["version"] == 2 and st2 == 200 and js2["schema_version"] == 1,
+       "a schema change is a new version; records keep the one they were written with", (st, js, st2, js2))
+call("POST", C, {"name": "scratch", "fields": {"n": {"type": "integer"}}}, **S)
+st, js = call("POST", C + "/scratch/records", {"data": {"n": 1}}, **S)
+tid = (js or {}).get("id", "")
+st, js = call("DELETE", C + "/scratch", **S)
+st2, js2 = call("DELETE", C + "/scratch?confirm=scratch", **S)
+st3, _ = call("GET", C + "/scratch/records/" + tid, **S)
+report(st == 400 and st2 == 200 and st3 == 404, "deleting a collection needs ?confirm=NAME, then takes its records", (st, st2, st3))
+print("flows complete", flush=True)
