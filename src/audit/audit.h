@@ -76,7 +76,8 @@ enum cf_actor_kind {
 };
 enum cf_outcome { CF_OUTCOME_OK = 0, CF_OUTCOME_DENIED = 1, CF_OUTCOME_FAILED = 2 };
 
-#define CF_AUDIT_FORMAT     1
+#define CF_AUDIT_FORMAT     1 /* an entry without detail */
+#define CF_AUDIT_FORMAT_2   2 /* the same and a detail: exactly one form for each entry */
 #define CF_AUDIT_SALT       16
 #define CF_AUDIT_TEXT_MAX   255
 #define CF_AUDIT_ENTRY_MAX  2048
@@ -98,6 +99,7 @@ struct cf_audit_entry {
 	struct cf_span error;      /* the error code when not ok */
 	struct cf_span request_id; /* hex, or empty */
 	struct cf_span privilege;  /* AL5: the role or right used ("operator", "admin") */
+	struct cf_span detail;     /* clear words the actor gave (a reveal's reason), or empty */
 	uint8_t flags;
 	uint8_t salt[CF_AUDIT_SALT];
 };
@@ -125,6 +127,9 @@ struct cf_audit_event {
 	const char *error; /* error code name, NULL when ok */
 	const char *request_id;
 	const char *privilege;
+	/* In clear, for the tenant to read (a reveal's reason: PV7); never a secret. Bytes
+	 * outside printable ASCII become '?'. NULL: none. */
+	const char *detail;
 };
 /* An entry made ready outside the store's writer: the tenant's HMACs computed, the salt
  * drawn, the clock's state read, every string copied (bounded). */
@@ -132,7 +137,7 @@ struct cf_audit_prepared {
 	char tenant[CF_TENANT_ID_MAX + 1];
 	uint8_t actor_kind, outcome, flags;
 	char actor[CF_AUDIT_TEXT_MAX + 1], action[64], resource[CF_AUDIT_TEXT_MAX + 1];
-	char error[48], request_id[64], privilege[64];
+	char error[48], request_id[64], privilege[64], detail[CF_AUDIT_TEXT_MAX + 1];
 	uint8_t salt[CF_AUDIT_SALT];
 };
 /* kr HMACs a tenant's identifying values (NULL only for deployment entries). */

@@ -1,4 +1,5 @@
-/* coffre — the canonical encoding of one audit entry (AL1), format 1. docs/formats.md
+/* coffre — the canonical encoding of one audit entry (AL1), formats 1 and 2 (the same and
+ * a detail; an entry has a detail exactly when it is format 2). docs/formats.md
  * gives every byte; the encoding is what the Merkle leaf hashes, so it has exactly one
  * form for a given entry and the parser refuses anything else. */
 #include <string.h>
@@ -23,10 +24,12 @@ static uint64_t get_u64(const uint8_t *p)
 
 cf_err cf_audit_encode(const struct cf_audit_entry *e, uint8_t *out, size_t cap, size_t *len)
 {
-	const struct cf_span *texts[] = {&e->tenant, &e->actor,      &e->action,   &e->resource,
-	                                 &e->error,  &e->request_id, &e->privilege};
-	size_t need = 1 + 8 + 8 + 1 + 1 + 1 + CF_AUDIT_SALT + 7;
-	for (size_t i = 0; i < 7; i++) {
+	const struct cf_span *texts[] = {&e->tenant, &e->actor,      &e->action,    &e->resource,
+	                                 &e->error,  &e->request_id, &e->privilege, &e->detail};
+	bool two = e->detail.len > 0;
+	size_t ntexts = two ? 8 : 7;
+	size_t need = 1 + 8 + 8 + 1 + 1 + 1 + CF_AUDIT_SALT + ntexts;
+	for (size_t i = 0; i < ntexts; i++) {
 		CF_ENSURE(texts[i]->len <= CF_AUDIT_TEXT_MAX,
 		          cf_err_fail(CF_E_INVALID, "audit entry field %zu too long", i));
 		for (size_t j = 0; j < texts[i]->len; j++)
@@ -42,7 +45,7 @@ cf_err cf_audit_encode(const struct cf_audit_entry *e, uint8_t *out, size_t cap,
 	          cf_err_fail(CF_E_INVALID, "audit entry out of range"));
 	CF_ENSURE(need <= cap, cf_err_fail(CF_E_INVALID, "audit entry buffer too small"));
 	uint8_t *p = out;
-	*p++ = CF_AUDIT_FORMAT;
+	*p++ = two ? CF_AUDIT_FORMAT_2 : CF_AUDIT_FORMAT;
 	put_u64(p, (uint64_t)e->time_us);
 	p += 8;
 	/* tenant, then its sequence number */
@@ -60,7 +63,7 @@ cf_err cf_audit_encode(const struct cf_audit_entry *e, uint8_t *out, size_t cap,
 		p += texts[i]->len;
 	}
 	*p++ = e->outcome;
-	for (size_t i = 4; i < 7; i++) { /* error, request id, privilege */
+	for (size_t i = 4; i < ntexts; i++) { /* error, request id, privilege (, detail) */
 		*p++ = (uint8_t)texts[i]->len;
 		if (texts[i]->len)
 			memcpy(p, texts[i]->ptr, texts[i]->len);
@@ -122,7 +125,7 @@ cf_err cf_audit_decode(struct cf_span b, struct cf_audit_entry *e)
 	struct reader r = {b.ptr, b.ptr + b.len, b.len > 0};
 	*e = (struct cf_audit_entry){0};
 	e->format = rd_u8(&r);
-	CF_ENSURE(r.ok && e->format == CF_AUDIT_FORMAT,
+	CF_ENSURE(r.ok && (e->format == CF_AUDIT_FORMAT || e->format == CF_AUDIT_FORMAT_2),
 	          cf_err_fail(CF_E_INTEGRITY, "audit entry: unknown format"));
 	uint64_t t = rd_u64(&r);
 	e->time_us = (int64_t)t;
@@ -136,6 +139,12 @@ cf_err cf_audit_decode(struct cf_span b, struct cf_audit_entry *e)
 	e->error = rd_text(&r);
 	e->request_id = rd_text(&r);
 	e->privilege = rd_text(&r);
+	if (e->format == CF_AUDIT_FORMAT_2) {
+		e->detail = rd_text(&r);
+		/* one form: a format 2 entry has a detail */
+		CF_ENSURE(!r.ok || e->detail.len > 0,
+		          cf_err_fail(CF_E_INTEGRITY, "audit entry: format 2 without a detail"));
+	}
 	e->flags = rd_u8(&r);
 	CF_ENSURE(r.ok && r.end - r.p == CF_AUDIT_SALT,
 	          cf_err_fail(CF_E_INTEGRITY, "audit entry: truncated or trailing bytes"));
@@ -149,7 +158,8 @@ cf_err cf_audit_decode(struct cf_span b, struct cf_audit_entry *e)
 
 cf_err cf_audit_set_seq(uint8_t *body, size_t len, uint64_t seq)
 {
-	CF_ENSURE(len >= 11 && body[0] == CF_AUDIT_FORMAT && seq >= 1,
+	CF_ENSURE(len >= 11 && (body[0] == CF_AUDIT_FORMAT || body[0] == CF_AUDIT_FORMAT_2) &&
+	                  seq >= 1,
 	          cf_err_fail(CF_E_INTEGRITY, "audit entry: cannot be sequenced"));
 	size_t at = 1 + 8 + 1 + (size_t)body[9];
 	CF_ENSURE(at + 8 <= len, cf_err_fail(CF_E_INTEGRITY, "audit entry: truncated"));

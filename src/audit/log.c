@@ -39,6 +39,11 @@ cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
 	CF_TRY(copy_field(p->error, sizeof p->error, ev->error, "error"));
 	CF_TRY(copy_field(p->request_id, sizeof p->request_id, ev->request_id, "request id"));
 	CF_TRY(copy_field(p->privilege, sizeof p->privilege, ev->privilege, "privilege"));
+	/* A detail is words a person typed: kept printable, cut at the field's size. */
+	size_t dn = 0;
+	for (const char *d = ev->detail; d && *d && dn < CF_AUDIT_TEXT_MAX; d++)
+		p->detail[dn++] = *d >= 0x20 && *d <= 0x7e ? *d : '?';
+	p->detail[dn] = '\0';
 	/* A tenant's identifying values are stored as HMACs under its audit key: the tenant
 	 * can search for them, nobody else learns them. */
 	const char *a = ev->actor ? ev->actor : "", *r = ev->resource ? ev->resource : "";
@@ -65,7 +70,7 @@ cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
 cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 {
 	struct cf_audit_entry e = {
-	        .format = CF_AUDIT_FORMAT,
+	        .format = p->detail[0] ? CF_AUDIT_FORMAT_2 : CF_AUDIT_FORMAT,
 	        .time_us = cf_now_us(),
 	        .tenant = cf_span_str(p->tenant),
 	        .seq = 0, /* numbered by the sequencer */
@@ -77,6 +82,7 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 	        .error = cf_span_str(p->error),
 	        .request_id = cf_span_str(p->request_id),
 	        .privilege = cf_span_str(p->privilege),
+	        .detail = cf_span_str(p->detail),
 	        .flags = p->flags,
 	};
 	memcpy(e.salt, p->salt, sizeof e.salt);

@@ -151,6 +151,8 @@ static cf_err list_row(const struct cf_row *row, void *ctx)
 		json_object_set_new(o, "request_id", text(e.request_id));
 	if (e.privilege.len)
 		json_object_set_new(o, "privilege", text(e.privilege));
+	if (e.detail.len)
+		json_object_set_new(o, "detail", text(e.detail));
 	json_object_set_new(o, "clock_synchronized", json_boolean(e.flags & CF_AUDIT_FLAG_CLOCK));
 	/* what a proof needs: the entry's index (null until sequenced) */
 	json_object_set_new(o, "index",

@@ -63,6 +63,9 @@ static json_t *entry_json(int64_t index, struct cf_span body)
 	                      outcomes[e.outcome], "error", e.error.ptr, e.error.len, "privilege",
 	                      e.privilege.ptr, e.privilege.len, "body", b64);
 	free(b64);
+	if (o && e.detail.len)
+		json_object_set_new(o, "detail",
+		                    json_stringn((const char *)e.detail.ptr, e.detail.len));
 	return o;
 }
 

@@ -554,6 +554,18 @@ static cf_err append_fn(struct cf_tx *tx, void *ctx)
 	return cf_audit_append(tx, ctx);
 }
 
+cf_err cf_auth_audit_detail(struct cf_auth *a, const struct cf_auth_call *c, const char *tenant_id,
+                            const char *action, const char *resource, const char *detail)
+{
+	struct cf_audit_prepared p;
+	CF_TRY(cf_auth_audit_prepare(a, c, tenant_id, action, resource, CF_OUTCOME_OK, CF_OK, &p));
+	size_t n = 0;
+	for (const char *d = detail; d && *d && n < CF_AUDIT_TEXT_MAX; d++)
+		p.detail[n++] = *d >= 0x20 && *d <= 0x7e ? *d : '?';
+	p.detail[n] = '\0';
+	return cf_store_write_wait(a->store, tenant_id, append_fn, &p);
+}
+
 cf_err cf_auth_audit_record(struct cf_auth *a, const struct cf_auth_call *c, const char *tenant_id,
                             const char *action, const char *resource, enum cf_outcome outcome,
                             cf_err error)

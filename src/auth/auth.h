@@ -370,6 +370,10 @@ CF_MUST cf_err cf_auth_audit_prepare(struct cf_auth *a, const struct cf_auth_cal
                                      const char *tenant_id, const char *action,
                                      const char *resource, enum cf_outcome outcome, cf_err error,
                                      struct cf_audit_prepared *out);
+/* The same written alone with a detail in clear (a reveal's reason, PV7). */
+CF_MUST cf_err cf_auth_audit_detail(struct cf_auth *a, const struct cf_auth_call *c,
+                                    const char *tenant_id, const char *action, const char *resource,
+                                    const char *detail);
 /* The same written alone, durable on return (a read, a refusal). */
 CF_MUST cf_err cf_auth_audit_record(struct cf_auth *a, const struct cf_auth_call *c,
                                     const char *tenant_id, const char *action, const char *resource,

@@ -107,6 +107,26 @@ static void dev_banner(const struct cf_config *cfg, unsigned port, const char *c
 		       "  "
 		       "======================================================================\n\n",
 		       adm->email, adm->password, ca, adm->email, lb, host, rb, port);
+	if (adm->password[0]) {
+		/* The main job in three lines: log in, store a record, read it back (masked). */
+		char url[300];
+		(void)snprintf(url, sizeof url, "https://%s%s%s:%u/v1/t/dev", lb, host, rb, port);
+		printf("   Store a record in the demo collection 'customers' and read it back:\n"
+		       "   $ csrf=$(curl -s --cacert %s -c /tmp/coffre-demo.jar -H "
+		       "'Content-Type: application/json' -d "
+		       "'{\"email\":\"%s\",\"password\":\"%s\"}' %s/auth/login | sed "
+		       "'s/.*\"csrf_token\":\"\\([^\"]*\\)\".*/\\1/')\n"
+		       "   $ id=$(curl -s --cacert %s -b /tmp/coffre-demo.jar -H \"X-CSRF-Token: "
+		       "$csrf\" -H 'Content-Type: application/json' -d "
+		       "'{\"data\":{\"email\":\"ada@example.com\",\"name\":\"Ada "
+		       "Lovelace\",\"plan\":\"pro\"}}' %s/collections/customers/records | sed "
+		       "'s/^{\"id\":\"\\([^\"]*\\)\".*/\\1/')\n"
+		       "   $ curl -s --cacert %s -b /tmp/coffre-demo.jar "
+		       "%s/collections/customers/records/$id\n"
+		       "  "
+		       "======================================================================\n\n",
+		       ca, adm->email, adm->password, url, ca, url, ca, url);
+	}
 	fflush(stdout);
 }
 
@@ -325,6 +345,30 @@ static bool ks_initialized(struct cf_keyring *kr)
 }
 
 /* --dev: initialize or unseal by itself, and make a first tenant. */
+/* The demo tenant's collection: what `make run` shows coffre's main job with. */
+static cf_err dev_collection(struct cf_vault *vault, struct cf_auth *auth)
+{
+	static const char schema[] =
+	        "{\"email\": {\"type\": \"email\", \"required\": true, \"classification\": "
+	        "\"personal\"},"
+	        " \"name\": {\"type\": \"string\", \"max\": 200, \"classification\": "
+	        "\"personal\"},"
+	        " \"phone\": {\"type\": \"phone\", \"classification\": \"personal\"},"
+	        " \"plan\": {\"type\": \"string\", \"classification\": \"internal\", "
+	        "\"filter\": true}}";
+	json_t *fields = json_loads(schema, 0, NULL);
+	CF_ENSURE(fields, CF_E_INTERNAL);
+	struct cf_tenant_ref ref;
+	struct cf_auth_call call = {.source = "coffred --dev", .operator_id = "coffred --dev"};
+	json_t *out = NULL;
+	cf_err err = cf_auth_tenant(auth, "dev", &ref);
+	if (err == CF_OK)
+		err = cf_vault_collection_put(vault, &call, &ref, "customers", fields, true, &out);
+	json_decref(fields);
+	json_decref(out);
+	return err;
+}
+
 static cf_err dev_keys(const struct cf_config *cfg, struct cf_keyring *kr, struct cf_store *st,
                        struct cf_auth *auth, struct dev_admin *adm)
 {
@@ -580,6 +624,8 @@ int main(int argc, char **argv)
 		ke = cf_vault_register_rewrap(vault); /* ER4: and so do records */
 	if (ke == CF_OK && dev)
 		ke = dev_keys(&cfg, kr, store, auth, &adm);
+	if (ke == CF_OK && dev && adm.password[0])
+		ke = dev_collection(vault, auth);
 	else if (ke == CF_OK)
 		ke = cf_vault_bind_keystore(store, kr); /* ER7, before serving anything */
 	if (ke != CF_OK) {

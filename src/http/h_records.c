@@ -122,11 +122,10 @@ cf_err cf_h_records_list(struct cf_req *req)
 	/* Filters: ?filter=field:value (up to four, comma-separated, values without ','). */
 	json_t *filters = json_object();
 	CF_ENSURE(filters, CF_E_NOMEM);
-	const char *f = cf_req_query(req, "filter");
 	char buf[1024];
-	cf_err e = CF_OK;
-	if (f && strlen(f) < sizeof buf) {
-		memcpy(buf, f, strlen(f) + 1);
+	bool has = false;
+	cf_err e = cf_req_query_text(req, "filter", buf, sizeof buf, &has);
+	if (e == CF_OK && has) {
 		char *save = NULL;
 		for (char *t = strtok_r(buf, ",", &save); t && e == CF_OK;
 		     t = strtok_r(NULL, ",", &save)) {
@@ -138,8 +137,6 @@ cf_err cf_h_records_list(struct cf_req *req)
 			*colon = '\0';
 			json_object_set_new(filters, t, json_string(colon + 1));
 		}
-	} else if (f) {
-		e = cf_err_fail(CF_E_INVALID, "the filter is too long");
 	}
 	json_t *out = NULL;
 	if (e == CF_OK)
@@ -176,8 +173,12 @@ cf_err cf_h_records_get(struct cf_req *req)
 	param(req, "rid", id, sizeof id);
 	uint64_t version = 0;
 	CF_TRY(cf_req_query_u64(req, "version", INT64_MAX, &version));
-	struct cf_reveal rv = {.fields = cf_req_query(req, "reveal"),
-	                       .reason = cf_req_query(req, "reason"),
+	char fields[256], reason[256];
+	bool has_fields = false, has_reason = false;
+	CF_TRY(cf_req_query_text(req, "reveal", fields, sizeof fields, &has_fields));
+	CF_TRY(cf_req_query_text(req, "reason", reason, sizeof reason, &has_reason));
+	struct cf_reveal rv = {.fields = has_fields ? fields : NULL,
+	                       .reason = has_reason ? reason : NULL,
 	                       .version = (int64_t)version};
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);

@@ -141,6 +141,10 @@ const char *cf_req_header(const struct cf_req *req, const char *name);
 void cf_req_allow_origin(struct cf_req *req, const char *origin);
 /* A query parameter's raw value, or NULL. */
 const char *cf_req_query(const struct cf_req *req, const char *name);
+/* The same, percent-decoded ('+' is a space) into out: CF_E_INVALID for a bad escape, a
+ * control character, or more than cap - 1 bytes. *present: whether it was given. */
+CF_MUST cf_err cf_req_query_text(const struct cf_req *req, const char *name, char *out, size_t cap,
+                                 bool *present);
 /* Sets the session cookie on the reply (TR3: __Host-, Secure, HttpOnly,
  * SameSite=Strict, Path=/); value "" clears it. */
 CF_MUST cf_err cf_req_set_cookie(struct cf_req *req, const char *value, unsigned max_age);

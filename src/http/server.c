@@ -140,6 +140,42 @@ const char *cf_req_query(const struct cf_req *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+	                              : -1;
+}
+
+cf_err cf_req_query_text(const struct cf_req *req, const char *name, char *out, size_t cap,
+                         bool *present)
+{
+	const char *raw = cf_req_query(req, name);
+	*present = raw != NULL;
+	out[0] = '\0';
+	if (!raw)
+		return CF_OK;
+	size_t o = 0;
+	for (const char *p = raw; *p; p++) {
+		int ch = (unsigned char)*p;
+		if (ch == '+') {
+			ch = ' ';
+		} else if (ch == '%') {
+			int hi = hexval(p[1]), lo = hi >= 0 ? hexval(p[2]) : -1;
+			CF_ENSURE(lo >= 0, cf_err_fail(CF_E_INVALID, "%s: a bad %% escape", name));
+			ch = hi * 16 + lo;
+			p += 2;
+		}
+		CF_ENSURE(ch >= 0x20 && ch != 0x7f,
+		          cf_err_fail(CF_E_INVALID, "%s: control characters are refused", name));
+		CF_ENSURE(o + 1 < cap, cf_err_fail(CF_E_INVALID, "%s is too long", name));
+		out[o++] = (char)ch;
+	}
+	out[o] = '\0';
+	return CF_OK;
+}
+
 cf_err cf_req_set_cookie(struct cf_req *req, const char *value, unsigned max_age)
 {
 	/* TR3: __Host- (so Secure, Path=/ and no Domain are enforced by browsers),

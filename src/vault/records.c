@@ -592,11 +592,12 @@ cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
 	if (err == CF_OK)
 		err = load(v, c, &q, &data);
 	if (err == CF_OK && reveal) {
+		/* The record is the resource (HMACed, searchable); the fields and the reason
+		 * are the detail, in clear for the tenant's admins to read. */
 		char why[CF_AUDIT_TEXT_MAX + 1];
-		(void)snprintf(why, sizeof why, "%s fields=%.60s reason=%.150s", id, rv->fields,
+		(void)snprintf(why, sizeof why, "fields=%.60s reason=%.180s", rv->fields,
 		               rv->reason);
-		err = cf_auth_audit_record(v->auth, c, t->id, "record.reveal", why, CF_OUTCOME_OK,
-		                           CF_OK);
+		err = cf_auth_audit_detail(v->auth, c, t->id, "record.reveal", id, why);
 	}
 	json_t *masked = json_array();
 	json_t *view = err == CF_OK && masked

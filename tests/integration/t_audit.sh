@@ -132,9 +132,9 @@ DATA=$SRV_DIR/data
 for t in s1 s2 s3 s4; do op tenant create "$t" --owner owner@example.com >/dev/null; done
 indices() { python3 -c 'import json,sys;print(" ".join(str(json.loads(l)["index"]) for l in open(sys.argv[1]) if "\"entry\"" in l))' "$1"; }
 upto() { seq -s ' ' 0 $(($1 - 1)); } # "0 1 ... N-1"
-# --dev's own init, its first tenant and that tenant's owner (invited, set up), then the
-# four above, each with its owner's invitation.
-N=12
+# --dev's own init, its first tenant and that tenant's owner (invited, set up), its demo
+# collection, then the four above, each with its owner's invitation.
+N=13
 for i in $(seq 1 30); do [ "$(indices "$SINKS/audit.jsonl" 2>/dev/null)" = "$(upto $N)" ] && break; sleep 0.1; done
 [ "$(indices "$SINKS/audit.jsonl")" = "$(upto $N)" ] && ok "the file sink has every entry, in order, within a second or so" || fail "the file sink has every entry" "$(indices "$SINKS/audit.jsonl")"
 for i in $(seq 1 30); do grep -q '"type":"checkpoint"' "$SINKS/audit.jsonl" && break; sleep 0.2; done

@@ -35,6 +35,12 @@ run_flows() { # LABEL
 }
 
 start_server --log-level info || exit 1
+# make run shows the main job: the banner's three lines store a record and read it back.
+sed -n 's/^   \$ //p' "$SRV_DIR/out" >"$SRV_DIR/demo.sh"
+out=$(cd "$SRV_DIR" && bash ./demo.sh 2>&1)
+[ "$(grep -c . "$SRV_DIR/demo.sh")" = 3 ] && grep -q '"email":"a\*\*\*@example.com"' <<<"$out" && grep -q '"plan":"pro"' <<<"$out" &&
+	ok "sqlite: the development banner's three lines store a record in 'customers' and read it back, masked" ||
+	fail "sqlite: the development banner's demo" "$(cat "$SRV_DIR/demo.sh") => $out"
 run_flows sqlite
 # ER2: nothing personal in clear in the database file
 if grep -a -q -e "ada@example" -e "Lovelace" "$SRV_DIR/data/coffre.db" "$SRV_DIR/data/coffre.db-wal" 2>/dev/null; then

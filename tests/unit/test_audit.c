@@ -293,6 +293,24 @@ static void test_entry_encoding(void **state)
 	OK(cf_audit_decode((struct cf_span){b, n}, &d));
 	assert_int_equal(d.seq, 7);
 	assert_int_equal(cf_audit_set_seq(b, n, 8), CF_E_INTEGRITY); /* once only */
+	/* format 2: an entry with a detail (a reveal's reason), and only such an entry */
+	struct cf_audit_entry two = e;
+	two.detail = S("fields=email reason=ticket 4711");
+	OK(cf_audit_encode(&two, b, sizeof b, &n));
+	assert_int_equal(b[0], CF_AUDIT_FORMAT_2);
+	OK(cf_audit_decode((struct cf_span){b, n}, &d));
+	assert_true(cf_span_eq(d.detail, two.detail) && cf_span_eq(d.privilege, e.privilege));
+	OK(cf_audit_encode(&d, again, sizeof again, &n2));
+	assert_int_equal(n2, n);
+	assert_memory_equal(again, b, n);
+	for (size_t cut = 0; cut < n; cut++)
+		assert_int_equal(cf_audit_decode((struct cf_span){b, cut}, &d), CF_E_INTEGRITY);
+	b[0] = 1; /* the same bytes read as format 1: trailing bytes */
+	assert_int_equal(cf_audit_decode((struct cf_span){b, n}, &d), CF_E_INTEGRITY);
+	b[0] = 3;
+	assert_int_equal(cf_audit_decode((struct cf_span){b, n}, &d), CF_E_INTEGRITY);
+	two.detail = S("no\ttab");
+	assert_int_equal(cf_audit_encode(&two, b, sizeof b, &n), CF_E_INVALID);
 }
 
 /* --- the log ------------------------------------------------------------------------------ */
