@@ -255,6 +255,7 @@ struct cf_config {
 	unsigned checkpoint_interval;  /* seconds between checkpoints while the log grows */
 	unsigned retention_days;       /* audit entries kept at least this long (AL1) */
 	unsigned refusal_summary;      /* seconds between summaries of unauthenticated refusals */
+	unsigned purge_days;           /* deleted records are purged this long after deletion */
 	char sink_file[CF_PATH_MAX];   /* AL3 copies: "" = none */
 	char sink_syslog[CF_PATH_MAX]; /* the syslog socket ("" = none) */
 	char sink_store[CF_PATH_MAX];  /* a second database's URL ("" = none) */

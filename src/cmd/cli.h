@@ -14,6 +14,7 @@ struct cli {
 	const char *provider, *shares, *threshold, *secret_fd, *tenant, *rotation_days;
 	const char *trusted, *action, *actor, *resource, *outcome, *limit, *cursor, *owner;
 	const char *email, *code, *roles, *dormant_days, *reason, *access, *minutes;
+	const char *schema, *id, *if_match, *reveal, *filter;
 	bool json, reset, yes, wait, csv, operator;
 	char cacert_buf[CF_PATH_MAX + 16];
 };

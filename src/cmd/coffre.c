@@ -31,6 +31,7 @@ static const char main_usage[] =
         "  login      log in to a tenant (then: whoami, logout, password, mfa, sessions,\n"
         "             users, clients, access-review, api; see coffre help login);\n"
         "             operators: login --operator, then operators, break-glass\n"
+        "  collections, records, export   the vault, with the login's session\n"
         "  version    show the command line's version\n"
         "  help CMD   show help for a command\n"
         "\n"
@@ -264,6 +265,11 @@ int main(int argc, char **argv)
 	                                     {"reason", required_argument, NULL, 1014},
 	                                     {"access", required_argument, NULL, 1015},
 	                                     {"minutes", required_argument, NULL, 1016},
+	                                     {"schema", required_argument, NULL, 1017},
+	                                     {"id", required_argument, NULL, 1018},
+	                                     {"if-match", required_argument, NULL, 1019},
+	                                     {"reveal", required_argument, NULL, 1020},
+	                                     {"filter", required_argument, NULL, 1021},
 	                                     {NULL, 0, NULL, 0}};
 	/* Options may stand before or after the command (getopt permutes). */
 	bool help = false;
@@ -304,6 +310,11 @@ int main(int argc, char **argv)
 		case 1014: cli.reason = optarg; break;
 		case 1015: cli.access = optarg; break;
 		case 1016: cli.minutes = optarg; break;
+		case 1017: cli.schema = optarg; break;
+		case 1018: cli.id = optarg; break;
+		case 1019: cli.if_match = optarg; break;
+		case 1020: cli.reveal = optarg; break;
+		case 1021: cli.filter = optarg; break;
 		case 'h': help = true; break;
 		case 'V': printf("coffre %s\n", CF_VERSION); return 0;
 		case ':':

@@ -32,6 +32,13 @@ static const char api_usage[] =
         "       coffre break-glass request TENANT --reason TEXT [--access read|write]\n"
         "                          [--minutes N] | list | approve ID | end ID\n"
         "       coffre api METHOD PATH [JSON]\n"
+        "       coffre collections list | get NAME | create NAME --schema FILE\n"
+        "                         | update NAME --schema FILE | delete NAME --yes\n"
+        "       coffre records put COLL [FILE|-] [--id ID [--if-match N]]\n"
+        "                     | get COLL ID [--reveal F,F --reason TEXT]\n"
+        "                     | list COLL [--filter field:value] [--limit N]\n"
+        "                     | delete COLL ID [--if-match N] | versions COLL ID\n"
+        "       coffre export > copy.jsonl     every record of the tenant, in clear\n"
         "\n"
         "Identity over HTTPS (docs/access.md). `login` asks for the password (echo off;\n"
         "or --secret-fd N) and keeps the session in $COFFRE_SESSION, else\n"
@@ -47,6 +54,11 @@ static const char api_usage[] =
         "after --minutes (default 60, at most 480). A tenant's admins list and end the\n"
         "grants on their tenant with `break-glass list` and `break-glass end ID`.\n"
         "\n"
+        "The vault (docs/vault.md): a schema FILE is the JSON object of fields; a record\n"
+        "is the JSON object of its data, from FILE or stdin ('-'); `put` without --id\n"
+        "creates one, with --id replaces it. `export` writes JSON lines, one record each,\n"
+        "with a progress line on a terminal.\n"
+        "\n"
         "Options: --addr, --cacert, --secret-fd N, --json.\n"
         "Exit status: 0 success, 1 refused or failed (the error's code and message are\n"
         "printed), 2 bad usage, 4 not logged in or the session has ended.\n";
@@ -55,7 +67,8 @@ const char *cli_api_usage(const char *cmd)
 {
 	static const char *const cmds[] = {"login",         "logout",   "whoami",    "password",
 	                                   "mfa",           "sessions", "users",     "clients",
-	                                   "access-review", "api",      "operators", "break-glass"};
+	                                   "access-review", "api",      "operators", "break-glass",
+	                                   "collections",   "records",  "export"};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i]) == 0)
 			return api_usage;
@@ -171,6 +184,11 @@ bool cli_http(const struct cli *cli, const json_t *sess, const char *method, con
 	cf_buf_init(&r->body, REPLY_MAX);
 	char errbuf[CURL_ERROR_SIZE] = "", cookie[320] = "", csrf[96] = "";
 	struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+	char ifm[64] = "";
+	if (cli->if_match) {
+		(void)snprintf(ifm, sizeof ifm, "If-Match: %s", cli->if_match);
+		hd = curl_slist_append(hd, ifm);
+	}
 	if (sess) {
 		(void)snprintf(cookie, sizeof cookie, "Cookie: __Host-coffre_session=%s",
 		               json_string_value(json_object_get(sess, "cookie")));
@@ -354,6 +372,85 @@ static int cmd_login(const struct cli *cli)
 	return rc;
 }
 
+/* A JSON object from a file, or stdin for "-" (or when no file is named). */
+static json_t *read_json(const char *what, const char *file)
+{
+	struct cf_buf in;
+	cf_buf_init(&in, REPLY_MAX);
+	json_t *doc = NULL;
+	if (!file || strcmp(file, "-") == 0) {
+		char chunk[4096];
+		size_t n;
+		while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0 &&
+		       cf_buf_append(&in, chunk, n) == CF_OK)
+			;
+	} else if (cf_file_read(file, REPLY_MAX, &in) != CF_OK) {
+		fprintf(stderr, "coffre %s: cannot read %s: %s\n", what, file, cf_err_detail());
+		return NULL;
+	}
+	if (cf_json_parse_object(in.data, in.len, REPLY_MAX, &doc) != CF_OK) {
+		fprintf(stderr, "coffre %s: %s is not a JSON object: %s\n", what,
+		        file ? file : "stdin", cf_err_detail());
+		doc = NULL;
+	}
+	cf_buf_free(&in);
+	return doc;
+}
+
+/* coffre export: every page, as JSON lines on stdout (a progress line on a terminal). */
+static int cmd_export(const struct cli *cli, const json_t *sess, const char *tenant)
+{
+	char cursor[160] = "", path[512];
+	bool tty = isatty(STDERR_FILENO);
+	long long total = 0, bad = 0;
+	for (;;) {
+		char *enc = curl_easy_escape(NULL, cursor, 0);
+		(void)snprintf(path, sizeof path, "/v1/t/%s/export%s%s", tenant,
+		               cursor[0] ? "?cursor=" : "", cursor[0] && enc ? enc : "");
+		curl_free(enc);
+		struct cli quiet = *cli;
+		quiet.json = false;
+		json_t *doc = NULL;
+		int rc = run(&quiet, sess, "export", "GET", path, NULL, &doc);
+		if (rc != 0)
+			return rc;
+		json_t *recs = json_object_get(doc, "records");
+		for (size_t i = 0; i < json_array_size(recs); i++) {
+			char *line = NULL;
+			size_t len = 0;
+			if (cf_json_dump(json_array_get(recs, i), &line, &len) == CF_OK) {
+				fwrite(line, 1, len, stdout);
+				fputc('\n', stdout);
+				cf_wipe(line, len);
+			}
+			free(line);
+		}
+		json_t *failed = json_object_get(doc, "failed");
+		for (size_t i = 0; i < json_array_size(failed); i++) {
+			json_t *f = json_array_get(failed, i);
+			fprintf(stderr,
+			        "%scoffre export: record %s of %s failed its integrity check "
+			        "(audited); "
+			        "not exported\n",
+			        tty ? "\n" : "", json_string_value(json_object_get(f, "id")),
+			        json_string_value(json_object_get(f, "collection")));
+			bad++;
+		}
+		total += (long long)json_array_size(recs);
+		if (tty)
+			fprintf(stderr, "\rexport: %lld records", total);
+		const char *next = json_string_value(json_object_get(doc, "next"));
+		(void)snprintf(cursor, sizeof cursor, "%s", next ? next : "");
+		json_decref(doc);
+		if (!cursor[0])
+			break;
+	}
+	if (tty)
+		fprintf(stderr, "\rexport: %lld records, done\n", total);
+	/* exit 1 when a record could not be exported: the copy is not whole */
+	return fflush(stdout) == 0 && bad == 0 ? 0 : 1;
+}
+
 static bool is_cmd(const char *cmd, const char *sub, const char *c, const char *s)
 {
 	return strcmp(cmd, c) == 0 && (!s || (sub && strcmp(sub, s) == 0));
@@ -381,7 +478,7 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 	}
 	const char *tenant = json_string_value(json_object_get(sess, "tenant"));
 	const char *sub = nargs > 0 ? args[0] : NULL, *arg = nargs > 1 ? args[1] : NULL;
-	char path[512];
+	char path[1536];
 	int rc = EXIT_USAGE;
 	json_t *doc = NULL;
 #define IS(c, s) is_cmd(cmd, sub, c, s)
@@ -558,6 +655,96 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 		} else {
 			fputs(api_usage, stderr);
 		}
+	} else if (IS("collections", "list") && nargs == 1) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/collections", tenant);
+		rc = run(cli, sess, cmd, "GET", path, NULL, &doc);
+		static const char *const k[] = {"name", "version", "fields"};
+		if (rc == 0 && !cli->json)
+			print_rows(json_object_get(doc, "collections"), k, 3);
+	} else if (IS("collections", "get") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s", tenant, arg);
+		bool was = cli->json;
+		cli->json = true;
+		rc = run(cli, sess, cmd, "GET", path, NULL, NULL);
+		cli->json = was;
+	} else if ((IS("collections", "create") || IS("collections", "update")) && nargs == 2) {
+		json_t *fields = cli->schema ? read_json(cmd, cli->schema) : NULL;
+		if (!fields) {
+			if (!cli->schema)
+				fputs("coffre collections: --schema FILE (a JSON object of fields) "
+				      "is "
+				      "needed\n",
+				      stderr);
+			rc = cli->schema ? 1 : EXIT_USAGE;
+		} else if (sub[0] == 'c') {
+			(void)snprintf(path, sizeof path, "/v1/t/%s/collections", tenant);
+			rc = run(cli, sess, cmd, "POST", path,
+			         json_pack("{s:s, s:o}", "name", arg, "fields", fields), &doc);
+		} else {
+			(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s", tenant, arg);
+			rc = run(cli, sess, cmd, "PUT", path, json_pack("{s:o}", "fields", fields),
+			         &doc);
+		}
+		if (rc == 0 && !cli->json)
+			printf("collection %s, schema version %lld\n", arg,
+			       (long long)json_integer_value(json_object_get(doc, "version")));
+	} else if (IS("collections", "delete") && nargs == 2) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s?confirm=%s", tenant, arg,
+		               arg);
+		rc = cli->yes ? run(cli, sess, cmd, "DELETE", path, NULL, NULL)
+		              : (fputs("coffre collections delete: add --yes: every record of it "
+		                       "goes for good\n",
+		                       stderr),
+		                 EXIT_USAGE);
+	} else if (IS("records", "put") && (nargs == 2 || nargs == 3)) {
+		json_t *data = read_json(cmd, nargs == 3 ? args[2] : NULL);
+		if (!data) {
+			rc = 1;
+		} else if (cli->id) {
+			(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records/%s",
+			               tenant, arg, cli->id);
+			rc = run(cli, sess, cmd, "PUT", path, json_pack("{s:o}", "data", data),
+			         &doc);
+		} else {
+			(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records", tenant,
+			               arg);
+			rc = run(cli, sess, cmd, "POST", path, json_pack("{s:o}", "data", data),
+			         &doc);
+		}
+		if (rc == 0 && !cli->json)
+			printf("%s version %lld\n", json_string_value(json_object_get(doc, "id")),
+			       (long long)json_integer_value(json_object_get(doc, "version")));
+	} else if ((IS("records", "get") || IS("records", "versions")) && nargs == 3) {
+		char q[512] = "";
+		if (sub[0] == 'g' && cli->reveal) {
+			char *f = curl_easy_escape(NULL, cli->reveal, 0);
+			char *r = curl_easy_escape(NULL, cli->reason ? cli->reason : "", 0);
+			(void)snprintf(q, sizeof q, "?reveal=%s&reason=%s", f ? f : "", r ? r : "");
+			curl_free(f);
+			curl_free(r);
+		}
+		(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records/%s%s%s", tenant,
+		               arg, args[2], sub[0] == 'v' ? "/versions" : "", q);
+		bool was = cli->json;
+		cli->json = true; /* a record is JSON */
+		rc = run(cli, sess, cmd, "GET", path, NULL, NULL);
+		cli->json = was;
+	} else if (IS("records", "list") && nargs == 2) {
+		char *f = curl_easy_escape(NULL, cli->filter ? cli->filter : "", 0);
+		(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records?limit=%s%s%s",
+		               tenant, arg, cli->limit ? cli->limit : "100",
+		               cli->filter ? "&filter=" : "", cli->filter && f ? f : "");
+		curl_free(f);
+		rc = run(cli, sess, cmd, "GET", path, NULL, &doc);
+		static const char *const k[] = {"id", "version", "data"};
+		if (rc == 0 && !cli->json)
+			print_rows(json_object_get(doc, "records"), k, 3);
+	} else if (IS("records", "delete") && nargs == 3) {
+		(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records/%s", tenant, arg,
+		               args[2]);
+		rc = run(cli, sess, cmd, "DELETE", path, NULL, NULL);
+	} else if (IS("export", NULL) && nargs == 0) {
+		rc = cmd_export(cli, sess, tenant);
 	} else if (IS("api", NULL) && (nargs == 2 || nargs == 3)) {
 		json_t *body = NULL;
 		if (nargs == 3 && strcmp(args[2], "-") == 0) {

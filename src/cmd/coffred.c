@@ -138,6 +138,8 @@ struct jobs {
 	pthread_cond_t wake;
 	bool stop, started;
 	struct cf_keyring *kr;
+	struct cf_vault *vault;
+	unsigned purge_days;
 	unsigned interval;
 };
 
@@ -167,6 +169,15 @@ static void *jobs_main(void *arg)
 		if (cf_keys_rotate_due(j->kr, (int64_t)time(NULL), &rotated) != CF_OK)
 			cf_log(CF_LOG_ERROR, NULL, "rotation_failed", "scheduled rotation: %s",
 			       cf_err_detail());
+		/* Deleted records go for good once their delay has passed (PV4, PV5). */
+		unsigned purged = 0;
+		if (j->vault && !cf_keys_is_sealed(j->kr) &&
+		    cf_vault_purge(j->vault, (int64_t)time(NULL) - (int64_t)j->purge_days * 86400,
+		                   &purged) != CF_OK)
+			cf_log(CF_LOG_ERROR, NULL, "purge_failed", "purging deleted records: %s",
+			       cf_err_detail());
+		else if (purged)
+			cf_log(CF_LOG_INFO, NULL, "purged", "%u deleted records purged", purged);
 		bool busy = true;
 		while (busy) {
 			if (cf_keys_rewrap_step(j->kr, &busy) != CF_OK) {
@@ -650,7 +661,10 @@ int main(int argc, char **argv)
 		cf_tls_shutdown();
 		return die("admin socket");
 	}
-	struct jobs jobs = {.kr = kr, .interval = cfg.job_interval};
+	struct jobs jobs = {.kr = kr,
+	                    .vault = vault,
+	                    .purge_days = cfg.purge_days,
+	                    .interval = cfg.job_interval};
 	pthread_mutex_init(&jobs.lock, NULL);
 	pthread_cond_init(&jobs.wake, NULL);
 	cf_keys_set_event_hook(kr, key_event, store);

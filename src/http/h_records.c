@@ -240,3 +240,19 @@ cf_err cf_h_records_history(struct cf_req *req)
 	CF_TRY(cf_vault_record_history(cf_req_vault(req), own(req), coll, id, &out));
 	return cf_req_reply_json(req, 200, out);
 }
+
+/* PV5: the tenant's own copy of its records, a page at a time (coffre export streams the
+ * pages as JSON lines). Clear values: it needs pii.reveal, and each page is audited. */
+cf_err cf_h_export(struct cf_req *req)
+{
+	uint64_t limit = 1000;
+	CF_TRY(cf_req_query_u64(req, "limit", 1000, &limit));
+	char cursor[128];
+	bool has = false;
+	CF_TRY(cf_req_query_text(req, "cursor", cursor, sizeof cursor, &has));
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	CF_TRY(cf_vault_export_page(cf_req_vault(req), &call, own(req), has ? cursor : NULL,
+	                            (unsigned)limit, &out));
+	return cf_req_reply_json(req, 200, out);
+}

@@ -72,5 +72,6 @@ cf_err cf_h_records_put(struct cf_req *req);
 cf_err cf_h_records_patch(struct cf_req *req);
 cf_err cf_h_records_delete(struct cf_req *req);
 cf_err cf_h_records_history(struct cf_req *req);
+cf_err cf_h_export(struct cf_req *req);
 
 #endif

@@ -139,6 +139,8 @@ const struct cf_route cf_http_routes[] = {
          CF_P_RECORDS_DELETE, "record.delete"},
         {"GET", "/v1/t/{tenant}/collections/{id}/records/{rid}/versions", cf_h_records_history, D,
          CF_P_RECORDS_READ, "record.versions"},
+        /* PV5: the tenant's own copy of all its records, in clear. */
+        {"GET", "/v1/t/{tenant}/export", cf_h_export, D, CF_P_PII_REVEAL, "tenant.export"},
         /* A tenant's own audit log (AL2, AL4). */
         {"GET", "/v1/t/{tenant}/audit", cf_h_tenant_audit, D, CF_P_AUDIT_READ, "audit.list"},
 };

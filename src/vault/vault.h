@@ -104,6 +104,18 @@ CF_MUST cf_err cf_vault_record_delete(struct cf_vault *v, const struct cf_auth_c
 CF_MUST cf_err cf_vault_record_list(struct cf_vault *v, const struct cf_tenant_ref *t,
                                     const char *coll, const json_t *filters, const char *cursor,
                                     unsigned limit, json_t **out);
+/* PV5: a page of the tenant's export: every live record of every collection, in clear,
+ * {"records": [{"collection", "id", "version", "created_at", "updated_at", "data"}],
+ * "failed": [{"collection", "id", "error"}], "next": cursor or null}, in (collection, id)
+ * order after cursor ("collection/id", NULL: the start), at most limit (1..1000) records
+ * a page. A record that fails its integrity check is named in "failed" (and audited),
+ * never exported. */
+CF_MUST cf_err cf_vault_export_page(struct cf_vault *v, const struct cf_auth_call *c,
+                                    const struct cf_tenant_ref *t, const char *cursor,
+                                    unsigned limit, json_t **out);
+/* Purges every record deleted before `before` (unix seconds), every version of it, in
+ * every tenant; one audit entry per tenant that had any (records.purge, the count). */
+CF_MUST cf_err cf_vault_purge(struct cf_vault *v, int64_t before, unsigned *purged);
 /* A record's versions: {"versions": [{"version", "schema_version", "created_at", "by"}]}. */
 CF_MUST cf_err cf_vault_record_history(struct cf_vault *v, const struct cf_tenant_ref *t,
                                        const char *coll, const char *id, json_t **out);

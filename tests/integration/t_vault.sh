@@ -34,7 +34,8 @@ run_flows() { # LABEL
 	fi
 }
 
-start_server --log-level info || exit 1
+# Deleted records are purged at the background jobs' next run (vault.purge_days 0 here).
+COFFRE_VAULT_PURGE_DAYS=0 COFFRE_KEYS_JOB_INTERVAL=1 start_server --log-level info || exit 1
 # make run shows the main job: the banner's three lines store a record and read it back.
 sed -n 's/^   \$ //p' "$SRV_DIR/out" >"$SRV_DIR/demo.sh"
 out=$(cd "$SRV_DIR" && bash ./demo.sh 2>&1)
@@ -42,6 +43,52 @@ out=$(cd "$SRV_DIR" && bash ./demo.sh 2>&1)
 	ok "sqlite: the development banner's three lines store a record in 'customers' and read it back, masked" ||
 	fail "sqlite: the development banner's demo" "$(cat "$SRV_DIR/demo.sh") => $out"
 run_flows sqlite
+# The command line (IA12's session): collections, records, export (PV5).
+cli_flows() {
+	local adm_email adm_pw out rc id
+	adm_email=$(sed -n 's/^ *email: *//p' "$SRV_DIR/out")
+	adm_pw=$(sed -n 's/^ *password: *//p' "$SRV_DIR/out")
+	export COFFRE_SESSION=$SRV_DIR/cli-session.json
+	c() { "$COFFRE" --addr "$URL" --cacert "$CA" "$@"; }
+	c login --tenant dev --email "$adm_email" --secret-fd 3 3<<<"$adm_pw" >/dev/null
+	echo '{"email": {"type": "email", "required": true, "classification": "personal"}, "team": {"type": "string", "classification": "internal", "filter": true}}' >"$SRV_DIR/schema.json"
+	out=$(c collections create people --schema "$SRV_DIR/schema.json" 2>&1) && grep -q "collection people, schema version 1" <<<"$out" &&
+		ok "cli: coffre collections create --schema FILE" || fail "cli: collections create" "$out"
+	out=$(echo '{"email": "grace@example.com", "team": "navy"}' | c records put people - 2>&1); rc=$?
+	id=$(awk '{print $1}' <<<"$out")
+	[ $rc = 0 ] && [[ $id == r* ]] && ok "cli: coffre records put from stdin" || fail "cli: records put" "$out"
+	out=$(c records get people "$id" 2>&1) && grep -q '"email":"g\*\*\*@example.com"' <<<"$out" &&
+		ok "cli: coffre records get (masked)" || fail "cli: records get" "$out"
+	out=$(c records get people "$id" --reveal email --reason "cli check" 2>&1) && grep -q '"email":"grace@example.com"' <<<"$out" &&
+		ok "cli: coffre records get --reveal --reason" || fail "cli: records get --reveal" "$out"
+	out=$(echo '{"email": "grace@example.org"}' | c records put people - --id "$id" --if-match 7 2>&1); rc=$?
+	[ $rc = 1 ] && grep -q conflict <<<"$out" && ok "cli: a stale --if-match: exit 1, conflict" || fail "cli: --if-match" "rc=$rc $out"
+	out=$(c records list people --filter team:navy 2>&1) && grep -q "$id" <<<"$out" &&
+		ok "cli: coffre records list --filter" || fail "cli: records list --filter" "$out"
+	out=$(echo '{"email": "nope"}' | c records put people - 2>&1); rc=$?
+	[ $rc = 1 ] && grep -q invalid_value <<<"$out" && ok "cli: a schema violation: exit 1, the error named" || fail "cli: schema violation" "rc=$rc $out"
+	out=$(c export 2>"$SRV_DIR/export.err"); rc=$?
+	# (the flows left one record of 'customers' broken on purpose: named, not exported)
+	[ $rc = 1 ] && [ "$(grep -c 'failed its integrity check' "$SRV_DIR/export.err")" = 1 ] && python3 -c '
+import json, sys
+lines = [json.loads(l) for l in sys.stdin.read().splitlines()]
+assert any(l["collection"] == "people" and l["data"]["email"] == "grace@example.com" for l in lines), lines
+assert len([l for l in lines if l["collection"] == "customers"]) >= 4, lines
+' <<<"$out" && ok "cli: coffre export writes every record in clear as JSON lines (PV5); a broken one is named, not exported, and the exit status says so" ||
+		fail "cli: coffre export" "rc=$rc $out $(cat "$SRV_DIR/export.err")"
+	out=$(c collections delete people 2>&1); rc=$?
+	[ $rc = 2 ] && ok "cli: collections delete without --yes: usage" || fail "cli: collections delete without --yes" "rc=$rc $out"
+	out=$(c collections delete people --yes 2>&1) && ok "cli: collections delete --yes" || fail "cli: collections delete --yes" "$out"
+	c logout >/dev/null 2>&1
+	unset COFFRE_SESSION
+}
+cli_flows
+sleep 2.5
+left=$(bash "$SRV_DIR/dbsql" "SELECT count(*) FROM records WHERE deleted_at IS NOT NULL")
+purge=$("$COFFRE" --data "$SRV_DIR/data" --json audit list --tenant dev --action records.purge 2>&1)
+[ "$left" = 0 ] && python3 -c 'import json,sys;e=json.load(sys.stdin)["entries"];assert e and e[0]["detail"].startswith("records=") and e[0]["actor_kind"]=="system"' <<<"$purge" &&
+	ok "sqlite: deleted records are purged after vault.purge_days, with an audit entry counting them" ||
+	fail "sqlite: the purge of deleted records" "left=$left $purge"
 # ER2: nothing personal in clear in the database file
 if grep -a -q -e "ada@example" -e "Lovelace" "$SRV_DIR/data/coffre.db" "$SRV_DIR/data/coffre.db-wal" 2>/dev/null; then
 	fail "sqlite: no personal value in clear in the database files"
