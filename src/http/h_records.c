@@ -147,11 +147,30 @@ cf_err cf_h_records_list(struct cf_req *req)
 	return cf_req_reply_json(req, 200, out);
 }
 
+/* Idempotency-Key: the request is its method, path and body. */
+static cf_err idempotency(struct cf_req *req, const char *what, struct cf_idempotency *out)
+{
+	*out = (struct cf_idempotency){.key = cf_req_header(req, "Idempotency-Key")};
+	if (!out->key)
+		return CF_OK;
+	struct cf_span sep = cf_span_str("\n");
+	struct cf_span parts[] = {cf_span_str(what),
+	                          sep,
+	                          cf_req_param(req, "tenant"),
+	                          sep,
+	                          cf_req_param(req, "id"),
+	                          sep,
+	                          cf_req_body(req)};
+	return cf_sha256v(parts, sizeof parts / sizeof parts[0], out->request_hash);
+}
+
 cf_err cf_h_records_create(struct cf_req *req)
 {
 	static const char *const keys[] = {"data", NULL};
 	char coll[80];
 	param(req, "id", coll, sizeof coll);
+	struct cf_idempotency idem;
+	CF_TRY(idempotency(req, "record.create", &idem));
 	json_t *in = NULL;
 	CF_TRY(cf_h_body(req, keys, &in));
 	const json_t *data = json_object_get(in, "data");
@@ -160,10 +179,68 @@ cf_err cf_h_records_create(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_vault_record_create(cf_req_vault(req), &call, own(req), coll, data, &out);
+		e = cf_vault_record_create(cf_req_vault(req), &call, own(req), coll, data, &idem,
+		                           &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 201, out);
+}
+
+cf_err cf_h_records_batch(struct cf_req *req)
+{
+	static const char *const keys[] = {"records", NULL};
+	char coll[80];
+	param(req, "id", coll, sizeof coll);
+	struct cf_idempotency idem;
+	CF_TRY(idempotency(req, "records.batch", &idem));
+	json_t *in = NULL;
+	CF_TRY(cf_h_body(req, keys, &in));
+	const json_t *recs = json_object_get(in, "records");
+	cf_err e =
+	        recs ? CF_OK
+	             : cf_err_at(CF_E_MISSING_FIELD, "records", "required", "records is required");
+	/* each item is {"data": {...}}, as a single create takes */
+	json_t *items = json_array();
+	for (size_t i = 0; e == CF_OK && i < json_array_size(recs); i++) {
+		json_t *d = json_object_get(json_array_get(recs, i), "data");
+		char path[48];
+		(void)snprintf(path, sizeof path, "records[%zu].data", i);
+		if (!d || json_object_size(json_array_get(recs, i)) != 1)
+			e = cf_err_at(CF_E_WRONG_TYPE, path, "object",
+			              "records[%zu] is {\"data\": {...}}", i);
+		else if (json_array_append(items, d) != 0)
+			e = CF_E_NOMEM;
+	}
+	if (e == CF_OK && recs && !json_is_array(recs))
+		e = cf_err_at(CF_E_WRONG_TYPE, "records", "array", "records is an array");
+	json_t *ids = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_vault_records_create(cf_req_vault(req), &call, own(req), coll, items, &idem,
+		                            &ids);
+	json_decref(items);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 201, json_pack("{s:o}", "ids", ids));
+}
+
+cf_err cf_h_records_batch_read(struct cf_req *req)
+{
+	static const char *const keys[] = {"ids", NULL};
+	char coll[80];
+	param(req, "id", coll, sizeof coll);
+	json_t *in = NULL;
+	CF_TRY(cf_h_body(req, keys, &in));
+	const json_t *ids = json_object_get(in, "ids");
+	cf_err e =
+	        ids ? CF_OK : cf_err_at(CF_E_MISSING_FIELD, "ids", "required", "ids is required");
+	json_t *out = NULL;
+	struct cf_auth_call call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_vault_records_get(cf_req_vault(req), &call, own(req), coll, ids, &out);
+	json_decref(in);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 200, out);
 }
 
 cf_err cf_h_records_get(struct cf_req *req)

@@ -73,5 +73,7 @@ cf_err cf_h_records_patch(struct cf_req *req);
 cf_err cf_h_records_delete(struct cf_req *req);
 cf_err cf_h_records_history(struct cf_req *req);
 cf_err cf_h_export(struct cf_req *req);
+cf_err cf_h_records_batch(struct cf_req *req);
+cf_err cf_h_records_batch_read(struct cf_req *req);
 
 #endif

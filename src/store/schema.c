@@ -424,6 +424,21 @@ const struct cf_migration cf_store_schema[] = {
          "current_setting('coffre.tenant',"
          " true));GRANT SELECT, INSERT, UPDATE, DELETE ON collections,"
          " collection_versions, records, record_versions, record_index TO coffre_runtime"},
+        {16, "idempotency keys",
+         /* DESIGN §8: a write's Idempotency-Key, per caller, with the request's hash and
+          * what it made (record ids), kept a day. */
+         "CREATE TABLE idempotency (tenant_id TEXT NOT NULL, principal_id TEXT NOT NULL,"
+         " idem_key TEXT NOT NULL, request_hash BLOB NOT NULL, result TEXT NOT NULL,"
+         " created_at INTEGER NOT NULL, PRIMARY KEY (tenant_id, principal_id, idem_key))"
+         " STRICT",
+         "CREATE TABLE idempotency (tenant_id TEXT NOT NULL, principal_id TEXT NOT NULL,"
+         " idem_key TEXT NOT NULL, request_hash BYTEA NOT NULL, result TEXT NOT NULL,"
+         " created_at BIGINT NOT NULL, PRIMARY KEY (tenant_id, principal_id, idem_key));"
+         "ALTER TABLE idempotency ENABLE ROW LEVEL SECURITY;"
+         "ALTER TABLE idempotency FORCE ROW LEVEL SECURITY;"
+         "CREATE POLICY tenant_only ON idempotency"
+         " USING (tenant_id = current_setting('coffre.tenant', true));"
+         "GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency TO coffre_runtime"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

@@ -631,32 +631,207 @@ static cf_err write_version(struct cf_vault *v, const struct cf_auth_call *c, st
 	return err;
 }
 
+/* Creates (a batch of) records in one transaction, with the idempotency key's row. */
+struct batch_tx {
+	struct rec_q *items;
+	size_t n;
+	const char *tenant, *principal, *key, *ids_text;
+	uint8_t hash[CF_SHA256_LEN];
+	bool replay, found, misuse;
+	char *stored; /* malloc'd: the ids a first request with this key made */
+	uint8_t stored_hash[CF_SHA256_LEN];
+};
+
+static cf_err idem_row(const struct cf_row *row, void *ctx)
+{
+	struct batch_tx *b = ctx;
+	struct cf_span h = cf_row_blob(row, 0), r = cf_row_blob(row, 1);
+	b->found = true;
+	if (h.len == CF_SHA256_LEN)
+		memcpy(b->stored_hash, h.ptr, CF_SHA256_LEN);
+	free(b->stored);
+	b->stored = strndup((const char *)r.ptr, r.len);
+	return b->stored ? CF_OK : CF_E_NOMEM;
+}
+
+static cf_err batch_fn(struct cf_tx *tx, void *ctx)
+{
+	struct batch_tx *b = ctx;
+	if (b->key) {
+		struct cf_val k[] = {CF_V_TEXT(b->tenant), CF_V_TEXT(b->principal),
+		                     CF_V_TEXT(b->key)};
+		CF_TRY(cf_tx_query(
+		        tx,
+		        "SELECT request_hash, result FROM idempotency WHERE tenant_id = $1"
+		        " AND principal_id = $2 AND idem_key = $3",
+		        k, 3, idem_row, b));
+		if (b->found) {
+			/* The same request again: its first answer, and nothing written twice. */
+			/* (named on the caller's thread: this one is the store's writer) */
+			b->misuse = memcmp(b->stored_hash, b->hash, CF_SHA256_LEN) != 0;
+			CF_ENSURE(!b->misuse, CF_E_INVALID_VALUE);
+			b->replay = true;
+			return CF_OK;
+		}
+	}
+	for (size_t i = 0; i < b->n; i++)
+		CF_TRY(rec_write(tx, &b->items[i]));
+	if (!b->key)
+		return CF_OK;
+	struct cf_val v[] = {CF_V_TEXT(b->tenant),   CF_V_TEXT(b->principal),
+	                     CF_V_TEXT(b->key),      CF_V_BLOB(b->hash, CF_SHA256_LEN),
+	                     CF_V_TEXT(b->ids_text), CF_V_INT(now_s())};
+	cf_err e = cf_tx_exec(tx,
+	                      "INSERT INTO idempotency (tenant_id, principal_id, idem_key,"
+	                      " request_hash, result, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+	                      v, 6, NULL);
+	CF_ENSURE(e != CF_E_CONFLICT,
+	          cf_err_fail(CF_E_CONFLICT, "another request with this Idempotency-Key is being "
+	                                     "written: retry it"));
+	return e;
+}
+
+cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_call *c,
+                               const struct cf_tenant_ref *t, const char *coll, const json_t *items,
+                               const struct cf_idempotency *idem, json_t **ids)
+{
+	size_t n = json_array_size(items);
+	CF_ENSURE(json_is_array(items) && n >= 1 && n <= CF_VAULT_BATCH_MAX,
+	          cf_err_at(CF_E_OUT_OF_RANGE, "records", "max",
+	                    "records is an array of 1 to %d records", CF_VAULT_BATCH_MAX));
+	if (idem && idem->key) {
+		size_t kl = strlen(idem->key);
+		bool ok = kl >= 8 && kl <= 128;
+		for (size_t i = 0; ok && i < kl; i++)
+			ok = idem->key[i] > 0x20 && idem->key[i] < 0x7f;
+		CF_ENSURE(ok, cf_err_at(CF_E_INVALID_VALUE, "Idempotency-Key", "format",
+		                        "an Idempotency-Key is 8 to 128 printable characters"));
+	}
+	struct vault_schema *s = calloc(1, sizeof *s);
+	struct batch_tx b = {.n = n, .tenant = t->id, .principal = actor_of(c)};
+	b.items = calloc(n, sizeof *b.items);
+	char(*idv)[18] = calloc(n, sizeof *idv);
+	json_t *list = json_array();
+	cf_err err = s && b.items && idv && list ? CF_OK : CF_E_NOMEM;
+	int64_t sv = 0;
+	if (err == CF_OK)
+		err = schema_load(v, t->id, coll, 0, s, &sv);
+	for (size_t i = 0; err == CF_OK && i < n; i++) {
+		const json_t *data = json_array_get(items, i);
+		err = vault_record_check(s, data);
+		if (err && n > 1) {
+			/* the path names the item: records[3].data.email */
+			char path[160];
+			(void)snprintf(path, sizeof path, "records[%zu].%s", i, cf_err_path());
+			err = cf_err_at(err, path, cf_err_rule(), "records[%zu]: %s", i,
+			                cf_err_detail());
+		}
+		idv[i][0] = 'r';
+		if (err == CF_OK)
+			err = cf_random_hex(idv[i] + 1, sizeof idv[i] - 1, 8);
+		b.items[i] = (struct rec_q){.tenant = t->id,
+		                            .coll = coll,
+		                            .id = idv[i],
+		                            .data = data,
+		                            .schema = s,
+		                            .new_schema_version = sv,
+		                            .actor = b.principal};
+		if (err == CF_OK)
+			err = seal(v, t->id, coll, idv[i], 1, data, &b.items[i].s);
+		if (err == CF_OK)
+			err = cf_auth_audit_prepare(v->auth, c, t->id, "record.create", idv[i],
+			                            CF_OUTCOME_OK, CF_OK, &b.items[i].audit);
+		if (err == CF_OK && json_array_append_new(list, json_string(idv[i])) != 0)
+			err = CF_E_NOMEM;
+	}
+	char *text = NULL;
+	if (err == CF_OK && idem && idem->key) {
+		b.key = idem->key;
+		memcpy(b.hash, idem->request_hash, CF_SHA256_LEN);
+		err = cf_json_dump(list, &text, NULL);
+		b.ids_text = text;
+	}
+	if (err == CF_OK)
+		err = cf_store_write_wait(v->st, t->id, batch_fn, &b);
+	if (b.misuse)
+		err = cf_err_at(CF_E_INVALID_VALUE, "Idempotency-Key", "idempotency",
+		                "this Idempotency-Key was used with another request");
+	if (err == CF_OK && b.replay) {
+		json_decref(list);
+		list = b.stored ? json_loads(b.stored, 0, NULL) : NULL;
+		if (!json_is_array(list))
+			err = cf_err_fail(CF_E_INTEGRITY, "a stored idempotent answer is damaged");
+	}
+	for (size_t i = 0; b.items && i < n; i++)
+		free(b.items[i].s.env);
+	free(b.items);
+	free(idv);
+	free(text);
+	free(b.stored);
+	free(s);
+	if (err) {
+		json_decref(list);
+		return err;
+	}
+	*ids = list;
+	return CF_OK;
+}
+
 cf_err cf_vault_record_create(struct cf_vault *v, const struct cf_auth_call *c,
                               const struct cf_tenant_ref *t, const char *coll, const json_t *data,
-                              json_t **out)
+                              const struct cf_idempotency *idem, json_t **out)
 {
-	struct vault_schema *s = calloc(1, sizeof *s);
-	CF_ENSURE(s, CF_E_NOMEM);
-	char id[18] = "r";
-	int64_t sv = 0;
-	cf_err err = schema_load(v, t->id, coll, 0, s, &sv);
-	if (err == CF_OK)
-		err = vault_record_check(s, data);
-	if (err == CF_OK)
-		err = cf_random_hex(id + 1, sizeof id - 1, 8);
-	struct rec_q q = {.tenant = t->id,
-	                  .coll = coll,
-	                  .id = id,
-	                  .data = data,
-	                  .schema = s,
-	                  .new_schema_version = sv,
-	                  .actor = actor_of(c)};
-	if (err == CF_OK)
-		err = write_version(v, c, &q, "record.create");
-	free(s);
+	json_t *one = json_pack("[O]", data), *ids = NULL;
+	CF_ENSURE(one, CF_E_NOMEM);
+	cf_err err = cf_vault_records_create(v, c, t, coll, one, idem, &ids);
+	json_decref(one);
 	CF_TRY(err);
+	char id[18];
+	(void)snprintf(id, sizeof id, "%s", json_string_value(json_array_get(ids, 0)));
+	json_decref(ids);
 	struct cf_reveal none = {0};
 	return cf_vault_record_get(v, c, t, coll, id, &none, out);
+}
+
+cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,
+                            const struct cf_tenant_ref *t, const char *coll, const json_t *ids,
+                            json_t **out)
+{
+	size_t n = json_array_size(ids);
+	CF_ENSURE(json_is_array(ids) && n >= 1 && n <= CF_VAULT_BATCH_MAX,
+	          cf_err_at(CF_E_OUT_OF_RANGE, "ids", "max",
+	                    "ids is an array of 1 to %d record ids", CF_VAULT_BATCH_MAX));
+	json_t *found = json_array(), *missing = json_array();
+	cf_err err = found && missing ? CF_OK : CF_E_NOMEM;
+	struct cf_reveal none = {0};
+	for (size_t i = 0; err == CF_OK && i < n; i++) {
+		const char *id = json_string_value(json_array_get(ids, i));
+		if (!id) {
+			char path[32];
+			(void)snprintf(path, sizeof path, "ids[%zu]", i);
+			err = cf_err_at(CF_E_WRONG_TYPE, path, "string", "%s must be a record id",
+			                path);
+			break;
+		}
+		json_t *r = NULL;
+		cf_err e = cf_vault_record_get(v, c, t, coll, id, &none, &r);
+		if (e == CF_OK)
+			err = json_array_append_new(found, r) == 0 ? CF_OK : CF_E_NOMEM;
+		else if (e == CF_E_NOT_FOUND && strcmp(cf_err_detail(), "no such record") == 0)
+			err = json_array_append_new(missing, json_string(id)) == 0 ? CF_OK
+			                                                           : CF_E_NOMEM;
+		else
+			err = e; /* a missing collection, an integrity failure: the whole call */
+		if (err == CF_OK)
+			cf_err_detail_clear();
+	}
+	if (err == CF_OK) {
+		*out = json_pack("{s:o, s:o}", "records", found, "missing", missing);
+		return *out ? CF_OK : CF_E_NOMEM;
+	}
+	json_decref(found);
+	json_decref(missing);
+	return err;
 }
 
 cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
@@ -1003,6 +1178,10 @@ static cf_err purge_fn(struct cf_tx *tx, void *ctx)
 	};
 	for (size_t i = 0; i < sizeof deps / sizeof deps[0]; i++)
 		CF_TRY(cf_tx_exec(tx, deps[i], v, 2, NULL));
+	/* Idempotency keys hold a day (DESIGN §8). */
+	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_INT(now_s() - 86400)};
+	CF_TRY(cf_tx_exec(tx, "DELETE FROM idempotency WHERE tenant_id = $1 AND created_at < $2", k,
+	                  2, NULL));
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM records WHERE tenant_id = $1 AND deleted_at < $2", v, 2,
 	                  &q->n));
 	if (q->n == 0)

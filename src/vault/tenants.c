@@ -320,6 +320,7 @@ static cf_err del_fn(struct cf_tx *tx, void *ctx)
 	        "DELETE FROM records WHERE tenant_id = $1",
 	        "DELETE FROM record_versions WHERE tenant_id = $1",
 	        "DELETE FROM record_index WHERE tenant_id = $1",
+	        "DELETE FROM idempotency WHERE tenant_id = $1",
 	};
 	for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
 		CF_TRY(cf_tx_exec(tx, tables[i], v, 1, NULL));

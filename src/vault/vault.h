@@ -85,9 +85,27 @@ struct cf_reveal {
 };
 /* Creates (POST), reads, replaces or patches (RFC 7396 merge), deletes (soft) records.
  * if_match: the version the caller read (-1: none): another gets CF_E_CONFLICT. */
+/* Idempotency-Key (DESIGN §8): the same key and request again (from the same caller)
+ * answers as the first did and writes nothing; the key with another request is refused. */
+struct cf_idempotency {
+	const char *key; /* NULL: none */
+	uint8_t request_hash[CF_SHA256_LEN];
+};
 CF_MUST cf_err cf_vault_record_create(struct cf_vault *v, const struct cf_auth_call *c,
                                       const struct cf_tenant_ref *t, const char *coll,
-                                      const json_t *data, json_t **out);
+                                      const json_t *data, const struct cf_idempotency *idem,
+                                      json_t **out);
+/* Batches: up to CF_VAULT_BATCH_MAX records created in one transaction, all or none (a
+ * refusal names records[i] and the field); *ids gets their ids in order. Reads give
+ * {"records": [...], "missing": [ids]}. */
+#define CF_VAULT_BATCH_MAX 1000
+CF_MUST cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_call *c,
+                                       const struct cf_tenant_ref *t, const char *coll,
+                                       const json_t *items, const struct cf_idempotency *idem,
+                                       json_t **ids);
+CF_MUST cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,
+                                    const struct cf_tenant_ref *t, const char *coll,
+                                    const json_t *ids, json_t **out);
 CF_MUST cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
                                    const struct cf_tenant_ref *t, const char *coll, const char *id,
                                    const struct cf_reveal *rv, json_t **out);

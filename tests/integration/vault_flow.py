@@ -129,6 +129,33 @@ report(st == 422 and js["error"]["rule"] == "filter", "a filter on a field not m
 st, js = call("GET", R + "?filter=vip:true", **S)
 report(st == 200 and [r["id"] for r in js["records"]] == [ids[3]], "a boolean filter", (st, js))
 
+# batches: all or nothing; reads name what is missing
+def count():
+    return len(call("GET", R + "?limit=100", **S)[1]["records"])
+
+
+n0 = count()
+B = C + "/customers/batch"
+st, js = call("POST", B, {"records": [{"data": {"email": "b%d@example.com" % i, "plan": "batch"}} for i in range(3)]}, **S)
+bids = (js or {}).get("ids", [])
+st2, js2 = call("POST", B + "/read", {"ids": bids + ["r0000000000000000"]}, **S)
+report(st == 201 and len(bids) == 3 and st2 == 200 and [r["id"] for r in js2["records"]] == bids
+       and js2["missing"] == ["r0000000000000000"] and js2["records"][0]["data"]["email"] == "b***@example.com",
+       "a batch of three in one call; a batch read, masked, names the missing", (st, js, st2, js2))
+st, js = call("POST", B, {"records": [{"data": {"email": "c0@example.com"}}, {"data": {"email": "bad"}}]}, **S)
+report(st == 422 and js["error"]["field"] == "records[1].data.email" and count() == n0 + 3,
+       "a batch with one bad record writes nothing: 422 naming records[1]", (st, js))
+st, js = call("POST", B, {"records": [{"data": {"email": "x@example.com"}}] * 1001}, **S)
+report(st in (413, 422), "a batch over 1000 records is refused", (st, js))
+# Idempotency-Key: the same request twice makes one record
+K = {"Idempotency-Key": "order-7781-create"}
+body = {"data": {"email": "idem@example.com", "plan": "pro"}}
+st, js = call("POST", R, body, headers=K, **S)
+st2, js2 = call("POST", R, body, headers=K, **S)
+st3, js3 = call("POST", R, {"data": {"email": "other@example.com"}}, headers=K, **S)
+report(st == 201 and st2 == 201 and js["id"] == js2["id"] and count() == n0 + 4 and st3 == 422 and js3["error"]["rule"] == "idempotency",
+       "Idempotency-Key: a retry answers with the same record and writes nothing; the key with another body is refused", (st, js, st2, js2, st3, js3))
+
 # isolation below coffre (TI1): rows copied between records and tenants do not open
 r2 = ids[0]
 out = dbsql("UPDATE record_versions SET sealed = (SELECT sealed FROM record_versions WHERE record_id = '%s' AND version = 1)"
