@@ -24,6 +24,9 @@ packages=(
 	python3-jwt oathtool
 	# lint
 	clang-format clang-tidy cppcheck
+	# benchmarks' peers and load generators (make bench): nginx (the HTTP ceiling),
+	# wrk, h2load (nghttp2-client); pgcrypto comes with postgresql-15
+	nginx-light wrk nghttp2-client
 )
 
 missing=()

@@ -6,13 +6,12 @@
 #include "audit/audit.h"
 #include "http/handlers.h"
 
-#define BODY_MAX (64 * 1024)
-
 /* The body as a JSON object of these keys only. */
 cf_err cf_h_body(struct cf_req *req, const char *const *allowed, json_t **out)
 {
 	struct cf_span b = cf_req_body(req);
-	CF_TRY(cf_json_parse_object(b.ptr, b.len, BODY_MAX, out));
+	/* The server has held the body to server.max_body already (records, batches). */
+	CF_TRY(cf_json_parse_object(b.ptr, b.len, cf_req_config(req)->max_body, out));
 	cf_err e = cf_json_only_keys(*out, allowed);
 	if (e) {
 		json_decref(*out);
