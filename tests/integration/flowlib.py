@@ -45,3 +45,47 @@ def make_call(url, ca):
         return r.status, js, r.getheader("Set-Cookie"), dict(r.getheaders())
 
     return call
+
+
+def openapi_checker(path):
+    """check(name, value) -> None or the first mismatch with components/schemas/NAME of the
+    OpenAPI file: required keys, types, enums, recursively (nullable honoured)."""
+    import yaml
+    spec = yaml.safe_load(open(path))
+
+    def resolve(s):
+        while isinstance(s, dict) and "$ref" in s:
+            node = spec
+            for part in s["$ref"][2:].split("/"):
+                node = node[part]
+            s = node
+        return s
+
+    def walk(schema, v, where):
+        schema = resolve(schema)
+        if v is None and schema.get("nullable"):
+            return None
+        t = schema.get("type")
+        kinds = {"object": dict, "array": list, "string": str, "boolean": bool}
+        if t == "integer" and not (isinstance(v, int) and not isinstance(v, bool)):
+            return "%s: not an integer" % where
+        if t in kinds and not isinstance(v, kinds[t]):
+            return "%s: not a %s" % (where, t)
+        if "enum" in schema and v not in schema["enum"]:
+            return "%s: %r not in %s" % (where, v, schema["enum"])
+        for k in schema.get("required", []):
+            if k not in v:
+                return "%s.%s: missing" % (where, k)
+        for k, sub in schema.get("properties", {}).items():
+            if isinstance(v, dict) and k in v:
+                bad = walk(sub, v[k], "%s.%s" % (where, k))
+                if bad:
+                    return bad
+        if t == "array":
+            for i, item in enumerate(v):
+                bad = walk(schema.get("items", {}), item, "%s[%d]" % (where, i))
+                if bad:
+                    return bad
+        return None
+
+    return lambda name, v: walk({"$ref": "#/components/schemas/" + name}, v, name)

@@ -13,7 +13,7 @@ import urllib.parse
 import os
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from flowlib import code, make_call, report  # noqa: E402
+from flowlib import code, make_call, openapi_checker, report  # noqa: E402
 
 URL, CA, ADMIN, ADMIN_PW, DBSQL = sys.argv[1:6]
 U = urllib.parse.urlparse(URL)
@@ -91,6 +91,12 @@ report(st == 400 and code(js) == "malformed_json", "malformed JSON: 400", (st, j
 
 st, js = call("GET", R + "/" + rid, **S)
 report(st == 200 and js["data"]["email"] == "a***@example.com", "a read masks personal fields", (st, js))
+# the replies are what docs/openapi.yaml says they are
+check = openapi_checker(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../docs/openapi.yaml"))
+st2, coll = call("GET", C + "/customers", **S)
+st3, err = call("POST", R, {"data": {"email": "bad"}}, **S)
+bad = [b for b in (check("Record", js), check("Collection", coll), check("Error", err)) if b]
+report(not bad, "records, collections and errors match their OpenAPI schemas", bad)
 st, js = call("GET", R + "/" + rid + "?reveal=email,ssn", **S)
 report(st == 422 and js["error"]["field"] == "reason", "revealing needs a reason: 422", (st, js))
 st, js = call("GET", R + "/" + rid + "?reveal=email,ssn&reason=ticket%204711", **S)
