@@ -48,8 +48,10 @@ def make_call(url, ca):
 
 
 def openapi_checker(path):
-    """check(name, value) -> None or the first mismatch with components/schemas/NAME of the
-    OpenAPI file: required keys, types, enums, recursively (nullable honoured)."""
+    """check(NAME or schema, value[, where]) -> None or the first mismatch with
+    components/schemas/NAME (or the schema given) of the OpenAPI file: required keys,
+    types, enums, recursively (nullable honoured). check.spec is the file, check.resolve
+    follows $refs."""
     import yaml
     spec = yaml.safe_load(open(path))
 
@@ -88,4 +90,11 @@ def openapi_checker(path):
                     return bad
         return None
 
-    return lambda name, v: walk({"$ref": "#/components/schemas/" + name}, v, name)
+    def check(name_or_schema, v, where=None):
+        if isinstance(name_or_schema, str):
+            return walk({"$ref": "#/components/schemas/" + name_or_schema}, v, where or name_or_schema)
+        return walk(name_or_schema, v, where or "reply")
+
+    check.spec = spec
+    check.resolve = resolve
+    return check
