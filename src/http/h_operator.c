@@ -142,6 +142,58 @@ cf_err cf_h_op_tenant_delete(struct cf_req *req)
 	        req, 200, json_pack("{s:s, s:I}", "name", name, "keys_destroyed", (json_int_t)n));
 }
 
+/* --- the deployment's keys (ER4, IA9) --------------------------------------------------- */
+cf_err cf_h_op_keys(struct cf_req *req)
+{
+	json_t *arr = NULL, *tenants = NULL;
+	CF_TRY(cf_keys_tenants_json(cf_req_keys(req), NULL, &arr));
+	/* name each tenant's entry (the keystore knows ids only); the operators' own realm
+	 * is named as such */
+	if (cf_vault_tenant_list(cf_req_store(req), &tenants) == CF_OK) {
+		for (size_t i = 0; i < json_array_size(arr); i++) {
+			json_t *k = json_array_get(arr, i);
+			const char *id = json_string_value(json_object_get(k, "tenant"));
+			if (id && strcmp(id, CF_OPS_REALM) == 0)
+				json_object_set_new(k, "name", json_string("(operators)"));
+			for (size_t j = 0; id && j < json_array_size(tenants); j++) {
+				json_t *t = json_array_get(tenants, j);
+				if (strcmp(id, json_string_value(json_object_get(t, "id"))) == 0)
+					json_object_set(k, "name", json_object_get(t, "name"));
+			}
+		}
+		json_decref(tenants);
+	}
+	cf_err_detail_clear();
+	struct cf_keys_status st;
+	cf_keys_status(cf_req_keys(req), &st);
+	return cf_req_reply_json(req, 200,
+	                         json_pack("{s:s, s:I, s:s, s:o}", "provider",
+	                                   cf_rk_provider_name(st.provider), "rk_version",
+	                                   (json_int_t)st.rk_version, "environment", st.environment,
+	                                   "tenants", arr));
+}
+
+cf_err cf_h_op_tenant_rotate(struct cf_req *req)
+{
+	char name[CF_TENANT_NAME_MAX + 2], id[CF_TENANT_ID_MAX + 1];
+	param(req, "id", name, sizeof name);
+	CF_TRY(cf_vault_tenant_id(cf_req_store(req), name, id));
+	uint32_t v = 0;
+	CF_TRY(cf_keys_rotate(cf_req_keys(req), id, &v));
+	return cf_req_reply_json(
+	        req, 200, json_pack("{s:s, s:I}", "name", name, "kek_version", (json_int_t)v));
+}
+
+cf_err cf_h_op_token_rotate(struct cf_req *req)
+{
+	uint32_t v = 0;
+	CF_TRY(cf_keys_deploy_rotate(cf_req_keys(req), CF_DKEY_TOKEN, &v));
+	json_t *jwks = NULL;
+	CF_TRY(cf_auth_jwks(cf_req_auth(req), &jwks));
+	return cf_req_reply_json(req, 200,
+	                         json_pack("{s:I, s:o}", "version", (json_int_t)v, "jwks", jwks));
+}
+
 /* --- break-glass (both sides) ------------------------------------------------------------- */
 /* A tenant's route: the caller's tenant (the gate checked it is the path's); an
  * operators' route: none. */

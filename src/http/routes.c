@@ -99,6 +99,12 @@ const struct cf_route cf_http_routes[] = {
         {"PATCH", "/v1/operator/tenants/{id}", cf_h_op_tenant_update, D | B | RA, OP,
          "tenant.update"},
         {"DELETE", "/v1/operator/tenants/{id}", cf_h_op_tenant_delete, D | RA, OP, "tenant.delete"},
+        /* The deployment's keys: status, a tenant's KEK rotation, the token key's. */
+        {"GET", "/v1/operator/keys", cf_h_op_keys, D, OP, "keys.status"},
+        {"POST", "/v1/operator/tenants/{id}/keys/rotate", cf_h_op_tenant_rotate, D | RA, OP,
+         "keys.rotate"},
+        {"POST", "/v1/operator/keys/token/rotate", cf_h_op_token_rotate, D | RA, OP,
+         "keys.rotate_token"},
         /* Break-glass (IA11): an operator asks, another operator or the tenant's owner
          * approves; the tenant's admins see and end grants. Each grant's life is in the
          * tenant's audit log, and so is every request made under it. */

@@ -570,7 +570,7 @@ report(st == 403, "a tenant's owner is not an operator: 403 on operators' routes
 # The matrix for an operator: operators' routes and their own account, nothing of a tenant.
 op_bad, n = [], 0
 for method, path, name, perm in routes:
-    if name == "auth.logout":
+    if name in ("auth.logout", "keys.rotate_token"):  # (the token key's rotation is tested below)
         continue
     p = path.replace("{tenant}", TENANT).replace("{id}", "u0000000000000000").replace("{rid}", "r0000000000000000")
     st, js, _, _ = call(method, p, {} if (method, path) in BODY_ROUTES else None, cookie=op1, csrf=op1x)
@@ -591,6 +591,14 @@ _, st3, _ = op_enroll(op2, op2x)
 report(st == 201 and st2 == 200 and op2 and st3 == 200, "an operator adds another (setup token once), who enrolls TOTP", (st, js, st2, st3))
 st, js, _, _ = call("GET", "/v1/operator/operators", cookie=op1)
 report(st == 200 and len(js["operators"]) == 2 and all(o["mfa"] for o in js["operators"]), "operators are listed with their MFA state", (st, js))
+
+# The deployment's keys, from an operator's session.
+st, js, _, _ = call("GET", "/v1/operator/keys", cookie=op1)
+names = {t.get("name") for t in (js or {}).get("tenants", [])}
+dev_v = max([k["version"] for t in (js or {}).get("tenants", []) if t.get("name") == "dev" for k in t.get("keks", [])] or [0])
+st2, js2, _, _ = call("POST", "/v1/operator/tenants/dev/keys/rotate", cookie=op1, csrf=op1x)
+report(st == 200 and {"dev", OTHER, "(operators)"} <= names and st2 == 200 and js2["kek_version"] == dev_v + 1,
+       "an operator sees every tenant's keys and rotates a tenant's KEK", (st, js, st2, js2))
 
 # Break-glass: asked with a reason, approved by another operator, read-only, audited.
 st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "dev", "access": "read"}, cookie=op1, csrf=op1x)

@@ -67,7 +67,7 @@ run_flows() { # LABEL
 	code=$(oathtool --totp -b -N "now + 30 seconds" "$totp_secret" 2>/dev/null)
 	out=$(ccurl -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
 		-d "{\"email\":\"$adm_email\",\"password\":\"$adm_pw\",\"code\":\"$code\"}" "$URL/v1/t/dev/auth/login")
-	[ "$states" = "destroyed active" ] && [ "$out" = 200 ] &&
+	[[ "$states" =~ ^(destroyed )+active$ ]] && [ "$out" = 200 ] &&
 		ok "$label: after a rotation and the rewrap (KEK v1 destroyed), the TOTP secret still opens" ||
 		fail "$label: TOTP after a rotation and rewrap" "keks: $states, login: $out"
 	# A flood of unauthenticated requests does not grow the audit log by one entry each:
