@@ -140,6 +140,9 @@ struct cf_audit_prepared {
 	char error[48], request_id[64], privilege[64], detail[CF_AUDIT_TEXT_MAX + 1];
 	uint8_t salt[CF_AUDIT_SALT];
 };
+/* Sets a prepared entry's detail: printable ASCII kept, anything else '?', cut at
+ * CF_AUDIT_TEXT_MAX (words a person typed). NULL: none. */
+void cf_audit_set_detail(struct cf_audit_prepared *p, const char *detail);
 /* kr HMACs a tenant's identifying values (NULL only for deployment entries). */
 CF_MUST cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
                                 struct cf_audit_prepared *out);

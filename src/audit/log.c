@@ -29,6 +29,14 @@ static cf_err copy_field(char *dst, size_t cap, const char *src, const char *wha
 	return CF_OK;
 }
 
+void cf_audit_set_detail(struct cf_audit_prepared *p, const char *detail)
+{
+	size_t n = 0;
+	for (const char *d = detail; d && *d && n < CF_AUDIT_TEXT_MAX; d++)
+		p->detail[n++] = *d >= 0x20 && *d <= 0x7e ? *d : '?';
+	p->detail[n] = '\0';
+}
+
 cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
                         struct cf_audit_prepared *p)
 {
@@ -39,11 +47,7 @@ cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
 	CF_TRY(copy_field(p->error, sizeof p->error, ev->error, "error"));
 	CF_TRY(copy_field(p->request_id, sizeof p->request_id, ev->request_id, "request id"));
 	CF_TRY(copy_field(p->privilege, sizeof p->privilege, ev->privilege, "privilege"));
-	/* A detail is words a person typed: kept printable, cut at the field's size. */
-	size_t dn = 0;
-	for (const char *d = ev->detail; d && *d && dn < CF_AUDIT_TEXT_MAX; d++)
-		p->detail[dn++] = *d >= 0x20 && *d <= 0x7e ? *d : '?';
-	p->detail[dn] = '\0';
+	cf_audit_set_detail(p, ev->detail);
 	/* A tenant's identifying values are stored as HMACs under its audit key: the tenant
 	 * can search for them, nobody else learns them. */
 	const char *a = ev->actor ? ev->actor : "", *r = ev->resource ? ev->resource : "";

@@ -559,10 +559,7 @@ cf_err cf_auth_audit_detail(struct cf_auth *a, const struct cf_auth_call *c, con
 {
 	struct cf_audit_prepared p;
 	CF_TRY(cf_auth_audit_prepare(a, c, tenant_id, action, resource, CF_OUTCOME_OK, CF_OK, &p));
-	size_t n = 0;
-	for (const char *d = detail; d && *d && n < CF_AUDIT_TEXT_MAX; d++)
-		p.detail[n++] = *d >= 0x20 && *d <= 0x7e ? *d : '?';
-	p.detail[n] = '\0';
+	cf_audit_set_detail(&p, detail);
 	return cf_store_write_wait(a->store, tenant_id, append_fn, &p);
 }
 

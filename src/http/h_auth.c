@@ -43,7 +43,7 @@ static cf_err path_tenant(struct cf_req *req, struct cf_tenant_ref *t)
 	return cf_auth_tenant(cf_req_auth(req), name, t);
 }
 
-static void param(struct cf_req *req, const char *name, char *out, size_t cap)
+void cf_h_param(struct cf_req *req, const char *name, char *out, size_t cap)
 {
 	cf_span_to_str(cf_req_param(req, name), out, cap);
 }
@@ -221,7 +221,7 @@ cf_err cf_h_sessions(struct cf_req *req)
 }
 
 /* --- a tenant's users and clients (IA12, IA8) ------------------------------------------------ */
-static const struct cf_tenant_ref *own_tenant(struct cf_req *req)
+const struct cf_tenant_ref *cf_h_own_tenant(struct cf_req *req)
 {
 	/* The gate has checked the path's tenant is the caller's. */
 	return &cf_req_principal(req)->tenant;
@@ -230,7 +230,7 @@ static const struct cf_tenant_ref *own_tenant(struct cf_req *req)
 cf_err cf_h_users_list(struct cf_req *req)
 {
 	json_t *arr = NULL;
-	CF_TRY(cf_auth_user_list(cf_req_auth(req), own_tenant(req), &arr));
+	CF_TRY(cf_auth_user_list(cf_req_auth(req), cf_h_own_tenant(req), &arr));
 	return cf_req_reply_json(req, 200, json_pack("{s:o}", "users", arr));
 }
 
@@ -244,7 +244,7 @@ cf_err cf_h_users_create(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_auth_user_create(cf_req_auth(req), &call, own_tenant(req), email,
+		e = cf_auth_user_create(cf_req_auth(req), &call, cf_h_own_tenant(req), email,
 		                        json_object_get(in, "roles"), &out, NULL);
 	json_decref(in);
 	CF_TRY(e);
@@ -254,9 +254,9 @@ cf_err cf_h_users_create(struct cf_req *req)
 cf_err cf_h_users_get(struct cf_req *req)
 {
 	char id[CF_AUTH_ID_MAX + 2];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	json_t *out = NULL;
-	CF_TRY(cf_auth_user_get(cf_req_auth(req), own_tenant(req), id, &out));
+	CF_TRY(cf_auth_user_get(cf_req_auth(req), cf_h_own_tenant(req), id, &out));
 	return cf_req_reply_json(req, 200, out);
 }
 
@@ -264,7 +264,7 @@ cf_err cf_h_users_update(struct cf_req *req)
 {
 	static const char *const keys[] = {"roles", "state", NULL};
 	char id[CF_AUTH_ID_MAX + 2];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	json_t *in = NULL;
 	CF_TRY(cf_h_body(req, keys, &in));
 	const char *state = NULL;
@@ -276,8 +276,8 @@ cf_err cf_h_users_update(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_auth_user_update(cf_req_auth(req), &call, own_tenant(req), id, roles, state,
-		                        &out);
+		e = cf_auth_user_update(cf_req_auth(req), &call, cf_h_own_tenant(req), id, roles,
+		                        state, &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);
@@ -286,19 +286,19 @@ cf_err cf_h_users_update(struct cf_req *req)
 cf_err cf_h_users_delete(struct cf_req *req)
 {
 	char id[CF_AUTH_ID_MAX + 2];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	const struct cf_principal *p = cf_req_principal(req);
 	CF_ENSURE(!(p->kind == CF_PRINCIPAL_USER && strcmp(p->id, id) == 0),
 	          cf_err_fail(CF_E_CONFLICT, "you cannot delete your own account"));
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_auth_user_delete(cf_req_auth(req), &call, own_tenant(req), id));
+	CF_TRY(cf_auth_user_delete(cf_req_auth(req), &call, cf_h_own_tenant(req), id));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
 cf_err cf_h_clients_list(struct cf_req *req)
 {
 	json_t *arr = NULL;
-	CF_TRY(cf_auth_client_list(cf_req_auth(req), own_tenant(req), &arr));
+	CF_TRY(cf_auth_client_list(cf_req_auth(req), cf_h_own_tenant(req), &arr));
 	return cf_req_reply_json(req, 200, json_pack("{s:o}", "clients", arr));
 }
 
@@ -312,7 +312,7 @@ cf_err cf_h_clients_create(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_auth_client_create(cf_req_auth(req), &call, own_tenant(req), name,
+		e = cf_auth_client_create(cf_req_auth(req), &call, cf_h_own_tenant(req), name,
 		                          json_object_get(in, "roles"),
 		                          json_object_get(in, "allowed_origins"), &out);
 	json_decref(in);
@@ -323,16 +323,16 @@ cf_err cf_h_clients_create(struct cf_req *req)
 cf_err cf_h_clients_delete(struct cf_req *req)
 {
 	char id[CF_AUTH_ID_MAX + 2];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_auth_client_disable(cf_req_auth(req), &call, own_tenant(req), id));
+	CF_TRY(cf_auth_client_disable(cf_req_auth(req), &call, cf_h_own_tenant(req), id));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
 /* --- a tenant's audit log (AL2, AL4) ---------------------------------------------------------- */
 cf_err cf_h_tenant_audit(struct cf_req *req)
 {
-	const struct cf_tenant_ref *t = own_tenant(req);
+	const struct cf_tenant_ref *t = cf_h_own_tenant(req);
 	struct cf_keyring *kr = cf_req_keys(req);
 	char actor[65], resource[65];
 	const char *q_actor = cf_req_query(req, "actor"), *q_res = cf_req_query(req, "resource");
@@ -404,16 +404,16 @@ cf_err cf_h_totp_confirm(struct cf_req *req)
 cf_err cf_h_totp_reset(struct cf_req *req)
 {
 	char id[CF_AUTH_ID_MAX + 2];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_auth_totp_reset(cf_req_auth(req), &call, own_tenant(req), id));
+	CF_TRY(cf_auth_totp_reset(cf_req_auth(req), &call, cf_h_own_tenant(req), id));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
 cf_err cf_h_policy_get(struct cf_req *req)
 {
 	json_t *out = NULL;
-	CF_TRY(cf_auth_policy_get(cf_req_auth(req), own_tenant(req), &out));
+	CF_TRY(cf_auth_policy_get(cf_req_auth(req), cf_h_own_tenant(req), &out));
 	return cf_req_reply_json(req, 200, out);
 }
 
@@ -449,7 +449,7 @@ cf_err cf_h_policy_set(struct cf_req *req)
 	                             .password_max_age_days = (unsigned)age,
 	                             .password_history = (unsigned)history};
 	if (e == CF_OK)
-		e = cf_auth_policy_set(cf_req_auth(req), &call, own_tenant(req), &pol, &out);
+		e = cf_auth_policy_set(cf_req_auth(req), &call, cf_h_own_tenant(req), &pol, &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);
@@ -460,7 +460,7 @@ cf_err cf_h_policy_set(struct cf_req *req)
 cf_err cf_h_session_revoke(struct cf_req *req)
 {
 	char id[24];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	struct cf_auth_call call = cf_req_call(req);
 	CF_TRY(cf_auth_session_revoke(cf_req_auth(req), &call, id));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
@@ -469,9 +469,9 @@ cf_err cf_h_session_revoke(struct cf_req *req)
 cf_err cf_h_user_sessions_revoke(struct cf_req *req)
 {
 	char id[CF_AUTH_ID_MAX + 2];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_auth_user_sessions_revoke(cf_req_auth(req), &call, own_tenant(req), id));
+	CF_TRY(cf_auth_user_sessions_revoke(cf_req_auth(req), &call, cf_h_own_tenant(req), id));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
@@ -543,7 +543,7 @@ cf_err cf_h_access_review(struct cf_req *req)
 	CF_ENSURE(!format || strcmp(format, "json") == 0 || strcmp(format, "csv") == 0,
 	          cf_err_fail(CF_E_INVALID, "format is json or csv"));
 	json_t *r = NULL;
-	CF_TRY(cf_auth_access_review(cf_req_auth(req), own_tenant(req), (unsigned)days, &r));
+	CF_TRY(cf_auth_access_review(cf_req_auth(req), cf_h_own_tenant(req), (unsigned)days, &r));
 	if (!format || strcmp(format, "json") == 0)
 		return cf_req_reply_json(req, 200, r);
 	struct cf_buf b;
@@ -562,7 +562,7 @@ cf_err cf_h_access_review(struct cf_req *req)
 cf_err cf_h_roles_list(struct cf_req *req)
 {
 	json_t *arr = NULL;
-	CF_TRY(cf_auth_role_list(cf_req_auth(req), own_tenant(req), &arr));
+	CF_TRY(cf_auth_role_list(cf_req_auth(req), cf_h_own_tenant(req), &arr));
 	return cf_req_reply_json(req, 200, json_pack("{s:o}", "roles", arr));
 }
 
@@ -578,7 +578,7 @@ cf_err cf_h_roles_create(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_auth_role_create(cf_req_auth(req), &call, own_tenant(req), name,
+		e = cf_auth_role_create(cf_req_auth(req), &call, cf_h_own_tenant(req), name,
 		                        json_object_get(in, "permissions"), &out);
 	json_decref(in);
 	CF_TRY(e);
@@ -588,9 +588,9 @@ cf_err cf_h_roles_create(struct cf_req *req)
 cf_err cf_h_roles_delete(struct cf_req *req)
 {
 	char name[72];
-	param(req, "id", name, sizeof name);
+	cf_h_param(req, "id", name, sizeof name);
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_auth_role_delete(cf_req_auth(req), &call, own_tenant(req), name));
+	CF_TRY(cf_auth_role_delete(cf_req_auth(req), &call, cf_h_own_tenant(req), name));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
@@ -599,7 +599,7 @@ cf_err cf_h_roles_delete(struct cf_req *req)
 cf_err cf_h_groups_list(struct cf_req *req)
 {
 	json_t *arr = NULL;
-	CF_TRY(cf_auth_group_list(cf_req_auth(req), own_tenant(req), &arr));
+	CF_TRY(cf_auth_group_list(cf_req_auth(req), cf_h_own_tenant(req), &arr));
 	return cf_req_reply_json(req, 200, json_pack("{s:o}", "groups", arr));
 }
 
@@ -613,7 +613,7 @@ cf_err cf_h_groups_create(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_auth_group_create(cf_req_auth(req), &call, own_tenant(req), name,
+		e = cf_auth_group_create(cf_req_auth(req), &call, cf_h_own_tenant(req), name,
 		                         json_object_get(in, "roles"),
 		                         json_object_get(in, "members"), &out);
 	json_decref(in);
@@ -625,12 +625,12 @@ cf_err cf_h_groups_update(struct cf_req *req)
 {
 	static const char *const keys[] = {"roles", "add", "remove", NULL};
 	char name[72];
-	param(req, "id", name, sizeof name);
+	cf_h_param(req, "id", name, sizeof name);
 	json_t *in = NULL;
 	CF_TRY(cf_h_body(req, keys, &in));
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
-	cf_err e = cf_auth_group_update(cf_req_auth(req), &call, own_tenant(req), name,
+	cf_err e = cf_auth_group_update(cf_req_auth(req), &call, cf_h_own_tenant(req), name,
 	                                json_object_get(in, "roles"), json_object_get(in, "add"),
 	                                json_object_get(in, "remove"), &out);
 	json_decref(in);
@@ -641,8 +641,8 @@ cf_err cf_h_groups_update(struct cf_req *req)
 cf_err cf_h_groups_delete(struct cf_req *req)
 {
 	char name[72];
-	param(req, "id", name, sizeof name);
+	cf_h_param(req, "id", name, sizeof name);
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_auth_group_delete(cf_req_auth(req), &call, own_tenant(req), name));
+	CF_TRY(cf_auth_group_delete(cf_req_auth(req), &call, cf_h_own_tenant(req), name));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }

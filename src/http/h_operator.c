@@ -7,11 +7,6 @@
 #include "http/handlers.h"
 #include "vault/vault.h"
 
-static void param(struct cf_req *req, const char *name, char *out, size_t cap)
-{
-	cf_span_to_str(cf_req_param(req, name), out, cap);
-}
-
 static cf_err reply_ok(struct cf_req *req)
 {
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
@@ -53,7 +48,7 @@ cf_err cf_h_op_create(struct cf_req *req)
 cf_err cf_h_op_disable(struct cf_req *req)
 {
 	char id[CF_AUTH_ID_MAX + 2];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	struct cf_auth_call call = cf_req_call(req);
 	CF_TRY(cf_auth_operator_disable(cf_req_auth(req), &call, id));
 	return reply_ok(req);
@@ -62,7 +57,7 @@ cf_err cf_h_op_disable(struct cf_req *req)
 cf_err cf_h_op_mfa_reset(struct cf_req *req)
 {
 	char id[CF_AUTH_ID_MAX + 2];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	/* Never one's own: a stolen password would then enroll a new second factor. */
 	CF_ENSURE(strcmp(id, cf_req_principal(req)->id) != 0,
 	          cf_err_fail(CF_E_FORBIDDEN, "another operator resets your two-factor "
@@ -111,7 +106,7 @@ cf_err cf_h_op_tenant_update(struct cf_req *req)
 {
 	static const char *const keys[] = {"state", NULL};
 	char name[CF_TENANT_NAME_MAX + 2];
-	param(req, "id", name, sizeof name);
+	cf_h_param(req, "id", name, sizeof name);
 	json_t *in = NULL;
 	CF_TRY(cf_h_body(req, keys, &in));
 	const char *state = NULL;
@@ -130,7 +125,7 @@ cf_err cf_h_op_tenant_update(struct cf_req *req)
 cf_err cf_h_op_tenant_delete(struct cf_req *req)
 {
 	char name[CF_TENANT_NAME_MAX + 2];
-	param(req, "id", name, sizeof name);
+	cf_h_param(req, "id", name, sizeof name);
 	/* PV4: crypto-shredding cannot be undone: the caller types the name again. */
 	const char *confirm = cf_req_query(req, "confirm");
 	CF_ENSURE(confirm && strcmp(confirm, name) == 0,
@@ -176,7 +171,7 @@ cf_err cf_h_op_keys(struct cf_req *req)
 cf_err cf_h_op_tenant_rotate(struct cf_req *req)
 {
 	char name[CF_TENANT_NAME_MAX + 2], id[CF_TENANT_ID_MAX + 1];
-	param(req, "id", name, sizeof name);
+	cf_h_param(req, "id", name, sizeof name);
 	CF_TRY(cf_vault_tenant_id(cf_req_store(req), name, id));
 	uint32_t v = 0;
 	CF_TRY(cf_keys_rotate(cf_req_keys(req), id, &v));
@@ -241,7 +236,7 @@ cf_err cf_h_bg_request(struct cf_req *req)
 cf_err cf_h_bg_approve(struct cf_req *req)
 {
 	char id[32];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	CF_TRY(cf_auth_bg_approve(cf_req_auth(req), &call, side(req), id, &out));
@@ -251,7 +246,7 @@ cf_err cf_h_bg_approve(struct cf_req *req)
 cf_err cf_h_bg_end(struct cf_req *req)
 {
 	char id[32];
-	param(req, "id", id, sizeof id);
+	cf_h_param(req, "id", id, sizeof id);
 	struct cf_auth_call call = cf_req_call(req);
 	CF_TRY(cf_auth_bg_end(cf_req_auth(req), &call, side(req), id));
 	return reply_ok(req);

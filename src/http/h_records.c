@@ -7,16 +7,6 @@
 #include "http/handlers.h"
 #include "vault/vault.h"
 
-static const struct cf_tenant_ref *own(struct cf_req *req)
-{
-	return &cf_req_principal(req)->tenant;
-}
-
-static void param(struct cf_req *req, const char *name, char *out, size_t cap)
-{
-	cf_span_to_str(cf_req_param(req, name), out, cap);
-}
-
 /* If-Match: the version the caller read ("3" or the ETag "\"3\""); -1 when absent. */
 static cf_err if_match(struct cf_req *req, int64_t *out)
 {
@@ -47,7 +37,7 @@ static cf_err if_match(struct cf_req *req, int64_t *out)
 cf_err cf_h_collections_list(struct cf_req *req)
 {
 	json_t *out = NULL;
-	CF_TRY(cf_vault_collection_list(cf_req_vault(req), own(req), &out));
+	CF_TRY(cf_vault_collection_list(cf_req_vault(req), cf_h_own_tenant(req), &out));
 	return cf_req_reply_json(req, 200, out);
 }
 
@@ -64,7 +54,7 @@ static cf_err collection_put(struct cf_req *req, bool create)
 		if (n)
 			(void)snprintf(name, sizeof name, "%s", n);
 	} else {
-		param(req, "id", name, sizeof name);
+		cf_h_param(req, "id", name, sizeof name);
 	}
 	const json_t *fields = json_object_get(in, "fields");
 	if (e == CF_OK && !fields)
@@ -72,8 +62,8 @@ static cf_err collection_put(struct cf_req *req, bool create)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_vault_collection_put(cf_req_vault(req), &call, own(req), name, fields,
-		                            create, &out);
+		e = cf_vault_collection_put(cf_req_vault(req), &call, cf_h_own_tenant(req), name,
+		                            fields, create, &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, create ? 201 : 200, out);
@@ -92,23 +82,23 @@ cf_err cf_h_collections_update(struct cf_req *req)
 cf_err cf_h_collections_get(struct cf_req *req)
 {
 	char name[80];
-	param(req, "id", name, sizeof name);
+	cf_h_param(req, "id", name, sizeof name);
 	json_t *out = NULL;
-	CF_TRY(cf_vault_collection_get(cf_req_vault(req), own(req), name, &out));
+	CF_TRY(cf_vault_collection_get(cf_req_vault(req), cf_h_own_tenant(req), name, &out));
 	return cf_req_reply_json(req, 200, out);
 }
 
 cf_err cf_h_collections_delete(struct cf_req *req)
 {
 	char name[80];
-	param(req, "id", name, sizeof name);
+	cf_h_param(req, "id", name, sizeof name);
 	/* Every record of it goes for good: the caller types the name again. */
 	const char *confirm = cf_req_query(req, "confirm");
 	CF_ENSURE(confirm && strcmp(confirm, name) == 0,
 	          cf_err_fail(CF_E_INVALID, "deleting a collection deletes all its records: "
 	                                    "repeat its name in ?confirm="));
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_vault_collection_delete(cf_req_vault(req), &call, own(req), name));
+	CF_TRY(cf_vault_collection_delete(cf_req_vault(req), &call, cf_h_own_tenant(req), name));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
@@ -116,7 +106,7 @@ cf_err cf_h_collections_delete(struct cf_req *req)
 cf_err cf_h_records_list(struct cf_req *req)
 {
 	char coll[80];
-	param(req, "id", coll, sizeof coll);
+	cf_h_param(req, "id", coll, sizeof coll);
 	uint64_t limit = 50;
 	CF_TRY(cf_req_query_u64(req, "limit", 100, &limit));
 	/* Filters: ?filter=field:value (up to four, comma-separated, values without ','). */
@@ -140,7 +130,7 @@ cf_err cf_h_records_list(struct cf_req *req)
 	}
 	json_t *out = NULL;
 	if (e == CF_OK)
-		e = cf_vault_record_list(cf_req_vault(req), own(req), coll, filters,
+		e = cf_vault_record_list(cf_req_vault(req), cf_h_own_tenant(req), coll, filters,
 		                         cf_req_query(req, "cursor"), (unsigned)limit, &out);
 	json_decref(filters);
 	CF_TRY(e);
@@ -168,7 +158,7 @@ cf_err cf_h_records_create(struct cf_req *req)
 {
 	static const char *const keys[] = {"data", NULL};
 	char coll[80];
-	param(req, "id", coll, sizeof coll);
+	cf_h_param(req, "id", coll, sizeof coll);
 	struct cf_idempotency idem;
 	CF_TRY(idempotency(req, "record.create", &idem));
 	json_t *in = NULL;
@@ -179,8 +169,8 @@ cf_err cf_h_records_create(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_vault_record_create(cf_req_vault(req), &call, own(req), coll, data, &idem,
-		                           &out);
+		e = cf_vault_record_create(cf_req_vault(req), &call, cf_h_own_tenant(req), coll,
+		                           data, &idem, &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 201, out);
@@ -190,7 +180,7 @@ cf_err cf_h_records_batch(struct cf_req *req)
 {
 	static const char *const keys[] = {"records", NULL};
 	char coll[80];
-	param(req, "id", coll, sizeof coll);
+	cf_h_param(req, "id", coll, sizeof coll);
 	struct cf_idempotency idem;
 	CF_TRY(idempotency(req, "records.batch", &idem));
 	json_t *in = NULL;
@@ -216,8 +206,8 @@ cf_err cf_h_records_batch(struct cf_req *req)
 	json_t *ids = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_vault_records_create(cf_req_vault(req), &call, own(req), coll, items, &idem,
-		                            &ids);
+		e = cf_vault_records_create(cf_req_vault(req), &call, cf_h_own_tenant(req), coll,
+		                            items, &idem, &ids);
 	json_decref(items);
 	json_decref(in);
 	CF_TRY(e);
@@ -228,7 +218,7 @@ cf_err cf_h_records_batch_read(struct cf_req *req)
 {
 	static const char *const keys[] = {"ids", NULL};
 	char coll[80];
-	param(req, "id", coll, sizeof coll);
+	cf_h_param(req, "id", coll, sizeof coll);
 	json_t *in = NULL;
 	CF_TRY(cf_h_body(req, keys, &in));
 	const json_t *ids = json_object_get(in, "ids");
@@ -237,7 +227,8 @@ cf_err cf_h_records_batch_read(struct cf_req *req)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_vault_records_get(cf_req_vault(req), &call, own(req), coll, ids, &out);
+		e = cf_vault_records_get(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, ids,
+		                         &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);
@@ -246,8 +237,8 @@ cf_err cf_h_records_batch_read(struct cf_req *req)
 cf_err cf_h_records_get(struct cf_req *req)
 {
 	char coll[80], id[40];
-	param(req, "id", coll, sizeof coll);
-	param(req, "rid", id, sizeof id);
+	cf_h_param(req, "id", coll, sizeof coll);
+	cf_h_param(req, "rid", id, sizeof id);
 	uint64_t version = 0;
 	CF_TRY(cf_req_query_u64(req, "version", INT64_MAX, &version));
 	char fields[256], reason[256];
@@ -259,7 +250,8 @@ cf_err cf_h_records_get(struct cf_req *req)
 	                       .version = (int64_t)version};
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_vault_record_get(cf_req_vault(req), &call, own(req), coll, id, &rv, &out));
+	CF_TRY(cf_vault_record_get(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id, &rv,
+	                           &out));
 	return cf_req_reply_json(req, 200, out);
 }
 
@@ -267,8 +259,8 @@ static cf_err record_write(struct cf_req *req, bool patch)
 {
 	static const char *const keys[] = {"data", NULL};
 	char coll[80], id[40];
-	param(req, "id", coll, sizeof coll);
-	param(req, "rid", id, sizeof id);
+	cf_h_param(req, "id", coll, sizeof coll);
+	cf_h_param(req, "rid", id, sizeof id);
 	int64_t expected = -1;
 	CF_TRY(if_match(req, &expected));
 	json_t *in = NULL;
@@ -279,8 +271,8 @@ static cf_err record_write(struct cf_req *req, bool patch)
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_vault_record_update(cf_req_vault(req), &call, own(req), coll, id, data,
-		                           patch, expected, &out);
+		e = cf_vault_record_update(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,
+		                           data, patch, expected, &out);
 	json_decref(in);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 200, out);
@@ -299,22 +291,23 @@ cf_err cf_h_records_patch(struct cf_req *req)
 cf_err cf_h_records_delete(struct cf_req *req)
 {
 	char coll[80], id[40];
-	param(req, "id", coll, sizeof coll);
-	param(req, "rid", id, sizeof id);
+	cf_h_param(req, "id", coll, sizeof coll);
+	cf_h_param(req, "rid", id, sizeof id);
 	int64_t expected = -1;
 	CF_TRY(if_match(req, &expected));
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_vault_record_delete(cf_req_vault(req), &call, own(req), coll, id, expected));
+	CF_TRY(cf_vault_record_delete(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,
+	                              expected));
 	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
 cf_err cf_h_records_history(struct cf_req *req)
 {
 	char coll[80], id[40];
-	param(req, "id", coll, sizeof coll);
-	param(req, "rid", id, sizeof id);
+	cf_h_param(req, "id", coll, sizeof coll);
+	cf_h_param(req, "rid", id, sizeof id);
 	json_t *out = NULL;
-	CF_TRY(cf_vault_record_history(cf_req_vault(req), own(req), coll, id, &out));
+	CF_TRY(cf_vault_record_history(cf_req_vault(req), cf_h_own_tenant(req), coll, id, &out));
 	return cf_req_reply_json(req, 200, out);
 }
 
@@ -329,7 +322,7 @@ cf_err cf_h_export(struct cf_req *req)
 	CF_TRY(cf_req_query_text(req, "cursor", cursor, sizeof cursor, &has));
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_vault_export_page(cf_req_vault(req), &call, own(req), has ? cursor : NULL,
-	                            (unsigned)limit, &out));
+	CF_TRY(cf_vault_export_page(cf_req_vault(req), &call, cf_h_own_tenant(req),
+	                            has ? cursor : NULL, (unsigned)limit, &out));
 	return cf_req_reply_json(req, 200, out);
 }

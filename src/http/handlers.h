@@ -8,6 +8,10 @@
  * most max bytes, or the error naming it (h_auth.c). */
 CF_MUST cf_err cf_h_body(struct cf_req *req, const char *const *allowed, json_t **out);
 CF_MUST cf_err cf_h_need(const json_t *o, const char *key, size_t max, const char **out);
+/* A path parameter into out (cut at cap); the caller's tenant, on a tenant's route (the
+ * gate has checked it is the path's). */
+void cf_h_param(struct cf_req *req, const char *name, char *out, size_t cap);
+const struct cf_tenant_ref *cf_h_own_tenant(struct cf_req *req);
 
 cf_err cf_h_healthz(struct cf_req *req);
 cf_err cf_h_readyz(struct cf_req *req);

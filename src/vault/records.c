@@ -1036,6 +1036,7 @@ cf_err cf_vault_record_list(struct cf_vault *v, const struct cf_tenant_ref *t, c
 	return err;
 }
 
+/* The row's first column, appended to a JSON array of strings. */
 static cf_err name_row(const struct cf_row *row, void *ctx)
 {
 	struct cf_span n = cf_row_blob(row, 0);
@@ -1150,18 +1151,10 @@ struct purge_q {
 	const char *tenant;
 };
 
-static cf_err tenant_row(const struct cf_row *row, void *ctx)
-{
-	struct cf_span id = cf_row_blob(row, 0);
-	return json_array_append_new(ctx, json_stringn((const char *)id.ptr, id.len)) == 0
-	               ? CF_OK
-	               : CF_E_NOMEM;
-}
-
 static cf_err tenants_fn(struct cf_tx *tx, void *ctx)
 {
 	return cf_tx_query(tx, "SELECT tenant_id FROM tenants WHERE state = 'active'", NULL, 0,
-	                   tenant_row, ctx);
+	                   name_row, ctx);
 }
 
 static cf_err purge_fn(struct cf_tx *tx, void *ctx)
