@@ -166,6 +166,9 @@ struct cf_audit_seq;
 CF_MUST cf_err cf_audit_seq_open(struct cf_store *st, struct cf_audit_seq **out);
 void cf_audit_seq_close(struct cf_audit_seq **pp);
 CF_MUST cf_err cf_audit_seq_step(struct cf_audit_seq *s, unsigned limit, unsigned *added);
+/* Steps until every committed entry is in the tree: at start-up, before anything is
+ * appended, so that entries an older coffre left unnumbered on SQLite come first. */
+CF_MUST cf_err cf_audit_seq_drain(struct cf_store *st);
 /* Signs and stores a checkpoint of the current tree, now, when it grew since the last
  * one. *made says whether one was made. Needs an unsealed keyring. */
 CF_MUST cf_err cf_audit_checkpoint(struct cf_audit_seq *s, struct cf_keyring *kr, bool *made);

@@ -71,6 +71,14 @@ cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
 	return cf_crypto_random(p->salt, sizeof p->salt);
 }
 
+static cf_err next_numbers(const struct cf_row *row, void *ctx)
+{
+	int64_t *v = ctx;
+	v[0] = cf_row_int(row, 0);
+	v[1] = cf_row_int(row, 1);
+	return CF_OK;
+}
+
 cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 {
 	struct cf_audit_entry e = {
@@ -92,14 +100,48 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 	memcpy(e.salt, p->salt, sizeof e.salt);
 	uint8_t body[CF_AUDIT_ENTRY_MAX];
 	size_t n = 0;
+	if (cf_tx_engine(tx) == CF_STORE_POSTGRES) {
+		/* PostgreSQL commits out of append order: the sequencer numbers entries once
+		 * they are committed, so one tenant's requests never wait on each other. */
+		CF_TRY(cf_audit_encode(&e, body, sizeof body, &n));
+		struct cf_val v[] = {CF_V_TEXT(p->tenant), CF_V_INT(e.time_us),
+		                     CF_V_TEXT(p->action), CF_V_INT(e.outcome),
+		                     CF_V_TEXT(p->actor),  CF_V_TEXT(p->resource),
+		                     CF_V_BLOB(body, n)};
+		return cf_tx_exec(tx,
+		                  "INSERT INTO audit_entries (tenant_id, time_us, action, outcome,"
+		                  " actor, resource, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+		                  v, 7, NULL);
+	}
+	/* SQLite has one writer, which commits in append order: the entry takes its tree
+	 * index and its tenant's next number here, inside the transaction (so a request
+	 * rolled back gives both back), and is written once, final. The sequencer is left
+	 * the tree's subtrees, off the commit path. Each number is the next after the
+	 * largest kept, never below what pruning or the tree already passed. */
+	struct cf_val t[] = {CF_V_TEXT(p->tenant)};
+	int64_t next[2] = {0, 0};
+	CF_TRY(cf_tx_query(
+	        tx,
+	        "SELECT max(coalesce((SELECT max(leaf_index) FROM audit_entries), -1) + 1,"
+	        " coalesce((SELECT size FROM audit_tree WHERE id = 1), 0),"
+	        " coalesce((SELECT below FROM audit_pruned WHERE id = 1), 0)),"
+	        " max(coalesce((SELECT max(seq) FROM audit_entries WHERE tenant_id = $1),"
+	        " 0) + 1, coalesce((SELECT next FROM audit_seq WHERE tenant_id = $1), 1))",
+	        t, 1, next_numbers, next));
+	e.seq = (uint64_t)next[1];
 	CF_TRY(cf_audit_encode(&e, body, sizeof body, &n));
-	struct cf_val v[] = {CF_V_TEXT(p->tenant), CF_V_INT(e.time_us), CF_V_TEXT(p->action),
-	                     CF_V_INT(e.outcome),  CF_V_TEXT(p->actor), CF_V_TEXT(p->resource),
-	                     CF_V_BLOB(body, n)};
+	uint8_t leaf[CF_HASH_LEN];
+	CF_TRY(cf_merkle_leaf((struct cf_span){body, n}, leaf));
+	struct cf_val v[] = {CF_V_TEXT(p->tenant), CF_V_INT(e.time_us),
+	                     CF_V_TEXT(p->action), CF_V_INT(e.outcome),
+	                     CF_V_TEXT(p->actor),  CF_V_TEXT(p->resource),
+	                     CF_V_BLOB(body, n),   CF_V_INT(next[1]),
+	                     CF_V_INT(next[0]),    CF_V_BLOB(leaf, sizeof leaf)};
 	return cf_tx_exec(tx,
 	                  "INSERT INTO audit_entries (tenant_id, time_us, action, outcome,"
-	                  " actor, resource, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-	                  v, 7, NULL);
+	                  " actor, resource, body, seq, leaf_index, leaf_hash)"
+	                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+	                  v, 10, NULL);
 }
 
 static cf_err record_fn(struct cf_tx *tx, void *ctx)
@@ -227,6 +269,8 @@ struct pending {
 	char tenants[STEP_MAX][CF_TENANT_ID_MAX + 1];
 	uint64_t seqs[STEP_MAX];
 	uint8_t leaves[STEP_MAX][CF_HASH_LEN];
+	bool numbered[STEP_MAX]; /* SQLite: numbered and hashed when appended */
+	int64_t index[STEP_MAX];
 	size_t n, limit;
 };
 
@@ -235,13 +279,24 @@ static cf_err pending_row(const struct cf_row *row, void *ctx)
 	struct pending *p = ctx;
 	if (p->n >= p->limit)
 		return CF_OK;
-	struct cf_span b = cf_row_blob(row, 1);
 	p->ids[p->n] = cf_row_int(row, 0);
-	p->bodies[p->n] = malloc(b.len ? b.len : 1);
-	CF_ENSURE(p->bodies[p->n], CF_E_NOMEM);
-	memcpy(p->bodies[p->n], b.ptr, b.len);
-	p->lens[p->n] = b.len;
 	cf_span_to_str(cf_row_blob(row, 2), p->tenants[p->n], sizeof p->tenants[p->n]);
+	p->numbered[p->n] = cf_row_count(row) > 3 && !cf_row_is_null(row, 3);
+	if (!p->numbered[p->n]) { /* its bytes take their number here */
+		struct cf_span b = cf_row_blob(row, 1);
+		p->bodies[p->n] = malloc(b.len ? b.len : 1);
+		CF_ENSURE(p->bodies[p->n], CF_E_NOMEM);
+		memcpy(p->bodies[p->n], b.ptr, b.len);
+		p->lens[p->n] = b.len;
+	} else {
+		struct cf_span h = cf_row_blob(row, 4);
+		CF_ENSURE(h.len == CF_HASH_LEN && !cf_row_is_null(row, 5),
+		          cf_err_fail(CF_E_INTEGRITY, "audit: entry %lld is damaged",
+		                      (long long)p->ids[p->n]));
+		p->index[p->n] = cf_row_int(row, 3);
+		memcpy(p->leaves[p->n], h.ptr, CF_HASH_LEN);
+		p->seqs[p->n] = (uint64_t)cf_row_int(row, 5);
+	}
 	p->n++;
 	return CF_OK;
 }
@@ -396,12 +451,16 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 	s->loaded = false; /* until this transaction commits */
 	sc->p->n = 0;
 	if (cf_store_engine(s->st) == CF_STORE_SQLITE) {
-		/* One writer: ids are in commit order, so the next entries follow the last. */
+		/* One writer: ids are in commit order, so the next entries follow the last.
+		 * They come numbered and hashed (cf_audit_append); entries an older coffre
+		 * left unnumbered are numbered here, before anything is appended (drain). */
 		struct cf_val q[] = {CF_V_INT(last_id), CF_V_INT(sc->p->limit)};
-		CF_TRY(cf_tx_query(tx,
-		                   "SELECT id, body, tenant_id FROM audit_entries WHERE id > $1 "
-		                   "ORDER BY id LIMIT $2",
-		                   q, 2, pending_row, sc->p));
+		CF_TRY(cf_tx_query(
+		        tx,
+		        "SELECT id, CASE WHEN leaf_index IS NULL THEN body END, tenant_id,"
+		        " leaf_index, leaf_hash, seq"
+		        " FROM audit_entries WHERE id > $1 ORDER BY id LIMIT $2",
+		        q, 2, pending_row, sc->p));
 	} else {
 		struct cf_val q[] = {CF_V_INT(sc->p->limit)};
 		CF_TRY(cf_tx_query(
@@ -431,6 +490,11 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 			CF_TRY(cf_tx_query(tx, "SELECT next FROM audit_seq WHERE tenant_id = $1", q,
 			                   1, next_row, &t->next));
 		}
+		if (sc->p->numbered[i]) {
+			if ((int64_t)sc->p->seqs[i] >= t->next)
+				t->next = (int64_t)sc->p->seqs[i] + 1;
+			continue;
+		}
 		sc->p->seqs[i] = (uint64_t)t->next++;
 		CF_TRY(cf_audit_set_seq(sc->p->bodies[i], sc->p->lens[i], sc->p->seqs[i]));
 		CF_TRY(cf_merkle_leaf((struct cf_span){sc->p->bodies[i], sc->p->lens[i]},
@@ -439,6 +503,19 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 	if (cf_store_engine(s->st) == CF_STORE_POSTGRES && sc->p->n)
 		CF_TRY(pg_apply(tx, s, sc->p, &last_id));
 	for (size_t i = 0; cf_store_engine(s->st) == CF_STORE_SQLITE && i < sc->p->n; i++) {
+		if (sc->p->numbered[i]) {
+			/* the tree takes leaves in index order, with none missing */
+			CF_ENSURE(
+			        sc->p->index[i] == (int64_t)s->f.size,
+			        cf_err_fail(CF_E_INTEGRITY,
+			                    "audit: entry %lld has tree index %lld, expected %llu",
+			                    (long long)sc->p->ids[i], (long long)sc->p->index[i],
+			                    (unsigned long long)s->f.size));
+			CF_TRY(cf_merkle_append(&s->f, sc->p->leaves[i], tx_put_node, tx));
+			if (sc->p->ids[i] > last_id)
+				last_id = sc->p->ids[i];
+			continue;
+		}
 		struct cf_val u[] = {CF_V_INT(s->f.size), CF_V_BLOB(sc->p->leaves[i], CF_HASH_LEN),
 		                     CF_V_INT(sc->p->seqs[i]),
 		                     CF_V_BLOB(sc->p->bodies[i], sc->p->lens[i]),
@@ -478,12 +555,23 @@ cf_err cf_audit_seq_step(struct cf_audit_seq *s, unsigned limit, unsigned *added
 	p->limit = limit && limit < STEP_MAX ? limit : STEP_MAX;
 	struct step_ctx sc = {.s = s, .p = p};
 	cf_err err = cf_store_write_wait(s->st, NULL, step_fn, &sc);
-	for (size_t i = 0; i < STEP_MAX && p->bodies[i]; i++)
+	for (size_t i = 0; i < STEP_MAX; i++)
 		free(p->bodies[i]);
 	free(p);
 	/* Committed: the frontier in memory is the tree's. Failed: reload next time. */
 	s->loaded = err == CF_OK && !sc.locked_out;
 	*added = err == CF_OK ? sc.added : 0;
+	return err;
+}
+
+cf_err cf_audit_seq_drain(struct cf_store *st)
+{
+	struct cf_audit_seq *s = NULL;
+	CF_TRY(cf_audit_seq_open(st, &s));
+	cf_err err = CF_OK;
+	for (unsigned added = 1; err == CF_OK && added > 0;)
+		err = cf_audit_seq_step(s, STEP_MAX, &added);
+	cf_audit_seq_close(&s);
 	return err;
 }
 

@@ -187,23 +187,56 @@ cf_err cf_json_get_object(const json_t *obj, const char *key, bool required, jso
 	return CF_OK;
 }
 
+/* One pass of jansson's encoder into a buffer of our own (callers free() it whatever
+ * jansson's allocator). A buffer outgrown is wiped before it is freed: it may hold
+ * personal values. */
+struct dump_buf {
+	char *p;
+	size_t len, cap;
+};
+
+static int dump_cb(const char *chunk, size_t size, void *data)
+{
+	struct dump_buf *d = data;
+	size_t need;
+	if (__builtin_add_overflow(d->len, size + 1, &need))
+		return -1;
+	if (need > d->cap) {
+		size_t cap = d->cap ? d->cap : 2048;
+		while (cap < need)
+			if (__builtin_mul_overflow(cap, (size_t)2, &cap))
+				return -1;
+		char *p = malloc(cap);
+		if (!p)
+			return -1;
+		if (d->len)
+			memcpy(p, d->p, d->len);
+		if (d->p) {
+			cf_wipe(d->p, d->cap);
+			free(d->p);
+		}
+		d->p = p;
+		d->cap = cap;
+	}
+	memcpy(d->p + d->len, chunk, size);
+	d->len += size;
+	return 0;
+}
+
 cf_err cf_json_dump(const json_t *v, char **out, size_t *out_len)
 {
-	/* Into a buffer of our own, so that callers free() it whatever jansson's allocator. */
-	size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (n == 0)
+	struct dump_buf d = {0};
+	if (json_dump_callback(v, dump_cb, &d, JSON_COMPACT | JSON_ENCODE_ANY) != 0 || !d.p) {
+		if (d.p) {
+			cf_wipe(d.p, d.cap);
+			free(d.p);
+		}
 		return CF_E_NOMEM;
-	char *s = malloc(n + 1);
-	if (!s)
-		return CF_E_NOMEM;
-	if (json_dumpb(v, s, n, JSON_COMPACT | JSON_ENCODE_ANY) != n) {
-		free(s);
-		return CF_E_INTERNAL;
 	}
-	s[n] = '\0';
-	*out = s;
+	d.p[d.len] = '\0';
+	*out = d.p;
 	if (out_len)
-		*out_len = n;
+		*out_len = d.len;
 	return CF_OK;
 }
 

@@ -577,6 +577,11 @@ int main(int argc, char **argv)
 		cf_tls_shutdown();
 		return die("store");
 	}
+	/* AL1: the tree takes in whatever a previous run committed before anything new. A
+	 * log that cannot be extended (edited under us) is an alert, as at every step; it
+	 * does not keep the vault down: `coffre audit verify` names the damage. */
+	if (cf_audit_seq_drain(store) != CF_OK)
+		cf_log(CF_LOG_ERROR, NULL, "audit_sequencer", "ALERT: %s", cf_err_detail());
 
 	/* The keystore, apart from the store; sealed until an operator (or --dev) opens it. */
 	if (!cfg.keys_store_url[0] &&

@@ -154,26 +154,67 @@ static cf_err idempotency(struct cf_req *req, const char *what, struct cf_idempo
 	return cf_sha256v(parts, sizeof parts / sizeof parts[0], out->request_hash);
 }
 
+/* A create in flight: what the vault borrows until the write is durable. */
+struct create_call {
+	json_t *in, *items;
+	struct cf_auth_call call;
+	struct cf_vault_create *w;
+	char coll[80];
+};
+
+static cf_err create_write(struct cf_tx *tx, void *ctx)
+{
+	struct create_call *cc = ctx;
+	return cf_vault_create_write(tx, cc->w);
+}
+
+static cf_err create_finish(struct cf_req *req, void *ctx, cf_err result)
+{
+	struct create_call *cc = ctx;
+	json_t *ids = NULL, *out = NULL;
+	cf_err e = cf_vault_create_end(&cc->w, result, &ids, &out);
+	if (e == CF_OK)
+		e = cf_vault_created(cf_req_vault(req), &cc->call, cf_h_own_tenant(req), cc->coll,
+		                     ids, &out);
+	json_decref(cc->items);
+	json_decref(cc->in);
+	free(cc);
+	CF_TRY(e);
+	return cf_req_reply_json(req, 201, out);
+}
+
+/* ER2, AL1: checked and sealed here, written with its audit entry by the store's writer;
+ * the reply is made once that is durable, and no thread waits for it meanwhile. */
 cf_err cf_h_records_create(struct cf_req *req)
 {
 	static const char *const keys[] = {"data", NULL};
-	char coll[80];
-	cf_h_param(req, "id", coll, sizeof coll);
+	struct create_call *cc = calloc(1, sizeof *cc);
+	CF_ENSURE(cc, CF_E_NOMEM);
+	cf_h_param(req, "id", cc->coll, sizeof cc->coll);
 	struct cf_idempotency idem;
-	CF_TRY(idempotency(req, "record.create", &idem));
-	json_t *in = NULL;
-	CF_TRY(cf_h_body(req, keys, &in));
-	const json_t *data = json_object_get(in, "data");
-	cf_err e = data ? CF_OK
-	                : cf_err_at(CF_E_MISSING_FIELD, "data", "required", "data is required");
-	json_t *out = NULL;
-	struct cf_auth_call call = cf_req_call(req);
+	cf_err e = idempotency(req, "record.create", &idem);
 	if (e == CF_OK)
-		e = cf_vault_record_create(cf_req_vault(req), &call, cf_h_own_tenant(req), coll,
-		                           data, &idem, &out);
-	json_decref(in);
-	CF_TRY(e);
-	return cf_req_reply_json(req, 201, out);
+		e = cf_h_body(req, keys, &cc->in);
+	const json_t *data = json_object_get(cc->in, "data");
+	if (e == CF_OK && !data)
+		e = cf_err_at(CF_E_MISSING_FIELD, "data", "required", "data is required");
+	if (e == CF_OK) {
+		cc->items = json_pack("[O]", data);
+		e = cc->items ? CF_OK : CF_E_NOMEM;
+	}
+	cc->call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_vault_create_begin(cf_req_vault(req), &cc->call, cf_h_own_tenant(req),
+		                          cc->coll, cc->items, &idem, &cc->w);
+	if (e == CF_OK)
+		e = cf_req_write(req, cf_h_own_tenant(req)->id, create_write, cc, create_finish);
+	if (e != CF_OK) {
+		cf_vault_create_free(&cc->w);
+		json_decref(cc->items);
+		json_decref(cc->in);
+		free(cc);
+	}
+	return e;
 }
 
 cf_err cf_h_records_batch(struct cf_req *req)
@@ -245,14 +286,18 @@ cf_err cf_h_records_get(struct cf_req *req)
 	bool has_fields = false, has_reason = false;
 	CF_TRY(cf_req_query_text(req, "reveal", fields, sizeof fields, &has_fields));
 	CF_TRY(cf_req_query_text(req, "reason", reason, sizeof reason, &has_reason));
+	/* PV7: a reveal's audit entry is written before the reply, and waited for */
+	if (has_fields && cf_req_must_move(req))
+		return CF_OK;
 	struct cf_reveal rv = {.fields = has_fields ? fields : NULL,
 	                       .reason = has_reason ? reason : NULL,
 	                       .version = (int64_t)version};
-	json_t *out = NULL;
+	char *out = NULL;
+	size_t n = 0;
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_vault_record_get(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id, &rv,
-	                           &out));
-	return cf_req_reply_json(req, 200, out);
+	CF_TRY(cf_vault_record_get_text(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,
+	                                &rv, &out, &n));
+	return cf_req_reply_take(req, 200, out, n);
 }
 
 static cf_err record_write(struct cf_req *req, bool patch)

@@ -5,7 +5,15 @@
  * cheap handlers inline. A route flagged CF_ROUTE_DEFER is run on the work pool
  * instead: the connection is suspended first, the handler runs on a pool thread, and
  * the connection is resumed with its reply. Handlers are written as plain synchronous
- * functions either way; the flag says where they may run. */
+ * functions either way; the flag says where they may run.
+ *
+ * No thread waits for a durable write it did not need to: a handler may end with
+ * cf_req_write (its change goes to the store's writer and the reply is made when it is
+ * durable), and the request's own audit entry is written the same way, the connection
+ * suspended meanwhile and resumed by the writer. A CF_ROUTE_FAST route (it reads, and
+ * writes only through cf_req_write) runs on the I/O thread itself when the store is
+ * SQLite (reads are local) and the caller sends a bearer token (a session's idle clock
+ * may need a write): no thread is handed anything but the writer. */
 #ifndef CF_HTTP_H
 #define CF_HTTP_H
 
@@ -30,6 +38,7 @@ enum cf_route_flags {
 	CF_ROUTE_AUDITS = 1u << 3, /* the handler writes its own audit entry when it succeeds */
 	CF_ROUTE_ENROLL = 1u << 4, /* open to a session that must enroll in MFA first (IA6) */
 	CF_ROUTE_REAUTH = 1u << 5, /* sensitive: a session must have logged in recently (TR3) */
+	CF_ROUTE_FAST = 1u << 6,   /* reads only, writes through cf_req_write: may run inline */
 };
 
 /* A route's permission: an enum cf_perm, or CF_ANY_PRINCIPAL (authenticated, no
@@ -153,5 +162,22 @@ CF_MUST cf_err cf_req_reply_text(struct cf_req *req, unsigned status, const char
                                  const char *body, size_t len);
 /* Sets the reply: status and a JSON body (ownership of body is taken, even on error). */
 CF_MUST cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body);
+/* The same with the body as JSON text already (malloc'd: taken, even on error). */
+CF_MUST cf_err cf_req_reply_take(struct cf_req *req, unsigned status, char *json, size_t len);
+
+/* Makes the reply once the write is durable or has failed: result is the write's
+ * outcome (its detail restored in cf_err_detail), or CF_E_SHUTTING_DOWN when the
+ * connection went away meanwhile (the reply is then dropped). Called exactly once, on
+ * the connection's I/O thread; it owns ctx and frees it. */
+typedef cf_err (*cf_req_finish_fn)(struct cf_req *req, void *ctx, cf_err result);
+/* A handler's last step: fn(tx, ctx) in a transaction on the store's writer, and the
+ * reply from finish. The handler returns CF_OK right after a CF_OK from this; on an
+ * error, finish is not called and ctx stays the caller's. tenant is copied. */
+CF_MUST cf_err cf_req_write(struct cf_req *req, const char *tenant, cf_store_fn fn, void *ctx,
+                            cf_req_finish_fn finish);
+/* For a CF_ROUTE_FAST handler about to do what may block (a write it waits for): true
+ * when it runs on an I/O thread, and then it must return CF_OK at once, having changed
+ * nothing; the server runs the request again on the work pool. False elsewhere. */
+bool cf_req_must_move(struct cf_req *req);
 
 #endif

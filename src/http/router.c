@@ -112,8 +112,11 @@ cf_err cf_router_match(const struct cf_route *routes, size_t nroutes, const char
 	*m = (struct cf_route_match){0};
 	bool path_known = false;
 	size_t alen = 0;
+	/* One scratch match for the walk: clearing a whole one per route cost more than
+	 * the matching (match_pattern sets what it fills). */
+	struct cf_route_match tmp = {0};
 	for (size_t i = 0; i < nroutes; i++) {
-		struct cf_route_match tmp = {0};
+		tmp.nparams = 0;
 		if (!match_pattern(routes[i].pattern, path, &tmp))
 			continue;
 		if (strcmp(routes[i].method, method) == 0) {

@@ -7,6 +7,7 @@
 #include "http/handlers.h"
 
 #define D   CF_ROUTE_DEFER
+#define F   CF_ROUTE_FAST
 #define B   CF_ROUTE_BODY
 #define P   CF_ROUTE_PUBLIC
 #define AU  CF_ROUTE_AUDITS
@@ -133,13 +134,13 @@ const struct cf_route cf_http_routes[] = {
          CF_P_COLLECTIONS_MANAGE, "collection.delete"},
         {"GET", "/v1/t/{tenant}/collections/{id}/records", cf_h_records_list, D, CF_P_RECORDS_READ,
          "records.list"},
-        {"POST", "/v1/t/{tenant}/collections/{id}/records", cf_h_records_create, D | B | AU,
+        {"POST", "/v1/t/{tenant}/collections/{id}/records", cf_h_records_create, D | F | B | AU,
          CF_P_RECORDS_WRITE, "record.create"},
         {"POST", "/v1/t/{tenant}/collections/{id}/batch", cf_h_records_batch, D | B | AU,
          CF_P_RECORDS_WRITE, "records.batch_create"},
         {"POST", "/v1/t/{tenant}/collections/{id}/batch/read", cf_h_records_batch_read, D | B,
          CF_P_RECORDS_READ, "records.batch_read"},
-        {"GET", "/v1/t/{tenant}/collections/{id}/records/{rid}", cf_h_records_get, D,
+        {"GET", "/v1/t/{tenant}/collections/{id}/records/{rid}", cf_h_records_get, D | F,
          CF_P_RECORDS_READ, "record.get"},
         {"PUT", "/v1/t/{tenant}/collections/{id}/records/{rid}", cf_h_records_put, D | B | AU,
          CF_P_RECORDS_WRITE, "record.update"},

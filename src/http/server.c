@@ -30,7 +30,18 @@ struct cf_server {
 	int listen_fd;
 	unsigned port;
 	atomic_uint inflight;
+	atomic_uint writing; /* requests' writes with the store, not yet done */
 	atomic_bool stopping;
+};
+
+/* Where a request stands. Every step after the first runs on the connection's I/O
+ * thread, after a resume; the writes between them hold no thread (DESIGN §2). */
+enum req_stage {
+	REQ_NEW,      /* not run yet */
+	REQ_WRITING,  /* its write (cf_req_write) is with the store */
+	REQ_HANDLED,  /* the handler's reply is made; its audit entry is next */
+	REQ_AUDITING, /* its audit entry is with the store */
+	REQ_AUDITED,  /* ... and is durable, or failed */
 };
 
 struct cf_req {
@@ -45,7 +56,18 @@ struct cf_req {
 	size_t dropped; /* bytes of a refused request's body, read and thrown away */
 	bool deferred;
 	bool queued;
-	atomic_bool ready; /* set by the pool thread before it resumes the connection */
+	bool on_io; /* the handler runs on the connection's I/O thread (CF_ROUTE_FAST) */
+	bool move;  /* ... and asked to run on the pool instead (cf_req_must_move) */
+	enum req_stage stage;
+	atomic_bool ready; /* set off the I/O thread before it resumes the connection */
+	/* A write the reply waits for (cf_req_write), then the request's audit entry. */
+	cf_store_fn wfn;
+	void *wctx;
+	cf_req_finish_fn finish;
+	char wtenant[CF_TENANT_ID_MAX + 1];
+	cf_err wresult;
+	char wdetail[CF_ERR_DETAIL_MAX];
+	struct cf_audit_prepared *audit;
 	/* the reply */
 	unsigned status;
 	char *reply;
@@ -244,6 +266,16 @@ cf_err cf_req_reply_text(struct cf_req *req, unsigned status, const char *conten
 	return CF_OK;
 }
 
+cf_err cf_req_reply_take(struct cf_req *req, unsigned status, char *json, size_t len)
+{
+	CF_ENSURE(json, CF_E_NOMEM);
+	free(req->reply);
+	req->reply = json;
+	req->reply_len = len;
+	req->status = status;
+	return CF_OK;
+}
+
 cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body)
 {
 	char *s = NULL;
@@ -408,16 +440,120 @@ static cf_err gate(struct cf_req *req)
 	return CF_OK;
 }
 
+/* Resumes a connection suspended for work done off its I/O thread. Nothing of req may
+ * be touched after it: the I/O thread may answer and free it at once. */
+static void hand_back(struct cf_req *req)
+{
+	atomic_store(&req->ready, true);
+	MHD_resume_connection(req->conn);
+}
+
+cf_err cf_req_write(struct cf_req *req, const char *tenant, cf_store_fn fn, void *ctx,
+                    cf_req_finish_fn finish)
+{
+	size_t n = tenant ? strlen(tenant) : 0;
+	CF_ENSURE(fn && finish && !req->finish && n < sizeof req->wtenant,
+	          cf_err_fail(CF_E_INTERNAL, "one write per request, with its finish"));
+	memcpy(req->wtenant, tenant ? tenant : "", n + 1);
+	req->wfn = fn;
+	req->wctx = ctx;
+	req->finish = finish;
+	return CF_OK;
+}
+
+bool cf_req_must_move(struct cf_req *req)
+{
+	if (req->on_io)
+		req->move = true;
+	return req->move;
+}
+
+/* The store's done, on its writer: keep the outcome (and its detail, which is the
+ * writer thread's own), then hand the connection back. */
+static void on_written(void *ctx, cf_err result)
+{
+	struct cf_req *req = ctx;
+	req->wresult = result;
+	(void)snprintf(req->wdetail, sizeof req->wdetail, "%s", result ? cf_err_detail() : "");
+	atomic_fetch_sub(&req->srv->writing, 1);
+	hand_back(req);
+}
+
+static cf_err write_fn(struct cf_tx *tx, void *ctx)
+{
+	struct cf_req *req = ctx;
+	return req->wfn(tx, req->wctx);
+}
+
+static cf_err audit_fn(struct cf_tx *tx, void *ctx)
+{
+	struct cf_req *req = ctx;
+	return cf_audit_append(tx, req->audit);
+}
+
+/* Hands a write to the store's writer with the connection suspended (suspended: it is
+ * already, on the pool), so that the writer's resume can never come first. A refusal
+ * (a full queue, a closed store) comes back by the same way as an outcome. */
+static void hand_over(struct cf_req *req, bool suspended, cf_store_fn fn)
+{
+	if (!suspended)
+		MHD_suspend_connection(req->conn);
+	atomic_fetch_add(&req->srv->writing, 1);
+	cf_err e = cf_store_write(req->srv->store, req->wtenant[0] ? req->wtenant : NULL, fn,
+	                          on_written, req);
+	if (e != CF_OK) {
+		atomic_fetch_sub(&req->srv->writing, 1);
+		req->wresult = e;
+		(void)snprintf(req->wdetail, sizeof req->wdetail, "%s", cf_err_detail());
+		hand_back(req);
+	}
+}
+
+static void reply_from(struct cf_req *req, cf_err e)
+{
+	if (e != CF_OK)
+		reply_error(req, e);
+	else if (!req->status)
+		reply_error(req, cf_err_fail(CF_E_INTERNAL, "handler %s gave no reply",
+		                             req->match.route->name));
+}
+
+static void run_handler(struct cf_req *req)
+{
+	cf_err_detail_clear();
+	const struct cf_route *r = req->match.route;
+	cf_err e = CF_OK;
+	if (!(r->flags & CF_ROUTE_PUBLIC))
+		e = req->deferred || req->on_io
+		            ? gate(req)
+		            : cf_err_fail(CF_E_INTERNAL, "route %s must be deferred", r->name);
+	if (e == CF_OK)
+		e = r->handler(req);
+	if (req->move)
+		return;
+	if (req->finish && e == CF_OK) {
+		req->stage = REQ_WRITING;
+		return;
+	}
+	if (req->finish) {
+		/* a handler that failed after cf_req_write: its finish still owns ctx */
+		(void)req->finish(req, req->wctx, CF_E_SHUTTING_DOWN);
+		req->finish = NULL;
+	}
+	reply_from(req, e);
+	req->stage = REQ_HANDLED;
+}
+
 /* AL1, AL5: every authenticated request leaves an entry, durable before the reply
  * (a failure to write it turns the reply into a 503: fail closed). Handlers of
  * CF_ROUTE_AUDITS routes wrote theirs with their change; refusals are written here.
  * Refusals before authentication are not one entry each (a flood would grow the log):
- * they are logged, and counted by the rate limits. */
-static void audit_request(struct cf_req *req)
+ * they are logged, and counted by the rate limits. false: no entry is needed. */
+static bool audit_prepare(struct cf_req *req)
 {
 	const struct cf_route *r = req->match.route;
 	if (!req->authed || ((r->flags & CF_ROUTE_AUDITS) && req->status < 400))
-		return;
+		return false;
 	enum cf_outcome outcome = req->status < 400   ? CF_OUTCOME_OK
 	                          : req->status < 500 ? CF_OUTCOME_DENIED
 	                                              : CF_OUTCOME_FAILED;
@@ -431,44 +567,114 @@ static void audit_request(struct cf_req *req)
 		memcpy(resource, req->resource, sizeof resource);
 	struct cf_auth_call call = cf_req_call(req);
 	cf_err_detail_clear();
-	cf_err e = cf_auth_audit_record(req->srv->auth, &call, req->who.tenant.id, r->name,
-	                                resource[0] ? resource : NULL, outcome, req->err);
-	if (e != CF_OK) {
-		cf_log(CF_LOG_ERROR, req->id, "audit_failed", "%s: %s", cf_err_name(e),
-		       cf_err_detail());
-		free(req->set_cookie);
-		req->set_cookie = NULL;
-		reply_error(req, cf_err_fail(CF_E_STORE_UNAVAILABLE,
-		                             "the audit entry could not be written"));
+	if (!req->audit)
+		req->audit = malloc(sizeof *req->audit);
+	cf_err e = req->audit ? CF_OK : CF_E_NOMEM;
+	if (e == CF_OK)
+		e = cf_auth_audit_prepare(req->srv->auth, &call, req->who.tenant.id, r->name,
+		                          resource[0] ? resource : NULL, outcome, req->err,
+		                          req->audit);
+	(void)snprintf(req->wtenant, sizeof req->wtenant, "%s", req->who.tenant.id);
+	req->wresult = e;
+	(void)snprintf(req->wdetail, sizeof req->wdetail, "%s", e ? cf_err_detail() : "");
+	return true;
+}
+
+static void audit_failed(struct cf_req *req)
+{
+	cf_log(CF_LOG_ERROR, req->id, "audit_failed", "%s: %s", cf_err_name(req->wresult),
+	       req->wdetail);
+	free(req->set_cookie);
+	req->set_cookie = NULL;
+	reply_error(req,
+	            cf_err_fail(CF_E_STORE_UNAVAILABLE, "the audit entry could not be written"));
+}
+
+/* Moves req on until it waits for the store (true: the writer resumes the connection)
+ * or its reply is made (false). suspended: it runs on the pool, with the connection
+ * suspended; else on the connection's I/O thread. */
+static bool advance(struct cf_req *req, bool suspended)
+{
+	for (;;) {
+		switch (req->stage) {
+		case REQ_NEW: {
+			/* A FAST route reads, then hands its write over: its reads (the gate's,
+			 * the handler's) share one snapshot and one transaction. */
+			bool scoped = (req->match.route->flags & CF_ROUTE_FAST) &&
+			              cf_store_read_scope_begin(req->srv->store);
+			run_handler(req);
+			if (scoped)
+				cf_store_read_scope_end(req->srv->store);
+			if (req->move)
+				return false;
+			if (req->stage == REQ_WRITING) {
+				hand_over(req, suspended, write_fn);
+				return true;
+			}
+			continue;
+		}
+		case REQ_WRITING: { /* the write is durable, or failed: the reply */
+			cf_err_detail_clear();
+			if (req->wresult)
+				cf_err_detail_set("%s", req->wdetail);
+			cf_req_finish_fn finish = req->finish;
+			req->finish = NULL;
+			reply_from(req, finish(req, req->wctx, req->wresult));
+			req->stage = REQ_HANDLED;
+			continue;
+		}
+		case REQ_HANDLED:
+			if (!audit_prepare(req)) {
+				req->stage = REQ_AUDITED;
+				return false;
+			}
+			req->stage = REQ_AUDITING;
+			if (req->wresult == CF_OK) {
+				hand_over(req, suspended, audit_fn);
+				return true;
+			}
+			continue;
+		case REQ_AUDITING:
+			if (req->wresult != CF_OK)
+				audit_failed(req);
+			req->stage = REQ_AUDITED;
+			return false;
+		case REQ_AUDITED: return false;
+		}
 	}
 }
 
-static void run_handler(struct cf_req *req)
-{
-	cf_err_detail_clear();
-	const struct cf_route *r = req->match.route;
-	cf_err e = CF_OK;
-	if (!(r->flags & CF_ROUTE_PUBLIC))
-		e = req->deferred
-		            ? gate(req)
-		            : cf_err_fail(CF_E_INTERNAL, "route %s must be deferred", r->name);
-	if (e == CF_OK)
-		e = r->handler(req);
-	if (e != CF_OK)
-		reply_error(req, e);
-	else if (!req->status)
-		reply_error(req, cf_err_fail(CF_E_INTERNAL, "handler %s gave no reply", r->name));
-	if (!(r->flags & CF_ROUTE_PUBLIC))
-		audit_request(req);
-}
-
-/* Pool thread: run the handler, then hand the connection back to its I/O thread. */
+/* Pool thread: the request's steps up to its first write, or to its reply. */
 static void run_deferred(void *arg)
 {
 	struct cf_req *req = arg;
-	run_handler(req);
-	atomic_store(&req->ready, true);
-	MHD_resume_connection(req->conn);
+	if (!advance(req, true))
+		hand_back(req);
+}
+
+/* Whether a route may run on the I/O thread itself: it says so (it reads and hands its
+ * writes over), its reads are local (SQLite), and a bearer token names the caller (a
+ * session cookie may move its idle clock, a write waited for). */
+static bool runs_inline(struct cf_req *req)
+{
+	return (req->match.route->flags & CF_ROUTE_FAST) &&
+	       cf_store_engine(req->srv->store) == CF_STORE_SQLITE &&
+	       MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
+}
+
+/* A FAST handler found it must block: forget what the gate found, run it on the pool. */
+static void unmove(struct cf_req *req)
+{
+	req->move = false;
+	req->on_io = false;
+	req->authed = false;
+	cf_wipe(&req->who, sizeof req->who);
+	req->cors[0] = '\0';
+	req->status = 0;
+	req->err = CF_OK;
+	free(req->reply);
+	req->reply = NULL;
+	req->stage = REQ_NEW;
 }
 
 static bool content_type_is_json(struct MHD_Connection *conn)
@@ -621,10 +827,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	if (req->queued)
 		return MHD_YES;
-	if (atomic_load(&req->ready))
-		return queue_reply(req);
-	if (req->deferred)
-		return MHD_YES; /* still on the pool */
+	if (atomic_load(&req->ready)) {
+		/* resumed: the pool's or the writer's step is done; the next ones are ours */
+		atomic_store(&req->ready, false);
+		return advance(req, false) ? MHD_YES : queue_reply(req);
+	}
+	if (req->deferred || req->stage != REQ_NEW)
+		return MHD_YES; /* still on the pool, or with the store */
 	if (req->body_err != CF_OK) {
 		if (!req->status)
 			reply_error(req, req->body_err);
@@ -634,21 +843,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->status = 204;
 		return queue_reply(req);
 	}
-	if (req->match.route->flags & CF_ROUTE_DEFER) {
-		req->deferred = true;
-		/* Suspend before submitting, so the job can never resume a connection that is
-		 * not yet suspended. */
-		MHD_suspend_connection(conn);
-		cf_err e = cf_pool_submit(srv->pool, run_deferred, req);
-		if (e != CF_OK) {
-			reply_error(req, e);
-			atomic_store(&req->ready, true);
-			MHD_resume_connection(conn);
-		}
-		return MHD_YES;
+	if (!(req->match.route->flags & CF_ROUTE_DEFER))
+		return advance(req, false) ? MHD_YES : queue_reply(req);
+	if (runs_inline(req)) {
+		req->on_io = true;
+		if (advance(req, false))
+			return MHD_YES;
+		if (!req->move)
+			return queue_reply(req);
+		unmove(req);
 	}
-	run_handler(req);
-	return queue_reply(req);
+	req->deferred = true;
+	/* Suspend before submitting, so the job can never resume a connection that is not
+	 * yet suspended. */
+	MHD_suspend_connection(conn);
+	cf_err e = cf_pool_submit(srv->pool, run_deferred, req);
+	if (e != CF_OK) {
+		reply_error(req, e);
+		req->stage = REQ_AUDITED;
+		hand_back(req);
+	}
+	return MHD_YES;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
@@ -670,8 +885,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
 		                      "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
 		cf_log_fields(CF_LOG_INFO, "request", f);
 	}
+	if (req->finish && req->stage == REQ_WRITING) {
+		if (!atomic_load(&req->ready)) {
+			/* its write is still with the store, whose done will touch req: keep it */
+			cf_log(CF_LOG_ERROR, req->id, "request_abandoned",
+			       "the connection ended while its write was pending");
+			return;
+		}
+		(void)req->finish(req, req->wctx, CF_E_SHUTTING_DOWN);
+	}
 	cf_buf_free(&req->body);
 	free(req->reply);
+	free(req->audit);
 	if (req->set_cookie) {
 		cf_wipe(req->set_cookie, strlen(req->set_cookie));
 		free(req->set_cookie);
@@ -867,8 +1092,11 @@ void cf_server_stop(struct cf_server **pp)
 		cf_log(CF_LOG_WARN, NULL, "shutdown",
 		       "%u requests still in flight after %u s; closing", left,
 		       srv->cfg.shutdown_grace);
-	/* Every queued job runs and resumes its connection before the daemon goes. */
+	/* Every queued job runs and resumes its connection before the daemon goes, and
+	 * every write handed to the store comes back (the store always answers). */
 	cf_pool_free(&srv->pool);
+	while (atomic_load(&srv->writing) > 0)
+		sleep_ms(5);
 	for (unsigned i = 0; i < 50 && atomic_load(&srv->inflight) > 0; i++)
 		sleep_ms(10);
 	MHD_stop_daemon(srv->mhd);

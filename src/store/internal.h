@@ -15,7 +15,9 @@ struct cf_store_ops {
 	cf_err (*query)(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
 	                cf_row_fn fn, void *ctx);
 	cf_err (*check)(struct cf_store *st, struct cf_store_check *out);
-	cf_err (*scrub)(struct cf_store *st); /* NULL: nothing to do */
+	cf_err (*scrub)(struct cf_store *st);     /* NULL: nothing to do */
+	bool (*scope_begin)(struct cf_store *st); /* NULL: no read scopes */
+	void (*scope_end)(struct cf_store *st);
 	void (*close)(struct cf_store *st);
 };
 

@@ -212,6 +212,27 @@ static cf_err bind(struct sconn *c, sqlite3_stmt *stmt, const struct cf_val *arg
 	return CF_OK;
 }
 
+/* The transaction statements of every request: prepared once per connection and kept,
+ * as every other statement is (sqlite3_exec would parse them again each time). */
+static const char sql_begin[] = "BEGIN", sql_begin_write[] = "BEGIN IMMEDIATE",
+                  sql_commit[] = "COMMIT", sql_rollback[] = "ROLLBACK",
+                  sql_savepoint[] = "SAVEPOINT w", sql_release[] = "RELEASE w",
+                  sql_rollback_to[] = "ROLLBACK TO w";
+
+static cf_err conn_step(struct sconn *c, const char *sql, const char *what)
+{
+	sqlite3_stmt *stmt = NULL;
+	bool cached = false;
+	CF_TRY(prepare(c, sql, &stmt, &cached));
+	CF_ENSURE(stmt, CF_E_INTERNAL);
+	int rc = sqlite3_step(stmt);
+	cf_err err = rc == SQLITE_DONE || rc == SQLITE_ROW ? CF_OK : sq_err(c->db, rc, what);
+	sqlite3_reset(stmt);
+	if (!cached)
+		sqlite3_finalize(stmt);
+	return err;
+}
+
 static cf_err run(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
                   cf_row_fn fn, void *ctx, int64_t *changes)
 {
@@ -279,7 +300,7 @@ struct cf_span cf_sqlite_row_blob(const struct cf_row *row, unsigned col)
 static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 {
 	struct sconn *c = q->writer;
-	cf_err gerr = conn_exec(c, "BEGIN IMMEDIATE", "begin");
+	cf_err gerr = conn_step(c, sql_begin_write, "begin");
 	char begin_detail[CF_ERR_DETAIL_MAX];
 	(void)snprintf(begin_detail, sizeof begin_detail, "%s", gerr ? cf_err_detail() : "");
 	for (unsigned i = 0; i < n; i++) {
@@ -291,15 +312,16 @@ static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 			continue;
 		}
 		struct cf_tx tx = {.st = q->st, .tenant = j->tenant, .conn = c};
-		cf_err e = conn_exec(c, "SAVEPOINT w", "savepoint");
+		cf_err e = conn_step(c, sql_savepoint, "savepoint");
 		if (e == CF_OK) {
 			cf_err_detail_clear();
 			e = j->fn(&tx, j->ctx);
 			if (e == CF_OK) {
-				e = conn_exec(c, "RELEASE w", "release");
+				e = conn_step(c, sql_release, "release");
 			} else {
 				(void)snprintf(j->detail, sizeof j->detail, "%s", cf_err_detail());
-				(void)conn_exec(c, "ROLLBACK TO w; RELEASE w", "rollback");
+				if (conn_step(c, sql_rollback_to, "rollback") == CF_OK)
+					(void)conn_step(c, sql_release, "release");
 			}
 		}
 		j->result = e;
@@ -316,14 +338,14 @@ static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 	char gdetail[CF_ERR_DETAIL_MAX];
 	(void)snprintf(gdetail, sizeof gdetail, "%s", begin_detail);
 	if (!gerr) {
-		gerr = conn_exec(c, "COMMIT", "commit");
+		gerr = conn_step(c, sql_commit, "commit");
 		if (gerr) {
 			(void)snprintf(gdetail, sizeof gdetail, "%s", cf_err_detail());
 			if (!sqlite3_get_autocommit(c->db))
-				(void)conn_exec(c, "ROLLBACK", "rollback");
+				(void)conn_step(c, sql_rollback, "rollback");
 		}
 	} else if (!sqlite3_get_autocommit(c->db)) {
-		(void)conn_exec(c, "ROLLBACK", "rollback");
+		(void)conn_step(c, sql_rollback, "rollback");
 	}
 	for (unsigned i = 0; i < n; i++) {
 		struct wjob *j = &jobs[i];
@@ -410,21 +432,58 @@ static void reader_give(struct sq *o, struct sconn *c)
 	cf_connpool_give(&o->readers, c);
 }
 
+/* This thread's read scope (cf_store_read_scope_begin), if any. */
+static _Thread_local struct {
+	struct sq *q;
+	struct sconn *c;
+} scope;
+
 static cf_err sq_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
 {
 	struct sq *q = st->impl;
+	if (scope.q == q) {
+		struct cf_tx tx = {.st = st, .tenant = tenant, .conn = scope.c};
+		return fn(&tx, ctx);
+	}
 	struct sconn *c = NULL;
 	CF_TRY(reader_take(q, &c));
 	CF_ENSURE(c, CF_E_INTERNAL);
-	cf_err err = conn_exec(c, "BEGIN", "begin");
+	cf_err err = conn_step(c, sql_begin, "begin");
 	if (err == CF_OK) {
 		struct cf_tx tx = {.st = st, .tenant = tenant, .conn = c};
 		err = fn(&tx, ctx);
 		/* a reader never writes: its transaction is always rolled back */
-		(void)conn_exec(c, "ROLLBACK", "rollback");
+		(void)conn_step(c, sql_rollback, "rollback");
 	}
 	reader_give(q, c);
 	return err;
+}
+
+static bool sq_scope_begin(struct cf_store *st)
+{
+	struct sq *q = st->impl;
+	struct sconn *c = NULL;
+	if (scope.q || reader_take(q, &c) != CF_OK || !c)
+		return false;
+	/* BEGIN is deferred: the snapshot is taken at the first read, as for a lone read */
+	if (conn_step(c, sql_begin, "begin") != CF_OK) {
+		reader_give(q, c);
+		return false;
+	}
+	scope.q = q;
+	scope.c = c;
+	return true;
+}
+
+static void sq_scope_end(struct cf_store *st)
+{
+	struct sq *q = st->impl;
+	if (scope.q != q)
+		return;
+	(void)conn_step(scope.c, sql_rollback, "rollback");
+	reader_give(q, scope.c);
+	scope.q = NULL;
+	scope.c = NULL;
 }
 
 /* Migrations ------------------------------------------------------------------------- */
@@ -582,6 +641,8 @@ const struct cf_store_ops cf_sqlite_ops = {
         .query = sq_query,
         .check = sq_check,
         .scrub = sq_scrub,
+        .scope_begin = sq_scope_begin,
+        .scope_end = sq_scope_end,
         .close = sq_close,
 };
 

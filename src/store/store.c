@@ -134,6 +134,17 @@ cf_err cf_store_read(struct cf_store *st, const char *tenant, cf_store_fn fn, vo
 	return st->ops->read(st, tenant, fn, ctx);
 }
 
+bool cf_store_read_scope_begin(struct cf_store *st)
+{
+	return st->ops->scope_begin && st->ops->scope_begin(st);
+}
+
+void cf_store_read_scope_end(struct cf_store *st)
+{
+	if (st->ops->scope_end)
+		st->ops->scope_end(st);
+}
+
 cf_err cf_tx_exec(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
                   int64_t *changes)
 {
@@ -149,6 +160,11 @@ cf_err cf_tx_query(struct cf_tx *tx, const char *sql, const struct cf_val *args,
 const char *cf_tx_tenant(const struct cf_tx *tx)
 {
 	return tx->tenant;
+}
+
+enum cf_store_engine cf_tx_engine(const struct cf_tx *tx)
+{
+	return tx->st->engine;
 }
 
 unsigned cf_row_count(const struct cf_row *row)

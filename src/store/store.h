@@ -75,6 +75,14 @@ CF_MUST cf_err cf_store_write_wait(struct cf_store *st, const char *tenant, cf_s
                                    void *ctx);
 /* Runs fn in a read-only transaction on a reader connection, on the calling thread. */
 CF_MUST cf_err cf_store_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx);
+/* A read scope: from begin to end, every cf_store_read of st on this thread runs in one
+ * read transaction, so a request's reads (its caller, then its data) see one snapshot
+ * and cost one transaction. A write made meanwhile is not seen by the scope's later
+ * reads: open one only around work that reads, then writes last. begin returns false
+ * (end is then not called) when the engine has none (PostgreSQL: each read sets its
+ * tenant) or one could not be opened; reads then run one by one as ever. */
+bool cf_store_read_scope_begin(struct cf_store *st);
+void cf_store_read_scope_end(struct cf_store *st);
 
 /* Values bound to parameters. Text and blobs are borrowed for the call. */
 enum cf_val_type { CF_VAL_NULL, CF_VAL_INT, CF_VAL_TEXT, CF_VAL_BLOB };
@@ -100,6 +108,8 @@ CF_MUST cf_err cf_tx_query(struct cf_tx *tx, const char *sql, const struct cf_va
                            size_t nargs, cf_row_fn fn, void *ctx);
 /* The tenant the transaction runs for (NULL for deployment-wide work). */
 const char *cf_tx_tenant(const struct cf_tx *tx);
+/* The engine the transaction runs on. */
+enum cf_store_engine cf_tx_engine(const struct cf_tx *tx);
 
 /* Row access: columns from 0. Text and blobs are borrowed until fn returns. */
 unsigned cf_row_count(const struct cf_row *row);

@@ -3,6 +3,7 @@
  * tenant, the collection, the record id and the version, so a row copied to another
  * tenant or record, or an old version put back as the current one, does not open. Every
  * change is written with its audit entry in one transaction. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +11,26 @@
 
 #include "vault/internal.h"
 
+/* Parsed schemas, kept by the text they were parsed from: a read brings the collection's
+ * current schema text with the record, and a text seen before is not parsed again. Kept
+ * by text, not by version, so nothing can go stale: a collection deleted and made again
+ * under its name, on this node or another, has another text or parses the same. */
+#define SCHEMA_SLOTS 64u
+
+struct schema_slot {
+	char tenant[CF_TENANT_ID_MAX + 1];
+	char name[VAULT_NAME_MAX + 1];
+	char *text;
+	size_t len;
+	struct vault_schema s;
+};
+
 struct cf_vault {
 	struct cf_store *st;
 	struct cf_keyring *kr;
 	struct cf_auth *auth;
+	pthread_mutex_t mu; /* guards slots */
+	struct schema_slot *slots;
 };
 
 cf_err cf_vault_new(struct cf_store *st, struct cf_keyring *kr, struct cf_auth *auth,
@@ -22,6 +39,12 @@ cf_err cf_vault_new(struct cf_store *st, struct cf_keyring *kr, struct cf_auth *
 	struct cf_vault *v = calloc(1, sizeof *v);
 	CF_ENSURE(v, CF_E_NOMEM);
 	*v = (struct cf_vault){.st = st, .kr = kr, .auth = auth};
+	v->slots = calloc(SCHEMA_SLOTS, sizeof *v->slots);
+	if (!v->slots) {
+		free(v);
+		return CF_E_NOMEM;
+	}
+	pthread_mutex_init(&v->mu, NULL);
 	*out = v;
 	return CF_OK;
 }
@@ -30,8 +53,60 @@ void cf_vault_free(struct cf_vault **pp)
 {
 	if (!pp || !*pp)
 		return;
-	free(*pp);
+	struct cf_vault *v = *pp;
+	for (size_t i = 0; i < SCHEMA_SLOTS; i++)
+		free(v->slots[i].text);
+	free(v->slots);
+	pthread_mutex_destroy(&v->mu);
+	free(v);
 	*pp = NULL;
+}
+
+static size_t slot_of(const char *tenant, const char *name)
+{
+	uint32_t h = 2166136261u; /* FNV-1a: spreads the slots, no security role */
+	for (const char *p = tenant; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h % SCHEMA_SLOTS;
+}
+
+/* The schema a collection's stored text says, parsed or from the slots. */
+static cf_err schema_of_text(struct cf_vault *v, const char *tenant, const char *name,
+                             struct cf_span text, struct vault_schema *out)
+{
+	struct schema_slot *slot = &v->slots[slot_of(tenant, name)];
+	bool hit = false;
+	pthread_mutex_lock(&v->mu);
+	if (slot->text && slot->len == text.len && memcmp(slot->text, text.ptr, text.len) == 0 &&
+	    strcmp(slot->tenant, tenant) == 0 && strcmp(slot->name, name) == 0) {
+		*out = slot->s;
+		hit = true;
+	}
+	pthread_mutex_unlock(&v->mu);
+	if (hit)
+		return CF_OK;
+	json_t *fields = NULL;
+	CF_ENSURE(cf_json_parse_object(text.ptr, text.len, VAULT_RECORD_MAX, &fields) == CF_OK,
+	          cf_err_fail(CF_E_INTEGRITY, "the collection's stored schema is damaged"));
+	cf_err err = vault_schema_parse(fields, out);
+	json_decref(fields);
+	CF_TRY(err);
+	char *copy = strlen(tenant) < sizeof slot->tenant && strlen(name) < sizeof slot->name
+	                     ? strndup((const char *)text.ptr, text.len)
+	                     : NULL;
+	if (!copy)
+		return CF_OK; /* not kept; parsed all the same */
+	pthread_mutex_lock(&v->mu);
+	free(slot->text);
+	slot->text = copy;
+	slot->len = text.len;
+	(void)snprintf(slot->tenant, sizeof slot->tenant, "%s", tenant);
+	(void)snprintf(slot->name, sizeof slot->name, "%s", name);
+	slot->s = *out;
+	pthread_mutex_unlock(&v->mu);
+	return CF_OK;
 }
 
 static int64_t now_s(void)
@@ -92,14 +167,8 @@ static cf_err schema_load(struct cf_vault *v, const char *tenant, const char *na
 	cf_err err = cf_store_read(v->st, tenant, coll_read, &q);
 	if (err == CF_OK && !q.found)
 		err = cf_err_fail(CF_E_NOT_FOUND, "no collection named '%s'", name);
-	json_t *fields = NULL;
-	if (err == CF_OK &&
-	    cf_json_parse_object((const uint8_t *)q.schema_text, strlen(q.schema_text),
-	                         VAULT_RECORD_MAX, &fields) != CF_OK)
-		err = cf_err_fail(CF_E_INTEGRITY, "the collection's stored schema is damaged");
 	if (err == CF_OK)
-		err = vault_schema_parse(fields, s);
-	json_decref(fields);
+		err = schema_of_text(v, tenant, name, cf_span_str(q.schema_text), s);
 	free(q.schema_text);
 	if (current)
 		*current = q.current;
@@ -306,20 +375,32 @@ static cf_err seal(struct cf_vault *v, const char *tenant, const char *coll, con
 	return err;
 }
 
-/* Opens a version; CF_E_INTEGRITY is reported (logged as an alert, audited) here. */
+/* Opens a version into *out, or, when out is NULL, gives its JSON text (*plain, the
+ * caller wipes and frees it: it may hold personal values). CF_E_INTEGRITY is reported
+ * (logged as an alert, audited) here. */
 static cf_err open_data(struct cf_vault *v, const struct cf_auth_call *c, const char *tenant,
                         const char *coll, const char *id, int64_t version, struct cf_span env,
-                        json_t **out)
+                        json_t **out, uint8_t **plain, size_t *plain_len)
 {
 	struct cf_env_ctx ctx = env_ctx(tenant, coll, id, version);
 	uint8_t *pt = env.len ? malloc(env.len) : NULL;
 	CF_ENSURE(pt, env.len ? CF_E_NOMEM : CF_E_INTEGRITY);
 	size_t n = 0;
 	cf_err err = cf_keys_open_value(v->kr, &ctx, env, pt, env.len, &n);
-	if (err == CF_OK && cf_json_parse_object(pt, n, VAULT_RECORD_MAX + 1, out) != CF_OK)
+	if (err == CF_OK && out && cf_json_parse_object(pt, n, VAULT_RECORD_MAX + 1, out) != CF_OK)
 		err = CF_E_INTEGRITY;
-	cf_wipe(pt, env.len);
-	free(pt);
+	/* the text is what coffre sealed (the tag says so): a JSON object */
+	if (err == CF_OK && !out && (n < 2 || pt[0] != '{' || pt[n - 1] != '}'))
+		err = CF_E_INTEGRITY;
+	if (err == CF_OK && !out) {
+		*plain = pt;
+		*plain_len = n;
+		pt = NULL;
+	}
+	if (pt) {
+		cf_wipe(pt, env.len);
+		free(pt);
+	}
 	if (err == CF_E_INTEGRITY) {
 		/* TI1: a value that does not open here (copied from another tenant or record,
 		 * altered, or under a destroyed key) is never returned garbled. */
@@ -344,6 +425,10 @@ struct rec_q {
 	int64_t current, schema_version, created, updated;
 	uint8_t *env;
 	size_t env_len;
+	uint8_t *plain; /* load without data: the version's JSON text (malloc'd) */
+	size_t plain_len;
+	char *schema_text;    /* the collection's current schema (malloc'd) */
+	int64_t coll_version; /* ... and its version */
 	/* a write */
 	struct sealed s;
 	int64_t expected; /* the version being replaced (0: a new record) */
@@ -352,6 +437,7 @@ struct rec_q {
 	int64_t new_schema_version;
 	const char *actor;
 	bool remove;
+	int64_t now; /* the write's time (0: when it is written) */
 	struct cf_audit_prepared audit;
 };
 
@@ -374,7 +460,11 @@ static cf_err rec_row(const struct cf_row *row, void *ctx)
 	q->env_len = e.len;
 	if (!cf_row_is_null(row, 6))
 		q->schema_version = cf_row_int(row, 6);
-	return CF_OK;
+	struct cf_span st = cf_row_blob(row, 7);
+	q->coll_version = cf_row_int(row, 8);
+	free(q->schema_text);
+	q->schema_text = strndup((const char *)st.ptr, st.len);
+	return q->schema_text ? CF_OK : CF_E_NOMEM;
 }
 
 static cf_err rec_read(struct cf_tx *tx, void *ctx)
@@ -382,15 +472,19 @@ static cf_err rec_read(struct cf_tx *tx, void *ctx)
 	struct rec_q *q = ctx;
 	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id),
 	                     CF_V_INT(q->version)};
-	/* The current version, or the one asked for (its own schema version). */
-	return cf_tx_query(tx,
-	                   "SELECT r.version, r.schema_version, r.created_at, r.updated_at,"
-	                   " r.deleted_at, v.sealed, v.schema_version FROM records r"
-	                   " LEFT JOIN record_versions v ON v.tenant_id = r.tenant_id"
-	                   " AND v.collection = r.collection AND v.record_id = r.record_id"
-	                   " AND v.version = CASE WHEN $4 = 0 THEN r.version ELSE $4 END"
-	                   " WHERE r.tenant_id = $1 AND r.collection = $2 AND r.record_id = $3",
-	                   v, 4, rec_row, q);
+	/* The current version, or the one asked for (its own schema version), and the
+	 * collection's current schema in the same snapshot. */
+	return cf_tx_query(
+	        tx,
+	        "SELECT r.version, r.schema_version, r.created_at, r.updated_at,"
+	        " r.deleted_at, v.sealed, v.schema_version, c.schema, c.version FROM records r"
+	        " JOIN collections c ON c.tenant_id = r.tenant_id"
+	        " AND c.name = r.collection"
+	        " LEFT JOIN record_versions v ON v.tenant_id = r.tenant_id"
+	        " AND v.collection = r.collection AND v.record_id = r.record_id"
+	        " AND v.version = CASE WHEN $4 = 0 THEN r.version ELSE $4 END"
+	        " WHERE r.tenant_id = $1 AND r.collection = $2 AND r.record_id = $3",
+	        v, 4, rec_row, q);
 }
 
 static cf_err id_check(const char *id)
@@ -444,7 +538,7 @@ static cf_err index_write(struct cf_tx *tx, struct rec_q *q)
 static cf_err rec_write(struct cf_tx *tx, void *ctx)
 {
 	struct rec_q *q = ctx;
-	int64_t now = now_s(), next = q->expected + 1;
+	int64_t now = q->now ? q->now : now_s(), next = q->expected + 1;
 	int64_t n = 0;
 	if (q->remove) {
 		struct cf_val d[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id),
@@ -552,7 +646,18 @@ static json_t *rec_json(const struct rec_q *q, json_t *data, json_t *masked)
 	                 "masked", masked);
 }
 
-/* Reads a record's version and opens it. */
+static void plain_free(struct rec_q *q)
+{
+	if (q->plain) {
+		cf_wipe(q->plain, q->plain_len);
+		free(q->plain);
+	}
+	q->plain = NULL;
+	q->plain_len = 0;
+}
+
+/* Reads a record's version and opens it (data NULL: its text into q->plain);
+ * q->schema_text gets the collection's current schema. The caller frees both. */
 static cf_err load(struct cf_vault *v, const struct cf_auth_call *c, struct rec_q *q, json_t **data)
 {
 	CF_TRY(id_check(q->id));
@@ -562,11 +667,36 @@ static cf_err load(struct cf_vault *v, const struct cf_auth_call *c, struct rec_
 	if (err == CF_OK && !q->env)
 		err = cf_err_fail(CF_E_NOT_FOUND, "no such version of the record");
 	if (err == CF_OK)
-		err = open_data(v, c, q->tenant, q->coll, q->id,
-		                q->version ? q->version : q->current,
-		                (struct cf_span){q->env, q->env_len}, data);
+		err = open_data(
+		        v, c, q->tenant, q->coll, q->id, q->version ? q->version : q->current,
+		        (struct cf_span){q->env, q->env_len}, data, &q->plain, &q->plain_len);
 	free(q->env);
 	q->env = NULL;
+	return err;
+}
+
+/* load, and the collection's current schema read with it. A record not found may be
+ * for want of the collection: that is what the refusal then says. */
+static cf_err load_with_schema(struct cf_vault *v, const struct cf_auth_call *c, struct rec_q *q,
+                               json_t **data, struct vault_schema *s)
+{
+	cf_err err = load(v, c, q, data);
+	if (err == CF_E_NOT_FOUND) {
+		char why[CF_ERR_DETAIL_MAX];
+		(void)snprintf(why, sizeof why, "%s", cf_err_detail());
+		cf_err e = schema_load(v, q->tenant, q->coll, 0, s, NULL);
+		err = e ? e : cf_err_fail(err, "%s", why);
+	}
+	if (err == CF_OK)
+		err = schema_of_text(v, q->tenant, q->coll, cf_span_str(q->schema_text), s);
+	free(q->schema_text);
+	q->schema_text = NULL;
+	if (err && data) {
+		json_decref(*data);
+		*data = NULL;
+	}
+	if (err)
+		plain_free(q);
 	return err;
 }
 
@@ -588,9 +718,7 @@ cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
 	CF_ENSURE(s, CF_E_NOMEM);
 	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id, .version = rv ? rv->version : 0};
 	json_t *data = NULL;
-	cf_err err = schema_load(v, t->id, coll, 0, s, NULL);
-	if (err == CF_OK)
-		err = load(v, c, &q, &data);
+	cf_err err = load_with_schema(v, c, &q, &data, s);
 	if (err == CF_OK && reveal) {
 		/* The record is the resource (HMACed, searchable); the fields and the reason
 		 * are the detail, in clear for the tenant's admins to read. */
@@ -612,6 +740,79 @@ cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
 	json_decref(view);
 	json_decref(masked);
 	return err ? err : CF_E_NOMEM;
+}
+
+/* Whether a version is shown exactly as stored: written under the current schema (so
+ * every field is one it knows) which has nothing to mask (no personal or sensitive
+ * field). */
+static bool shown_as_stored(const struct vault_schema *s, const struct rec_q *q)
+{
+	if (q->schema_version != q->coll_version)
+		return false;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->f[i].cls >= CF_CLASS_PERSONAL)
+			return false;
+	return true;
+}
+
+cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c,
+                                const struct cf_tenant_ref *t, const char *coll, const char *id,
+                                const struct cf_reveal *rv, char **out, size_t *len)
+{
+	json_t *j = NULL;
+	if (rv && rv->fields && rv->fields[0]) {
+		CF_TRY(cf_vault_record_get(v, c, t, coll, id, rv, &j));
+		cf_err err = cf_json_dump(j, out, len);
+		json_decref(j);
+		return err;
+	}
+	struct vault_schema *s = calloc(1, sizeof *s);
+	CF_ENSURE(s, CF_E_NOMEM);
+	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id, .version = rv ? rv->version : 0};
+	cf_err err = load_with_schema(v, c, &q, NULL, s);
+	if (err == CF_OK && shown_as_stored(s, &q) &&
+	    vault_name_check("collection", coll) == CF_OK) {
+		/* Nothing to mask: the stored text is the data, put in its frame as is, with no
+		 * parse and no new encoding. id and coll are checked: nothing to escape. */
+		static const char fmt[] = "{\"id\":\"%s\",\"collection\":\"%s\",\"version\":%lld,"
+		                          "\"schema_version\":%lld,\"created_at\":%lld,"
+		                          "\"updated_at\":%lld,\"data\":";
+		static const char tail[] = ",\"masked\":[]}";
+		char head[256];
+		int hn = snprintf(head, sizeof head, fmt, id, coll,
+		                  (long long)(q.version ? q.version : q.current),
+		                  (long long)q.schema_version, (long long)q.created,
+		                  (long long)q.updated);
+		size_t n = (size_t)hn + q.plain_len + sizeof tail;
+		char *text = hn > 0 && (size_t)hn < sizeof head ? malloc(n) : NULL;
+		if (text) {
+			memcpy(text, head, (size_t)hn);
+			memcpy(text + hn, q.plain, q.plain_len);
+			memcpy(text + (size_t)hn + q.plain_len, tail, sizeof tail);
+			*out = text;
+			*len = n - 1;
+		}
+		err = text ? CF_OK : CF_E_NOMEM;
+	} else if (err == CF_OK) {
+		json_t *data = NULL, *masked = json_array();
+		if (cf_json_parse_object(q.plain, q.plain_len, VAULT_RECORD_MAX + 1, &data) !=
+		    CF_OK)
+			err = cf_err_fail(CF_E_INTEGRITY, "the record's data is damaged");
+		json_t *view = err == CF_OK && masked ? shown(s, data, NULL, false, masked) : NULL;
+		json_decref(data);
+		if (view)
+			j = rec_json(&q, view, masked); /* takes both */
+		else
+			json_decref(masked);
+		if (err == CF_OK && !j)
+			err = CF_E_NOMEM;
+		if (err == CF_OK)
+			err = cf_json_dump(j, out, len);
+		json_decref(j);
+	}
+	plain_free(&q);
+	free(s);
+	return err;
 }
 
 /* Writes a version (create, replace, patch) or deletes. */
@@ -691,9 +892,43 @@ static cf_err batch_fn(struct cf_tx *tx, void *ctx)
 	return e;
 }
 
-cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_call *c,
-                               const struct cf_tenant_ref *t, const char *coll, const json_t *items,
-                               const struct cf_idempotency *idem, json_t **ids)
+struct cf_vault_create {
+	struct cf_vault *v;
+	const struct cf_auth_call *c;
+	const struct cf_tenant_ref *t;
+	const char *coll;
+	struct batch_tx b;
+	struct vault_schema s;
+	char (*idv)[18];
+	json_t *list;
+	char *text, *key;
+	int64_t sv, now;
+};
+
+static void create_free(struct cf_vault_create *w)
+{
+	for (size_t i = 0; w->b.items && i < w->b.n; i++)
+		free(w->b.items[i].s.env);
+	free(w->b.items);
+	free(w->idv);
+	free(w->text);
+	free(w->key);
+	free(w->b.stored);
+	json_decref(w->list);
+	free(w);
+}
+
+void cf_vault_create_free(struct cf_vault_create **pp)
+{
+	if (!pp || !*pp)
+		return;
+	create_free(*pp);
+	*pp = NULL;
+}
+
+cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
+                             const struct cf_tenant_ref *t, const char *coll, const json_t *items,
+                             const struct cf_idempotency *idem, struct cf_vault_create **out)
 {
 	size_t n = json_array_size(items);
 	CF_ENSURE(json_is_array(items) && n >= 1 && n <= CF_VAULT_BATCH_MAX,
@@ -707,18 +942,19 @@ cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_call *c,
 		CF_ENSURE(ok, cf_err_at(CF_E_INVALID_VALUE, "Idempotency-Key", "format",
 		                        "an Idempotency-Key is 8 to 128 printable characters"));
 	}
-	struct vault_schema *s = calloc(1, sizeof *s);
-	struct batch_tx b = {.n = n, .tenant = t->id, .principal = actor_of(c)};
-	b.items = calloc(n, sizeof *b.items);
-	char(*idv)[18] = calloc(n, sizeof *idv);
-	json_t *list = json_array();
-	cf_err err = s && b.items && idv && list ? CF_OK : CF_E_NOMEM;
-	int64_t sv = 0;
+	struct cf_vault_create *w = calloc(1, sizeof *w);
+	CF_ENSURE(w, CF_E_NOMEM);
+	*w = (struct cf_vault_create){.v = v, .c = c, .t = t, .coll = coll, .now = now_s()};
+	w->b = (struct batch_tx){.n = n, .tenant = t->id, .principal = actor_of(c)};
+	w->b.items = calloc(n, sizeof *w->b.items);
+	w->idv = calloc(n, sizeof *w->idv);
+	w->list = json_array();
+	cf_err err = w->b.items && w->idv && w->list ? CF_OK : CF_E_NOMEM;
 	if (err == CF_OK)
-		err = schema_load(v, t->id, coll, 0, s, &sv);
+		err = schema_load(v, t->id, coll, 0, &w->s, &w->sv);
 	for (size_t i = 0; err == CF_OK && i < n; i++) {
 		const json_t *data = json_array_get(items, i);
-		err = vault_record_check(s, data);
+		err = vault_record_check(&w->s, data);
 		if (err && n > 1) {
 			/* the path names the item: records[3].data.email */
 			char path[160];
@@ -726,55 +962,108 @@ cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_call *c,
 			err = cf_err_at(err, path, cf_err_rule(), "records[%zu]: %s", i,
 			                cf_err_detail());
 		}
-		idv[i][0] = 'r';
+		char *id = w->idv[i];
+		id[0] = 'r';
 		if (err == CF_OK)
-			err = cf_random_hex(idv[i] + 1, sizeof idv[i] - 1, 8);
-		b.items[i] = (struct rec_q){.tenant = t->id,
-		                            .coll = coll,
-		                            .id = idv[i],
-		                            .data = data,
-		                            .schema = s,
-		                            .new_schema_version = sv,
-		                            .actor = b.principal};
+			err = cf_random_hex(id + 1, sizeof w->idv[i] - 1, 8);
+		w->b.items[i] = (struct rec_q){.tenant = t->id,
+		                               .coll = coll,
+		                               .id = id,
+		                               .data = data,
+		                               .schema = &w->s,
+		                               .new_schema_version = w->sv,
+		                               .actor = w->b.principal,
+		                               .now = w->now};
 		if (err == CF_OK)
-			err = seal(v, t->id, coll, idv[i], 1, data, &b.items[i].s);
+			err = seal(v, t->id, coll, id, 1, data, &w->b.items[i].s);
 		if (err == CF_OK)
-			err = cf_auth_audit_prepare(v->auth, c, t->id, "record.create", idv[i],
-			                            CF_OUTCOME_OK, CF_OK, &b.items[i].audit);
-		if (err == CF_OK && json_array_append_new(list, json_string(idv[i])) != 0)
+			err = cf_auth_audit_prepare(v->auth, c, t->id, "record.create", id,
+			                            CF_OUTCOME_OK, CF_OK, &w->b.items[i].audit);
+		if (err == CF_OK && json_array_append_new(w->list, json_string(id)) != 0)
 			err = CF_E_NOMEM;
 	}
-	char *text = NULL;
 	if (err == CF_OK && idem && idem->key) {
-		b.key = idem->key;
-		memcpy(b.hash, idem->request_hash, CF_SHA256_LEN);
-		err = cf_json_dump(list, &text, NULL);
-		b.ids_text = text;
+		w->key = strdup(idem->key);
+		w->b.key = w->key;
+		memcpy(w->b.hash, idem->request_hash, CF_SHA256_LEN);
+		err = w->key ? cf_json_dump(w->list, &w->text, NULL) : CF_E_NOMEM;
+		w->b.ids_text = w->text;
 	}
-	if (err == CF_OK)
-		err = cf_store_write_wait(v->st, t->id, batch_fn, &b);
-	if (b.misuse)
+	if (err) {
+		create_free(w);
+		return err;
+	}
+	*out = w;
+	return CF_OK;
+}
+
+cf_err cf_vault_create_write(struct cf_tx *tx, void *create)
+{
+	struct cf_vault_create *w = create;
+	return batch_fn(tx, &w->b);
+}
+
+cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **ids,
+                           json_t **record)
+{
+	struct cf_vault_create *w = *pp;
+	*pp = NULL;
+	CF_ENSURE(w, cf_err_fail(CF_E_INTERNAL, "no create to end"));
+	cf_err err = result;
+	if (w->b.misuse)
 		err = cf_err_at(CF_E_INVALID_VALUE, "Idempotency-Key", "idempotency",
 		                "this Idempotency-Key was used with another request");
-	if (err == CF_OK && b.replay) {
+	json_t *list = w->list;
+	w->list = NULL;
+	if (err == CF_OK && w->b.replay) {
 		json_decref(list);
-		list = b.stored ? json_loads(b.stored, 0, NULL) : NULL;
+		list = w->b.stored ? json_loads(w->b.stored, 0, NULL) : NULL;
 		if (!json_is_array(list))
 			err = cf_err_fail(CF_E_INTEGRITY, "a stored idempotent answer is damaged");
 	}
-	for (size_t i = 0; b.items && i < n; i++)
-		free(b.items[i].s.env);
-	free(b.items);
-	free(idv);
-	free(text);
-	free(b.stored);
-	free(s);
+	if (record)
+		*record = NULL;
+	if (err == CF_OK && record && !w->b.replay) {
+		/* The record as a read would show it now, from what was written. */
+		struct rec_q *q = &w->b.items[0];
+		struct rec_q shown_q = {.id = q->id,
+		                        .coll = w->coll,
+		                        .current = 1,
+		                        .schema_version = w->sv,
+		                        .created = w->now,
+		                        .updated = w->now};
+		json_t *masked = json_array();
+		json_t *view =
+		        masked ? shown(&w->s, (json_t *)(uintptr_t)q->data, NULL, false, masked)
+		               : NULL;
+		*record = view ? rec_json(&shown_q, view, masked) : NULL;
+		if (!*record) {
+			json_decref(view);
+			json_decref(masked);
+			err = CF_E_NOMEM;
+		}
+	}
+	create_free(w);
 	if (err) {
 		json_decref(list);
+		if (record) {
+			json_decref(*record);
+			*record = NULL;
+		}
 		return err;
 	}
 	*ids = list;
 	return CF_OK;
+}
+
+cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_call *c,
+                               const struct cf_tenant_ref *t, const char *coll, const json_t *items,
+                               const struct cf_idempotency *idem, json_t **ids)
+{
+	struct cf_vault_create *w = NULL;
+	CF_TRY(cf_vault_create_begin(v, c, t, coll, items, idem, &w));
+	cf_err err = cf_store_write_wait(v->st, t->id, cf_vault_create_write, w);
+	return cf_vault_create_end(&w, err, ids, NULL);
 }
 
 cf_err cf_vault_record_create(struct cf_vault *v, const struct cf_auth_call *c,
@@ -783,12 +1072,26 @@ cf_err cf_vault_record_create(struct cf_vault *v, const struct cf_auth_call *c,
 {
 	json_t *one = json_pack("[O]", data), *ids = NULL;
 	CF_ENSURE(one, CF_E_NOMEM);
-	cf_err err = cf_vault_records_create(v, c, t, coll, one, idem, &ids);
+	struct cf_vault_create *w = NULL;
+	cf_err err = cf_vault_create_begin(v, c, t, coll, one, idem, &w);
+	if (err == CF_OK) {
+		err = cf_store_write_wait(v->st, t->id, cf_vault_create_write, w);
+		err = cf_vault_create_end(&w, err, &ids, out);
+	}
 	json_decref(one);
 	CF_TRY(err);
+	return cf_vault_created(v, c, t, coll, ids, out);
+}
+
+cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
+                        const struct cf_tenant_ref *t, const char *coll, json_t *ids, json_t **out)
+{
+	/* a replay: the record as it is now */
 	char id[18];
 	(void)snprintf(id, sizeof id, "%s", json_string_value(json_array_get(ids, 0)));
 	json_decref(ids);
+	if (*out)
+		return CF_OK;
 	struct cf_reveal none = {0};
 	return cf_vault_record_get(v, c, t, coll, id, &none, out);
 }
@@ -843,18 +1146,17 @@ cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
 	int64_t sv = 0;
 	json_t *old = NULL, *next = NULL;
 	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id};
-	cf_err err = schema_load(v, t->id, coll, 0, s, &sv);
-	if (err == CF_OK)
-		err = load(v, c, &q, &old);
+	cf_err err = load_with_schema(v, c, &q, &old, s);
+	sv = q.coll_version;
 	if (err == CF_OK && if_match >= 0 && if_match != q.current)
 		err = cf_err_fail(CF_E_CONFLICT,
 		                  "the record is at version %lld, not %lld: read it "
 		                  "again",
 		                  (long long)q.current, (long long)if_match);
+	if (err == CF_OK && patch && !json_is_object(data))
+		err = cf_err_at(CF_E_WRONG_TYPE, "data", "object", "data must be an object");
 	if (err == CF_OK && patch) {
 		/* RFC 7396 at the top level: null removes a field. */
-		CF_ENSURE(json_is_object(data),
-		          cf_err_at(CF_E_WRONG_TYPE, "data", "object", "data must be an object"));
 		next = json_deep_copy(old);
 		const char *k;
 		json_t *val;
@@ -903,7 +1205,9 @@ cf_err cf_vault_record_delete(struct cf_vault *v, const struct cf_auth_call *c,
 	                  .expected = if_match > 0 ? if_match : 0};
 	cf_err err = cf_store_read(v->st, t->id, rec_read, &q);
 	free(q.env);
+	free(q.schema_text);
 	q.env = NULL;
+	q.schema_text = NULL;
 	CF_TRY(err);
 	CF_ENSURE(q.found && !q.deleted, cf_err_fail(CF_E_NOT_FOUND, "no such record"));
 	return write_version(v, c, &q, "record.delete");
@@ -1098,6 +1402,7 @@ cf_err cf_vault_export_page(struct cf_vault *v, const struct cf_auth_call *c,
 				struct rec_q r = {.tenant = t->id, .coll = coll, .id = q->ids[k]};
 				json_t *data = NULL;
 				err = load(v, c, &r, &data);
+				free(r.schema_text);
 				if (err == CF_E_INTEGRITY) {
 					/* Reported, alerted and audited by load: named here, never
 					 * exported garbled, and the rest of the export goes on. */
@@ -1231,7 +1536,9 @@ static cf_err history_fn(struct cf_tx *tx, void *ctx)
 	struct history_q *h = ctx;
 	CF_TRY(rec_read(tx, h->r));
 	free(h->r->env);
+	free(h->r->schema_text);
 	h->r->env = NULL;
+	h->r->schema_text = NULL;
 	if (!h->r->found || h->r->deleted)
 		return CF_OK;
 	struct cf_val v[] = {CF_V_TEXT(h->r->tenant), CF_V_TEXT(h->r->coll), CF_V_TEXT(h->r->id)};

@@ -103,12 +103,41 @@ CF_MUST cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_
                                        const struct cf_tenant_ref *t, const char *coll,
                                        const json_t *items, const struct cf_idempotency *idem,
                                        json_t **ids);
+/* The same in three steps, so that no thread need wait for the write: begin checks,
+ * seals and prepares the audit entries (items, c and t are borrowed until end);
+ * cf_vault_create_write is the store function that writes them, in one transaction,
+ * all or none (run it through cf_store_write under t's id); end takes the write's
+ * result, gives the ids (a replay's: the first request's) and, when record is not
+ * NULL, the first record as a read shows it (NULL after a replay: see
+ * cf_vault_created), and frees. */
+struct cf_vault_create;
+CF_MUST cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
+                                     const struct cf_tenant_ref *t, const char *coll,
+                                     const json_t *items, const struct cf_idempotency *idem,
+                                     struct cf_vault_create **out);
+CF_MUST cf_err cf_vault_create_write(struct cf_tx *tx, void *create);
+CF_MUST cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **ids,
+                                   json_t **record);
+/* Drops a create that is not to be written. Accepts NULL. */
+void cf_vault_create_free(struct cf_vault_create **pp);
+/* After end with a record: takes ids; *out is the record, or when end left it NULL (a
+ * replay) the record read as it is now. */
+CF_MUST cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
+                                const struct cf_tenant_ref *t, const char *coll, json_t *ids,
+                                json_t **out);
 CF_MUST cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,
                                     const struct cf_tenant_ref *t, const char *coll,
                                     const json_t *ids, json_t **out);
 CF_MUST cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
                                    const struct cf_tenant_ref *t, const char *coll, const char *id,
                                    const struct cf_reveal *rv, json_t **out);
+/* The same, as the JSON text of the reply (malloc'd, *len bytes, NUL-terminated). A
+ * version written under the collection's current schema, when that schema has nothing
+ * to mask, is framed as stored, without being parsed again. */
+CF_MUST cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c,
+                                        const struct cf_tenant_ref *t, const char *coll,
+                                        const char *id, const struct cf_reveal *rv, char **out,
+                                        size_t *len);
 CF_MUST cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
                                       const struct cf_tenant_ref *t, const char *coll,
                                       const char *id, const json_t *data, bool patch,
