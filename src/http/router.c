@@ -113,17 +113,22 @@ cf_err cf_router_match(const struct cf_route *routes, size_t nroutes, const char
 	bool path_known = false;
 	size_t alen = 0;
 	/* One scratch match for the walk: clearing a whole one per route cost more than
-	 * the matching (match_pattern sets what it fills). */
+	 * the matching (match_pattern sets what it fills). The routes of the request's
+	 * method first; the others only to tell 405 from 404. */
 	struct cf_route_match tmp = {0};
+	for (size_t i = 0; i < nroutes; i++) {
+		tmp.nparams = 0;
+		if (strcmp(routes[i].method, method) != 0 ||
+		    !match_pattern(routes[i].pattern, path, &tmp))
+			continue;
+		*m = tmp;
+		m->route = &routes[i];
+		return CF_OK;
+	}
 	for (size_t i = 0; i < nroutes; i++) {
 		tmp.nparams = 0;
 		if (!match_pattern(routes[i].pattern, path, &tmp))
 			continue;
-		if (strcmp(routes[i].method, method) == 0) {
-			*m = tmp;
-			m->route = &routes[i];
-			return CF_OK;
-		}
 		path_known = true;
 		int w = snprintf(m->allow + alen, sizeof m->allow - alen, "%s%s", alen ? ", " : "",
 		                 routes[i].method);

@@ -439,6 +439,54 @@ const struct cf_migration cf_store_schema[] = {
          "CREATE POLICY tenant_only ON idempotency"
          " USING (tenant_id = current_setting('coffre.tenant', true));"
          "GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency TO coffre_runtime"},
+        {17, "clustered lookups",
+         /* SQLite: the small tables read on every request (the tenant, the API client,
+          * the authorisation version, a record's row and its index) keyed by their
+          * primary key alone (WITHOUT ROWID), so a lookup is one b-tree descent, not an
+          * index and then the table: a reader's page cache starts empty after every
+          * commit, so each page a request touches is read again. record_versions keeps
+          * its rowid: its sealed values are too large for a clustered leaf. PostgreSQL
+          * has nothing to change. Each table is rebuilt with its rows, in the
+          * migration's one transaction. */
+         "CREATE TABLE tenants_k (tenant_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+         " state TEXT NOT NULL CHECK (state IN ('active', 'suspended', 'deleting')),"
+         " created_at INTEGER NOT NULL) STRICT, WITHOUT ROWID;"
+         "INSERT INTO tenants_k SELECT tenant_id, name, state, created_at FROM tenants;"
+         "DROP TABLE tenants;"
+         "ALTER TABLE tenants_k RENAME TO tenants;"
+         "CREATE TABLE clients_k (tenant_id TEXT NOT NULL, client_id TEXT NOT NULL,"
+         " name TEXT NOT NULL, secret_mac BLOB NOT NULL, state TEXT NOT NULL"
+         " CHECK (state IN ('active', 'disabled')), created_at INTEGER NOT NULL,"
+         " last_used_at INTEGER, origins TEXT NOT NULL DEFAULT '',"
+         " PRIMARY KEY (tenant_id, client_id)) STRICT, WITHOUT ROWID;"
+         "INSERT INTO clients_k SELECT tenant_id, client_id, name, secret_mac, state,"
+         " created_at, last_used_at, origins FROM clients;"
+         "DROP TABLE clients;"
+         "ALTER TABLE clients_k RENAME TO clients;"
+         "CREATE TABLE authz_versions_k (tenant_id TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+         " STRICT, WITHOUT ROWID;"
+         "INSERT INTO authz_versions_k SELECT tenant_id, version FROM authz_versions;"
+         "DROP TABLE authz_versions;"
+         "ALTER TABLE authz_versions_k RENAME TO authz_versions;"
+         "CREATE TABLE records_k (tenant_id TEXT NOT NULL, collection TEXT NOT NULL,"
+         " record_id TEXT NOT NULL, version INTEGER NOT NULL,"
+         " schema_version INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+         " updated_at INTEGER NOT NULL, deleted_at INTEGER, PRIMARY KEY (tenant_id,"
+         " collection, record_id)) STRICT, WITHOUT ROWID;"
+         "INSERT INTO records_k SELECT tenant_id, collection, record_id, version,"
+         " schema_version, created_at, updated_at, deleted_at FROM records;"
+         "DROP TABLE records;"
+         "ALTER TABLE records_k RENAME TO records;"
+         "CREATE TABLE record_index_k (tenant_id TEXT NOT NULL, collection TEXT NOT NULL,"
+         " record_id TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,"
+         " PRIMARY KEY (tenant_id, collection, record_id, field)) STRICT, WITHOUT ROWID;"
+         "INSERT INTO record_index_k SELECT tenant_id, collection, record_id, field, value"
+         " FROM record_index;"
+         "DROP TABLE record_index;"
+         "ALTER TABLE record_index_k RENAME TO record_index;"
+         "CREATE INDEX record_index_value ON record_index (tenant_id, collection, field,"
+         " value)",
+         "SELECT 1"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

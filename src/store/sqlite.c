@@ -54,7 +54,20 @@ struct sq {
 	unsigned head, count, group_max;
 	bool stopping;
 	struct cf_connpool readers;
+	/* The checkpointer: copies the WAL into the database beside the writer, so that
+	 * no commit waits for it (SQLite's own checkpoint runs inside the commit). */
+	struct sconn *ckpt;
+	pthread_t ckpt_thread;
+	bool ckpt_started, ckpt_wanted;
+	pthread_cond_t ckpt_cond, ckpt_progress;
+	int wal_frames; /* the WAL's length after the last commit (under lock) */
+	int ckpt_done;  /* how much of it the checkpointer has copied (under lock) */
 };
+
+/* The checkpointer starts at CKPT_FRAMES (SQLite's own threshold); at twice that the
+ * writer lets it finish before the next group, so that the WAL starts again from its
+ * beginning and never grows without bound under a steady load. */
+#define CKPT_FRAMES 1000
 
 static cf_err sq_err(sqlite3 *db, int rc, const char *what)
 {
@@ -297,6 +310,68 @@ struct cf_span cf_sqlite_row_blob(const struct cf_row *row, unsigned col)
 
 /* The writer ------------------------------------------------------------------------- */
 
+/* After each commit, on the writer: a WAL past the threshold is the checkpointer's. */
+static int on_wal(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	struct sq *q = arg;
+	pthread_mutex_lock(&q->lock);
+	if (frames < q->wal_frames)
+		q->ckpt_done = 0; /* the WAL started again */
+	q->wal_frames = frames;
+	if (frames >= CKPT_FRAMES) {
+		q->ckpt_wanted = true;
+		pthread_cond_signal(&q->ckpt_cond);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return SQLITE_OK;
+}
+
+/* On the writer, between groups, with q->lock held. */
+static void ckpt_catch_up(struct sq *q)
+{
+	while (q->ckpt_started && !q->stopping && q->wal_frames >= 2 * CKPT_FRAMES &&
+	       q->ckpt_done < q->wal_frames) {
+		q->ckpt_wanted = true;
+		pthread_cond_signal(&q->ckpt_cond);
+		pthread_cond_wait(&q->ckpt_progress, &q->lock);
+	}
+}
+
+static void *ckpt_main(void *arg)
+{
+	struct sq *q = arg;
+	pthread_mutex_lock(&q->lock);
+	for (;;) {
+		while (!q->ckpt_wanted && !q->stopping)
+			pthread_cond_wait(&q->ckpt_cond, &q->lock);
+		if (q->stopping)
+			break;
+		q->ckpt_wanted = false;
+		pthread_mutex_unlock(&q->lock);
+		/* PASSIVE: copies what no reader still needs, never blocks the writer; what
+		 * it could not copy goes at the next one. */
+		int log = 0, done = 0;
+		int rc = sqlite3_wal_checkpoint_v2(q->ckpt->db, "main", SQLITE_CHECKPOINT_PASSIVE,
+		                                   &log, &done);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			cf_log(CF_LOG_WARN, NULL, "store_checkpoint", "%s",
+			       sqlite3_errmsg(q->ckpt->db));
+		pthread_mutex_lock(&q->lock);
+		if (rc == SQLITE_OK && log == q->wal_frames)
+			q->ckpt_done = done;
+		else if (rc == SQLITE_OK && done < q->wal_frames)
+			q->ckpt_wanted = true; /* more came meanwhile: go on */
+		else
+			q->ckpt_done =
+			        q->wal_frames; /* a reader holds the rest: let the writer on */
+		pthread_cond_broadcast(&q->ckpt_progress);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
 static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 {
 	struct sconn *c = q->writer;
@@ -365,6 +440,7 @@ static void *writer_main(void *arg)
 			pthread_cond_wait(&q->nonempty, &q->lock);
 		if (q->count == 0 && q->stopping)
 			break;
+		ckpt_catch_up(q);
 		unsigned n = 0;
 		unsigned limit = batch ? q->group_max : 1;
 		struct wjob one = {0};
@@ -626,9 +702,21 @@ static void sq_close(struct cf_store *st)
 		pthread_mutex_unlock(&q->lock);
 		pthread_join(q->thread, NULL);
 	}
+	if (q->ckpt_started) {
+		pthread_mutex_lock(&q->lock);
+		q->stopping = true;
+		pthread_cond_signal(&q->ckpt_cond);
+		pthread_cond_broadcast(&q->ckpt_progress);
+		pthread_mutex_unlock(&q->lock);
+		pthread_join(q->ckpt_thread, NULL);
+	}
+	conn_close(q->ckpt);
+	/* the last connection to close checkpoints what is left */
 	conn_close(q->writer);
 	cf_connpool_destroy(&q->readers);
 	pthread_cond_destroy(&q->nonempty);
+	pthread_cond_destroy(&q->ckpt_cond);
+	pthread_cond_destroy(&q->ckpt_progress);
 	pthread_mutex_destroy(&q->lock);
 	free(q->ring);
 	free(q);
@@ -664,6 +752,8 @@ cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct
 	}
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_cond_init(&q->nonempty, NULL);
+	pthread_cond_init(&q->ckpt_cond, NULL);
+	pthread_cond_init(&q->ckpt_progress, NULL);
 	q->group_max = opts->group_max ? opts->group_max : GROUP_DEFAULT;
 	if ((size_t)snprintf(q->path, sizeof q->path, "%s", path) >= sizeof q->path) {
 		err = cf_err_fail(CF_E_CONFIG, "store path too long");
@@ -686,6 +776,15 @@ cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct
 	close(fd);
 	CF_TRY_OUT(conn_open(path, true, &q->writer), out_close);
 	CF_TRY_OUT(migrate(st, q, opts), out_close);
+	CF_TRY_OUT(conn_open(path, false, &q->ckpt), out_close);
+	if (pthread_create(&q->ckpt_thread, NULL, ckpt_main, q) != 0) {
+		err = cf_err_fail(CF_E_NOMEM, "cannot start the store checkpointer");
+		goto out_close;
+	}
+	pthread_setname_np(q->ckpt_thread, "store-ckpt");
+	q->ckpt_started = true;
+	/* replaces SQLite's checkpoint inside the commit */
+	sqlite3_wal_hook(q->writer->db, on_wal, q);
 	if (pthread_create(&q->thread, NULL, writer_main, q) != 0) {
 		err = cf_err_fail(CF_E_NOMEM, "cannot start the store writer");
 		goto out_close;

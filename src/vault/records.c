@@ -487,10 +487,19 @@ static cf_err rec_read(struct cf_tx *tx, void *ctx)
 	        v, 4, rec_row, q);
 }
 
+static cf_err new_id(char id[VAULT_ID_MAX + 1])
+{
+	uint64_t ms = (uint64_t)cf_now_us() / 1000u;
+	int n = snprintf(id, VAULT_ID_MAX + 1, "r%012llx",
+	                 (unsigned long long)(ms & 0xffffffffffffull));
+	CF_ENSURE(n == 13, CF_E_INTERNAL);
+	return cf_random_hex(id + 13, VAULT_ID_MAX + 1 - 13, 8);
+}
+
 static cf_err id_check(const char *id)
 {
 	size_t n = id ? strlen(id) : 0;
-	bool ok = n == 17 && id[0] == 'r';
+	bool ok = (n == VAULT_ID_MAX || n == VAULT_ID_OLD) && id[0] == 'r';
 	for (size_t i = 1; ok && i < n; i++)
 		ok = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f');
 	CF_ENSURE(ok, cf_err_fail(CF_E_NOT_FOUND, "no such record"));
@@ -514,10 +523,12 @@ static bool index_text(const json_t *v, char *out, size_t cap)
 static cf_err index_write(struct cf_tx *tx, struct rec_q *q)
 {
 	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id)};
-	CF_TRY(cf_tx_exec(tx,
-	                  "DELETE FROM record_index WHERE tenant_id = $1 AND collection = $2"
-	                  " AND record_id = $3",
-	                  k, 3, NULL));
+	if (q->expected > 0 || q->remove) /* a new record has nothing indexed yet */
+		CF_TRY(cf_tx_exec(
+		        tx,
+		        "DELETE FROM record_index WHERE tenant_id = $1 AND collection = $2"
+		        " AND record_id = $3",
+		        k, 3, NULL));
 	for (size_t i = 0; q->data && i < q->schema->n; i++) {
 		const struct vault_field *f = &q->schema->f[i];
 		char text[1024];
@@ -899,7 +910,7 @@ struct cf_vault_create {
 	const char *coll;
 	struct batch_tx b;
 	struct vault_schema s;
-	char (*idv)[18];
+	char (*idv)[VAULT_ID_MAX + 1];
 	json_t *list;
 	char *text, *key;
 	int64_t sv, now;
@@ -963,9 +974,8 @@ cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
 			                cf_err_detail());
 		}
 		char *id = w->idv[i];
-		id[0] = 'r';
 		if (err == CF_OK)
-			err = cf_random_hex(id + 1, sizeof w->idv[i] - 1, 8);
+			err = new_id(id);
 		w->b.items[i] = (struct rec_q){.tenant = t->id,
 		                               .coll = coll,
 		                               .id = id,
@@ -1087,7 +1097,7 @@ cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
                         const struct cf_tenant_ref *t, const char *coll, json_t *ids, json_t **out)
 {
 	/* a replay: the record as it is now */
-	char id[18];
+	char id[VAULT_ID_MAX + 1];
 	(void)snprintf(id, sizeof id, "%s", json_string_value(json_array_get(ids, 0)));
 	json_decref(ids);
 	if (*out)
@@ -1219,7 +1229,7 @@ struct list_q {
 	const char *fields[4], *values[4];
 	size_t nf;
 	unsigned limit;
-	char ids[101][18];
+	char ids[101][VAULT_ID_MAX + 1];
 	int64_t versions[101];
 	size_t n;
 };
@@ -1360,7 +1370,7 @@ cf_err cf_vault_export_page(struct cf_vault *v, const struct cf_auth_call *c,
                             const struct cf_tenant_ref *t, const char *cursor, unsigned limit,
                             json_t **out)
 {
-	char from_coll[VAULT_NAME_MAX + 1] = "", from_id[18] = "";
+	char from_coll[VAULT_NAME_MAX + 1] = "", from_id[VAULT_ID_MAX + 1] = "";
 	if (cursor && cursor[0]) {
 		const char *slash = strchr(cursor, '/');
 		bool ok = slash && (size_t)(slash - cursor) <= VAULT_NAME_MAX;
@@ -1379,14 +1389,14 @@ cf_err cf_vault_export_page(struct cf_vault *v, const struct cf_auth_call *c,
 	struct list_q *q = calloc(1, sizeof *q);
 	cf_err err = names && arr && bad && q ? cf_store_read(v->st, t->id, names_fn, names)
 	                                      : CF_E_NOMEM;
-	char next[VAULT_NAME_MAX + 20] = "";
+	char next[VAULT_NAME_MAX + VAULT_ID_MAX + 2] = "";
 	unsigned n = 0;
 	for (size_t i = 0; err == CF_OK && i < json_array_size(names) && n < limit; i++) {
 		const char *coll = json_string_value(json_array_get(names, i));
 		int cmp = strcmp(coll, from_coll);
 		if (from_coll[0] && cmp < 0)
 			continue;
-		char after[18] = "";
+		char after[VAULT_ID_MAX + 1] = "";
 		if (from_coll[0] && cmp == 0)
 			memcpy(after, from_id, sizeof after);
 		for (bool more = true; err == CF_OK && more && n < limit;) {
@@ -1578,7 +1588,7 @@ struct rewrap_q {
 };
 
 struct rw_item {
-	char coll[VAULT_NAME_MAX + 1], id[18];
+	char coll[VAULT_NAME_MAX + 1], id[VAULT_ID_MAX + 1];
 	int64_t version;
 	uint8_t *env;
 	size_t len;
