@@ -108,10 +108,12 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 		                     CF_V_TEXT(p->action), CF_V_INT(e.outcome),
 		                     CF_V_TEXT(p->actor),  CF_V_TEXT(p->resource),
 		                     CF_V_BLOB(body, n)};
-		return cf_tx_exec(tx,
-		                  "INSERT INTO audit_entries (tenant_id, time_us, action, outcome,"
-		                  " actor, resource, body) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-		                  v, 7, NULL);
+		/* sent with the COMMIT: an entry that fails fails its transaction there */
+		return cf_tx_exec_later(tx,
+		                        "INSERT INTO audit_entries (tenant_id, time_us, action,"
+		                        " outcome, actor, resource, body)"
+		                        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+		                        v, 7);
 	}
 	/* SQLite has one writer, which commits in append order: the entry takes its tree
 	 * index and its tenant's next number here, inside the transaction (so a request

@@ -79,6 +79,9 @@ CF_MUST cf_err auth_authz_changed(struct cf_tx *tx);
  * the cache when the tenant's version has not moved, else read and cached. */
 CF_MUST cf_err auth_principal_grants(struct cf_auth *a, struct cf_tx *tx, struct cf_principal *p,
                                      const char *kind);
+/* The same when the version was read already (with the client, in one statement). */
+CF_MUST cf_err auth_principal_grants_at(struct cf_auth *a, struct cf_tx *tx, struct cf_principal *p,
+                                        const char *kind, int64_t version);
 /* TOTP (mfa.c): whether the user has confirmed it; a code's check (*step: the time step
  * it matched, later than the last used); using the step and a recovery code inside the
  * login's transaction (each refuses a second use). */

@@ -54,7 +54,7 @@ static const char api_usage[] =
         "after --minutes (default 60, at most 480). A tenant's admins list and end the\n"
         "grants on their tenant with `break-glass list` and `break-glass end ID`.\n"
         "\n"
-        "The vault (docs/vault.md): a schema FILE is the JSON object of fields; a record\n"
+        "The vault (docs/records.md): a schema FILE is the JSON object of fields; a record\n"
         "is the JSON object of its data, from FILE or stdin ('-'); `put` without --id\n"
         "creates one, with --id replaces it. `export` writes JSON lines, one record each,\n"
         "with a progress line on a terminal.\n"

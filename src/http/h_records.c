@@ -1,4 +1,4 @@
-/* coffre — the vault's API (docs/vault.md): a tenant's collections and their records.
+/* coffre — the vault's API (docs/records.md): a tenant's collections and their records.
  * routes.c gives each route its permission; server.c checks it and the tenant. */
 #include <errno.h>
 #include <stdlib.h>

@@ -14,6 +14,9 @@ struct cf_store_ops {
 	               int64_t *changes);
 	cf_err (*query)(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
 	                cf_row_fn fn, void *ctx);
+	/* NULL: exec, at once */
+	cf_err (*exec_later)(struct cf_tx *tx, const char *sql, const struct cf_val *args,
+	                     size_t nargs);
 	cf_err (*check)(struct cf_store *st, struct cf_store_check *out);
 	cf_err (*scrub)(struct cf_store *st);     /* NULL: nothing to do */
 	bool (*scope_begin)(struct cf_store *st); /* NULL: no read scopes */

@@ -23,6 +23,7 @@
 #define POOL_DEFAULT    16u /* best measured on 2 cores at 64 writers (docs/PERFORMANCE.md) */
 #define READERS_DEFAULT 4u
 #define MAX_ARGS        64
+#define PEND_MAX        64 /* statements in flight in one pipeline before it is drained */
 /* type oids (pg_type.h) */
 #define OID_BOOL  16
 #define OID_BYTEA 17
@@ -44,6 +45,14 @@ struct pconn {
 	bool pending_begin;
 	bool pending_readonly;
 	const char *pending_tenant;
+	/* Statements sent in pipeline mode and not yet answered (cf_tx_exec_later), in
+	 * order: their answers are read when something must wait (a query, the COMMIT). */
+	bool piping;
+	unsigned npend;
+	struct pend {
+		enum { PEND_FIXED, PEND_PREPARE, PEND_STMT } kind;
+		struct pstmt *slot; /* PEND_PREPARE: forgotten if the prepare fails */
+	} pend[PEND_MAX];
 };
 
 struct pjob {
@@ -306,9 +315,93 @@ static cf_err exec_pipelined(struct pconn *pc, const char *sql, int nargs,
 	return stmt_result ? CF_OK : cf_err_fail(CF_E_IO, "the statement gave no result");
 }
 
+/* Reads the answers of everything sent so far and leaves pipeline mode; the first
+ * failure is the result (the transaction is then aborted: its owner rolls it back). */
+static cf_err drain(struct pconn *pc)
+{
+	if (!pc->piping)
+		return CF_OK;
+	PGconn *c = pc->conn;
+	cf_err err = PQpipelineSync(c) ? CF_OK : pg_conn_err(c, "pipeline");
+	for (unsigned i = 0; err == CF_OK && i < pc->npend; i++) {
+		PGresult *r;
+		while ((r = PQgetResult(c)) != NULL) {
+			ExecStatusType st = PQresultStatus(r);
+			bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+			if (!ok && pc->pend[i].kind == PEND_PREPARE && pc->pend[i].slot)
+				pc->pend[i].slot->sql = NULL; /* not prepared after all */
+			if (!ok && err == CF_OK)
+				err = st == PGRES_PIPELINE_ABORTED
+				              ? CF_E_IO
+				              : pg_result_err(c, r, "statement");
+			PQclear(r);
+		}
+	}
+	/* the rest, and the sync's own answer */
+	for (PGresult *r; (r = PQgetResult(c)) != NULL;) {
+		ExecStatusType st = PQresultStatus(r);
+		PQclear(r);
+		if (st == PGRES_PIPELINE_SYNC)
+			break;
+	}
+	PQexitPipelineMode(c);
+	pc->piping = false;
+	pc->npend = 0;
+	return err;
+}
+
+static cf_err pend_push(struct pconn *pc, int kind, struct pstmt *slot)
+{
+	CF_ENSURE(pc->npend < PEND_MAX, CF_E_INTERNAL);
+	pc->pend[pc->npend++] = (struct pend){.kind = kind, .slot = slot};
+	return CF_OK;
+}
+
+/* Sends a statement without waiting for its answer (in a write transaction). */
+static cf_err exec_later(struct pconn *pc, const char *sql, int nargs, const char *const *values,
+                         const int *lengths, const int *formats)
+{
+	PGconn *c = pc->conn;
+	if (pc->piping && pc->npend + 2 > PEND_MAX)
+		CF_TRY(drain(pc));
+	if (!pc->piping) {
+		if (!PQenterPipelineMode(c))
+			return pg_conn_err(c, "pipeline");
+		pc->piping = true;
+	}
+	if (pc->pending_begin) {
+		const char *tenant = pc->pending_tenant ? pc->pending_tenant : "";
+		pc->pending_begin = false;
+		CF_ENSURE(PQsendQueryPrepared(c, pc->pending_readonly ? "cf_begin_ro" : "cf_begin",
+		                              0, NULL, NULL, NULL, 0) &&
+		                  PQsendQueryPrepared(c, "cf_tenant", 1, &tenant, NULL, NULL, 1),
+		          pg_conn_err(c, "pipeline"));
+		CF_TRY(pend_push(pc, PEND_FIXED, NULL));
+		CF_TRY(pend_push(pc, PEND_FIXED, NULL));
+	}
+	struct pstmt *slot = NULL;
+	const char *name = stmt_name(pc, sql, &slot);
+	if (!name && slot) {
+		/* prepared in the same pipeline; counted as prepared at once, so that a second
+		 * use before the answer does not prepare it again (drain forgets it if it
+		 * fails) */
+		CF_ENSURE(PQsendPrepare(c, slot->name, sql, 0, NULL), pg_conn_err(c, "pipeline"));
+		CF_TRY(pend_push(pc, PEND_PREPARE, slot));
+		slot->sql = sql;
+		pc->nprepared++;
+		name = slot->name;
+	}
+	bool sent = name ? PQsendQueryPrepared(c, name, nargs, values, lengths, formats, 1)
+	                 : PQsendQueryParams(c, sql, nargs, NULL, values, lengths, formats, 1);
+	CF_ENSURE(sent, pg_conn_err(c, "pipeline"));
+	return pend_push(pc, PEND_STMT, NULL);
+}
+
 static cf_err exec_stmt(struct pconn *pc, const char *sql, int nargs, const char *const *values,
                         const int *lengths, const int *formats, PGresult **out)
 {
+	if (pc->piping) /* answers first, in order: what was sent may have failed */
+		CF_TRY(drain(pc));
 	if (pc->pending_begin)
 		return exec_pipelined(pc, sql, nargs, values, lengths, formats, out);
 	struct pstmt *slot = NULL;
@@ -337,7 +430,7 @@ static cf_err exec_stmt(struct pconn *pc, const char *sql, int nargs, const char
 }
 
 static cf_err run(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
-                  cf_row_fn fn, void *ctx, int64_t *changes)
+                  cf_row_fn fn, void *ctx, int64_t *changes, bool later)
 {
 	struct pconn *pc = tx->conn;
 	if (nargs > MAX_ARGS)
@@ -374,6 +467,10 @@ static cf_err run(struct cf_tx *tx, const char *sql, const struct cf_val *args, 
 			break;
 		}
 	}
+	if (later) {
+		err = exec_later(pc, sql, (int)nargs, values, lengths, formats);
+		goto out;
+	}
 	PGresult *r = NULL;
 	CF_TRY_OUT(exec_stmt(pc, sql, (int)nargs, values, lengths, formats, &r), out);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
@@ -399,13 +496,19 @@ out:
 static cf_err pg_exec(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
                       int64_t *changes)
 {
-	return run(tx, sql, args, nargs, NULL, NULL, changes);
+	return run(tx, sql, args, nargs, NULL, NULL, changes, false);
+}
+
+static cf_err pg_exec_later(struct cf_tx *tx, const char *sql, const struct cf_val *args,
+                            size_t nargs)
+{
+	return run(tx, sql, args, nargs, NULL, NULL, NULL, true);
 }
 
 static cf_err pg_query(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
                        cf_row_fn fn, void *ctx)
 {
-	return run(tx, sql, args, nargs, fn, ctx, NULL);
+	return run(tx, sql, args, nargs, fn, ctx, NULL, false);
 }
 
 bool cf_postgres_row_is_null(const struct cf_row *row, unsigned col)
@@ -457,6 +560,26 @@ static cf_err finish(struct pconn *pc, bool commit)
 	if (pc->pending_begin) {
 		pc->pending_begin = false; /* nothing was sent: nothing to end */
 		return CF_OK;
+	}
+	if (pc->piping) {
+		/* COMMIT goes with the statements sent without waiting: one round trip for
+		 * the lot. After a failure PostgreSQL skips the rest: roll back. */
+		cf_err err =
+		        commit ? (PQsendQueryPrepared(pc->conn, "cf_commit", 0, NULL, NULL, NULL, 0)
+		                          ? pend_push(pc, PEND_FIXED, NULL)
+		                          : pg_conn_err(pc->conn, "pipeline"))
+		               : CF_OK;
+		cf_err d = drain(pc);
+		if (err == CF_OK)
+			err = d;
+		if (err == CF_OK && commit)
+			return CF_OK;
+		char keep[CF_ERR_DETAIL_MAX];
+		(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
+		PGresult *r = PQexecPrepared(pc->conn, "cf_rollback", 0, NULL, NULL, NULL, 0);
+		PQclear(r);
+		cf_err_detail_set("%s", keep);
+		return commit ? err : CF_OK;
 	}
 	PGresult *r = PQexecPrepared(pc->conn, commit ? "cf_commit" : "cf_rollback", 0, NULL, NULL,
 	                             NULL, 0);
@@ -554,9 +677,45 @@ static void reader_give(struct pg *o, struct pconn *c)
 	cf_connpool_give(&o->readers, c);
 }
 
+/* A reader's transaction ends at once: left open, it would hold its tables' locks
+ * (a DROP TRIGGER, an ALTER TABLE would wait for it). */
+static void read_done(struct pconn *pc)
+{
+	(void)finish(pc, false);
+}
+
+/* This thread's read scope: one read-only transaction for the reads of one tenant. */
+static _Thread_local struct {
+	struct pg *p;
+	struct pconn *pc; /* taken at the scope's first read */
+	bool has_tenant;
+	char tenant[128]; /* a tenant id (keys.h: at most 64) */
+	struct cf_tx tx;
+} scope;
+
+static bool same_tenant(const char *tenant)
+{
+	return tenant ? scope.has_tenant && strcmp(scope.tenant, tenant) == 0 : !scope.has_tenant;
+}
+
 static cf_err pg_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
 {
 	struct pg *p = st->impl;
+	if (scope.p == p && !scope.pc && (!tenant || strlen(tenant) < sizeof scope.tenant)) {
+		CF_TRY(reader_take(p, &scope.pc));
+		CF_ENSURE(scope.pc, CF_E_INTERNAL);
+		scope.has_tenant = tenant != NULL;
+		(void)snprintf(scope.tenant, sizeof scope.tenant, "%s", tenant ? tenant : "");
+		cf_err err = begin(st, scope.pc, scope.has_tenant ? scope.tenant : NULL, true,
+		                   &scope.tx);
+		if (err) {
+			reader_give(p, scope.pc);
+			scope.pc = NULL;
+			return err;
+		}
+	}
+	if (scope.p == p && scope.pc && same_tenant(tenant))
+		return fn(&scope.tx, ctx);
 	struct pconn *pc = NULL;
 	CF_TRY(reader_take(p, &pc));
 	CF_ENSURE(pc, CF_E_INTERNAL);
@@ -564,10 +723,32 @@ static cf_err pg_read(struct cf_store *st, const char *tenant, cf_store_fn fn, v
 	cf_err err = begin(st, pc, tenant, true, &tx);
 	if (err == CF_OK) {
 		err = fn(&tx, ctx);
-		(void)finish(pc, false);
+		read_done(pc);
 	}
 	reader_give(p, pc);
 	return err;
+}
+
+static bool pg_scope_begin(struct cf_store *st)
+{
+	if (scope.p)
+		return false;
+	scope.p = st->impl;
+	scope.pc = NULL;
+	return true;
+}
+
+static void pg_scope_end(struct cf_store *st)
+{
+	struct pg *p = st->impl;
+	if (scope.p != p)
+		return;
+	if (scope.pc) {
+		read_done(scope.pc);
+		reader_give(p, scope.pc);
+	}
+	scope.p = NULL;
+	scope.pc = NULL;
 }
 
 /* Migrations, as the tables' owner, one node at a time (advisory lock). */
@@ -628,7 +809,7 @@ static cf_err migrate(struct cf_store *st, const struct cf_store_opts *opts)
 			        "INSERT INTO schema_migrations(version, name, applied_at)"
 			        " VALUES ($1, $2, extract(epoch from now())::bigint)";
 			struct cf_val args[] = {CF_V_INT(v), CF_V_TEXT(m->name)};
-			err = run(&tx, ins, args, 2, NULL, NULL, NULL);
+			err = run(&tx, ins, args, 2, NULL, NULL, NULL, false);
 		}
 		if (err) {
 			char why[CF_ERR_DETAIL_MAX];
@@ -712,8 +893,11 @@ static const struct cf_store_ops pg_ops = {
         .write = pg_write,
         .read = pg_read,
         .exec = pg_exec,
+        .exec_later = pg_exec_later,
         .query = pg_query,
         .check = pg_check,
+        .scope_begin = pg_scope_begin,
+        .scope_end = pg_scope_end,
         .close = pg_close,
 };
 

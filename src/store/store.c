@@ -151,6 +151,13 @@ cf_err cf_tx_exec(struct cf_tx *tx, const char *sql, const struct cf_val *args, 
 	return tx->st->ops->exec(tx, sql, args, nargs, changes);
 }
 
+cf_err cf_tx_exec_later(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs)
+{
+	if (tx->st->ops->exec_later)
+		return tx->st->ops->exec_later(tx, sql, args, nargs);
+	return tx->st->ops->exec(tx, sql, args, nargs, NULL);
+}
+
 cf_err cf_tx_query(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
                    cf_row_fn fn, void *ctx)
 {

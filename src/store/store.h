@@ -102,6 +102,13 @@ struct cf_val {
  * engine is gone, CF_E_IO otherwise (detail from the engine, never the values). */
 CF_MUST cf_err cf_tx_exec(struct cf_tx *tx, const char *sql, const struct cf_val *args,
                           size_t nargs, int64_t *changes);
+/* The same, in a write transaction, for a statement nothing depends on but the
+ * transaction's outcome: PostgreSQL sends it without waiting (pipelined with the next
+ * ones and the COMMIT: one round trip for them all), and its failure fails the
+ * transaction, with the same error, when it commits or when a later statement waits;
+ * SQLite runs it at once. A caller that branches on the error uses cf_tx_exec. */
+CF_MUST cf_err cf_tx_exec_later(struct cf_tx *tx, const char *sql, const struct cf_val *args,
+                                size_t nargs);
 /* Runs a query and calls fn for each row; fn returning an error stops and returns it. */
 typedef cf_err (*cf_row_fn)(const struct cf_row *row, void *ctx);
 CF_MUST cf_err cf_tx_query(struct cf_tx *tx, const char *sql, const struct cf_val *args,

@@ -537,11 +537,11 @@ static cf_err index_write(struct cf_tx *tx, struct rec_q *q)
 			continue;
 		struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id),
 		                     CF_V_TEXT(f->name), CF_V_TEXT(text)};
-		CF_TRY(cf_tx_exec(
+		CF_TRY(cf_tx_exec_later(
 		        tx,
-		        "INSERT INTO record_index (tenant_id, collection, record_id, field,"
-		        " value) VALUES ($1, $2, $3, $4, $5)",
-		        v, 5, NULL));
+		        "INSERT INTO record_index (tenant_id, collection, record_id,"
+		        " field, value) VALUES ($1, $2, $3, $4, $5)",
+		        v, 5));
 	}
 	return CF_OK;
 }
@@ -572,12 +572,14 @@ static cf_err rec_write(struct cf_tx *tx, void *ctx)
 	                     CF_V_INT(q->new_schema_version),
 	                     CF_V_INT(now),
 	                     CF_V_INT(q->expected)};
+	/* The inserts need no answer but the commit's: on PostgreSQL they travel with it. */
 	if (q->expected == 0) {
-		CF_TRY(cf_tx_exec(tx,
-		                  "INSERT INTO records (tenant_id, collection, record_id, version,"
-		                  " schema_version, created_at, updated_at)"
-		                  " VALUES ($1, $2, $3, $4, $5, $6, $6)",
-		                  r, 6, NULL));
+		CF_TRY(cf_tx_exec_later(
+		        tx,
+		        "INSERT INTO records (tenant_id, collection, record_id, version,"
+		        " schema_version, created_at, updated_at)"
+		        " VALUES ($1, $2, $3, $4, $5, $6, $6)",
+		        r, 6));
 	} else {
 		/* Optimistic concurrency: only over the version read. */
 		CF_TRY(cf_tx_exec(tx,
@@ -599,11 +601,11 @@ static cf_err rec_write(struct cf_tx *tx, void *ctx)
 	                     CF_V_BLOB(q->s.env, q->s.len),
 	                     CF_V_INT(now),
 	                     CF_V_TEXT(q->actor)};
-	CF_TRY(cf_tx_exec(tx,
-	                  "INSERT INTO record_versions (tenant_id, collection, record_id, version,"
-	                  " schema_version, kek_version, sealed, created_at, created_by)"
-	                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-	                  v, 9, NULL));
+	CF_TRY(cf_tx_exec_later(tx,
+	                        "INSERT INTO record_versions (tenant_id, collection, record_id,"
+	                        " version, schema_version, kek_version, sealed, created_at,"
+	                        " created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+	                        v, 9));
 	CF_TRY(index_write(tx, q));
 	return cf_audit_append(tx, &q->audit);
 }
