@@ -852,6 +852,7 @@ struct batch_tx {
 	const char *tenant, *principal, *key, *ids_text;
 	uint8_t hash[CF_SHA256_LEN];
 	bool replay, found, misuse;
+	struct cf_audit_prepared replay_audit; /* AL1: a replay is a request served too */
 	char *stored; /* malloc'd: the ids a first request with this key made */
 	uint8_t stored_hash[CF_SHA256_LEN];
 };
@@ -885,7 +886,7 @@ static cf_err batch_fn(struct cf_tx *tx, void *ctx)
 			b->misuse = memcmp(b->stored_hash, b->hash, CF_SHA256_LEN) != 0;
 			CF_ENSURE(!b->misuse, CF_E_INVALID_VALUE);
 			b->replay = true;
-			return CF_OK;
+			return cf_audit_append(tx, &b->replay_audit);
 		}
 	}
 	for (size_t i = 0; i < b->n; i++)
@@ -994,6 +995,9 @@ cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
 		if (err == CF_OK && json_array_append_new(w->list, json_string(id)) != 0)
 			err = CF_E_NOMEM;
 	}
+	if (err == CF_OK && idem && idem->key)
+		err = cf_auth_audit_prepare(v->auth, c, t->id, "record.replay", idem->key,
+		                            CF_OUTCOME_OK, CF_OK, &w->b.replay_audit);
 	if (err == CF_OK && idem && idem->key) {
 		w->key = strdup(idem->key);
 		w->b.key = w->key;
