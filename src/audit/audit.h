@@ -106,7 +106,8 @@ struct cf_audit_entry {
 /* Canonical encoding: out holds CF_AUDIT_ENTRY_MAX. CF_E_INVALID for an oversize field. */
 CF_MUST cf_err cf_audit_encode(const struct cf_audit_entry *e, uint8_t *out, size_t cap,
                                size_t *len);
-/* An entry is stored with sequence 0 until the sequencer numbers it: this writes the
+/* On PostgreSQL (and in SQLite logs of coffre before append-time numbering) an entry
+ * is stored with sequence 0 until the sequencer numbers it: this writes the
  * tenant's sequence number into the encoded bytes (CF_E_INTEGRITY if already set). */
 CF_MUST cf_err cf_audit_set_seq(uint8_t *body, size_t len, uint64_t seq);
 /* Strict parse (fuzzed): spans point into bytes. CF_E_INTEGRITY when malformed (or not

@@ -528,6 +528,87 @@ static void test_log_sqlite(void **state)
 	log_flow(url, NULL, ks, "sq");
 }
 
+/* SQLite numbers entries as they are appended; entries an earlier coffre left
+ * unnumbered (sequence 0, no tree index) are numbered by the drain at start-up, before
+ * anything new, and the log that results verifies. */
+static cf_err legacy_fn(struct cf_tx *tx, void *ctx)
+{
+	const char *tenant = ctx;
+	uint8_t salt[CF_AUDIT_SALT] = {7};
+	struct cf_audit_entry e = {.format = CF_AUDIT_FORMAT,
+	                           .time_us = cf_now_us(),
+	                           .tenant = cf_span_str(tenant),
+	                           .actor_kind = CF_ACTOR_USER,
+	                           .actor = cf_span_str("old-actor"),
+	                           .action = cf_span_str("record.read"),
+	                           .resource = cf_span_str("old-resource"),
+	                           .outcome = CF_OUTCOME_OK,
+	                           .privilege = cf_span_str("reader")};
+	memcpy(e.salt, salt, sizeof salt);
+	uint8_t body[CF_AUDIT_ENTRY_MAX];
+	size_t n = 0;
+	CF_TRY(cf_audit_encode(&e, body, sizeof body, &n));
+	struct cf_val v[] = {CF_V_TEXT(tenant), CF_V_INT(e.time_us), CF_V_BLOB(body, n)};
+	return cf_tx_exec(tx,
+	                  "INSERT INTO audit_entries (tenant_id, time_us, action, outcome, actor,"
+	                  " resource, body) VALUES ($1, $2, 'record.read', 0, 'old-actor',"
+	                  " 'old-resource', $3)",
+	                  v, 3, NULL);
+}
+
+static cf_err numbers_row(const struct cf_row *row, void *ctx)
+{
+	int64_t *v = ctx;
+	v[0] = cf_row_is_null(row, 0) ? -1 : cf_row_int(row, 0);
+	v[1] = cf_row_is_null(row, 1) ? -1 : cf_row_int(row, 1);
+	return CF_OK;
+}
+
+static cf_err last_numbers_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx, "SELECT leaf_index, seq FROM audit_entries ORDER BY id DESC LIMIT 1",
+	                   NULL, 0, numbers_row, ctx);
+}
+
+static void test_sqlite_legacy_drain(void **state)
+{
+	(void)state;
+	char url[128], ks[128];
+	(void)snprintf(url, sizeof url, "sqlite:%s/legacy.db", dir);
+	(void)snprintf(ks, sizeof ks, "sqlite:%s/legacy-ks.db", dir);
+	struct cf_keyring *kr = make_keyring(ks, "lg");
+	struct cf_store *st = NULL;
+	OK(cf_store_open_coffre(url, NULL, true, &st));
+	append_some(st, kr, 5, "new"); /* numbered as they are appended */
+	int64_t last[2] = {0, 0};
+	OK(cf_store_read(st, NULL, last_numbers_fn, last));
+	assert_int_equal(last[0], 4);
+	OK(cf_store_write_wait(st, NULL, legacy_fn, (void *)(uintptr_t) "acme"));
+	OK(cf_store_write_wait(st, NULL, legacy_fn, (void *)(uintptr_t) "acme"));
+	OK(cf_store_read(st, NULL, last_numbers_fn, last));
+	assert_int_equal(last[0], -1); /* not numbered yet */
+	OK(cf_audit_seq_drain(st));
+	OK(cf_store_read(st, NULL, last_numbers_fn, last));
+	assert_int_equal(last[0], 6);
+	assert_int_equal(last[1], 4);    /* acme had 2 of the first five: then 3, 4 */
+	append_some(st, kr, 3, "after"); /* the next numbers follow */
+	OK(cf_store_read(st, NULL, last_numbers_fn, last));
+	assert_int_equal(last[0], 9);
+	struct cf_audit_seq *seq = NULL;
+	OK(cf_audit_seq_open(st, &seq));
+	sequence_all(seq);
+	bool made = false;
+	OK(cf_audit_checkpoint(seq, kr, &made));
+	assert_true(made);
+	struct cf_audit_report rep = verify(st, NULL);
+	if (!rep.ok)
+		fail_msg("%s", rep.problem);
+	assert_int_equal(rep.entries, 10);
+	cf_audit_seq_close(&seq);
+	cf_store_close(&st);
+	cf_keyring_close(&kr);
+}
+
 /* Retention (AL1): pruning keeps checkpoints and subtrees; the rest still verifies,
  * still proves, and stays append-only. */
 static cf_err time_row(const struct cf_row *row, void *ctx)
@@ -639,7 +720,7 @@ int main(void)
 	        cmocka_unit_test(test_reference_roots), cmocka_unit_test(test_generated_proofs),
 	        cmocka_unit_test(test_vectors),         cmocka_unit_test(test_entry_encoding),
 	        cmocka_unit_test(test_log_sqlite),      cmocka_unit_test(test_retention),
-	        cmocka_unit_test(test_log_postgres),
+	        cmocka_unit_test(test_log_postgres),    cmocka_unit_test(test_sqlite_legacy_drain),
 	};
 	return cmocka_run_group_tests_name("audit", tests, setup, teardown);
 }

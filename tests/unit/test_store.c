@@ -506,6 +506,120 @@ static void test_locked_then_recovers(void **state)
 	cf_store_close(&st);
 }
 
+/* cf_tx_exec_later: PostgreSQL sends the inserts without waiting, with the COMMIT. */
+struct later {
+	const char *tenant;
+	int64_t ids[2]; /* the same twice: a conflict */
+	int64_t seen;   /* later_then_query_fn: the rows its query saw */
+};
+
+static cf_err later_fn(struct cf_tx *tx, void *ctx)
+{
+	const struct later *l = ctx;
+	for (int i = 0; i < 2; i++) {
+		struct cf_val v[] = {CF_V_TEXT(l->tenant), CF_V_INT(l->ids[i]), CF_V_NULL,
+		                     CF_V_TEXT("later")};
+		CF_TRY(cf_tx_exec_later(tx, sql_insert, v, 4));
+	}
+	return CF_OK;
+}
+
+static cf_err later_then_query_fn(struct cf_tx *tx, void *ctx)
+{
+	/* a query after statements sent without waiting sees them (and their failures) */
+	CF_TRY(later_fn(tx, ctx));
+	return cf_tx_query(tx, sql_count, NULL, 0, count_row, &((struct later *)ctx)->seen);
+}
+
+static void test_exec_later(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	/* the conflict fails the whole transaction, with the conflict's own error */
+	struct later dup = {"acme", {5, 5}, 0};
+	assert_int_equal(cf_store_write_wait(st, "acme", later_fn, &dup), CF_E_CONFLICT);
+	assert_int_equal(count_as(st, "acme"), 0);
+	/* the connection goes on: the next transaction commits both */
+	struct later two = {"acme", {5, 6}, 0};
+	assert_int_equal(cf_store_write_wait(st, "acme", later_fn, &two), CF_OK);
+	assert_int_equal(count_as(st, "acme"), 2);
+	struct later more = {"acme", {7, 8}, 0};
+	assert_int_equal(cf_store_write_wait(st, "acme", later_then_query_fn, &more), CF_OK);
+	assert_int_equal(more.seen, 4);
+	struct later bad = {"acme", {9, 5}, 0};
+	assert_int_equal(cf_store_write_wait(st, "acme", later_then_query_fn, &bad), CF_E_CONFLICT);
+	assert_int_equal(count_as(st, "acme"), 4);
+	if (e->kind == CF_STORE_POSTGRES) {
+		/* TI1: the policy holds for what is sent without waiting: rows of another
+		 * tenant in acme's transaction are refused, and none is kept */
+		struct later other = {"other", {10, 11}, 0};
+		assert_int_not_equal(cf_store_write_wait(st, "acme", later_fn, &other), CF_OK);
+		assert_int_equal(count_as(st, "other"), 0);
+	}
+	cf_store_close(&st);
+}
+
+/* A read scope: the reads of one request in one read transaction. */
+static void test_read_scope(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	struct item a = {"acme", 1, "a", 1, NULL}, b = {"other", 2, "b", 1, NULL};
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_fn, &a), CF_OK);
+	assert_int_equal(cf_store_write_wait(st, "other", insert_fn, &b), CF_OK);
+	assert_true(cf_store_read_scope_begin(st));
+	assert_false(cf_store_read_scope_begin(st)); /* one at a time on a thread */
+	assert_int_equal(count_as(st, "acme"), e->kind == CF_STORE_POSTGRES ? 1 : 2);
+	assert_int_equal(count_as(st, "acme"), e->kind == CF_STORE_POSTGRES ? 1 : 2);
+	/* another tenant inside the scope: on PostgreSQL its own transaction and policy */
+	assert_int_equal(count_as(st, "other"), e->kind == CF_STORE_POSTGRES ? 1 : 2);
+	cf_store_read_scope_end(st);
+	assert_int_equal(count_as(st, "acme"), e->kind == CF_STORE_POSTGRES ? 1 : 2);
+	assert_true(cf_store_read_scope_begin(st));
+	cf_store_read_scope_end(st);
+	cf_store_close(&st);
+}
+
+/* SQLite: the checkpointer keeps the WAL bounded under a steady write load. */
+static cf_err bulk_fn(struct cf_tx *tx, void *ctx)
+{
+	int64_t *next = ctx;
+	static const uint8_t kib[1024] = {1};
+	for (int i = 0; i < 16; i++) {
+		struct cf_val v[] = {CF_V_TEXT("acme"), CF_V_INT((*next)++),
+		                     CF_V_BLOB(kib, sizeof kib), CF_V_NULL};
+		CF_TRY(cf_tx_exec(tx, sql_insert, v, 4, NULL));
+	}
+	return CF_OK;
+}
+
+static void test_wal_bounded(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	int64_t next = 1;
+	off_t most = 0;
+	char wal[300];
+	(void)snprintf(wal, sizeof wal, "%s-wal", e->path);
+	for (int i = 0; i < 2000; i++) { /* 32 MiB of rows */
+		assert_int_equal(cf_store_write_wait(st, "acme", bulk_fn, &next), CF_OK);
+		struct stat sb;
+		if (stat(wal, &sb) == 0 && sb.st_size > most)
+			most = sb.st_size;
+	}
+	assert_int_equal(count_as(st, "acme"), 2000 * 16);
+	/* two thresholds of 1000 pages and what one commit adds: far below 32 MiB */
+	assert_true(most > 0);
+	assert_true(most < 16 * 1024 * 1024);
+	cf_store_close(&st);
+}
+
 #define T(f) cmocka_unit_test_setup(f, fresh)
 static const struct CMUnitTest tests[] = {
         T(test_open_and_migrate),
@@ -517,11 +631,19 @@ static const struct CMUnitTest tests[] = {
         T(test_tenant_isolation),
         T(test_bad_urls),
         T(test_locked_then_recovers),
+        T(test_exec_later),
+        T(test_read_scope),
+};
+/* SQLite's alone */
+static const struct CMUnitTest sqlite_tests[] = {
+        T(test_wal_bounded),
 };
 
 int main(void)
 {
 	int failed = cmocka_run_group_tests_name("store_sqlite", tests, setup_sqlite, teardown);
+	failed += cmocka_run_group_tests_name("store_sqlite_wal", sqlite_tests, setup_sqlite,
+	                                      teardown);
 	failed += cmocka_run_group_tests_name("store_postgres", tests, setup_postgres, teardown);
 	return failed;
 }
