@@ -473,10 +473,13 @@ bool cf_req_must_move(struct cf_req *req)
 static void on_written(void *ctx, cf_err result)
 {
 	struct cf_req *req = ctx;
+	struct cf_server *srv = req->srv;
 	req->wresult = result;
 	(void)snprintf(req->wdetail, sizeof req->wdetail, "%s", result ? cf_err_detail() : "");
-	atomic_fetch_sub(&req->srv->writing, 1);
 	hand_back(req);
+	/* counted down only once the resume is made: cf_server_stop waits for it before it
+	 * stops the daemon */
+	atomic_fetch_sub(&srv->writing, 1);
 }
 
 static cf_err write_fn(struct cf_tx *tx, void *ctx)
@@ -502,10 +505,11 @@ static void hand_over(struct cf_req *req, bool suspended, cf_store_fn fn)
 	cf_err e = cf_store_write(req->srv->store, req->wtenant[0] ? req->wtenant : NULL, fn,
 	                          on_written, req);
 	if (e != CF_OK) {
-		atomic_fetch_sub(&req->srv->writing, 1);
+		struct cf_server *srv = req->srv;
 		req->wresult = e;
 		(void)snprintf(req->wdetail, sizeof req->wdetail, "%s", cf_err_detail());
 		hand_back(req);
+		atomic_fetch_sub(&srv->writing, 1);
 	}
 }
 

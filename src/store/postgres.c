@@ -50,7 +50,7 @@ struct pconn {
 	bool piping;
 	unsigned npend;
 	struct pend {
-		enum { PEND_FIXED, PEND_PREPARE, PEND_STMT } kind;
+		enum pend_kind { PEND_FIXED, PEND_PREPARE, PEND_STMT } kind;
 		struct pstmt *slot; /* PEND_PREPARE: forgotten if the prepare fails */
 	} pend[PEND_MAX];
 };
@@ -350,7 +350,7 @@ static cf_err drain(struct pconn *pc)
 	return err;
 }
 
-static cf_err pend_push(struct pconn *pc, int kind, struct pstmt *slot)
+static cf_err pend_push(struct pconn *pc, enum pend_kind kind, struct pstmt *slot)
 {
 	CF_ENSURE(pc->npend < PEND_MAX, CF_E_INTERNAL);
 	pc->pend[pc->npend++] = (struct pend){.kind = kind, .slot = slot};
