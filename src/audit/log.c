@@ -98,7 +98,7 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 	        .flags = p->flags,
 	};
 	memcpy(e.salt, p->salt, sizeof e.salt);
-	uint8_t body[CF_AUDIT_ENTRY_MAX];
+	CF_SCRATCH uint8_t body[CF_AUDIT_ENTRY_MAX];
 	size_t n = 0;
 	if (cf_tx_engine(tx) == CF_STORE_POSTGRES) {
 		/* PostgreSQL commits out of append order: the sequencer numbers entries once

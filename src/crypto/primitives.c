@@ -181,7 +181,7 @@ cf_err cf_sha256v(const struct cf_span *parts, size_t nparts, uint8_t out[CF_SHA
 {
 	/* Small inputs (Merkle leaves and nodes) are joined and hashed in one call: no
 	 * hash context to allocate, which is most of the cost at this size. */
-	uint8_t joined[1024];
+	CF_SCRATCH uint8_t joined[1024];
 	size_t total = 0;
 	for (size_t i = 0; i < nparts && total <= sizeof joined; i++)
 		total += parts[i].len;
