@@ -528,6 +528,18 @@ static void test_log_sqlite(void **state)
 	log_flow(url, NULL, ks, "sq");
 }
 
+/* A SQLite log of its own in the test folder (NAME.db), with a keyring (NAME-ks.db). */
+static struct cf_store *sqlite_log(const char *name, struct cf_keyring **kr)
+{
+	char url[128], ks[128];
+	(void)snprintf(url, sizeof url, "sqlite:%s/%s.db", dir, name);
+	(void)snprintf(ks, sizeof ks, "sqlite:%s/%s-ks.db", dir, name);
+	*kr = make_keyring(ks, name);
+	struct cf_store *st = NULL;
+	OK(cf_store_open_coffre(url, NULL, true, &st));
+	return st;
+}
+
 /* SQLite numbers entries as they are appended; entries an earlier coffre left
  * unnumbered (sequence 0, no tree index) are numbered by the drain at start-up, before
  * anything new, and the log that results verifies. */
@@ -573,12 +585,8 @@ static cf_err last_numbers_fn(struct cf_tx *tx, void *ctx)
 static void test_sqlite_legacy_drain(void **state)
 {
 	(void)state;
-	char url[128], ks[128];
-	(void)snprintf(url, sizeof url, "sqlite:%s/legacy.db", dir);
-	(void)snprintf(ks, sizeof ks, "sqlite:%s/legacy-ks.db", dir);
-	struct cf_keyring *kr = make_keyring(ks, "lg");
-	struct cf_store *st = NULL;
-	OK(cf_store_open_coffre(url, NULL, true, &st));
+	struct cf_keyring *kr = NULL;
+	struct cf_store *st = sqlite_log("legacy", &kr);
 	append_some(st, kr, 5, "new"); /* numbered as they are appended */
 	int64_t last[2] = {0, 0};
 	OK(cf_store_read(st, NULL, last_numbers_fn, last));
@@ -626,12 +634,8 @@ static cf_err time_fn(struct cf_tx *tx, void *ctx)
 static void test_retention(void **state)
 {
 	(void)state;
-	char url[128], ks[128];
-	(void)snprintf(url, sizeof url, "sqlite:%s/retention.db", dir);
-	(void)snprintf(ks, sizeof ks, "sqlite:%s/keystore-ret.db", dir);
-	struct cf_keyring *kr = make_keyring(ks, "ret");
-	struct cf_store *st = NULL;
-	OK(cf_store_open_coffre(url, NULL, true, &st));
+	struct cf_keyring *kr = NULL;
+	struct cf_store *st = sqlite_log("retention", &kr);
 	struct cf_audit_seq *seq = NULL;
 	OK(cf_audit_seq_open(st, &seq));
 	bool made = false;
