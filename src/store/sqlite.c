@@ -148,7 +148,8 @@ static cf_err conn_open(const char *path, bool writer, struct sconn **out)
 	                              "PRAGMA secure_delete = ON;"
 	                              "PRAGMA foreign_keys = ON;"
 	                              "PRAGMA trusted_schema = OFF;"
-	                              "PRAGMA cell_size_check = ON;";
+	                              "PRAGMA cell_size_check = ON;"
+	                              "PRAGMA temp_store = MEMORY;";
 	cf_err e = conn_exec(c, pragmas, path);
 	if (e) {
 		conn_close(c);
