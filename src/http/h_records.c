@@ -300,6 +300,30 @@ cf_err cf_h_records_get(struct cf_req *req)
 	return cf_req_reply_take(req, 200, out, n);
 }
 
+/* A change in flight (replace, patch, delete): prepared here, written by the store's
+ * writer with its audit entry, answered once durable. */
+static cf_err change_write(struct cf_tx *tx, void *ctx)
+{
+	return cf_vault_change_write(tx, ctx);
+}
+
+static cf_err change_finish(struct cf_req *req, void *ctx, cf_err result)
+{
+	struct cf_vault_change *ch = ctx;
+	json_t *out = NULL;
+	CF_TRY(cf_vault_change_end(&ch, result, &out));
+	return cf_req_reply_json(req, 200, out);
+}
+
+static cf_err change_hand_over(struct cf_req *req, cf_err e, struct cf_vault_change *ch)
+{
+	if (e == CF_OK)
+		e = cf_req_write(req, cf_h_own_tenant(req)->id, change_write, ch, change_finish);
+	if (e != CF_OK)
+		cf_vault_change_free(&ch);
+	return e;
+}
+
 static cf_err record_write(struct cf_req *req, bool patch)
 {
 	static const char *const keys[] = {"data", NULL};
@@ -313,14 +337,13 @@ static cf_err record_write(struct cf_req *req, bool patch)
 	const json_t *data = json_object_get(in, "data");
 	cf_err e = data ? CF_OK
 	                : cf_err_at(CF_E_MISSING_FIELD, "data", "required", "data is required");
-	json_t *out = NULL;
+	struct cf_vault_change *ch = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
-		e = cf_vault_record_update(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,
-		                           data, patch, expected, &out);
+		e = cf_vault_update_begin(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,
+		                          data, patch, expected, &ch);
 	json_decref(in);
-	CF_TRY(e);
-	return cf_req_reply_json(req, 200, out);
+	return change_hand_over(req, e, ch);
 }
 
 cf_err cf_h_records_put(struct cf_req *req)
@@ -340,10 +363,11 @@ cf_err cf_h_records_delete(struct cf_req *req)
 	cf_h_param(req, "rid", id, sizeof id);
 	int64_t expected = -1;
 	CF_TRY(if_match(req, &expected));
+	struct cf_vault_change *ch = NULL;
 	struct cf_auth_call call = cf_req_call(req);
-	CF_TRY(cf_vault_record_delete(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,
-	                              expected));
-	return cf_req_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+	cf_err e = cf_vault_delete_begin(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,
+	                                 expected, &ch);
+	return change_hand_over(req, e, ch);
 }
 
 cf_err cf_h_records_history(struct cf_req *req)

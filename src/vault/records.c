@@ -828,23 +828,6 @@ cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c
 	return err;
 }
 
-/* Writes a version (create, replace, patch) or deletes. */
-static cf_err write_version(struct cf_vault *v, const struct cf_auth_call *c, struct rec_q *q,
-                            const char *action)
-{
-	cf_err err = CF_OK;
-	if (q->data)
-		err = seal(v, q->tenant, q->coll, q->id, q->expected + 1, q->data, &q->s);
-	if (err == CF_OK)
-		err = cf_auth_audit_prepare(v->auth, c, q->tenant, action, q->id, CF_OUTCOME_OK,
-		                            CF_OK, &q->audit);
-	if (err == CF_OK)
-		err = cf_store_write_wait(v->st, q->tenant, rec_write, q);
-	free(q->s.env);
-	q->s.env = NULL;
-	return err;
-}
-
 /* Creates (a batch of) records in one transaction, with the idempotency key's row. */
 struct batch_tx {
 	struct rec_q *items;
@@ -1153,17 +1136,51 @@ cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,
 	return err;
 }
 
-cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
-                              const struct cf_tenant_ref *t, const char *coll, const char *id,
-                              const json_t *data, bool patch, int64_t if_match, json_t **out)
+/* A record's next version or its deletion, prepared off the writer (read, merged,
+ * checked, sealed, its audit entry made), then written, then answered. */
+struct cf_vault_change {
+	struct rec_q w;
+	struct vault_schema s;
+	json_t *next; /* the new data (NULL: a deletion) */
+	int64_t created;
+	char id[VAULT_ID_MAX + 1];
+	char coll[VAULT_NAME_MAX + 1]; /* copies: the write outlives the caller's buffers */
+};
+
+void cf_vault_change_free(struct cf_vault_change **pp)
 {
-	struct vault_schema *s = calloc(1, sizeof *s);
-	CF_ENSURE(s, CF_E_NOMEM);
-	int64_t sv = 0;
-	json_t *old = NULL, *next = NULL;
-	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id};
-	cf_err err = load_with_schema(v, c, &q, &old, s);
-	sv = q.coll_version;
+	if (!pp || !*pp)
+		return;
+	free((*pp)->w.s.env);
+	json_decref((*pp)->next);
+	free(*pp);
+	*pp = NULL;
+}
+
+static cf_err change_new(const struct cf_tenant_ref *t, const char *coll, const char *id,
+                         struct cf_vault_change **out)
+{
+	CF_TRY(vault_name_check("collection", coll));
+	CF_TRY(id_check(id));
+	struct cf_vault_change *ch = calloc(1, sizeof *ch);
+	CF_ENSURE(ch, CF_E_NOMEM);
+	(void)snprintf(ch->id, sizeof ch->id, "%s", id);
+	(void)snprintf(ch->coll, sizeof ch->coll, "%s", coll);
+	ch->w = (struct rec_q){.tenant = t->id, .coll = ch->coll, .id = ch->id, .now = now_s()};
+	*out = ch;
+	return CF_OK;
+}
+
+cf_err cf_vault_update_begin(struct cf_vault *v, const struct cf_auth_call *c,
+                             const struct cf_tenant_ref *t, const char *coll, const char *id,
+                             const json_t *data, bool patch, int64_t if_match,
+                             struct cf_vault_change **out)
+{
+	struct cf_vault_change *ch = NULL;
+	CF_TRY(change_new(t, coll, id, &ch));
+	json_t *old = NULL;
+	struct rec_q q = {.tenant = t->id, .coll = ch->coll, .id = ch->id};
+	cf_err err = load_with_schema(v, c, &q, &old, &ch->s);
 	if (err == CF_OK && if_match >= 0 && if_match != q.current)
 		err = cf_err_fail(CF_E_CONFLICT,
 		                  "the record is at version %lld, not %lld: read it "
@@ -1173,60 +1190,121 @@ cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
 		err = cf_err_at(CF_E_WRONG_TYPE, "data", "object", "data must be an object");
 	if (err == CF_OK && patch) {
 		/* RFC 7396 at the top level: null removes a field. */
-		next = json_deep_copy(old);
+		ch->next = json_deep_copy(old);
 		const char *k;
 		json_t *val;
 		json_t *dobj = (json_t *)(uintptr_t)data;
 		json_object_foreach (dobj, k, val) {
 			if (json_is_null(val))
-				json_object_del(next, k);
+				json_object_del(ch->next, k);
 			else
-				json_object_set(next, k, val);
+				json_object_set(ch->next, k, val);
 		}
 	} else if (err == CF_OK) {
-		next = json_deep_copy(data);
+		ch->next = json_deep_copy(data);
 	}
-	if (err == CF_OK && !next)
+	json_decref(old);
+	if (err == CF_OK && !ch->next)
 		err = CF_E_NOMEM;
 	if (err == CF_OK)
-		err = vault_record_check(s, next);
-	struct rec_q w = {.tenant = t->id,
-	                  .coll = coll,
-	                  .id = id,
-	                  .data = next,
-	                  .schema = s,
-	                  .expected = q.current,
-	                  .new_schema_version = sv,
-	                  .actor = actor_of(c)};
+		err = vault_record_check(&ch->s, ch->next);
+	ch->created = q.created;
+	ch->w.data = ch->next;
+	ch->w.schema = &ch->s;
+	ch->w.expected = q.current;
+	ch->w.new_schema_version = q.coll_version;
+	ch->w.actor = actor_of(c);
 	if (err == CF_OK)
-		err = write_version(v, c, &w, patch ? "record.patch" : "record.update");
-	json_decref(old);
-	json_decref(next);
-	free(s);
-	CF_TRY(err);
-	struct cf_reveal none = {0};
-	return cf_vault_record_get(v, c, t, coll, id, &none, out);
+		err = seal(v, t->id, ch->coll, ch->id, q.current + 1, ch->next, &ch->w.s);
+	if (err == CF_OK)
+		err = cf_auth_audit_prepare(v->auth, c, t->id,
+		                            patch ? "record.patch" : "record.update", ch->id,
+		                            CF_OUTCOME_OK, CF_OK, &ch->w.audit);
+	if (err)
+		cf_vault_change_free(&ch);
+	*out = ch;
+	return err;
+}
+
+cf_err cf_vault_delete_begin(struct cf_vault *v, const struct cf_auth_call *c,
+                             const struct cf_tenant_ref *t, const char *coll, const char *id,
+                             int64_t if_match, struct cf_vault_change **out)
+{
+	struct cf_vault_change *ch = NULL;
+	CF_TRY(change_new(t, coll, id, &ch));
+	ch->w.remove = true;
+	ch->w.expected = if_match > 0 ? if_match : 0;
+	cf_err err = cf_store_read(v->st, t->id, rec_read, &ch->w);
+	free(ch->w.env);
+	free(ch->w.schema_text);
+	ch->w.env = NULL;
+	ch->w.schema_text = NULL;
+	if (err == CF_OK && (!ch->w.found || ch->w.deleted))
+		err = cf_err_fail(CF_E_NOT_FOUND, "no such record");
+	if (err == CF_OK)
+		err = cf_auth_audit_prepare(v->auth, c, t->id, "record.delete", ch->id,
+		                            CF_OUTCOME_OK, CF_OK, &ch->w.audit);
+	if (err)
+		cf_vault_change_free(&ch);
+	*out = ch;
+	return err;
+}
+
+cf_err cf_vault_change_write(struct cf_tx *tx, void *change)
+{
+	return rec_write(tx, &((struct cf_vault_change *)change)->w);
+}
+
+cf_err cf_vault_change_end(struct cf_vault_change **pp, cf_err result, json_t **out)
+{
+	struct cf_vault_change *ch = *pp;
+	CF_ENSURE(ch, cf_err_fail(CF_E_INTERNAL, "no change to end"));
+	cf_err err = result;
+	*out = NULL;
+	if (err == CF_OK && !ch->next) {
+		*out = json_pack("{s:b}", "ok", 1);
+	} else if (err == CF_OK) {
+		/* the record as a read shows it now, from what was written */
+		struct rec_q shown_q = {.id = ch->id,
+		                        .coll = ch->w.coll,
+		                        .current = ch->w.expected + 1,
+		                        .schema_version = ch->w.new_schema_version,
+		                        .created = ch->created,
+		                        .updated = ch->w.now};
+		json_t *masked = json_array();
+		json_t *view = masked ? shown(&ch->s, ch->next, NULL, false, masked) : NULL;
+		if (view)
+			*out = rec_json(&shown_q, view, masked); /* takes both */
+		else
+			json_decref(masked);
+	}
+	if (err == CF_OK && !*out)
+		err = CF_E_NOMEM;
+	cf_vault_change_free(pp);
+	return err;
+}
+
+cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
+                              const struct cf_tenant_ref *t, const char *coll, const char *id,
+                              const json_t *data, bool patch, int64_t if_match, json_t **out)
+{
+	struct cf_vault_change *ch = NULL;
+	CF_TRY(cf_vault_update_begin(v, c, t, coll, id, data, patch, if_match, &ch));
+	cf_err err = cf_store_write_wait(v->st, t->id, cf_vault_change_write, ch);
+	return cf_vault_change_end(&ch, err, out);
 }
 
 cf_err cf_vault_record_delete(struct cf_vault *v, const struct cf_auth_call *c,
                               const struct cf_tenant_ref *t, const char *coll, const char *id,
                               int64_t if_match)
 {
-	CF_TRY(vault_name_check("collection", coll));
-	CF_TRY(id_check(id));
-	struct rec_q q = {.tenant = t->id,
-	                  .coll = coll,
-	                  .id = id,
-	                  .remove = true,
-	                  .expected = if_match > 0 ? if_match : 0};
-	cf_err err = cf_store_read(v->st, t->id, rec_read, &q);
-	free(q.env);
-	free(q.schema_text);
-	q.env = NULL;
-	q.schema_text = NULL;
-	CF_TRY(err);
-	CF_ENSURE(q.found && !q.deleted, cf_err_fail(CF_E_NOT_FOUND, "no such record"));
-	return write_version(v, c, &q, "record.delete");
+	struct cf_vault_change *ch = NULL;
+	CF_TRY(cf_vault_delete_begin(v, c, t, coll, id, if_match, &ch));
+	cf_err err = cf_store_write_wait(v->st, t->id, cf_vault_change_write, ch);
+	json_t *ok = NULL;
+	err = cf_vault_change_end(&ch, err, &ok);
+	json_decref(ok);
+	return err;
 }
 
 /* --- lists and history ---------------------------------------------------------------------- */

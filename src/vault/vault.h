@@ -104,7 +104,7 @@ CF_MUST cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_
                                        const json_t *items, const struct cf_idempotency *idem,
                                        json_t **ids);
 /* The same in three steps, so that no thread need wait for the write: begin checks,
- * seals and prepares the audit entries (items, c and t are borrowed until end);
+ * seals and prepares the audit entries (coll, items, c and t are borrowed until end);
  * cf_vault_create_write is the store function that writes them, in one transaction,
  * all or none (run it through cf_store_write under t's id); end takes the write's
  * result, gives the ids (a replay's: the first request's) and, when record is not
@@ -145,6 +145,24 @@ CF_MUST cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_c
 CF_MUST cf_err cf_vault_record_delete(struct cf_vault *v, const struct cf_auth_call *c,
                                       const struct cf_tenant_ref *t, const char *coll,
                                       const char *id, int64_t if_match);
+/* Both in three steps, as creates (cf_vault_create_begin): begin reads, merges, checks,
+ * seals and prepares the audit entry (c and t are borrowed until end);
+ * cf_vault_change_write writes it (through cf_store_write under t's id); end takes the
+ * write's result and gives the record as a read shows it (a deletion: {"ok": true}),
+ * and frees. */
+struct cf_vault_change;
+CF_MUST cf_err cf_vault_update_begin(struct cf_vault *v, const struct cf_auth_call *c,
+                                     const struct cf_tenant_ref *t, const char *coll,
+                                     const char *id, const json_t *data, bool patch,
+                                     int64_t if_match, struct cf_vault_change **out);
+CF_MUST cf_err cf_vault_delete_begin(struct cf_vault *v, const struct cf_auth_call *c,
+                                     const struct cf_tenant_ref *t, const char *coll,
+                                     const char *id, int64_t if_match,
+                                     struct cf_vault_change **out);
+CF_MUST cf_err cf_vault_change_write(struct cf_tx *tx, void *change);
+CF_MUST cf_err cf_vault_change_end(struct cf_vault_change **pp, cf_err result, json_t **out);
+/* Drops a change that is not to be written. Accepts NULL. */
+void cf_vault_change_free(struct cf_vault_change **pp);
 /* A page of records, by id (cursor: the last id of the page before), those whose
  * filterable fields equal filters' values ({"plan": "pro"}); sensitive fields left out,
  * personal ones masked. {"records": [...], "next": cursor or null}. */

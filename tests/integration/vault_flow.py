@@ -239,6 +239,23 @@ st3, js3 = call("GET", C + "/notes/records/" + nid, headers=T)
 report(st == 201 and st2 == 200 and js2["data"] == note and js2["masked"] == [] and js2["version"] == 1 and not check("Record", js2)
        and st3 == 200 and js3["data"] == note and js3["schema_version"] == 1,
        "a record with nothing to mask reads back exactly, before and after its schema changes", (st, js, st2, js2, st3, js3))
+# changes with a token: the new version is answered as a read would show it
+st, js = call("PATCH", R + "/" + tids[1], {"data": {"plan": "team"}}, headers=dict(T, **{"If-Match": "1"}))
+st2, js2 = call("GET", R + "/" + tids[1], headers=T)
+st3, js3 = call("PUT", R + "/" + tids[1], {"data": {"email": "new@example.com"}}, headers=dict(T, **{"If-Match": "1"}))
+st4, js4 = call("PUT", R + "/" + tids[1], {"data": {"email": "new@example.com"}}, headers=dict(T, **{"If-Match": "2"}))
+report(st == 200 and js["version"] == 2 and js["data"] == {"email": "t***@example.com", "plan": "team"}
+       and js == js2 and not check("Record", js) and st3 == 409 and code(js3) == "conflict"
+       and st4 == 200 and js4["version"] == 3 and js4["data"] == {"email": "n***@example.com"},
+       "a patch and a replace with a token answer the version written, as a read shows it; a stale If-Match: 409",
+       (st, js, st2, js2, st3, js3, st4, js4))
+st, js = call("DELETE", R + "/" + tids[2], headers=T)
+st2, js2 = call("DELETE", R + "/" + tids[2], headers=T)
+st3, _ = call("GET", R + "/" + tids[2], headers=T)
+report(st == 403 and st2 == 403 and st3 == 200, "deleting needs records.delete, which the agent role has not: 403", (st, js, st2, js2, st3))
+st, js = call("DELETE", R + "/" + tids[2], **S)
+st2, js2 = call("DELETE", R + "/" + tids[2], **S)
+report(st == 200 and js == {"ok": True} and st2 == 404, "a delete, then a second one: 404", (st, js, st2, js2))
 time.sleep(1.5)
 st, js = call("GET", "/v1/t/dev/audit?action=record.get&actor=" + cl["client_id"] + "&limit=50", **S)
 st2, js2 = call("GET", "/v1/t/dev/audit?action=record.create&actor=" + cl["client_id"] + "&limit=50", **S)
