@@ -154,13 +154,23 @@ static cf_err idempotency(struct cf_req *req, const char *what, struct cf_idempo
 	return cf_sha256v(parts, sizeof parts / sizeof parts[0], out->request_hash);
 }
 
-/* A create in flight: what the vault borrows until the write is durable. */
+/* A create in flight (one record, or a batch): what the vault borrows until the write
+ * is durable. */
 struct create_call {
 	json_t *in, *items;
 	struct cf_auth_call call;
 	struct cf_vault_create *w;
+	bool batch; /* the reply is the ids, not the record */
 	char coll[80];
 };
+
+static void create_call_free(struct create_call *cc)
+{
+	cf_vault_create_free(&cc->w);
+	json_decref(cc->items);
+	json_decref(cc->in);
+	free(cc);
+}
 
 static cf_err create_write(struct cf_tx *tx, void *ctx)
 {
@@ -172,19 +182,34 @@ static cf_err create_finish(struct cf_req *req, void *ctx, cf_err result)
 {
 	struct create_call *cc = ctx;
 	json_t *ids = NULL, *out = NULL;
-	cf_err e = cf_vault_create_end(&cc->w, result, &ids, &out);
-	if (e == CF_OK)
+	cf_err e = cf_vault_create_end(&cc->w, result, &ids, cc->batch ? NULL : &out);
+	if (e == CF_OK && cc->batch)
+		out = json_pack("{s:o}", "ids", ids);
+	else if (e == CF_OK)
 		e = cf_vault_created(cf_req_vault(req), &cc->call, cf_h_own_tenant(req), cc->coll,
 		                     ids, &out);
-	json_decref(cc->items);
-	json_decref(cc->in);
-	free(cc);
+	create_call_free(cc);
 	CF_TRY(e);
 	return cf_req_reply_json(req, 201, out);
 }
 
-/* ER2, AL1: checked and sealed here, written with its audit entry by the store's writer;
- * the reply is made once that is durable, and no thread waits for it meanwhile. */
+/* ER2, AL1: checked and sealed here, written with their audit entries by the store's
+ * writer; the reply is made once that is durable, and no thread waits for it meanwhile.
+ * Takes cc. */
+static cf_err create_hand_over(struct cf_req *req, struct create_call *cc, cf_err e,
+                               const struct cf_idempotency *idem)
+{
+	cc->call = cf_req_call(req);
+	if (e == CF_OK)
+		e = cf_vault_create_begin(cf_req_vault(req), &cc->call, cf_h_own_tenant(req),
+		                          cc->coll, cc->items, idem, &cc->w);
+	if (e == CF_OK)
+		e = cf_req_write(req, cf_h_own_tenant(req)->id, create_write, cc, create_finish);
+	if (e != CF_OK)
+		create_call_free(cc);
+	return e;
+}
+
 cf_err cf_h_records_create(struct cf_req *req)
 {
 	static const char *const keys[] = {"data", NULL};
@@ -202,36 +227,27 @@ cf_err cf_h_records_create(struct cf_req *req)
 		cc->items = json_pack("[O]", data);
 		e = cc->items ? CF_OK : CF_E_NOMEM;
 	}
-	cc->call = cf_req_call(req);
-	if (e == CF_OK)
-		e = cf_vault_create_begin(cf_req_vault(req), &cc->call, cf_h_own_tenant(req),
-		                          cc->coll, cc->items, &idem, &cc->w);
-	if (e == CF_OK)
-		e = cf_req_write(req, cf_h_own_tenant(req)->id, create_write, cc, create_finish);
-	if (e != CF_OK) {
-		cf_vault_create_free(&cc->w);
-		json_decref(cc->items);
-		json_decref(cc->in);
-		free(cc);
-	}
-	return e;
+	return create_hand_over(req, cc, e, &idem);
 }
 
 cf_err cf_h_records_batch(struct cf_req *req)
 {
 	static const char *const keys[] = {"records", NULL};
-	char coll[80];
-	cf_h_param(req, "id", coll, sizeof coll);
+	struct create_call *cc = calloc(1, sizeof *cc);
+	CF_ENSURE(cc, CF_E_NOMEM);
+	cc->batch = true;
+	cf_h_param(req, "id", cc->coll, sizeof cc->coll);
 	struct cf_idempotency idem;
-	CF_TRY(idempotency(req, "records.batch", &idem));
-	json_t *in = NULL;
-	CF_TRY(cf_h_body(req, keys, &in));
-	const json_t *recs = json_object_get(in, "records");
-	cf_err e =
-	        recs ? CF_OK
-	             : cf_err_at(CF_E_MISSING_FIELD, "records", "required", "records is required");
+	cf_err e = idempotency(req, "records.batch", &idem);
+	if (e == CF_OK)
+		e = cf_h_body(req, keys, &cc->in);
+	const json_t *recs = json_object_get(cc->in, "records");
+	if (e == CF_OK && !recs)
+		e = cf_err_at(CF_E_MISSING_FIELD, "records", "required", "records is required");
 	/* each item is {"data": {...}}, as a single create takes */
-	json_t *items = json_array();
+	cc->items = json_array();
+	if (e == CF_OK && !cc->items)
+		e = CF_E_NOMEM;
 	for (size_t i = 0; e == CF_OK && i < json_array_size(recs); i++) {
 		json_t *d = json_object_get(json_array_get(recs, i), "data");
 		char path[48];
@@ -239,20 +255,12 @@ cf_err cf_h_records_batch(struct cf_req *req)
 		if (!d || json_object_size(json_array_get(recs, i)) != 1)
 			e = cf_err_at(CF_E_WRONG_TYPE, path, "object",
 			              "records[%zu] is {\"data\": {...}}", i);
-		else if (json_array_append(items, d) != 0)
+		else if (json_array_append(cc->items, d) != 0)
 			e = CF_E_NOMEM;
 	}
-	if (e == CF_OK && recs && !json_is_array(recs))
+	if (e == CF_OK && !json_is_array(recs))
 		e = cf_err_at(CF_E_WRONG_TYPE, "records", "array", "records is an array");
-	json_t *ids = NULL;
-	struct cf_auth_call call = cf_req_call(req);
-	if (e == CF_OK)
-		e = cf_vault_records_create(cf_req_vault(req), &call, cf_h_own_tenant(req), coll,
-		                            items, &idem, &ids);
-	json_decref(items);
-	json_decref(in);
-	CF_TRY(e);
-	return cf_req_reply_json(req, 201, json_pack("{s:o}", "ids", ids));
+	return create_hand_over(req, cc, e, &idem);
 }
 
 cf_err cf_h_records_batch_read(struct cf_req *req)
