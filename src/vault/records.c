@@ -1035,12 +1035,12 @@ cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **
 		json_t *view =
 		        masked ? shown(&w->s, (json_t *)(uintptr_t)q->data, NULL, false, masked)
 		               : NULL;
-		*record = view ? rec_json(&shown_q, view, masked) : NULL;
-		if (!*record) {
-			json_decref(view);
+		if (view)
+			*record = rec_json(&shown_q, view, masked); /* takes both, even failing */
+		else
 			json_decref(masked);
+		if (!*record)
 			err = CF_E_NOMEM;
-		}
 	}
 	create_free(w);
 	if (err) {
