@@ -71,7 +71,8 @@ cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
 	return cf_crypto_random(p->salt, sizeof p->salt);
 }
 
-static cf_err next_numbers(const struct cf_row *row, void *ctx)
+/* A row of two integers into int64_t[2]. */
+static cf_err two_ints_row(const struct cf_row *row, void *ctx)
 {
 	int64_t *v = ctx;
 	v[0] = cf_row_int(row, 0);
@@ -129,7 +130,7 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 	        " coalesce((SELECT below FROM audit_pruned WHERE id = 1), 0)),"
 	        " max(coalesce((SELECT max(seq) FROM audit_entries WHERE tenant_id = $1),"
 	        " 0) + 1, coalesce((SELECT next FROM audit_seq WHERE tenant_id = $1), 1))",
-	        t, 1, next_numbers, next));
+	        t, 1, two_ints_row, next));
 	e.seq = (uint64_t)next[1];
 	CF_TRY(cf_audit_encode(&e, body, sizeof body, &n));
 	uint8_t leaf[CF_HASH_LEN];
@@ -222,19 +223,11 @@ static cf_err int_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
-static cf_err tree_row(const struct cf_row *row, void *ctx)
-{
-	int64_t *v = ctx;
-	v[0] = cf_row_int(row, 0);
-	v[1] = cf_row_int(row, 1);
-	return CF_OK;
-}
-
 static cf_err tree_state(struct cf_tx *tx, uint64_t *size, int64_t *last_id)
 {
 	int64_t v[2] = {0, 0};
 	CF_TRY(cf_tx_query(tx, "SELECT size, last_id FROM audit_tree WHERE id = 1", NULL, 0,
-	                   tree_row, v));
+	                   two_ints_row, v));
 	*size = v[0] < 0 ? 0 : (uint64_t)v[0];
 	if (last_id)
 		*last_id = v[1];

@@ -210,19 +210,33 @@ static cf_err create_hand_over(struct cf_req *req, struct create_call *cc, cf_er
 	return e;
 }
 
-cf_err cf_h_records_create(struct cf_req *req)
+/* A create_call for the collection in the path, its body's one key (what, "data" or
+ * "records") in *field; the error (its body refused) goes with it to create_hand_over. */
+static cf_err create_call_new(struct cf_req *req, const char *action, const char *what,
+                              struct cf_idempotency *idem, struct create_call **out,
+                              const json_t **field)
 {
-	static const char *const keys[] = {"data", NULL};
+	const char *const keys[] = {what, NULL};
 	struct create_call *cc = calloc(1, sizeof *cc);
 	CF_ENSURE(cc, CF_E_NOMEM);
 	cf_h_param(req, "id", cc->coll, sizeof cc->coll);
-	struct cf_idempotency idem;
-	cf_err e = idempotency(req, "record.create", &idem);
+	cf_err e = idempotency(req, action, idem);
 	if (e == CF_OK)
 		e = cf_h_body(req, keys, &cc->in);
-	const json_t *data = json_object_get(cc->in, "data");
-	if (e == CF_OK && !data)
-		e = cf_err_at(CF_E_MISSING_FIELD, "data", "required", "data is required");
+	*field = json_object_get(cc->in, what);
+	if (e == CF_OK && !*field)
+		e = cf_err_at(CF_E_MISSING_FIELD, what, "required", "%s is required", what);
+	*out = cc;
+	return e;
+}
+
+cf_err cf_h_records_create(struct cf_req *req)
+{
+	struct create_call *cc = NULL;
+	struct cf_idempotency idem;
+	const json_t *data = NULL;
+	cf_err e = create_call_new(req, "record.create", "data", &idem, &cc, &data);
+	CF_ENSURE(cc, e);
 	if (e == CF_OK) {
 		cc->items = json_pack("[O]", data);
 		e = cc->items ? CF_OK : CF_E_NOMEM;
@@ -232,18 +246,12 @@ cf_err cf_h_records_create(struct cf_req *req)
 
 cf_err cf_h_records_batch(struct cf_req *req)
 {
-	static const char *const keys[] = {"records", NULL};
-	struct create_call *cc = calloc(1, sizeof *cc);
-	CF_ENSURE(cc, CF_E_NOMEM);
-	cc->batch = true;
-	cf_h_param(req, "id", cc->coll, sizeof cc->coll);
+	struct create_call *cc = NULL;
 	struct cf_idempotency idem;
-	cf_err e = idempotency(req, "records.batch", &idem);
-	if (e == CF_OK)
-		e = cf_h_body(req, keys, &cc->in);
-	const json_t *recs = json_object_get(cc->in, "records");
-	if (e == CF_OK && !recs)
-		e = cf_err_at(CF_E_MISSING_FIELD, "records", "required", "records is required");
+	const json_t *recs = NULL;
+	cf_err e = create_call_new(req, "records.batch", "records", &idem, &cc, &recs);
+	CF_ENSURE(cc, e);
+	cc->batch = true;
 	/* each item is {"data": {...}}, as a single create takes */
 	cc->items = json_array();
 	if (e == CF_OK && !cc->items)

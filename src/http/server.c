@@ -30,7 +30,7 @@ struct cf_server {
 	int listen_fd;
 	unsigned port;
 	atomic_uint inflight;
-	atomic_uint writing; /* requests' writes with the store, not yet done */
+	atomic_uint writing; /* requests' writes with the store, not yet resumed */
 	atomic_bool stopping;
 };
 
@@ -504,13 +504,8 @@ static void hand_over(struct cf_req *req, bool suspended, cf_store_fn fn)
 	atomic_fetch_add(&req->srv->writing, 1);
 	cf_err e = cf_store_write(req->srv->store, req->wtenant[0] ? req->wtenant : NULL, fn,
 	                          on_written, req);
-	if (e != CF_OK) {
-		struct cf_server *srv = req->srv;
-		req->wresult = e;
-		(void)snprintf(req->wdetail, sizeof req->wdetail, "%s", cf_err_detail());
-		hand_back(req);
-		atomic_fetch_sub(&srv->writing, 1);
-	}
+	if (e != CF_OK)
+		on_written(req, e);
 }
 
 static void reply_from(struct cf_req *req, cf_err e)

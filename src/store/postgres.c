@@ -677,13 +677,6 @@ static void reader_give(struct pg *o, struct pconn *c)
 	cf_connpool_give(&o->readers, c);
 }
 
-/* A reader's transaction ends at once: left open, it would hold its tables' locks
- * (a DROP TRIGGER, an ALTER TABLE would wait for it). */
-static void read_done(struct pconn *pc)
-{
-	(void)finish(pc, false);
-}
-
 /* This thread's read scope: one read-only transaction for the reads of one tenant. */
 static _Thread_local struct {
 	struct pg *p;
@@ -723,7 +716,7 @@ static cf_err pg_read(struct cf_store *st, const char *tenant, cf_store_fn fn, v
 	cf_err err = begin(st, pc, tenant, true, &tx);
 	if (err == CF_OK) {
 		err = fn(&tx, ctx);
-		read_done(pc);
+		(void)finish(pc, false);
 	}
 	reader_give(p, pc);
 	return err;
@@ -744,7 +737,7 @@ static void pg_scope_end(struct cf_store *st)
 	if (scope.p != p)
 		return;
 	if (scope.pc) {
-		read_done(scope.pc);
+		(void)finish(scope.pc, false);
 		reader_give(p, scope.pc);
 	}
 	scope.p = NULL;

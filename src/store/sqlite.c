@@ -515,40 +515,48 @@ static _Thread_local struct {
 	struct sconn *c;
 } scope;
 
-static cf_err sq_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
+/* A reader in a read transaction (BEGIN is deferred: the snapshot is taken at the first
+ * read), and back: a reader never writes, its transaction is always rolled back. */
+static cf_err read_begin(struct sq *q, struct sconn **out)
 {
-	struct sq *q = st->impl;
-	if (scope.q == q) {
-		struct cf_tx tx = {.st = st, .tenant = tenant, .conn = scope.c};
-		return fn(&tx, ctx);
-	}
 	struct sconn *c = NULL;
 	CF_TRY(reader_take(q, &c));
 	CF_ENSURE(c, CF_E_INTERNAL);
 	cf_err err = conn_step(c, sql_begin, "begin");
-	if (err == CF_OK) {
-		struct cf_tx tx = {.st = st, .tenant = tenant, .conn = c};
-		err = fn(&tx, ctx);
-		/* a reader never writes: its transaction is always rolled back */
-		(void)conn_step(c, sql_rollback, "rollback");
+	if (err) {
+		reader_give(q, c);
+		return err;
 	}
+	*out = c;
+	return CF_OK;
+}
+
+static void read_end(struct sq *q, struct sconn *c)
+{
+	(void)conn_step(c, sql_rollback, "rollback");
 	reader_give(q, c);
+}
+
+static cf_err sq_read(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx)
+{
+	struct sq *q = st->impl;
+	bool scoped = scope.q == q;
+	struct sconn *c = scoped ? scope.c : NULL;
+	if (!scoped)
+		CF_TRY(read_begin(q, &c));
+	struct cf_tx tx = {.st = st, .tenant = tenant, .conn = c};
+	cf_err err = fn(&tx, ctx);
+	if (!scoped)
+		read_end(q, c);
 	return err;
 }
 
 static bool sq_scope_begin(struct cf_store *st)
 {
 	struct sq *q = st->impl;
-	struct sconn *c = NULL;
-	if (scope.q || reader_take(q, &c) != CF_OK || !c)
+	if (scope.q || read_begin(q, &scope.c) != CF_OK)
 		return false;
-	/* BEGIN is deferred: the snapshot is taken at the first read, as for a lone read */
-	if (conn_step(c, sql_begin, "begin") != CF_OK) {
-		reader_give(q, c);
-		return false;
-	}
 	scope.q = q;
-	scope.c = c;
 	return true;
 }
 
@@ -557,8 +565,7 @@ static void sq_scope_end(struct cf_store *st)
 	struct sq *q = st->impl;
 	if (scope.q != q)
 		return;
-	(void)conn_step(scope.c, sql_rollback, "rollback");
-	reader_give(q, scope.c);
+	read_end(q, scope.c);
 	scope.q = NULL;
 	scope.c = NULL;
 }

@@ -375,6 +375,22 @@ static cf_err seal(struct cf_vault *v, const char *tenant, const char *coll, con
 	return err;
 }
 
+/* TI1: a value that does not open here (copied from another tenant or record, altered,
+ * or under a destroyed key) is never returned garbled: reported, alerted, audited. */
+static cf_err integrity_failed(struct cf_vault *v, const struct cf_auth_call *c, const char *tenant,
+                               const char *coll, const char *id, int64_t version)
+{
+	cf_log(CF_LOG_ERROR, c ? c->request_id : NULL, "record_integrity",
+	       "ALERT: a record of collection %s (id %s, version %lld) failed its "
+	       "integrity check",
+	       coll, id, (long long)version);
+	cf_err_detail_clear();
+	CF_TRY(cf_auth_audit_record(v->auth, c, tenant, "record.integrity", id, CF_OUTCOME_FAILED,
+	                            CF_E_INTEGRITY));
+	return cf_err_fail(CF_E_INTEGRITY, "the record failed its integrity check: it is "
+	                                   "not returned, and the failure is audited");
+}
+
 /* Opens a version into *out, or, when out is NULL, gives its JSON text (*plain, the
  * caller wipes and frees it: it may hold personal values). CF_E_INTEGRITY is reported
  * (logged as an alert, audited) here. */
@@ -401,19 +417,8 @@ static cf_err open_data(struct cf_vault *v, const struct cf_auth_call *c, const 
 		cf_wipe(pt, env.len);
 		free(pt);
 	}
-	if (err == CF_E_INTEGRITY) {
-		/* TI1: a value that does not open here (copied from another tenant or record,
-		 * altered, or under a destroyed key) is never returned garbled. */
-		cf_log(CF_LOG_ERROR, c ? c->request_id : NULL, "record_integrity",
-		       "ALERT: a record of collection %s (id %s, version %lld) failed its "
-		       "integrity check",
-		       coll, id, (long long)version);
-		cf_err_detail_clear();
-		CF_TRY(cf_auth_audit_record(v->auth, c, tenant, "record.integrity", id,
-		                            CF_OUTCOME_FAILED, CF_E_INTEGRITY));
-		return cf_err_fail(CF_E_INTEGRITY, "the record failed its integrity check: it is "
-		                                   "not returned, and the failure is audited");
-	}
+	if (err == CF_E_INTEGRITY)
+		return integrity_failed(v, c, tenant, coll, id, version);
 	return err;
 }
 
@@ -810,7 +815,8 @@ cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c
 		json_t *data = NULL, *masked = json_array();
 		if (cf_json_parse_object(q.plain, q.plain_len, VAULT_RECORD_MAX + 1, &data) !=
 		    CF_OK)
-			err = cf_err_fail(CF_E_INTEGRITY, "the record's data is damaged");
+			err = integrity_failed(v, c, t->id, coll, id,
+			                       q.version ? q.version : q.current);
 		json_t *view = err == CF_OK && masked ? shown(s, data, NULL, false, masked) : NULL;
 		json_decref(data);
 		if (view)
@@ -1055,33 +1061,6 @@ cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **
 	return CF_OK;
 }
 
-cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_call *c,
-                               const struct cf_tenant_ref *t, const char *coll, const json_t *items,
-                               const struct cf_idempotency *idem, json_t **ids)
-{
-	struct cf_vault_create *w = NULL;
-	CF_TRY(cf_vault_create_begin(v, c, t, coll, items, idem, &w));
-	cf_err err = cf_store_write_wait(v->st, t->id, cf_vault_create_write, w);
-	return cf_vault_create_end(&w, err, ids, NULL);
-}
-
-cf_err cf_vault_record_create(struct cf_vault *v, const struct cf_auth_call *c,
-                              const struct cf_tenant_ref *t, const char *coll, const json_t *data,
-                              const struct cf_idempotency *idem, json_t **out)
-{
-	json_t *one = json_pack("[O]", data), *ids = NULL;
-	CF_ENSURE(one, CF_E_NOMEM);
-	struct cf_vault_create *w = NULL;
-	cf_err err = cf_vault_create_begin(v, c, t, coll, one, idem, &w);
-	if (err == CF_OK) {
-		err = cf_store_write_wait(v->st, t->id, cf_vault_create_write, w);
-		err = cf_vault_create_end(&w, err, &ids, out);
-	}
-	json_decref(one);
-	CF_TRY(err);
-	return cf_vault_created(v, c, t, coll, ids, out);
-}
-
 cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
                         const struct cf_tenant_ref *t, const char *coll, json_t *ids, json_t **out)
 {
@@ -1281,29 +1260,6 @@ cf_err cf_vault_change_end(struct cf_vault_change **pp, cf_err result, json_t **
 	if (err == CF_OK && !*out)
 		err = CF_E_NOMEM;
 	cf_vault_change_free(pp);
-	return err;
-}
-
-cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
-                              const struct cf_tenant_ref *t, const char *coll, const char *id,
-                              const json_t *data, bool patch, int64_t if_match, json_t **out)
-{
-	struct cf_vault_change *ch = NULL;
-	CF_TRY(cf_vault_update_begin(v, c, t, coll, id, data, patch, if_match, &ch));
-	cf_err err = cf_store_write_wait(v->st, t->id, cf_vault_change_write, ch);
-	return cf_vault_change_end(&ch, err, out);
-}
-
-cf_err cf_vault_record_delete(struct cf_vault *v, const struct cf_auth_call *c,
-                              const struct cf_tenant_ref *t, const char *coll, const char *id,
-                              int64_t if_match)
-{
-	struct cf_vault_change *ch = NULL;
-	CF_TRY(cf_vault_delete_begin(v, c, t, coll, id, if_match, &ch));
-	cf_err err = cf_store_write_wait(v->st, t->id, cf_vault_change_write, ch);
-	json_t *ok = NULL;
-	err = cf_vault_change_end(&ch, err, &ok);
-	json_decref(ok);
 	return err;
 }
 

@@ -83,33 +83,23 @@ struct cf_reveal {
 	const char *reason;
 	int64_t version; /* 0: the current one; else that version of the record's history */
 };
-/* Creates (POST), reads, replaces or patches (RFC 7396 merge), deletes (soft) records.
- * if_match: the version the caller read (-1: none): another gets CF_E_CONFLICT. */
 /* Idempotency-Key (DESIGN §8): the same key and request again (from the same caller)
  * answers as the first did and writes nothing; the key with another request is refused. */
 struct cf_idempotency {
 	const char *key; /* NULL: none */
 	uint8_t request_hash[CF_SHA256_LEN];
 };
-CF_MUST cf_err cf_vault_record_create(struct cf_vault *v, const struct cf_auth_call *c,
-                                      const struct cf_tenant_ref *t, const char *coll,
-                                      const json_t *data, const struct cf_idempotency *idem,
-                                      json_t **out);
 /* Batches: up to CF_VAULT_BATCH_MAX records created in one transaction, all or none (a
- * refusal names records[i] and the field); *ids gets their ids in order. Reads give
- * {"records": [...], "missing": [ids]}. */
+ * refusal names records[i] and the field). Reads give {"records": [...], "missing":
+ * [ids]}. */
 #define CF_VAULT_BATCH_MAX 1000
-CF_MUST cf_err cf_vault_records_create(struct cf_vault *v, const struct cf_auth_call *c,
-                                       const struct cf_tenant_ref *t, const char *coll,
-                                       const json_t *items, const struct cf_idempotency *idem,
-                                       json_t **ids);
-/* The same in three steps, so that no thread need wait for the write: begin checks,
- * seals and prepares the audit entries (coll, items, c and t are borrowed until end);
- * cf_vault_create_write is the store function that writes them, in one transaction,
- * all or none (run it through cf_store_write under t's id); end takes the write's
- * result, gives the ids (a replay's: the first request's) and, when record is not
- * NULL, the first record as a read shows it (NULL after a replay: see
- * cf_vault_created), and frees. */
+/* Creates (one record or a batch) in three steps, so that no thread need wait for the
+ * write: begin checks, seals and prepares the audit entries (coll, items, c and t are
+ * borrowed until end); cf_vault_create_write is the store function that writes them, in
+ * one transaction, all or none (run it through cf_store_write under t's id); end takes
+ * the write's result, gives the ids in order (a replay's: the first request's) and,
+ * when record is not NULL, the first record as a read shows it (NULL after a replay:
+ * see cf_vault_created), and frees. */
 struct cf_vault_create;
 CF_MUST cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
                                      const struct cf_tenant_ref *t, const char *coll,
@@ -128,6 +118,8 @@ CF_MUST cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c
 CF_MUST cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,
                                     const struct cf_tenant_ref *t, const char *coll,
                                     const json_t *ids, json_t **out);
+/* Reads a record, masked as its collection's current schema says (rv: what to reveal,
+ * with a reason, or an older version). */
 CF_MUST cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
                                    const struct cf_tenant_ref *t, const char *coll, const char *id,
                                    const struct cf_reveal *rv, json_t **out);
@@ -138,18 +130,12 @@ CF_MUST cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth
                                         const struct cf_tenant_ref *t, const char *coll,
                                         const char *id, const struct cf_reveal *rv, char **out,
                                         size_t *len);
-CF_MUST cf_err cf_vault_record_update(struct cf_vault *v, const struct cf_auth_call *c,
-                                      const struct cf_tenant_ref *t, const char *coll,
-                                      const char *id, const json_t *data, bool patch,
-                                      int64_t if_match, json_t **out);
-CF_MUST cf_err cf_vault_record_delete(struct cf_vault *v, const struct cf_auth_call *c,
-                                      const struct cf_tenant_ref *t, const char *coll,
-                                      const char *id, int64_t if_match);
-/* Both in three steps, as creates (cf_vault_create_begin): begin reads, merges, checks,
- * seals and prepares the audit entry (c and t are borrowed until end);
- * cf_vault_change_write writes it (through cf_store_write under t's id); end takes the
- * write's result and gives the record as a read shows it (a deletion: {"ok": true}),
- * and frees. */
+/* Replaces or patches (RFC 7396 merge at the top level) a record, or deletes it (soft),
+ * in three steps as creates: begin reads, merges, checks, seals and prepares the audit
+ * entry (c and t are borrowed until then; if_match: the version the caller read, -1:
+ * none, another gets CF_E_CONFLICT); cf_vault_change_write writes it (through
+ * cf_store_write under t's id); end takes the write's result and gives the record as a
+ * read shows it (a deletion: {"ok": true}), and frees. */
 struct cf_vault_change;
 CF_MUST cf_err cf_vault_update_begin(struct cf_vault *v, const struct cf_auth_call *c,
                                      const struct cf_tenant_ref *t, const char *coll,
