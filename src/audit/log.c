@@ -65,9 +65,7 @@ cf_err cf_audit_prepare(struct cf_keyring *kr, const struct cf_audit_event *ev,
 	}
 	p->actor_kind = (uint8_t)ev->actor_kind;
 	p->outcome = (uint8_t)ev->outcome;
-	struct cf_clock_state clk;
-	cf_clock_state(&clk);
-	p->flags = clk.synchronized ? CF_AUDIT_FLAG_CLOCK : 0;
+	p->flags = cf_clock_synchronized() ? CF_AUDIT_FLAG_CLOCK : 0;
 	return cf_crypto_random(p->salt, sizeof p->salt);
 }
 

@@ -329,6 +329,9 @@ struct cf_clock_state {
 	long est_error_us;
 };
 void cf_clock_state(struct cf_clock_state *st);
+/* cf_clock_state's synchronized, as the kernel said it within the last second: what every
+ * audit entry's clock flag reads (one system call a second, not one an entry). */
+bool cf_clock_synchronized(void);
 
 /* Work pool: hands work to other threads so I/O threads never block (DESIGN §2). ----- */
 struct cf_pool;

@@ -1,4 +1,5 @@
 /* coffre — clocks, and whether the kernel says the wall clock is synchronised (AL6). */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/timex.h>
 #include <time.h>
@@ -45,4 +46,20 @@ void cf_clock_state(struct cf_clock_state *st)
 	st->synchronized = state >= 0 && state != TIME_ERROR && !(tx.status & STA_UNSYNC);
 	st->max_error_us = tx.maxerror;
 	st->est_error_us = tx.esterror;
+}
+
+bool cf_clock_synchronized(void)
+{
+	/* the time of the last asking (0: never) and its answer; a race only asks twice */
+	static _Atomic uint64_t asked_ns;
+	static atomic_bool answer;
+	uint64_t now = cf_now_mono_ns(),
+	         then = atomic_load_explicit(&asked_ns, memory_order_acquire);
+	if (then && now - then < 1000000000u)
+		return atomic_load_explicit(&answer, memory_order_relaxed);
+	struct cf_clock_state st;
+	cf_clock_state(&st);
+	atomic_store_explicit(&answer, st.synchronized, memory_order_relaxed);
+	atomic_store_explicit(&asked_ns, now ? now : 1, memory_order_release);
+	return st.synchronized;
 }

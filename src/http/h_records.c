@@ -181,16 +181,19 @@ static cf_err create_write(struct cf_tx *tx, void *ctx)
 static cf_err create_finish(struct cf_req *req, void *ctx, cf_err result)
 {
 	struct create_call *cc = ctx;
-	json_t *ids = NULL, *out = NULL;
-	cf_err e = cf_vault_create_end(&cc->w, result, &ids, cc->batch ? NULL : &out);
-	if (e == CF_OK && cc->batch)
-		out = json_pack("{s:o}", "ids", ids);
-	else if (e == CF_OK)
+	json_t *ids = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	bool batch = cc->batch;
+	cf_err e = cf_vault_create_end(&cc->w, result, &ids, batch ? NULL : &text, &len);
+	if (e == CF_OK && !batch)
 		e = cf_vault_created(cf_req_vault(req), &cc->call, cf_h_own_tenant(req), cc->coll,
-		                     ids, &out);
+		                     ids, &text, &len);
 	create_call_free(cc);
 	CF_TRY(e);
-	return cf_req_reply_json(req, 201, out);
+	if (batch)
+		return cf_req_reply_json(req, 201, json_pack("{s:o}", "ids", ids));
+	return cf_req_reply_take(req, 201, text, len);
 }
 
 /* ER2, AL1: checked and sealed here, written with their audit entries by the store's

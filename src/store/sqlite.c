@@ -742,11 +742,21 @@ const struct cf_store_ops cf_sqlite_ops = {
         .close = sq_close,
 };
 
+/* Before SQLite's first use in the process: no memory statistics. Kept, they take one
+ * process-wide mutex at every allocation, which every reader and the writer then share;
+ * coffre never reads them. */
+static void sqlite_configure(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct cf_store *st)
 {
 	cf_err err = CF_OK;
 	if (sqlite3_threadsafe() == 0)
 		return cf_err_fail(CF_E_INTERNAL, "this SQLite is built without thread support");
+	static pthread_once_t configured = PTHREAD_ONCE_INIT;
+	(void)pthread_once(&configured, sqlite_configure);
 	struct sq *q = calloc(1, sizeof *q);
 	if (!q)
 		return CF_E_NOMEM;

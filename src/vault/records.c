@@ -343,8 +343,11 @@ struct sealed {
 	int64_t kek_version;
 };
 
+/* keep: not NULL, the JSON text sealed is given there (*keep, *keep_len bytes, malloc'd:
+ * the caller wipes it) instead of being wiped here. */
 static cf_err seal(struct cf_vault *v, const char *tenant, const char *coll, const char *id,
-                   int64_t version, const json_t *data, struct sealed *out)
+                   int64_t version, const json_t *data, struct sealed *out, uint8_t **keep,
+                   size_t *keep_len)
 {
 	char *pt = NULL;
 	size_t n = 0;
@@ -366,8 +369,15 @@ static cf_err seal(struct cf_vault *v, const char *tenant, const char *coll, con
 		err = cf_env_parse((struct cf_span){out->env, out->len}, &view);
 	if (err == CF_OK)
 		out->kek_version = view.kid.kek_version;
-	cf_wipe(pt, n);
-	free(pt);
+	if (err == CF_OK && keep) {
+		*keep = (uint8_t *)pt;
+		*keep_len = n;
+		pt = NULL;
+	}
+	if (pt) {
+		cf_wipe(pt, n);
+		free(pt);
+	}
 	if (err) {
 		free(out->env);
 		out->env = NULL;
@@ -763,14 +773,45 @@ cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
 /* Whether a version is shown exactly as stored: written under the current schema (so
  * every field is one it knows) which has nothing to mask (no personal or sensitive
  * field). */
-static bool shown_as_stored(const struct vault_schema *s, const struct rec_q *q)
+static bool masks_nothing(const struct vault_schema *s)
 {
-	if (q->schema_version != q->coll_version)
-		return false;
 	for (size_t i = 0; i < s->n; i++)
 		if (s->f[i].cls >= CF_CLASS_PERSONAL)
 			return false;
 	return true;
+}
+
+static bool shown_as_stored(const struct vault_schema *s, const struct rec_q *q)
+{
+	return q->schema_version == q->coll_version && masks_nothing(s);
+}
+
+/* A record's reply with its stored text (q->plain) as its data, put in its frame as is:
+ * no parse, no new encoding. The id and the collection's name are checked first:
+ * nothing in them needs escaping. */
+static cf_err frame_as_stored(const struct rec_q *q, char **out, size_t *len)
+{
+	CF_TRY(id_check(q->id));
+	CF_TRY(vault_name_check("collection", q->coll));
+	static const char fmt[] = "{\"id\":\"%s\",\"collection\":\"%s\",\"version\":%lld,"
+	                          "\"schema_version\":%lld,\"created_at\":%lld,"
+	                          "\"updated_at\":%lld,\"data\":";
+	static const char tail[] = ",\"masked\":[]}";
+	char head[256];
+	int hn = snprintf(head, sizeof head, fmt, q->id, q->coll,
+	                  (long long)(q->version ? q->version : q->current),
+	                  (long long)q->schema_version, (long long)q->created,
+	                  (long long)q->updated);
+	CF_ENSURE(hn > 0 && (size_t)hn < sizeof head, CF_E_INTERNAL);
+	size_t n = (size_t)hn + q->plain_len + sizeof tail;
+	char *text = malloc(n);
+	CF_ENSURE(text, CF_E_NOMEM);
+	memcpy(text, head, (size_t)hn);
+	memcpy(text + hn, q->plain, q->plain_len);
+	memcpy(text + (size_t)hn + q->plain_len, tail, sizeof tail);
+	*out = text;
+	*len = n - 1;
+	return CF_OK;
 }
 
 cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c,
@@ -788,29 +829,8 @@ cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c
 	CF_ENSURE(s, CF_E_NOMEM);
 	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id, .version = rv ? rv->version : 0};
 	cf_err err = load_with_schema(v, c, &q, NULL, s);
-	if (err == CF_OK && shown_as_stored(s, &q) &&
-	    vault_name_check("collection", coll) == CF_OK) {
-		/* Nothing to mask: the stored text is the data, put in its frame as is, with no
-		 * parse and no new encoding. id and coll are checked: nothing to escape. */
-		static const char fmt[] = "{\"id\":\"%s\",\"collection\":\"%s\",\"version\":%lld,"
-		                          "\"schema_version\":%lld,\"created_at\":%lld,"
-		                          "\"updated_at\":%lld,\"data\":";
-		static const char tail[] = ",\"masked\":[]}";
-		char head[256];
-		int hn = snprintf(head, sizeof head, fmt, id, coll,
-		                  (long long)(q.version ? q.version : q.current),
-		                  (long long)q.schema_version, (long long)q.created,
-		                  (long long)q.updated);
-		size_t n = (size_t)hn + q.plain_len + sizeof tail;
-		char *text = hn > 0 && (size_t)hn < sizeof head ? malloc(n) : NULL;
-		if (text) {
-			memcpy(text, head, (size_t)hn);
-			memcpy(text + hn, q.plain, q.plain_len);
-			memcpy(text + (size_t)hn + q.plain_len, tail, sizeof tail);
-			*out = text;
-			*len = n - 1;
-		}
-		err = text ? CF_OK : CF_E_NOMEM;
+	if (err == CF_OK && shown_as_stored(s, &q)) {
+		err = frame_as_stored(&q, out, len);
 	} else if (err == CF_OK) {
 		json_t *data = NULL, *masked = json_array();
 		if (cf_json_parse_object(q.plain, q.plain_len, VAULT_RECORD_MAX + 1, &data) !=
@@ -910,8 +930,10 @@ struct cf_vault_create {
 
 static void create_free(struct cf_vault_create *w)
 {
-	for (size_t i = 0; w->b.items && i < w->b.n; i++)
+	for (size_t i = 0; w->b.items && i < w->b.n; i++) {
 		free(w->b.items[i].s.env);
+		plain_free(&w->b.items[i]);
+	}
 	free(w->b.items);
 	free(w->idv);
 	free(w->text);
@@ -976,8 +998,13 @@ cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
 		                               .new_schema_version = w->sv,
 		                               .actor = w->b.principal,
 		                               .now = w->now};
+		/* a lone record whose schema masks nothing is replied as sealed: its text
+		 * is kept for the reply (cf_vault_create_end) */
+		struct rec_q *q = &w->b.items[i];
+		bool keep = n == 1 && masks_nothing(&w->s);
 		if (err == CF_OK)
-			err = seal(v, t->id, coll, id, 1, data, &w->b.items[i].s);
+			err = seal(v, t->id, coll, id, 1, data, &q->s, keep ? &q->plain : NULL,
+			           &q->plain_len);
 		if (err == CF_OK)
 			err = cf_auth_audit_prepare(v->auth, c, t->id, "record.create", id,
 			                            CF_OUTCOME_OK, CF_OK, &w->b.items[i].audit);
@@ -1008,8 +1035,8 @@ cf_err cf_vault_create_write(struct cf_tx *tx, void *create)
 	return batch_fn(tx, &w->b);
 }
 
-cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **ids,
-                           json_t **record)
+cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **ids, char **record,
+                           size_t *record_len)
 {
 	struct cf_vault_create *w = *pp;
 	*pp = NULL;
@@ -1036,23 +1063,29 @@ cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **
 		                        .current = 1,
 		                        .schema_version = w->sv,
 		                        .created = w->now,
-		                        .updated = w->now};
-		json_t *masked = json_array();
-		json_t *view =
-		        masked ? shown(&w->s, (json_t *)(uintptr_t)q->data, NULL, false, masked)
-		               : NULL;
-		if (view)
-			*record = rec_json(&shown_q, view, masked); /* takes both, even failing */
-		else
-			json_decref(masked);
-		if (!*record)
-			err = CF_E_NOMEM;
+		                        .updated = w->now,
+		                        .plain = q->plain,
+		                        .plain_len = q->plain_len};
+		if (q->plain) {
+			err = frame_as_stored(&shown_q, record, record_len);
+		} else {
+			json_t *masked = json_array(), *j = NULL;
+			json_t *view = masked ? shown(&w->s, (json_t *)(uintptr_t)q->data, NULL,
+			                              false, masked)
+			                      : NULL;
+			if (view)
+				j = rec_json(&shown_q, view, masked); /* takes both, even failing */
+			else
+				json_decref(masked);
+			err = j ? cf_json_dump(j, record, record_len) : CF_E_NOMEM;
+			json_decref(j);
+		}
 	}
 	create_free(w);
 	if (err) {
 		json_decref(list);
-		if (record) {
-			json_decref(*record);
+		if (record && *record) {
+			free(*record);
 			*record = NULL;
 		}
 		return err;
@@ -1062,7 +1095,8 @@ cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **
 }
 
 cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
-                        const struct cf_tenant_ref *t, const char *coll, json_t *ids, json_t **out)
+                        const struct cf_tenant_ref *t, const char *coll, json_t *ids, char **out,
+                        size_t *len)
 {
 	/* a replay: the record as it is now */
 	char id[VAULT_ID_MAX + 1];
@@ -1071,7 +1105,7 @@ cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
 	if (*out)
 		return CF_OK;
 	struct cf_reveal none = {0};
-	return cf_vault_record_get(v, c, t, coll, id, &none, out);
+	return cf_vault_record_get_text(v, c, t, coll, id, &none, out, len);
 }
 
 cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,
@@ -1194,7 +1228,8 @@ cf_err cf_vault_update_begin(struct cf_vault *v, const struct cf_auth_call *c,
 	ch->w.new_schema_version = q.coll_version;
 	ch->w.actor = actor_of(c);
 	if (err == CF_OK)
-		err = seal(v, t->id, ch->coll, ch->id, q.current + 1, ch->next, &ch->w.s);
+		err = seal(v, t->id, ch->coll, ch->id, q.current + 1, ch->next, &ch->w.s, NULL,
+		           NULL);
 	if (err == CF_OK)
 		err = cf_auth_audit_prepare(v->auth, c, t->id,
 		                            patch ? "record.patch" : "record.update", ch->id,

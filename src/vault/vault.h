@@ -98,8 +98,9 @@ struct cf_idempotency {
  * borrowed until end); cf_vault_create_write is the store function that writes them, in
  * one transaction, all or none (run it through cf_store_write under t's id); end takes
  * the write's result, gives the ids in order (a replay's: the first request's) and,
- * when record is not NULL, the first record as a read shows it (NULL after a replay:
- * see cf_vault_created), and frees. */
+ * when record is not NULL, the first record as a read shows it, as the JSON text of the
+ * reply (malloc'd, *record_len bytes; NULL after a replay: see cf_vault_created), and
+ * frees. A lone record whose schema masks nothing is framed as it was sealed. */
 struct cf_vault_create;
 CF_MUST cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
                                      const struct cf_tenant_ref *t, const char *coll,
@@ -107,14 +108,14 @@ CF_MUST cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_ca
                                      struct cf_vault_create **out);
 CF_MUST cf_err cf_vault_create_write(struct cf_tx *tx, void *create);
 CF_MUST cf_err cf_vault_create_end(struct cf_vault_create **pp, cf_err result, json_t **ids,
-                                   json_t **record);
+                                   char **record, size_t *record_len);
 /* Drops a create that is not to be written. Accepts NULL. */
 void cf_vault_create_free(struct cf_vault_create **pp);
 /* After end with a record: takes ids; *out is the record, or when end left it NULL (a
  * replay) the record read as it is now. */
 CF_MUST cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
                                 const struct cf_tenant_ref *t, const char *coll, json_t *ids,
-                                json_t **out);
+                                char **out, size_t *len);
 CF_MUST cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,
                                     const struct cf_tenant_ref *t, const char *coll,
                                     const json_t *ids, json_t **out);

@@ -237,8 +237,10 @@ st2, js2 = call("GET", C + "/notes/records/" + nid, headers=T)
 call("PUT", C + "/notes", {"fields": {"text": {"type": "string"}, "n": {"type": "integer"}, "who": {"type": "email", "classification": "personal"}}}, **S)
 st3, js3 = call("GET", C + "/notes/records/" + nid, headers=T)
 report(st == 201 and st2 == 200 and js2["data"] == note and js2["masked"] == [] and js2["version"] == 1 and not check("Record", js2)
+       and js == js2 and not check("Record", js)
        and st3 == 200 and js3["data"] == note and js3["schema_version"] == 1,
-       "a record with nothing to mask reads back exactly, before and after its schema changes", (st, js, st2, js2, st3, js3))
+       "a record with nothing to mask: its create answers it as sealed, and it reads back exactly, before and after its schema changes",
+       (st, js, st2, js2, st3, js3))
 # changes with a token: the new version is answered as a read would show it
 st, js = call("PATCH", R + "/" + tids[1], {"data": {"plan": "team"}}, headers=dict(T, **{"If-Match": "1"}))
 st2, js2 = call("GET", R + "/" + tids[1], headers=T)
