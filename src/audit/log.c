@@ -78,6 +78,56 @@ static cf_err two_ints_row(const struct cf_row *row, void *ctx)
 	return CF_OK;
 }
 
+/* The numbers the SQLite writer gave last (its thread's own): the next tree index, and
+ * each recent tenant's next number, good while the store's epoch stays the same (no
+ * rollback, no other process writing since). Otherwise they are read again. */
+#define NEXT_SLOTS 64
+static _Thread_local struct {
+	uint64_t epoch; /* unique in the process: it names the store too */
+	int64_t leaf;
+	struct {
+		char tenant[CF_TENANT_ID_MAX + 1];
+		int64_t seq;
+	} slot[NEXT_SLOTS];
+} next_memo;
+
+static size_t next_slot(const char *tenant)
+{
+	uint32_t h = 2166136261u; /* FNV-1a: spreads the slots, no security role */
+	for (const char *c = tenant; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	return h % NEXT_SLOTS;
+}
+
+/* The next tree index and tenant number from what this writer gave last, when it may. */
+static bool next_remembered(struct cf_tx *tx, const char *tenant, int64_t next[2])
+{
+	uint64_t epoch = cf_tx_epoch(tx);
+	if (!epoch || next_memo.epoch != epoch)
+		return false;
+	size_t i = next_slot(tenant);
+	if (strcmp(next_memo.slot[i].tenant, tenant) != 0 || next_memo.slot[i].seq <= 0)
+		return false;
+	next[0] = next_memo.leaf;
+	next[1] = next_memo.slot[i].seq;
+	return true;
+}
+
+static void next_remember(struct cf_tx *tx, const char *tenant, const int64_t used[2])
+{
+	uint64_t epoch = cf_tx_epoch(tx);
+	if (!epoch || strlen(tenant) >= sizeof next_memo.slot[0].tenant)
+		return;
+	if (next_memo.epoch != epoch) {
+		memset(&next_memo, 0, sizeof next_memo);
+		next_memo.epoch = epoch;
+	}
+	next_memo.leaf = used[0] + 1;
+	size_t i = next_slot(tenant);
+	(void)snprintf(next_memo.slot[i].tenant, sizeof next_memo.slot[i].tenant, "%s", tenant);
+	next_memo.slot[i].seq = used[1] + 1;
+}
+
 cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 {
 	struct cf_audit_entry e = {
@@ -121,14 +171,15 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 	 * largest kept, never below what pruning or the tree already passed. */
 	struct cf_val t[] = {CF_V_TEXT(p->tenant)};
 	int64_t next[2] = {0, 0};
-	CF_TRY(cf_tx_query(
-	        tx,
-	        "SELECT max(coalesce((SELECT max(leaf_index) FROM audit_entries), -1) + 1,"
-	        " coalesce((SELECT size FROM audit_tree WHERE id = 1), 0),"
-	        " coalesce((SELECT below FROM audit_pruned WHERE id = 1), 0)),"
-	        " max(coalesce((SELECT max(seq) FROM audit_entries WHERE tenant_id = $1),"
-	        " 0) + 1, coalesce((SELECT next FROM audit_seq WHERE tenant_id = $1), 1))",
-	        t, 1, two_ints_row, next));
+	if (!next_remembered(tx, p->tenant, next))
+		CF_TRY(cf_tx_query(
+		        tx,
+		        "SELECT max(coalesce((SELECT max(leaf_index) FROM audit_entries), -1) + 1,"
+		        " coalesce((SELECT size FROM audit_tree WHERE id = 1), 0),"
+		        " coalesce((SELECT below FROM audit_pruned WHERE id = 1), 0)),"
+		        " max(coalesce((SELECT max(seq) FROM audit_entries WHERE tenant_id = $1),"
+		        " 0) + 1, coalesce((SELECT next FROM audit_seq WHERE tenant_id = $1), 1))",
+		        t, 1, two_ints_row, next));
 	e.seq = (uint64_t)next[1];
 	CF_TRY(cf_audit_encode(&e, body, sizeof body, &n));
 	uint8_t leaf[CF_HASH_LEN];
@@ -138,11 +189,16 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 	                     CF_V_TEXT(p->actor),  CF_V_TEXT(p->resource),
 	                     CF_V_BLOB(body, n),   CF_V_INT(next[1]),
 	                     CF_V_INT(next[0]),    CF_V_BLOB(leaf, sizeof leaf)};
-	return cf_tx_exec(tx,
-	                  "INSERT INTO audit_entries (tenant_id, time_us, action, outcome,"
-	                  " actor, resource, body, seq, leaf_index, leaf_hash)"
-	                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-	                  v, 10, NULL);
+	cf_err err = cf_tx_exec(tx,
+	                        "INSERT INTO audit_entries (tenant_id, time_us, action, outcome,"
+	                        " actor, resource, body, seq, leaf_index, leaf_hash)"
+	                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+	                        v, 10, NULL);
+	if (err == CF_OK)
+		next_remember(tx, p->tenant, next);
+	else
+		next_memo.epoch = 0; /* read them again */
+	return err;
 }
 
 static cf_err record_fn(struct cf_tx *tx, void *ctx)
@@ -518,6 +574,7 @@ static cf_err step_fn(struct cf_tx *tx, void *ctx)
 		        "UPDATE audit_entries SET leaf_index = $1, leaf_hash = $2, seq = $3,"
 		        " body = $4 WHERE id = $5 AND leaf_index IS NULL",
 		        u, 5, NULL));
+		next_memo.epoch = 0; /* numbers given here: the append reads them again */
 		CF_TRY(cf_merkle_append(&s->f, sc->p->leaves[i], tx_put_node, tx));
 		if (sc->p->ids[i] > last_id)
 			last_id = sc->p->ids[i];

@@ -22,6 +22,7 @@ struct cf_store_ops {
 	bool (*scope_begin)(struct cf_store *st); /* NULL: no read scopes */
 	void (*scope_end)(struct cf_store *st);
 	void (*close)(struct cf_store *st);
+	uint64_t (*epoch)(const struct cf_tx *tx); /* NULL: always 0 */
 };
 
 struct cf_store {

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,10 @@ struct sq {
 	pthread_cond_t ckpt_cond, ckpt_progress;
 	int wal_frames; /* the WAL's length after the last commit (under lock) */
 	int ckpt_done;  /* how much of it the checkpointer has copied (under lock) */
+	/* cf_tx_epoch (the writer's thread only): moved on by every rollback, and when
+	 * PRAGMA data_version says another connection wrote */
+	uint64_t epoch;
+	int64_t data_version;
 };
 
 /* The checkpointer starts at CKPT_FRAMES (SQLite's own threshold); at twice that the
@@ -373,10 +378,38 @@ static void *ckpt_main(void *arg)
 	return NULL;
 }
 
+/* A new epoch, unique in the process. */
+static uint64_t new_epoch(void)
+{
+	static _Atomic uint64_t last;
+	return atomic_fetch_add(&last, 1) + 1;
+}
+
+static cf_err int_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_int(row, 0);
+	return CF_OK;
+}
+
+/* With the write lock held: whether another connection (another process: coffre's own
+ * commands, a backup tool) wrote since this writer last looked. */
+static cf_err check_others(struct sq *q)
+{
+	struct cf_tx tx = {.st = q->st, .conn = q->writer};
+	int64_t v = -1;
+	CF_TRY(sq_query(&tx, "PRAGMA data_version", NULL, 0, int_row, &v));
+	if (v != q->data_version)
+		q->epoch = new_epoch();
+	q->data_version = v;
+	return CF_OK;
+}
+
 static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 {
 	struct sconn *c = q->writer;
 	cf_err gerr = conn_step(c, sql_begin_write, "begin");
+	if (gerr == CF_OK)
+		gerr = check_others(q);
 	char begin_detail[CF_ERR_DETAIL_MAX];
 	(void)snprintf(begin_detail, sizeof begin_detail, "%s", gerr ? cf_err_detail() : "");
 	for (unsigned i = 0; i < n; i++) {
@@ -401,6 +434,8 @@ static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 			}
 		}
 		j->result = e;
+		if (e)
+			q->epoch = new_epoch(); /* what it wrote is undone */
 		if (e && !j->detail[0])
 			(void)snprintf(j->detail, sizeof j->detail, "%s", cf_err_detail());
 		if (e && sqlite3_get_autocommit(c->db)) {
@@ -423,6 +458,8 @@ static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 	} else if (!sqlite3_get_autocommit(c->db)) {
 		(void)conn_step(c, sql_rollback, "rollback");
 	}
+	if (gerr)
+		q->epoch = new_epoch(); /* the group is undone */
 	for (unsigned i = 0; i < n; i++) {
 		struct wjob *j = &jobs[i];
 		cf_err r = j->result ? j->result : gerr;
@@ -730,6 +767,12 @@ static void sq_close(struct cf_store *st)
 	free(q);
 }
 
+static uint64_t sq_epoch(const struct cf_tx *tx)
+{
+	const struct sq *q = tx->st->impl;
+	return tx->conn == q->writer ? q->epoch : 0;
+}
+
 const struct cf_store_ops cf_sqlite_ops = {
         .write = sq_write,
         .read = sq_read,
@@ -740,6 +783,7 @@ const struct cf_store_ops cf_sqlite_ops = {
         .scope_begin = sq_scope_begin,
         .scope_end = sq_scope_end,
         .close = sq_close,
+        .epoch = sq_epoch,
 };
 
 /* Before SQLite's first use in the process: no memory statistics. Kept, they take one
@@ -779,6 +823,8 @@ cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct
 	}
 	q->ring = calloc(QUEUE_MAX, sizeof *q->ring);
 	CF_ENSURE_OUT(q->ring, CF_E_NOMEM, out_close);
+	q->epoch = new_epoch();
+	q->data_version = -1;
 	/* The database holds ciphertext and keys' wrappings: owner-only from the start
 	 * (SQLite gives its -wal and -shm files the same mode). */
 	/* Without migrate (coffre store check) nothing may be created. */

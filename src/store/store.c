@@ -174,6 +174,11 @@ enum cf_store_engine cf_tx_engine(const struct cf_tx *tx)
 	return tx->st->engine;
 }
 
+uint64_t cf_tx_epoch(const struct cf_tx *tx)
+{
+	return tx->st->ops->epoch ? tx->st->ops->epoch(tx) : 0;
+}
+
 unsigned cf_row_count(const struct cf_row *row)
 {
 	return row->ncols;

@@ -117,6 +117,12 @@ CF_MUST cf_err cf_tx_query(struct cf_tx *tx, const char *sql, const struct cf_va
 const char *cf_tx_tenant(const struct cf_tx *tx);
 /* The engine the transaction runs on. */
 enum cf_store_engine cf_tx_engine(const struct cf_tx *tx);
+/* What a writer may remember from one of its transactions to the next: the same number
+ * while everything committed since is this writer's own and stands; another number once
+ * a write was rolled back (a request's or a group's) or another process wrote to the
+ * database. Unique in the process (no two stores share one). 0: nothing may be
+ * remembered (PostgreSQL, or not the writer). Read by the writer's thread only. */
+uint64_t cf_tx_epoch(const struct cf_tx *tx);
 
 /* Row access: columns from 0. Text and blobs are borrowed until fn returns. */
 unsigned cf_row_count(const struct cf_row *row);

@@ -540,6 +540,25 @@ static struct cf_store *sqlite_log(const char *name, struct cf_keyring **kr)
 	return st;
 }
 
+/* Brings every entry into the tree, signs a checkpoint, checks the log verifies with
+ * entries entries, and closes both. */
+static void sequence_verify_close(struct cf_store *st, struct cf_keyring *kr, uint64_t entries)
+{
+	struct cf_audit_seq *seq = NULL;
+	OK(cf_audit_seq_open(st, &seq));
+	sequence_all(seq);
+	bool made = false;
+	OK(cf_audit_checkpoint(seq, kr, &made));
+	assert_true(made);
+	struct cf_audit_report rep = verify(st, NULL);
+	if (!rep.ok)
+		fail_msg("%s", rep.problem);
+	assert_int_equal(rep.entries, entries);
+	cf_audit_seq_close(&seq);
+	cf_store_close(&st);
+	cf_keyring_close(&kr);
+}
+
 /* SQLite numbers entries as they are appended; entries an earlier coffre left
  * unnumbered (sequence 0, no tree index) are numbered by the drain at start-up, before
  * anything new, and the log that results verifies. */
@@ -602,19 +621,53 @@ static void test_sqlite_legacy_drain(void **state)
 	append_some(st, kr, 3, "after"); /* the next numbers follow */
 	OK(cf_store_read(st, NULL, last_numbers_fn, last));
 	assert_int_equal(last[0], 9);
-	struct cf_audit_seq *seq = NULL;
-	OK(cf_audit_seq_open(st, &seq));
-	sequence_all(seq);
-	bool made = false;
-	OK(cf_audit_checkpoint(seq, kr, &made));
-	assert_true(made);
-	struct cf_audit_report rep = verify(st, NULL);
-	if (!rep.ok)
-		fail_msg("%s", rep.problem);
-	assert_int_equal(rep.entries, 10);
-	cf_audit_seq_close(&seq);
-	cf_store_close(&st);
-	cf_keyring_close(&kr);
+	sequence_verify_close(st, kr, 10);
+}
+
+/* The SQLite writer remembers the numbers it gave (no query an entry): a request rolled
+ * back gives its numbers back, and entries another process appended between two of ours
+ * are seen (PRAGMA data_version), not collided with. */
+static cf_err append_then_fail_fn(struct cf_tx *tx, void *ctx)
+{
+	CF_TRY(cf_audit_append(tx, ctx));
+	return cf_err_fail(CF_E_CONFLICT, "the request fails after its entry");
+}
+
+static void test_sqlite_numbers_remembered(void **state)
+{
+	(void)state;
+	struct cf_keyring *kr = NULL;
+	struct cf_store *st = sqlite_log("memo", &kr);
+	append_some(st, kr, 6, "first"); /* indexes 0-5; acme's 2nd is its number 2 */
+	int64_t last[2] = {0, 0};
+	struct cf_audit_event ev = {.tenant = "acme",
+	                            .actor_kind = CF_ACTOR_USER,
+	                            .actor = "alice@example.com",
+	                            .action = "record.read",
+	                            .resource = "undone",
+	                            .outcome = CF_OUTCOME_OK,
+	                            .request_id = "0123456789abcdef0123456789abcdef",
+	                            .privilege = "reader"};
+	struct cf_audit_prepared p;
+	OK(cf_audit_prepare(kr, &ev, &p));
+	assert_int_equal(cf_store_write_wait(st, "acme", append_then_fail_fn, &p), CF_E_CONFLICT);
+	OK(cf_audit_record(st, kr, &ev)); /* takes the numbers the failed one gave back */
+	OK(cf_store_read(st, NULL, last_numbers_fn, last));
+	assert_int_equal(last[0], 6);
+	assert_int_equal(last[1], 3);
+	/* another connection to the file (as another process would be) appends two */
+	char url[128];
+	(void)snprintf(url, sizeof url, "sqlite:%s/memo.db", dir);
+	struct cf_store *other = NULL;
+	OK(cf_store_open_coffre(url, NULL, true, &other));
+	OK(cf_audit_record(other, kr, &ev));
+	OK(cf_audit_record(other, kr, &ev));
+	cf_store_close(&other);
+	OK(cf_audit_record(st, kr, &ev)); /* would collide if the remembered numbers held */
+	OK(cf_store_read(st, NULL, last_numbers_fn, last));
+	assert_int_equal(last[0], 9);
+	assert_int_equal(last[1], 6);
+	sequence_verify_close(st, kr, 10);
 }
 
 /* Retention (AL1): pruning keeps checkpoints and subtrees; the rest still verifies,
@@ -721,10 +774,15 @@ static void test_log_postgres(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_reference_roots), cmocka_unit_test(test_generated_proofs),
-	        cmocka_unit_test(test_vectors),         cmocka_unit_test(test_entry_encoding),
-	        cmocka_unit_test(test_log_sqlite),      cmocka_unit_test(test_retention),
-	        cmocka_unit_test(test_log_postgres),    cmocka_unit_test(test_sqlite_legacy_drain),
+	        cmocka_unit_test(test_reference_roots),
+	        cmocka_unit_test(test_generated_proofs),
+	        cmocka_unit_test(test_vectors),
+	        cmocka_unit_test(test_entry_encoding),
+	        cmocka_unit_test(test_log_sqlite),
+	        cmocka_unit_test(test_retention),
+	        cmocka_unit_test(test_log_postgres),
+	        cmocka_unit_test(test_sqlite_legacy_drain),
+	        cmocka_unit_test(test_sqlite_numbers_remembered),
 	};
 	return cmocka_run_group_tests_name("audit", tests, setup, teardown);
 }
