@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,16 @@ static const char *const security_headers[][2] = {
         {"X-Frame-Options", "DENY"},
         {"Cross-Origin-Resource-Policy", "same-origin"},
 };
+
+/* A reply's body, sent or dropped: wiped before it is freed, since it may hold a
+ * revealed personal value or a new secret (an API client's, a token). */
+static void reply_free(void *body)
+{
+	if (!body)
+		return;
+	cf_wipe(body, malloc_usable_size(body));
+	free(body);
+}
 
 const char *cf_req_id(const struct cf_req *req)
 {
@@ -258,7 +269,7 @@ cf_err cf_req_reply_text(struct cf_req *req, unsigned status, const char *conten
 	char *copy = malloc(len ? len : 1);
 	CF_ENSURE(copy, CF_E_NOMEM);
 	memcpy(copy, body, len);
-	free(req->reply);
+	reply_free(req->reply);
 	req->reply = copy;
 	req->reply_len = len;
 	req->status = status;
@@ -269,7 +280,7 @@ cf_err cf_req_reply_text(struct cf_req *req, unsigned status, const char *conten
 cf_err cf_req_reply_take(struct cf_req *req, unsigned status, char *json, size_t len)
 {
 	CF_ENSURE(json, CF_E_NOMEM);
-	free(req->reply);
+	reply_free(req->reply);
 	req->reply = json;
 	req->reply_len = len;
 	req->status = status;
@@ -284,7 +295,7 @@ cf_err cf_req_reply_json(struct cf_req *req, unsigned status, json_t *body)
 	json_decref(body);
 	if (err)
 		return err;
-	free(req->reply);
+	reply_free(req->reply);
 	req->reply = s;
 	req->reply_len = n;
 	req->status = status;
@@ -317,7 +328,7 @@ static void reply_error(struct cf_req *req, cf_err e)
 		/* Out of memory: a fixed reply still tells the client something true. */
 		static const char fixed[] = "{\"error\":{\"code\":\"out_of_memory\",\"message\":"
 		                            "\"the server is short of memory; retry later\"}}";
-		free(req->reply);
+		reply_free(req->reply);
 		req->reply = strdup(fixed);
 		req->reply_len = req->reply ? sizeof fixed - 1 : 0;
 		req->status = 503;
@@ -328,10 +339,10 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 {
 	struct MHD_Response *resp;
 	if (req->reply) {
-		resp = MHD_create_response_from_buffer(req->reply_len, req->reply,
-		                                       MHD_RESPMEM_MUST_FREE);
+		resp = MHD_create_response_from_buffer_with_free_callback(req->reply_len,
+		                                                          req->reply, reply_free);
 		if (resp)
-			req->reply = NULL; /* libmicrohttpd frees it now */
+			req->reply = NULL; /* libmicrohttpd frees it now, through reply_free */
 	} else {
 		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
 	}
@@ -671,7 +682,7 @@ static void unmove(struct cf_req *req)
 	req->cors[0] = '\0';
 	req->status = 0;
 	req->err = CF_OK;
-	free(req->reply);
+	reply_free(req->reply);
 	req->reply = NULL;
 	req->stage = REQ_NEW;
 }
@@ -894,7 +905,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
 		(void)req->finish(req, req->wctx, CF_E_SHUTTING_DOWN);
 	}
 	cf_buf_free(&req->body);
-	free(req->reply);
+	reply_free(req->reply);
 	free(req->audit);
 	if (req->set_cookie) {
 		cf_wipe(req->set_cookie, strlen(req->set_cookie));
