@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -670,6 +671,99 @@ static void test_sqlite_numbers_remembered(void **state)
 	sequence_verify_close(st, kr, 10);
 }
 
+/* Many appends queued at once, so that groups hold several, every seventh request
+ * failing after its entry: what failed gives its numbers back inside the group, and
+ * the log stays gapless, tree index and every tenant's numbers alike. */
+#define BURST 210
+struct burst;
+struct burst_job {
+	struct cf_audit_prepared p;
+	struct burst *b;
+	bool fail; /* after its entry */
+};
+struct burst {
+	struct burst_job job[BURST];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done, failed;
+};
+
+static cf_err burst_fn(struct cf_tx *tx, void *ctx)
+{
+	struct burst_job *j = ctx;
+	CF_TRY(cf_audit_append(tx, &j->p));
+	return j->fail ? cf_err_fail(CF_E_CONFLICT, "the request fails after its entry") : CF_OK;
+}
+
+static void burst_done(void *ctx, cf_err result)
+{
+	struct burst *b = ((struct burst_job *)ctx)->b;
+	pthread_mutex_lock(&b->mu);
+	b->done++;
+	b->failed += result != CF_OK;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}
+
+static cf_err gaps_row(const struct cf_row *row, void *ctx)
+{
+	int64_t *v = ctx;
+	v[0] += cf_row_int(row, 0); /* entries whose number is not its rank */
+	v[1] += cf_row_int(row, 1);
+	return CF_OK;
+}
+
+static cf_err gaps_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx,
+	                   "SELECT (SELECT count(*) FROM (SELECT leaf_index, row_number() OVER"
+	                   " (ORDER BY leaf_index) - 1 AS r FROM audit_entries) WHERE"
+	                   " leaf_index != r), (SELECT count(*) FROM (SELECT seq, row_number()"
+	                   " OVER (PARTITION BY tenant_id ORDER BY seq) AS r FROM audit_entries)"
+	                   " WHERE seq != r)",
+	                   NULL, 0, gaps_row, ctx);
+}
+
+static void test_sqlite_numbers_in_groups(void **state)
+{
+	(void)state;
+	struct cf_keyring *kr = NULL;
+	struct cf_store *st = sqlite_log("burst", &kr);
+	struct burst *b = calloc(1, sizeof *b);
+	assert_non_null(b);
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	static const char *const tenants[] = {"acme", "globex", NULL};
+	for (int i = 0; i < BURST; i++) {
+		struct cf_audit_event ev = {.tenant = tenants[i % 3],
+		                            .actor_kind = CF_ACTOR_USER,
+		                            .actor = "alice@example.com",
+		                            .action = "record.read",
+		                            .resource = "burst",
+		                            .outcome = CF_OUTCOME_OK,
+		                            .request_id = "0123456789abcdef0123456789abcdef",
+		                            .privilege = "reader"};
+		b->job[i].b = b;
+		b->job[i].fail = i % 7 == 3;
+		OK(cf_audit_prepare(kr, &ev, &b->job[i].p));
+	}
+	for (int i = 0; i < BURST; i++)
+		OK(cf_store_write(st, tenants[i % 3], burst_fn, burst_done, &b->job[i]));
+	pthread_mutex_lock(&b->mu);
+	while (b->done < BURST)
+		pthread_cond_wait(&b->cv, &b->mu);
+	pthread_mutex_unlock(&b->mu);
+	assert_int_equal(b->failed, BURST / 7);
+	int64_t gaps[2] = {0, 0};
+	OK(cf_store_read(st, NULL, gaps_fn, gaps));
+	assert_int_equal(gaps[0], 0);
+	assert_int_equal(gaps[1], 0);
+	pthread_cond_destroy(&b->cv);
+	pthread_mutex_destroy(&b->mu);
+	free(b);
+	sequence_verify_close(st, kr, BURST - BURST / 7);
+}
+
 /* Retention (AL1): pruning keeps checkpoints and subtrees; the rest still verifies,
  * still proves, and stays append-only. */
 static cf_err time_row(const struct cf_row *row, void *ctx)
@@ -783,6 +877,7 @@ int main(void)
 	        cmocka_unit_test(test_log_postgres),
 	        cmocka_unit_test(test_sqlite_legacy_drain),
 	        cmocka_unit_test(test_sqlite_numbers_remembered),
+	        cmocka_unit_test(test_sqlite_numbers_in_groups),
 	};
 	return cmocka_run_group_tests_name("audit", tests, setup, teardown);
 }
