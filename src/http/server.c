@@ -100,8 +100,8 @@ static const char *const security_headers[][2] = {
         {"Cross-Origin-Resource-Policy", "same-origin"},
 };
 
-/* A reply's body, sent or dropped: wiped before it is freed, since it may hold a
- * revealed personal value or a new secret (an API client's, a token). */
+/* PV7, ER3: a reply's body, sent or dropped, is wiped before it is freed, since it may
+ * hold a revealed personal value or a new secret (an API client's, a token). */
 static void reply_free(void *body)
 {
 	if (!body)
