@@ -330,7 +330,8 @@ struct cf_clock_state {
 };
 void cf_clock_state(struct cf_clock_state *st);
 /* cf_clock_state's synchronized, as the kernel said it within the last second: what every
- * audit entry's clock flag reads (one system call a second, not one an entry). */
+ * audit entry's clock flag reads (one system call a second, not one an entry). Any
+ * thread. */
 bool cf_clock_synchronized(void);
 
 /* Work pool: hands work to other threads so I/O threads never block (DESIGN §2). ----- */
