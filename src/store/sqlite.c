@@ -385,7 +385,8 @@ static uint64_t new_epoch(void)
 	return atomic_fetch_add(&last, 1) + 1;
 }
 
-static cf_err int_row(const struct cf_row *row, void *ctx)
+/* A row of one integer into int64_t. */
+static cf_err get_int(const struct cf_row *row, void *ctx)
 {
 	*(int64_t *)ctx = cf_row_int(row, 0);
 	return CF_OK;
@@ -397,7 +398,7 @@ static cf_err check_others(struct sq *q)
 {
 	struct cf_tx tx = {.st = q->st, .conn = q->writer};
 	int64_t v = -1;
-	CF_TRY(sq_query(&tx, "PRAGMA data_version", NULL, 0, int_row, &v));
+	CF_TRY(sq_query(&tx, "PRAGMA data_version", NULL, 0, get_int, &v));
 	if (v != q->data_version)
 		q->epoch = new_epoch();
 	q->data_version = v;
@@ -608,12 +609,6 @@ static void sq_scope_end(struct cf_store *st)
 }
 
 /* Migrations ------------------------------------------------------------------------- */
-
-static cf_err get_int(const struct cf_row *row, void *ctx)
-{
-	*(int64_t *)ctx = cf_row_int(row, 0);
-	return CF_OK;
-}
 
 static cf_err migrate(struct cf_store *st, struct sq *q, const struct cf_store_opts *opts)
 {

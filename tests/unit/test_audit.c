@@ -334,21 +334,28 @@ static struct cf_keyring *make_keyring(const char *ks_url, const char *sub)
 	return kr;
 }
 
+/* A read of resource by alice, for tenant (NULL: the deployment's own). */
+static struct cf_audit_event read_event(const char *tenant, const char *resource)
+{
+	return (struct cf_audit_event){.tenant = tenant,
+	                               .actor_kind = CF_ACTOR_USER,
+	                               .actor = "alice@example.com",
+	                               .action = "record.read",
+	                               .resource = resource,
+	                               .outcome = CF_OUTCOME_OK,
+	                               .request_id = "0123456789abcdef0123456789abcdef",
+	                               .privilege = "reader"};
+}
+
 static void append_some(struct cf_store *st, struct cf_keyring *kr, int count, const char *tag)
 {
 	for (int i = 0; i < count; i++) {
 		char res[32];
 		(void)snprintf(res, sizeof res, "%s-%d", tag, i);
-		struct cf_audit_event ev = {.tenant = i % 3 == 0   ? NULL
+		struct cf_audit_event ev = read_event(i % 3 == 0   ? NULL
 		                                      : i % 3 == 1 ? "acme"
 		                                                   : "globex",
-		                            .actor_kind = CF_ACTOR_USER,
-		                            .actor = "alice@example.com",
-		                            .action = "record.read",
-		                            .resource = res,
-		                            .outcome = CF_OUTCOME_OK,
-		                            .request_id = "0123456789abcdef0123456789abcdef",
-		                            .privilege = "reader"};
+		                                      res);
 		OK(cf_audit_record(st, kr, &ev));
 	}
 }
@@ -641,14 +648,7 @@ static void test_sqlite_numbers_remembered(void **state)
 	struct cf_store *st = sqlite_log("memo", &kr);
 	append_some(st, kr, 6, "first"); /* indexes 0-5; acme's 2nd is its number 2 */
 	int64_t last[2] = {0, 0};
-	struct cf_audit_event ev = {.tenant = "acme",
-	                            .actor_kind = CF_ACTOR_USER,
-	                            .actor = "alice@example.com",
-	                            .action = "record.read",
-	                            .resource = "undone",
-	                            .outcome = CF_OUTCOME_OK,
-	                            .request_id = "0123456789abcdef0123456789abcdef",
-	                            .privilege = "reader"};
+	struct cf_audit_event ev = read_event("acme", "undone");
 	struct cf_audit_prepared p;
 	OK(cf_audit_prepare(kr, &ev, &p));
 	assert_int_equal(cf_store_write_wait(st, "acme", append_then_fail_fn, &p), CF_E_CONFLICT);
@@ -735,14 +735,7 @@ static void test_sqlite_numbers_in_groups(void **state)
 	pthread_cond_init(&b->cv, NULL);
 	static const char *const tenants[] = {"acme", "globex", NULL};
 	for (int i = 0; i < BURST; i++) {
-		struct cf_audit_event ev = {.tenant = tenants[i % 3],
-		                            .actor_kind = CF_ACTOR_USER,
-		                            .actor = "alice@example.com",
-		                            .action = "record.read",
-		                            .resource = "burst",
-		                            .outcome = CF_OUTCOME_OK,
-		                            .request_id = "0123456789abcdef0123456789abcdef",
-		                            .privilege = "reader"};
+		struct cf_audit_event ev = read_event(tenants[i % 3], "burst");
 		b->job[i].b = b;
 		b->job[i].fail = i % 7 == 3;
 		OK(cf_audit_prepare(kr, &ev, &b->job[i].p));
