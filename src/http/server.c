@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <stdatomic.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -18,6 +20,12 @@
 
 #include "http/http.h"
 #include "http/tls_cb.h"
+
+/* A connection's sending side, under GnuTLS (tls_push). */
+struct tls_out {
+	int fd;
+	bool more; /* the next record is a reply's head: its body follows at once */
+};
 
 struct cf_server {
 	struct cf_config cfg;
@@ -335,9 +343,70 @@ static void reply_error(struct cf_req *req, cf_err e)
 	}
 }
 
+/* One TCP segment a reply, not two. libmicrohttpd sends a reply's head and its body as
+ * two TLS records, each its own send: the head went out alone, and the client woke for
+ * it. The head's send says MSG_MORE, so the kernel holds it for the body's, which sends
+ * both (docs/PERFORMANCE.md). Were no body to follow, the kernel would send the head
+ * after its own short delay: never a stall. */
+static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
+{
+	struct tls_out *t = p;
+	struct msghdr m = {.msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)n};
+	int flags = MSG_NOSIGNAL;
+	if (t->more) {
+		flags |= MSG_MORE;
+		t->more = false;
+	}
+	return sendmsg(t->fd, &m, flags);
+}
+
+/* A connection starts: its records go out through tls_push (reads stay GnuTLS's own,
+ * on the socket); it ends: its state goes. Without memory for it, the connection sends
+ * as libmicrohttpd does. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	(void)cls;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		free(*ctx);
+		*ctx = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *si =
+	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	const union MHD_ConnectionInfo *fi =
+	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct tls_out *t = si && fi ? calloc(1, sizeof *t) : NULL;
+	if (!t)
+		return;
+	t->fd = fi->connect_fd;
+	gnutls_session_t s = si->tls_session;
+	gnutls_transport_set_ptr2(s, (gnutls_transport_ptr_t)(intptr_t)t->fd, t);
+	gnutls_transport_set_vec_push_function(s, tls_push);
+	*ctx = t;
+}
+
+/* The reply just queued on conn has a body: its head's record waits for it. */
+static void tls_out_hold(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct tls_out *t = ci ? ci->socket_context : NULL;
+	if (t)
+		t->more = true;
+}
+
+/* Whether libmicrohttpd sends a reply's body: not for HEAD, 1xx, 204 or 304. */
+static bool body_follows(const struct cf_req *req)
+{
+	return strcmp(req->method, "HEAD") != 0 && req->status >= 200 && req->status != 204 &&
+	       req->status != 304;
+}
+
 static enum MHD_Result queue_reply(struct cf_req *req)
 {
 	struct MHD_Response *resp;
+	size_t body_len = req->reply ? req->reply_len : 0;
 	if (req->reply) {
 		resp = MHD_create_response_from_buffer_with_free_callback(req->reply_len,
 		                                                          req->reply, reply_free);
@@ -384,6 +453,8 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 		ok &= MHD_add_response_header(resp, "WWW-Authenticate",
 		                              "Bearer realm=\"coffre\"") == MHD_YES;
 	enum MHD_Result r = ok ? MHD_queue_response(req->conn, req->status, resp) : MHD_NO;
+	if (r == MHD_YES && body_len > 0 && body_follows(req))
+		tls_out_hold(req->conn);
 	MHD_destroy_response(resp);
 	req->queued = true;
 	return r;
@@ -1051,6 +1122,7 @@ cf_err cf_server_start(const struct cf_config *cfg, struct cf_store *store, stru
 		MHD_OPTION_HTTPS_PRIORITIES, cf_tls_priorities,
 		MHD_OPTION_HTTPS_CERT_CALLBACK, cf_tls_retrieve,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
 		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_END);
