@@ -368,6 +368,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **ctx,
 {
 	(void)cls;
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		/* libmicrohttpd 0.9.75 ends the session (gnutls_deinit) before this, or sends
+		 * nothing more on it after: no push can come once t is gone. */
 		free(*ctx);
 		*ctx = NULL;
 		return;
