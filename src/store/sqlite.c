@@ -146,8 +146,10 @@ static cf_err conn_open(const char *path, bool writer, struct sconn **out)
 		return e;
 	}
 	sqlite3_extended_result_codes(c->db, 1);
-	/* The settings coffre relies on (docs/storage.md says why each). */
-	static const char pragmas[] = "PRAGMA busy_timeout = 5000;"
+	/* The settings coffre relies on (docs/storage.md says why each). page_size counts
+	 * only before the first table: a database keeps the size it was made with. */
+	static const char pragmas[] = "PRAGMA page_size = 2048;"
+	                              "PRAGMA busy_timeout = 5000;"
 	                              "PRAGMA journal_mode = WAL;"
 	                              "PRAGMA synchronous = FULL;"
 	                              "PRAGMA secure_delete = ON;"
@@ -693,8 +695,9 @@ static cf_err sq_check(struct cf_store *st, struct cf_store_check *out)
 	cf_err err = sq_query(&tx, q_integrity, NULL, 0, first_text, &cc);
 	out->integrity_ok = err == CF_OK && strcmp(out->integrity, "ok") == 0;
 	static const char q_jm[] = "PRAGMA journal_mode", q_sync[] = "PRAGMA synchronous",
-	                  q_sd[] = "PRAGMA secure_delete", q_fk[] = "PRAGMA foreign_keys";
-	int64_t sync = -1, sd = -1, fk = -1;
+	                  q_sd[] = "PRAGMA secure_delete", q_fk[] = "PRAGMA foreign_keys",
+	                  q_ps[] = "PRAGMA page_size";
+	int64_t sync = -1, sd = -1, fk = -1, ps = -1;
 	char jm[32] = "";
 	struct check_ctx jc = {jm, sizeof jm, true};
 	if (err == CF_OK)
@@ -705,16 +708,18 @@ static cf_err sq_check(struct cf_store *st, struct cf_store_check *out)
 		err = sq_query(&tx, q_sd, NULL, 0, get_int, &sd);
 	if (err == CF_OK)
 		err = sq_query(&tx, q_fk, NULL, 0, get_int, &fk);
+	if (err == CF_OK)
+		err = sq_query(&tx, q_ps, NULL, 0, get_int, &ps);
 	reader_give(q, c);
 	CF_TRY(err);
 	(void)snprintf(out->settings, sizeof out->settings,
 	               "engine=sqlite %s, journal_mode=%s, synchronous=%s, secure_delete=%s, "
-	               "foreign_keys=%s",
+	               "foreign_keys=%s, page_size=%lld",
 	               sqlite3_libversion(), jm,
 	               sync == 2   ? "FULL"
 	               : sync == 1 ? "NORMAL"
 	                           : "OFF",
-	               sd == 1 ? "on" : "off", fk == 1 ? "on" : "off");
+	               sd == 1 ? "on" : "off", fk == 1 ? "on" : "off", (long long)ps);
 	out->settings_ok = strcmp(jm, "wal") == 0 && sync == 2 && sd == 1 && fk == 1;
 	return CF_OK;
 }
