@@ -586,8 +586,10 @@ static void hand_over(struct cf_req *req, bool suspended, cf_store_fn fn)
 	if (!suspended)
 		MHD_suspend_connection(req->conn);
 	atomic_fetch_add(&req->srv->writing, 1);
-	cf_err e = cf_store_write(req->srv->store, req->wtenant[0] ? req->wtenant : NULL, fn,
-	                          on_written, req);
+	const char *tenant = req->wtenant[0] ? req->wtenant : NULL;
+	/* an audit entry alone only adds a row: it may share its transaction */
+	cf_err e = fn == audit_fn ? cf_store_append(req->srv->store, tenant, fn, on_written, req)
+	                          : cf_store_write(req->srv->store, tenant, fn, on_written, req);
 	if (e != CF_OK)
 		on_written(req, e);
 }

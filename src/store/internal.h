@@ -9,6 +9,9 @@
 struct cf_store_ops {
 	cf_err (*write)(struct cf_store *st, const char *tenant, cf_store_fn fn,
 	                cf_store_done_fn done, void *ctx);
+	/* NULL: write */
+	cf_err (*append)(struct cf_store *st, const char *tenant, cf_store_fn fn,
+	                 cf_store_done_fn done, void *ctx);
 	cf_err (*read)(struct cf_store *st, const char *tenant, cf_store_fn fn, void *ctx);
 	cf_err (*exec)(struct cf_tx *tx, const char *sql, const struct cf_val *args, size_t nargs,
 	               int64_t *changes);

@@ -60,7 +60,11 @@ struct pjob {
 	cf_store_done_fn done;
 	void *ctx;
 	const char *tenant;
+	bool append; /* cf_store_append: may share its transaction */
 };
+
+/* Most appends of one tenant in one transaction. */
+#define APPEND_MAX 16u
 
 struct pg {
 	struct cf_store *st;
@@ -337,8 +341,17 @@ static cf_err drain(struct pconn *pc)
 			PQclear(r);
 		}
 	}
-	/* the rest, and the sync's own answer */
-	for (PGresult *r; (r = PQgetResult(c)) != NULL;) {
+	/* The rest, up to the sync's own answer. After a failure each statement still
+	 * sent answers PGRES_PIPELINE_ABORTED, then NULL: reading on to the sync leaves
+	 * the connection clean (a stop at the first NULL left answers unread, pipeline mode
+	 * on, the ROLLBACK refused and the next transaction broken). A connection gone
+	 * answers only NULL: as many as there are statements, then we stop. */
+	for (unsigned nulls = 0; nulls <= pc->npend + 1;) {
+		PGresult *r = PQgetResult(c);
+		if (!r) {
+			nulls++;
+			continue;
+		}
 		ExecStatusType st = PQresultStatus(r);
 		PQclear(r);
 		if (st == PGRES_PIPELINE_SYNC)
@@ -590,39 +603,83 @@ static cf_err finish(struct pconn *pc, bool commit)
 	return err;
 }
 
+/* One job in a transaction of its own. */
+static cf_err run_one(struct pg *p, struct pconn **pcp, const struct pjob *j)
+{
+	cf_err_detail_clear();
+	cf_err err = CF_OK;
+	if (!*pcp)
+		err = pconn_open(p->url, true, pcp);
+	struct cf_tx tx;
+	if (err == CF_OK)
+		err = *pcp ? begin(p->st, *pcp, j->tenant, false, &tx) : CF_E_INTERNAL;
+	if (err == CF_OK && *pcp) {
+		err = j->fn(&tx, j->ctx);
+		if (err == CF_OK)
+			err = finish(*pcp, true);
+		else {
+			char keep[CF_ERR_DETAIL_MAX];
+			(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
+			(void)finish(*pcp, false);
+			cf_err_detail_set("%s", keep);
+		}
+	}
+	return err;
+}
+
+/* Appends of one tenant in one transaction: one BEGIN, tenant setting and COMMIT for
+ * them all (what a transaction costs PostgreSQL is most of what an audit entry costs).
+ * false: the transaction failed, and nothing of it stands. */
+static bool run_appends(struct pg *p, struct pconn **pcp, const struct pjob *jobs, unsigned n)
+{
+	cf_err err = *pcp ? CF_OK : pconn_open(p->url, true, pcp);
+	struct cf_tx tx;
+	if (err == CF_OK)
+		err = *pcp ? begin(p->st, *pcp, jobs[0].tenant, false, &tx) : CF_E_INTERNAL;
+	if (err != CF_OK)
+		return false;
+	for (unsigned i = 0; i < n && err == CF_OK; i++)
+		err = jobs[i].fn(&tx, jobs[i].ctx);
+	if (err == CF_OK)
+		return finish(*pcp, true) == CF_OK;
+	(void)finish(*pcp, false);
+	return false;
+}
+
+static bool tenants_equal(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 static void *writer_main(void *arg)
 {
 	struct pg *p = arg;
 	struct pconn *pc = NULL;
+	struct pjob jobs[APPEND_MAX];
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (p->count == 0 && !p->stopping)
 			pthread_cond_wait(&p->nonempty, &p->lock);
 		if (p->count == 0 && p->stopping)
 			break;
-		struct pjob j = p->ring[p->head];
-		p->head = (p->head + 1) % QUEUE_MAX;
-		p->count--;
+		/* an append takes the appends of its tenant queued right behind it */
+		unsigned n = 0;
+		do {
+			jobs[n++] = p->ring[p->head];
+			p->head = (p->head + 1) % QUEUE_MAX;
+			p->count--;
+		} while (jobs[0].append && n < APPEND_MAX && p->count > 0 &&
+		         p->ring[p->head].append &&
+		         tenants_equal(p->ring[p->head].tenant, jobs[0].tenant));
 		pthread_mutex_unlock(&p->lock);
-		cf_err_detail_clear();
-		cf_err err = CF_OK;
-		if (!pc)
-			err = pconn_open(p->url, true, &pc);
-		struct cf_tx tx;
-		if (err == CF_OK)
-			err = pc ? begin(p->st, pc, j.tenant, false, &tx) : CF_E_INTERNAL;
-		if (err == CF_OK && pc) {
-			err = j.fn(&tx, j.ctx);
-			if (err == CF_OK)
-				err = finish(pc, true);
-			else {
-				char keep[CF_ERR_DETAIL_MAX];
-				(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
-				(void)finish(pc, false);
-				cf_err_detail_set("%s", keep);
-			}
+		if (n > 1 && run_appends(p, &pc, jobs, n)) {
+			for (unsigned i = 0; i < n; i++)
+				jobs[i].done(jobs[i].ctx, CF_OK);
+		} else {
+			/* alone, or again one by one: each its own outcome */
+			for (unsigned i = 0; i < n; i++)
+				jobs[i].done(jobs[i].ctx, run_one(p, &pc, &jobs[i]));
 		}
-		j.done(j.ctx, err);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -630,8 +687,7 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static cf_err pg_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
-                       cf_store_done_fn done, void *ctx)
+static cf_err enqueue(struct cf_store *st, const struct pjob *j)
 {
 	struct pg *p = st->impl;
 	cf_err err = CF_OK;
@@ -641,13 +697,26 @@ static cf_err pg_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
 	else if (p->count == QUEUE_MAX)
 		err = CF_E_BUSY;
 	else {
-		p->ring[(p->head + p->count) % QUEUE_MAX] =
-		        (struct pjob){.fn = fn, .done = done, .ctx = ctx, .tenant = tenant};
+		p->ring[(p->head + p->count) % QUEUE_MAX] = *j;
 		p->count++;
 		pthread_cond_signal(&p->nonempty);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return err;
+}
+
+static cf_err pg_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
+                       cf_store_done_fn done, void *ctx)
+{
+	return enqueue(st, &(struct pjob){.fn = fn, .done = done, .ctx = ctx, .tenant = tenant});
+}
+
+static cf_err pg_append(struct cf_store *st, const char *tenant, cf_store_fn fn,
+                        cf_store_done_fn done, void *ctx)
+{
+	return enqueue(
+	        st, &(struct pjob){
+	                    .fn = fn, .done = done, .ctx = ctx, .tenant = tenant, .append = true});
 }
 
 static cf_err reader_open(void *ctx, void **out)
@@ -884,6 +953,7 @@ static void pg_close(struct cf_store *st)
 
 static const struct cf_store_ops pg_ops = {
         .write = pg_write,
+        .append = pg_append,
         .read = pg_read,
         .exec = pg_exec,
         .exec_later = pg_exec_later,

@@ -72,6 +72,13 @@ cf_err cf_store_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
 	return st->ops->write(st, tenant, fn, done, ctx);
 }
 
+cf_err cf_store_append(struct cf_store *st, const char *tenant, cf_store_fn fn,
+                       cf_store_done_fn done, void *ctx)
+{
+	return st->ops->append ? st->ops->append(st, tenant, fn, done, ctx)
+	                       : st->ops->write(st, tenant, fn, done, ctx);
+}
+
 struct waiter {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;

@@ -70,6 +70,13 @@ typedef void (*cf_store_done_fn)(void *ctx, cf_err result);
  * exactly once. tenant may be NULL (deployment-wide rows only). */
 CF_MUST cf_err cf_store_write(struct cf_store *st, const char *tenant, cf_store_fn fn,
                               cf_store_done_fn done, void *ctx);
+/* The same for a write that only adds rows no other write touches (an audit entry), and
+ * that may run twice: the engine may commit it in one transaction with other appends of
+ * the same tenant. Should that transaction fail, each runs again in one of its own, so
+ * that each has its own outcome. SQLite: cf_store_write (its group commit shares
+ * already). */
+CF_MUST cf_err cf_store_append(struct cf_store *st, const char *tenant, cf_store_fn fn,
+                               cf_store_done_fn done, void *ctx);
 /* The same, waiting for the result: for start-up, the command line and tests. */
 CF_MUST cf_err cf_store_write_wait(struct cf_store *st, const char *tenant, cf_store_fn fn,
                                    void *ctx);

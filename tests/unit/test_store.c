@@ -562,6 +562,16 @@ static void test_exec_later(void **state)
 		assert_int_equal(count_as(st, "other"), 0);
 	}
 	cf_store_close(&st);
+	/* A failure with more sent behind it than its COMMIT: every answer is read, and
+	 * the same connection (one writer) serves the next transaction. */
+	o.pool = 1;
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	struct later early = {"acme", {5, 12}, 0};
+	assert_int_equal(cf_store_write_wait(st, "acme", later_fn, &early), CF_E_CONFLICT);
+	struct later after = {"acme", {12, 13}, 0};
+	assert_int_equal(cf_store_write_wait(st, "acme", later_fn, &after), CF_OK);
+	assert_int_equal(count_as(st, "acme"), 6);
+	cf_store_close(&st);
 }
 
 /* A read scope: the reads of one request in one read transaction. */
@@ -623,6 +633,149 @@ static void test_wal_bounded(void **state)
 	cf_store_close(&st);
 }
 
+/* cf_store_append: appends of one tenant queued together share one transaction on
+ * PostgreSQL; one that fails there fails no other (each runs again alone), and a
+ * tenant's appends never share a transaction with another's (row-level security). */
+struct hold {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool started, released;
+	int done;
+};
+
+static cf_err hold_fn(struct cf_tx *tx, void *ctx)
+{
+	(void)tx;
+	struct hold *h = ctx;
+	pthread_mutex_lock(&h->lock);
+	h->started = true;
+	pthread_cond_broadcast(&h->cond);
+	while (!h->released)
+		pthread_cond_wait(&h->cond, &h->lock);
+	pthread_mutex_unlock(&h->lock);
+	return CF_OK;
+}
+
+struct app {
+	struct hold *h;
+	const char *tenant;
+	int64_t id;
+	int runs;
+	cf_err result;
+};
+
+static cf_err app_fn(struct cf_tx *tx, void *ctx)
+{
+	struct app *a = ctx;
+	a->runs++;
+	struct cf_val v[] = {CF_V_TEXT(a->tenant), CF_V_INT(a->id), CF_V_NULL, CF_V_TEXT("app")};
+	return cf_tx_exec_later(tx, sql_insert, v, 4); /* a conflict shows at the commit */
+}
+
+static void app_done(void *ctx, cf_err result)
+{
+	struct app *a = ctx;
+	pthread_mutex_lock(&a->h->lock);
+	a->result = result;
+	a->h->done++;
+	pthread_cond_broadcast(&a->h->cond);
+	pthread_mutex_unlock(&a->h->lock);
+}
+
+static void hold_done(void *ctx, cf_err result)
+{
+	struct hold *h = ctx;
+	assert_int_equal(result, CF_OK);
+	pthread_mutex_lock(&h->lock);
+	h->done++;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* Holds the only writer, queues the n appends behind it, lets it go, waits for all. */
+static void appends_queued(struct cf_store *st, struct app *a, int n)
+{
+	struct hold h = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+	assert_int_equal(cf_store_write(st, NULL, hold_fn, hold_done, &h), CF_OK);
+	pthread_mutex_lock(&h.lock);
+	while (!h.started)
+		pthread_cond_wait(&h.cond, &h.lock);
+	pthread_mutex_unlock(&h.lock);
+	for (int i = 0; i < n; i++) {
+		a[i].h = &h;
+		assert_int_equal(cf_store_append(st, a[i].tenant, app_fn, app_done, &a[i]), CF_OK);
+	}
+	pthread_mutex_lock(&h.lock);
+	h.released = true;
+	pthread_cond_broadcast(&h.cond);
+	while (h.done < n + 1)
+		pthread_cond_wait(&h.cond, &h.lock);
+	pthread_mutex_unlock(&h.lock);
+}
+
+static cf_err xmins_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_int(row, 0);
+	return CF_OK;
+}
+
+static cf_err xmins_fn(struct cf_tx *tx, void *ctx)
+{
+	/* how many transactions wrote acme's rows */
+	return cf_tx_query(tx, "SELECT count(DISTINCT xmin::text) FROM items", NULL, 0, xmins_row,
+	                   ctx);
+}
+
+static void test_appends_share(void **state)
+{
+	struct engine *e = *state;
+	bool pg = e->kind == CF_STORE_POSTGRES;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	o.pool = 1;
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	/* ten queued together: all kept, each run once, on PostgreSQL in one transaction */
+	struct app a[10];
+	for (int i = 0; i < 10; i++)
+		a[i] = (struct app){.tenant = "acme", .id = i + 1};
+	appends_queued(st, a, 10);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(a[i].result, CF_OK);
+		assert_int_equal(a[i].runs, 1);
+	}
+	assert_int_equal(count_as(st, "acme"), 10);
+	int64_t xmins = 0;
+	if (pg) {
+		assert_int_equal(cf_store_read(st, "acme", xmins_fn, &xmins), CF_OK);
+		assert_int_equal(xmins, 1);
+	}
+	/* one of five conflicts (at the commit): it alone fails, the four are kept; on
+	 * PostgreSQL each ran twice, first together, then alone */
+	struct app b[5];
+	for (int i = 0; i < 5; i++)
+		b[i] = (struct app){.tenant = "acme", .id = i == 2 ? 1 : 11 + i};
+	appends_queued(st, b, 5);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(b[i].result, i == 2 ? CF_E_CONFLICT : CF_OK);
+		assert_int_equal(b[i].runs, pg ? 2 : 1);
+	}
+	assert_int_equal(count_as(st, "acme"), 14);
+	/* another tenant's append between acme's: three transactions, none refused (were
+	 * they one, row-level security would refuse it, and each would run twice) */
+	struct app c[3] = {{.tenant = "acme", .id = 20},
+	                   {.tenant = "other", .id = 21},
+	                   {.tenant = "acme", .id = 22}};
+	appends_queued(st, c, 3);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(c[i].result, CF_OK);
+		assert_int_equal(c[i].runs, 1);
+	}
+	/* (SQLite has no row-level security: its count is every tenant's) */
+	assert_int_equal(count_as(st, "acme"), pg ? 16 : 17);
+	assert_int_equal(count_as(st, "other"), pg ? 1 : 17);
+	cf_store_close(&st);
+}
+
 #define T(f) cmocka_unit_test_setup(f, fresh)
 static const struct CMUnitTest tests[] = {
         T(test_open_and_migrate),
@@ -636,6 +789,7 @@ static const struct CMUnitTest tests[] = {
         T(test_locked_then_recovers),
         T(test_exec_later),
         T(test_read_scope),
+        T(test_appends_share),
 };
 /* SQLite's alone */
 static const struct CMUnitTest sqlite_tests[] = {
