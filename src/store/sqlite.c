@@ -146,10 +146,8 @@ static cf_err conn_open(const char *path, bool writer, struct sconn **out)
 		return e;
 	}
 	sqlite3_extended_result_codes(c->db, 1);
-	/* The settings coffre relies on (docs/storage.md says why each). page_size counts
-	 * only before the first table: a database keeps the size it was made with. */
-	static const char pragmas[] = "PRAGMA page_size = 2048;"
-	                              "PRAGMA busy_timeout = 5000;"
+	/* The settings coffre relies on (docs/storage.md says why each). */
+	static const char pragmas[] = "PRAGMA busy_timeout = 5000;"
 	                              "PRAGMA journal_mode = WAL;"
 	                              "PRAGMA synchronous = FULL;"
 	                              "PRAGMA secure_delete = ON;"
