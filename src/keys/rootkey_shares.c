@@ -186,6 +186,10 @@ cf_err cf_rootkey_combine(const char *const *shares, size_t count, struct cf_sec
 	CF_ENSURE(ps, CF_E_NOMEM);
 	uint8_t xs[255];
 	CF_TRY_OUT(parse_all(shares, count, ps, xs), out);
+	/* libgfshare overwrites its context with its random function when it frees it: a
+	 * process that combines without having split must set it too (the fuzzer found
+	 * it unset: a call through NULL) */
+	pthread_once(&gf_once, gf_init);
 	if (count < ps[0].k) {
 		err = cf_err_fail(CF_E_INVALID, "%u shares are needed, %zu given", ps[0].k, count);
 		goto out;
