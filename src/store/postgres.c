@@ -603,47 +603,27 @@ static cf_err finish(struct pconn *pc, bool commit)
 	return err;
 }
 
-/* One job in a transaction of its own. */
-static cf_err run_one(struct pg *p, struct pconn **pcp, const struct pjob *j)
+/* Jobs of one tenant in one transaction: a job alone, or appends together (one BEGIN,
+ * tenant setting and COMMIT for them all: what a transaction costs PostgreSQL is most
+ * of what an audit entry costs). The first failure ends it, and nothing of it stands. */
+static cf_err run_tx(struct pg *p, struct pconn **pcp, const struct pjob *jobs, unsigned n)
 {
 	cf_err_detail_clear();
-	cf_err err = CF_OK;
-	if (!*pcp)
-		err = pconn_open(p->url, true, pcp);
-	struct cf_tx tx;
-	if (err == CF_OK)
-		err = *pcp ? begin(p->st, *pcp, j->tenant, false, &tx) : CF_E_INTERNAL;
-	if (err == CF_OK && *pcp) {
-		err = j->fn(&tx, j->ctx);
-		if (err == CF_OK)
-			err = finish(*pcp, true);
-		else {
-			char keep[CF_ERR_DETAIL_MAX];
-			(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
-			(void)finish(*pcp, false);
-			cf_err_detail_set("%s", keep);
-		}
-	}
-	return err;
-}
-
-/* Appends of one tenant in one transaction: one BEGIN, tenant setting and COMMIT for
- * them all (what a transaction costs PostgreSQL is most of what an audit entry costs).
- * false: the transaction failed, and nothing of it stands. */
-static bool run_appends(struct pg *p, struct pconn **pcp, const struct pjob *jobs, unsigned n)
-{
 	cf_err err = *pcp ? CF_OK : pconn_open(p->url, true, pcp);
 	struct cf_tx tx;
 	if (err == CF_OK)
 		err = *pcp ? begin(p->st, *pcp, jobs[0].tenant, false, &tx) : CF_E_INTERNAL;
 	if (err != CF_OK)
-		return false;
+		return err;
 	for (unsigned i = 0; i < n && err == CF_OK; i++)
 		err = jobs[i].fn(&tx, jobs[i].ctx);
 	if (err == CF_OK)
-		return finish(*pcp, true) == CF_OK;
+		return finish(*pcp, true);
+	char keep[CF_ERR_DETAIL_MAX];
+	(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
 	(void)finish(*pcp, false);
-	return false;
+	cf_err_detail_set("%s", keep);
+	return err;
 }
 
 static bool tenants_equal(const char *a, const char *b)
@@ -672,13 +652,13 @@ static void *writer_main(void *arg)
 		         p->ring[p->head].append &&
 		         tenants_equal(p->ring[p->head].tenant, jobs[0].tenant));
 		pthread_mutex_unlock(&p->lock);
-		if (n > 1 && run_appends(p, &pc, jobs, n)) {
+		if (n > 1 && run_tx(p, &pc, jobs, n) == CF_OK) {
 			for (unsigned i = 0; i < n; i++)
 				jobs[i].done(jobs[i].ctx, CF_OK);
 		} else {
 			/* alone, or again one by one: each its own outcome */
 			for (unsigned i = 0; i < n; i++)
-				jobs[i].done(jobs[i].ctx, run_one(p, &pc, &jobs[i]));
+				jobs[i].done(jobs[i].ctx, run_tx(p, &pc, &jobs[i], 1));
 		}
 		pthread_mutex_lock(&p->lock);
 	}

@@ -713,16 +713,10 @@ static void appends_queued(struct cf_store *st, struct app *a, int n)
 	pthread_mutex_unlock(&h.lock);
 }
 
-static cf_err xmins_row(const struct cf_row *row, void *ctx)
-{
-	*(int64_t *)ctx = cf_row_int(row, 0);
-	return CF_OK;
-}
-
 static cf_err xmins_fn(struct cf_tx *tx, void *ctx)
 {
 	/* how many transactions wrote acme's rows */
-	return cf_tx_query(tx, "SELECT count(DISTINCT xmin::text) FROM items", NULL, 0, xmins_row,
+	return cf_tx_query(tx, "SELECT count(DISTINCT xmin::text) FROM items", NULL, 0, count_row,
 	                   ctx);
 }
 
