@@ -189,10 +189,17 @@ cf_err cf_audit_append(struct cf_tx *tx, const struct cf_audit_prepared *p)
 	                     CF_V_TEXT(p->actor),  CF_V_TEXT(p->resource),
 	                     CF_V_BLOB(body, n),   CF_V_INT(next[1]),
 	                     CF_V_INT(next[0]),    CF_V_BLOB(leaf, sizeof leaf)};
+	/* The id, without a counter (schema migration 18): past the tree index, past every
+	 * id kept and past the sequencer's last, so that none comes back once pruning has
+	 * emptied the table (the sequencer takes entries by id). Both lookups read pages
+	 * the writer has just written, still in its cache. */
 	cf_err err = cf_tx_exec(tx,
-	                        "INSERT INTO audit_entries (tenant_id, time_us, action, outcome,"
-	                        " actor, resource, body, seq, leaf_index, leaf_hash)"
-	                        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+	                        "INSERT INTO audit_entries (id, tenant_id, time_us, action,"
+	                        " outcome, actor, resource, body, seq, leaf_index, leaf_hash)"
+	                        " VALUES (max($9 + 1,"
+	                        " coalesce((SELECT max(id) FROM audit_entries), 0) + 1,"
+	                        " coalesce((SELECT last_id FROM audit_tree WHERE id = 1), 0) + 1),"
+	                        " $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 	                        v, 10, NULL);
 	if (err == CF_OK)
 		next_remember(tx, p->tenant, next);

@@ -487,6 +487,40 @@ const struct cf_migration cf_store_schema[] = {
          "CREATE INDEX record_index_value ON record_index (tenant_id, collection, field,"
          " value)",
          "SELECT 1"},
+        {18, "audit ids without a counter",
+         /* SQLite: AUTOINCREMENT kept its counter in sqlite_sequence, a page more in
+          * every commit (one in seven of a read's). The log gives each entry its id
+          * itself (cf_audit_append: past its tree index, the largest id kept and the
+          * sequencer's last), so that ids still never come back, even once pruning
+          * has emptied the table. The table is rebuilt with its rows and its
+          * triggers, in the migration's one transaction. PostgreSQL keeps its
+          * sequence. */
+         "CREATE TABLE audit_entries_n ("
+         " id INTEGER PRIMARY KEY,"
+         " tenant_id TEXT NOT NULL,"
+         " seq INTEGER,"
+         " time_us INTEGER NOT NULL,"
+         " action TEXT NOT NULL,"
+         " outcome INTEGER NOT NULL,"
+         " actor TEXT NOT NULL,"
+         " resource TEXT NOT NULL,"
+         " body BLOB NOT NULL,"
+         " leaf_index INTEGER UNIQUE,"
+         " leaf_hash BLOB,"
+         " UNIQUE (tenant_id, seq)) STRICT;"
+         "INSERT INTO audit_entries_n (id, tenant_id, seq, time_us, action, outcome, actor,"
+         " resource, body, leaf_index, leaf_hash) SELECT id, tenant_id, seq, time_us,"
+         " action, outcome, actor, resource, body, leaf_index, leaf_hash FROM audit_entries;"
+         "DROP TABLE audit_entries;"
+         "ALTER TABLE audit_entries_n RENAME TO audit_entries;"
+         "CREATE TRIGGER audit_entries_sealed BEFORE UPDATE ON audit_entries"
+         " WHEN OLD.leaf_index IS NOT NULL"
+         " BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;"
+         "CREATE TRIGGER audit_entries_kept BEFORE DELETE ON audit_entries"
+         " WHEN OLD.leaf_index IS NULL"
+         " OR OLD.leaf_index >= coalesce((SELECT below FROM audit_pruned WHERE id = 1), 0)"
+         " BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END",
+         "SELECT 1"},
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 

@@ -632,6 +632,59 @@ static void test_sqlite_legacy_drain(void **state)
 	sequence_verify_close(st, kr, 10);
 }
 
+/* Schema migration 18 rebuilds the SQLite log without its AUTOINCREMENT counter: the
+ * entries, their ids and the append-only triggers stay, and the next ids follow. */
+static cf_err count_fn(struct cf_tx *tx, void *ctx)
+{
+	return cf_tx_query(tx,
+	                   "SELECT (SELECT count(*) FROM sqlite_schema WHERE sql LIKE"
+	                   " '%AUTOINCREMENT%') + (SELECT count(*) FROM sqlite_sequence),"
+	                   " (SELECT max(id) FROM audit_entries)",
+	                   NULL, 0, numbers_row, ctx);
+}
+
+static void test_sqlite_ids_migrated(void **state)
+{
+	(void)state;
+	struct cf_keyring *kr = NULL;
+	struct cf_store *st = sqlite_log("ids", &kr); /* for the keyring */
+	cf_store_close(&st);
+	char url[128];
+	(void)snprintf(url, sizeof url, "sqlite:%s/ids17.db", dir);
+	struct cf_store_opts o = {
+	        .url = url, .migrations = cf_store_schema, .nmigrations = 17, .migrate = true};
+	OK(cf_store_open(&o, &st));
+	append_some(st, kr, 7, "before");
+	int64_t v[2] = {0, 0};
+	OK(cf_store_read(st, NULL, count_fn, v));
+	assert_int_equal(v[0], 2); /* the table's AUTOINCREMENT and its counter's row */
+	assert_int_equal(v[1], 7);
+	cf_store_close(&st);
+	OK(cf_store_open_coffre(url, NULL, true, &st));
+	assert_int_equal(cf_store_schema_version(st), 18);
+	OK(cf_store_read(st, NULL, count_fn, v));
+	assert_int_equal(v[0], 0);
+	assert_int_equal(v[1], 7);
+	append_some(st, kr, 3, "after");
+	OK(cf_store_read(st, NULL, count_fn, v));
+	assert_int_equal(v[1], 10);
+	/* still append-only once sequenced */
+	struct cf_audit_seq *seq = NULL;
+	OK(cf_audit_seq_open(st, &seq));
+	sequence_all(seq);
+	cf_audit_seq_close(&seq);
+	assert_int_not_equal(
+	        cf_store_write_wait(st, NULL, exec_fn,
+	                            (void *)(uintptr_t) "UPDATE audit_entries"
+	                                                " SET actor = 'x' WHERE id = 3"),
+	        CF_OK);
+	assert_int_not_equal(cf_store_write_wait(st, NULL, exec_fn,
+	                                         (void *)(uintptr_t) "DELETE FROM audit_entries"
+	                                                             " WHERE id = 9"),
+	                     CF_OK);
+	sequence_verify_close(st, kr, 10);
+}
+
 /* The SQLite writer remembers the numbers it gave (no query an entry): a request rolled
  * back gives its numbers back, and entries another process appended between two of ours
  * are seen (PRAGMA data_version), not collided with. */
@@ -825,6 +878,11 @@ static void test_retention(void **state)
 	if (!rep.ok)
 		fail_msg("verify after growing again: %s", rep.problem);
 	assert_int_equal(rep.sequenced, 5);
+	/* the tree took them in: entry ids did not start again once the table was empty
+	 * (the sequencer follows ids; schema migration 18 took their counter away) */
+	OK(cf_audit_inclusion(st, 55, 0, &p));
+	json_decref(p);
+	assert_int_equal(rep.checkpoints, 4);
 	/* only the pruning deletes: a kept entry still refuses */
 	assert_int_not_equal(cf_store_write_wait(st, NULL, exec_fn,
 	                                         (void *)(uintptr_t) "DELETE FROM audit_entries"
@@ -871,6 +929,7 @@ int main(void)
 	        cmocka_unit_test(test_sqlite_legacy_drain),
 	        cmocka_unit_test(test_sqlite_numbers_remembered),
 	        cmocka_unit_test(test_sqlite_numbers_in_groups),
+	        cmocka_unit_test(test_sqlite_ids_migrated),
 	};
 	return cmocka_run_group_tests_name("audit", tests, setup, teardown);
 }
