@@ -36,11 +36,21 @@ const char *cf_err_message(cf_err e)
 
 static _Thread_local char err_detail[CF_ERR_DETAIL_MAX];
 
+/* The detail, formatted apart first: an argument may be the detail itself (a caller
+ * prefixing cf_err_detail() with where it happened), and vsnprintf must not write over
+ * what it reads. */
+CF_PRINTF(1, 0) static void detail_format(const char *fmt, va_list ap)
+{
+	char t[CF_ERR_DETAIL_MAX];
+	(void)vsnprintf(t, sizeof t, fmt, ap);
+	memcpy(err_detail, t, strlen(t) + 1);
+}
+
 void cf_err_detail_set(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	(void)vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+	detail_format(fmt, ap);
 	va_end(ap);
 }
 
@@ -62,10 +72,14 @@ cf_err cf_err_at(cf_err e, const char *path, const char *rule, const char *fmt, 
 {
 	va_list ap;
 	va_start(ap, fmt);
-	(void)vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+	detail_format(fmt, ap);
 	va_end(ap);
-	(void)snprintf(err_path, sizeof err_path, "%s", path);
-	(void)snprintf(err_rule, sizeof err_rule, "%s", rule);
+	/* path and rule may be cf_err_path() and cf_err_rule() themselves */
+	char p[sizeof err_path], r[sizeof err_rule];
+	(void)snprintf(p, sizeof p, "%s", path);
+	(void)snprintf(r, sizeof r, "%s", rule);
+	memcpy(err_path, p, strlen(p) + 1);
+	memcpy(err_rule, r, strlen(r) + 1);
 	return e;
 }
 
@@ -81,12 +95,12 @@ const char *cf_err_rule(void)
 
 cf_err cf_err_fail(cf_err e, const char *fmt, ...)
 {
-	err_path[0] = '\0';
-	err_rule[0] = '\0';
 	va_list ap;
 	va_start(ap, fmt);
-	(void)vsnprintf(err_detail, sizeof err_detail, fmt, ap);
+	detail_format(fmt, ap);
 	va_end(ap);
+	err_path[0] = '\0';
+	err_rule[0] = '\0';
 	return e;
 }
 

@@ -125,6 +125,13 @@ cf_err cf_h_records_list(struct cf_req *req)
 				break;
 			}
 			*colon = '\0';
+			/* a second value would replace the first: a list wider than asked */
+			if (json_object_get(filters, t)) {
+				e = cf_err_fail(CF_E_INVALID,
+				                "a field is filtered on twice: each field "
+				                "once, as field:value");
+				break;
+			}
 			json_object_set_new(filters, t, json_string(colon + 1));
 		}
 	}
@@ -205,7 +212,7 @@ static cf_err create_hand_over(struct cf_req *req, struct create_call *cc, cf_er
 	cc->call = cf_req_call(req);
 	if (e == CF_OK)
 		e = cf_vault_create_begin(cf_req_vault(req), &cc->call, cf_h_own_tenant(req),
-		                          cc->coll, cc->items, idem, &cc->w);
+		                          cc->coll, cc->items, cc->batch, idem, &cc->w);
 	if (e == CF_OK)
 		e = cf_req_write(req, cf_h_own_tenant(req)->id, create_write, cc, create_finish);
 	if (e != CF_OK)

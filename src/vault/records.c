@@ -953,7 +953,8 @@ void cf_vault_create_free(struct cf_vault_create **pp)
 
 cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
                              const struct cf_tenant_ref *t, const char *coll, const json_t *items,
-                             const struct cf_idempotency *idem, struct cf_vault_create **out)
+                             bool batch, const struct cf_idempotency *idem,
+                             struct cf_vault_create **out)
 {
 	size_t n = json_array_size(items);
 	CF_ENSURE(json_is_array(items) && n >= 1 && n <= CF_VAULT_BATCH_MAX,
@@ -980,7 +981,7 @@ cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
 	for (size_t i = 0; err == CF_OK && i < n; i++) {
 		const json_t *data = json_array_get(items, i);
 		err = vault_record_check(&w->s, data);
-		if (err && n > 1) {
+		if (err && batch) {
 			/* the path names the item: records[3].data.email */
 			char path[160];
 			(void)snprintf(path, sizeof path, "records[%zu].%s", i, cf_err_path());

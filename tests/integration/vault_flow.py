@@ -67,6 +67,11 @@ report(st == 422 and js["error"]["field"] == "fields.ssn" and js["error"]["rule"
        "a sensitive field cannot be filtered on (it would be kept in clear): 422 naming field and rule", (st, js))
 st, js = call("POST", C, {"name": "bad", "fields": {"x": {"type": "uuid"}}}, **S)
 report(st == 422 and js["error"]["rule"] == "type", "an unknown type: 422", (st, js))
+st, js = call("POST", C, {"name": "bad", "fields": {"x": {"type": "string", "colour": "red"}}}, **S)
+report(st == 422 and js["error"]["field"] == "fields.x" and js["error"]["rule"] == "keys"
+       and js["error"]["message"].startswith("fields.x: ") and js["error"]["message"].count("fields.x") == 1
+       and "colour" in js["error"]["message"],
+       "an unknown key in a field's definition: 422 naming the field, the rule and the key", (st, js))
 
 R = C + "/customers/records"
 ada = {"email": "ada@example.com", "name": "Ada Lovelace", "phone": "+33 6 12 34 56 12", "ssn": "1 85 12 75 123 456",
@@ -132,6 +137,9 @@ report(st == 200 and len(recs) == 6 and all("ssn" not in r["data"] for r in recs
        "lists leave sensitive fields out and mask personal ones", (st, js))
 st, js = call("GET", R + "?filter=ssn:secret-1", **S)
 report(st == 422 and js["error"]["rule"] == "filter", "a filter on a field not marked filter: 422", (st, js))
+st, js = call("GET", R + "?filter=plan:pro,plan:free", **S)
+report(st == 400 and js["error"]["code"] == "invalid_argument" and "twice" in js["error"]["message"],
+       "one field filtered on twice: 400 (not the last value alone)", (st, js))
 st, js = call("GET", R + "?filter=vip:true", **S)
 report(st == 200 and [r["id"] for r in js["records"]] == [ids[3]], "a boolean filter", (st, js))
 
@@ -149,8 +157,12 @@ report(st == 201 and len(bids) == 3 and st2 == 200 and [r["id"] for r in js2["re
        and js2["missing"] == ["r0000000000000000"] and js2["records"][0]["data"]["email"] == "b***@example.com",
        "a batch of three in one call; a batch read, masked, names the missing", (st, js, st2, js2))
 st, js = call("POST", B, {"records": [{"data": {"email": "c0@example.com"}}, {"data": {"email": "bad"}}]}, **S)
-report(st == 422 and js["error"]["field"] == "records[1].data.email" and count() == n0 + 3,
-       "a batch with one bad record writes nothing: 422 naming records[1]", (st, js))
+report(st == 422 and js["error"]["field"] == "records[1].data.email" and js["error"]["rule"] == "email"
+       and js["error"]["message"].startswith("records[1]: data.email ") and count() == n0 + 3,
+       "a batch with one bad record writes nothing: 422 naming records[1], the field and the rule", (st, js))
+st, js = call("POST", B, {"records": [{"data": {"email": "bad"}}]}, **S)
+report(st == 422 and js["error"]["field"] == "records[0].data.email" and js["error"]["rule"] == "email"
+       and count() == n0 + 3, "a batch of one names records[0] too", (st, js))
 st, js = call("POST", B, {"records": [{"data": {"email": "x@example.com"}}] * 1001}, **S)
 report(st in (413, 422), "a batch over 1000 records is refused", (st, js))
 # Idempotency-Key: the same request twice makes one record

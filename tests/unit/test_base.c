@@ -40,6 +40,20 @@ static void test_err_table(void **state)
 	assert_string_equal(cf_err_detail(), "field x");
 	cf_err_detail_clear();
 	assert_string_equal(cf_err_detail(), "");
+	/* a detail prefixed with where it happened, from the detail itself (a batch's item) */
+	(void)cf_err_at(CF_E_WRONG_TYPE, "data.email", "email", "data.email is not an email");
+	char path[64];
+	(void)snprintf(path, sizeof path, "records[3].%s", cf_err_path());
+	assert_int_equal(
+	        cf_err_at(CF_E_WRONG_TYPE, path, cf_err_rule(), "records[3]: %s", cf_err_detail()),
+	        CF_E_WRONG_TYPE);
+	assert_string_equal(cf_err_detail(), "records[3]: data.email is not an email");
+	assert_string_equal(cf_err_path(), "records[3].data.email");
+	assert_string_equal(cf_err_rule(), "email");
+	assert_int_equal(cf_err_fail(CF_E_INVALID, "again: %s", cf_err_detail()), CF_E_INVALID);
+	assert_string_equal(cf_err_detail(), "again: records[3]: data.email is not an email");
+	assert_string_equal(cf_err_path(), "");
+	cf_err_detail_clear();
 }
 
 static void test_span(void **state)
