@@ -57,6 +57,12 @@ cf_err cf_json_parse(const uint8_t *p, size_t n, size_t max_bytes, json_t **out)
 			                   jerr.column);
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			return CF_E_NOMEM;
+		/* jansson places an empty document at line -1: no place to name */
+		bool blank = true;
+		for (size_t i = 0; i < n && blank; i++)
+			blank = p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r';
+		if (blank)
+			return cf_err_fail(CF_E_MALFORMED_JSON, "the JSON document is empty");
 		/* jansson's text names the problem ("unexpected token", "invalid UTF-8"...), never
 		 * more than a few bytes of input; we still keep only our own wording. */
 		return cf_err_fail(
@@ -109,7 +115,8 @@ cf_err cf_json_only_keys(const json_t *obj, const char *const *allowed)
 				                   ? key[i]
 				                   : '?';
 			shown[i] = '\0';
-			return cf_err_fail(CF_E_UNKNOWN_FIELD, "%s: unknown field", shown);
+			return cf_err_at(CF_E_UNKNOWN_FIELD, shown, "keys", "%s: unknown field",
+			                 shown);
 		}
 	}
 	return CF_OK;
@@ -120,7 +127,9 @@ static cf_err get_field(const json_t *obj, const char *key, bool required, json_
 	json_t *v = json_object_get(obj, key);
 	if (!v) {
 		*out = NULL;
-		return required ? cf_err_fail(CF_E_MISSING_FIELD, "%s: required", key) : CF_OK;
+		return required
+		               ? cf_err_at(CF_E_MISSING_FIELD, key, "required", "%s: required", key)
+		               : CF_OK;
 	}
 	*out = v;
 	return CF_OK;
@@ -134,12 +143,12 @@ cf_err cf_json_get_str(const json_t *obj, const char *key, bool required, size_t
 	if (!v)
 		return CF_OK;
 	if (!json_is_string(v))
-		return cf_err_fail(CF_E_WRONG_TYPE, "%s: must be a string", key);
+		return cf_err_at(CF_E_WRONG_TYPE, key, "string", "%s: must be a string", key);
 	size_t len = json_string_length(v);
 	if (len > max_len || len > CF_JSON_STRING_MAX)
-		return cf_err_fail(CF_E_TOO_LARGE, "%s: longer than %zu bytes", key,
-		                   max_len < CF_JSON_STRING_MAX ? max_len
-		                                                : (size_t)CF_JSON_STRING_MAX);
+		return cf_err_at(CF_E_OUT_OF_RANGE, key, "max", "%s: longer than %zu bytes", key,
+		                 max_len < CF_JSON_STRING_MAX ? max_len
+		                                              : (size_t)CF_JSON_STRING_MAX);
 	*out = json_string_value(v);
 	if (out_len)
 		*out_len = len;
@@ -154,11 +163,12 @@ cf_err cf_json_get_int(const json_t *obj, const char *key, bool required, int64_
 	if (!v)
 		return CF_OK;
 	if (!json_is_integer(v))
-		return cf_err_fail(CF_E_WRONG_TYPE, "%s: must be an integer", key);
+		return cf_err_at(CF_E_WRONG_TYPE, key, "integer", "%s: must be an integer", key);
 	json_int_t i = json_integer_value(v);
 	if (i < min || i > max)
-		return cf_err_fail(CF_E_OUT_OF_RANGE, "%s: must be between %lld and %lld", key,
-		                   (long long)min, (long long)max);
+		return cf_err_at(CF_E_OUT_OF_RANGE, key, "range",
+		                 "%s: must be between %lld and %lld", key, (long long)min,
+		                 (long long)max);
 	*out = (int64_t)i;
 	return CF_OK;
 }
@@ -170,7 +180,7 @@ cf_err cf_json_get_bool(const json_t *obj, const char *key, bool required, bool 
 	if (!v)
 		return CF_OK;
 	if (!json_is_boolean(v))
-		return cf_err_fail(CF_E_WRONG_TYPE, "%s: must be true or false", key);
+		return cf_err_at(CF_E_WRONG_TYPE, key, "boolean", "%s: must be true or false", key);
 	*out = json_is_true(v);
 	return CF_OK;
 }
@@ -182,7 +192,7 @@ cf_err cf_json_get_object(const json_t *obj, const char *key, bool required, jso
 	if (!v)
 		return CF_OK;
 	if (!json_is_object(v))
-		return cf_err_fail(CF_E_WRONG_TYPE, "%s: must be an object", key);
+		return cf_err_at(CF_E_WRONG_TYPE, key, "object", "%s: must be an object", key);
 	*out = v;
 	return CF_OK;
 }

@@ -245,6 +245,13 @@ static void test_json_strict(void **state)
 	assert_int_equal(parse("{\"a\":\"\xff\"}", &v), CF_E_MALFORMED_JSON);
 	assert_int_equal(parse("{\"a\":", &v), CF_E_MALFORMED_JSON);
 	assert_int_equal(parse("", &v), CF_E_MALFORMED_JSON);
+	assert_string_equal(cf_err_detail(), "the JSON document is empty");
+	assert_int_equal(parse(" \r\n", &v), CF_E_MALFORMED_JSON);
+	assert_string_equal(cf_err_detail(), "the JSON document is empty");
+	assert_int_equal(parse("{\"a\": [1, ", &v), CF_E_MALFORMED_JSON);
+	assert_string_equal(cf_err_detail(), "line 1 column 10: syntax error");
+	assert_int_equal(parse("{\"a\": x}", &v), CF_E_MALFORMED_JSON);
+	assert_string_equal(cf_err_detail(), "line 1 column 7: syntax error");
 	assert_int_equal(parse("123456789012345678901234567890", &v), CF_E_MALFORMED_JSON);
 	assert_int_equal(cf_json_parse((const uint8_t *)"{}", 2, 1, &v), CF_E_TOO_LARGE);
 	assert_int_equal(cf_json_parse_object((const uint8_t *)"[1]", 3, 100, &v), CF_E_WRONG_TYPE);
@@ -287,11 +294,17 @@ static void test_json_getters(void **state)
 	assert_int_equal(cf_json_get_str(o, "s", true, 10, &s, &len), CF_OK);
 	assert_string_equal(s, "hi");
 	assert_int_equal(len, 2);
-	assert_int_equal(cf_json_get_str(o, "s", true, 1, &s, &len), CF_E_TOO_LARGE);
+	/* each refusal names its field and rule (the API's 422 body carries both) */
+	assert_int_equal(cf_json_get_str(o, "s", true, 1, &s, &len), CF_E_OUT_OF_RANGE);
+	assert_string_equal(cf_err_path(), "s");
+	assert_string_equal(cf_err_rule(), "max");
 	assert_int_equal(cf_json_get_str(o, "i", true, 10, &s, &len), CF_E_WRONG_TYPE);
 	assert_string_equal(cf_err_detail(), "i: must be a string");
+	assert_string_equal(cf_err_rule(), "string");
 	assert_int_equal(cf_json_get_str(o, "zz", true, 10, &s, &len), CF_E_MISSING_FIELD);
 	assert_string_equal(cf_err_detail(), "zz: required");
+	assert_string_equal(cf_err_path(), "zz");
+	assert_string_equal(cf_err_rule(), "required");
 	s = "untouched";
 	assert_int_equal(cf_json_get_str(o, "zz", false, 10, &s, &len), CF_OK);
 	assert_string_equal(s, "untouched");
@@ -307,6 +320,7 @@ static void test_json_getters(void **state)
 	static const char *const allowed[] = {"s", "i", "b", "o", NULL};
 	assert_int_equal(cf_json_only_keys(o, allowed), CF_E_UNKNOWN_FIELD);
 	assert_string_equal(cf_err_detail(), "f: unknown field");
+	assert_string_equal(cf_err_path(), "f");
 	static const char *const all[] = {"s", "i", "b", "o", "f", NULL};
 	assert_int_equal(cf_json_only_keys(o, all), CF_OK);
 	json_decref(o);
