@@ -52,6 +52,10 @@ struct cf_route {
 	unsigned flags;
 	unsigned perm;    /* IA1: what the caller must hold (checked before the handler) */
 	const char *name; /* stable name for logs, metrics and audit actions: "readyz" */
+	/* The query parameters it takes, each between spaces (" limit cursor "); NULL:
+	 * none. Any other is refused (400) before the handler runs: a misspelt filter
+	 * must not answer as if there were none. */
+	const char *query;
 };
 
 /* The routes the server serves (routes.c): one table, one place to read them all. */

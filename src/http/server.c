@@ -774,6 +774,36 @@ static bool content_type_is_json(struct MHD_Connection *conn)
 	return next == '\0' || next == ';' || next == ' ';
 }
 
+/* Whether each query parameter is one the route takes (cf_route.query). The name shown
+ * is the client's: a bounded, printable prefix only. */
+struct query_check {
+	const char *takes;
+	bool unknown;
+	char name[40];
+};
+
+static enum MHD_Result query_known(void *ctx, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+	(void)kind;
+	(void)value;
+	struct query_check *qc = ctx;
+	size_t n = strlen(key);
+	const char *at = qc->takes && n && !strchr(key, ' ') ? strstr(qc->takes, key) : NULL;
+	while (at && !(at > qc->takes && at[-1] == ' ' && at[n] == ' '))
+		at = strstr(at + 1, key);
+	if (at)
+		return MHD_YES;
+	qc->unknown = true;
+	size_t i = 0;
+	for (; i < sizeof qc->name - 1 && key[i]; i++)
+		qc->name[i] = key[i] > 0x20 && key[i] < 0x7f && key[i] != '"' ? key[i] : '?';
+	qc->name[i] = '\0';
+	if (i == 0)
+		(void)snprintf(qc->name, sizeof qc->name, "(empty)");
+	return MHD_NO;
+}
+
 /* First sight of a request: everything that can refuse it before its body is read. */
 static cf_err admit(struct cf_req *req, const char *url, const char *method)
 {
@@ -828,6 +858,14 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	if (e == CF_E_METHOD)
 		req->allow = true;
 	CF_TRY(e);
+	struct query_check qc = {.takes = req->match.route->query};
+	(void)MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_known, &qc);
+	if (qc.unknown) {
+		const char *takes = req->match.route->query ? req->match.route->query : " ";
+		return cf_err_fail(CF_E_INVALID, "this call takes no query parameter %s%s%.*s",
+		                   qc.name, takes[1] ? "; it takes" : "", (int)strlen(takes) - 1,
+		                   takes); /* without its last space */
+	}
 	if (!(req->match.route->flags & CF_ROUTE_BODY))
 		return has_body ? cf_err_fail(CF_E_INVALID, "this call takes no body") : CF_OK;
 	if (has_body && !content_type_is_json(req->conn))

@@ -11,9 +11,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct cf_span path = {data, size};
 	/* the real table, and one with parameters */
 	static const struct cf_route extra[] = {
-	        {"GET", "/v1/t/{tenant}/records/{id}", NULL, 0, 0, "a"},
-	        {"PUT", "/v1/t/{tenant}/records/{id}", NULL, 0, 0, "b"},
-	        {"GET", "/v1/t/{tenant}", NULL, 0, 0, "c"},
+	        {"GET", "/v1/t/{tenant}/records/{id}", NULL, 0, 0, "a", NULL},
+	        {"PUT", "/v1/t/{tenant}/records/{id}", NULL, 0, 0, "b", NULL},
+	        {"GET", "/v1/t/{tenant}", NULL, 0, 0, "c", NULL},
 	};
 	cf_err e = cf_router_match(cf_http_routes, cf_http_routes_count, "GET", path, &m);
 	if (e == CF_OK && !m.route)

@@ -330,7 +330,7 @@ PERM_C = {"CF_P_%s" % p.upper().replace(".", "_"): p for p in ALL}
 routes = []
 BODY_ROUTES = set()  # the routes that take a body: the matrix sends {} to those
 src = open(ROUTES_C).read()
-for m in re.finditer(r'\{"(GET|POST|PUT|PATCH|DELETE)",\s*"([^"]+)",\s*\w+,\s*([^,]+),\s*(\w+),\s*"([^"]+)"\}', src):
+for m in re.finditer(r'\{"(GET|POST|PUT|PATCH|DELETE)",\s*"([^"]+)",\s*\w+,\s*([^,]+),\s*(\w+),\s*"([^"]+)",\s*(?:NULL|"[^"]*")\}', src):
     method, path, flags, perm, name = m.groups()
     if "P" in [f.strip() for f in flags.split("|")]:
         continue

@@ -62,6 +62,10 @@ ccurl -D - -o /dev/null -X POST "$URL/readyz" | tr -d '\r' | grep -qi '^allow: G
 expect_error "escaped slash in a path" 400 invalid_argument --path-as-is "$URL/a/%2f/b"
 expect_error "dot segment" 400 invalid_argument --path-as-is "$URL/x/../healthz"
 expect_error "escaped NUL" 400 invalid_argument "$URL/a%00b"
+expect_error "a query parameter the call does not take" 400 invalid_argument "$URL/healthz?verbose=1"
+expect_error "a query parameter the call does not take, beside one it takes" 400 invalid_argument "$URL/v1/audit/proof/inclusion?index=0&size=1&sise=2"
+code=$(ccurl -o /dev/null -w '%{http_code}' "$URL/v1/audit/proof/inclusion?index=0&size=99999999")
+[ "$code" != 400 ] && ok "the parameters a call takes still reach it ($code)" || fail "the parameters a call takes still reach it" "$code"
 expect_error "a body where none is taken" 400 invalid_argument -H 'Content-Type: application/json' --data '{}' -X GET "$URL/healthz"
 expect_error "a body over server.max_body" 413 too_large -H 'Content-Type: application/json' --data-binary @<(head -c 5000 /dev/zero | tr '\0' a) "$URL/healthz"
 code=$(ccurl -o /dev/null -w '%{http_code}' -I "$URL/healthz")
@@ -123,6 +127,27 @@ routes=$(grep -oE '^\s*\{"[A-Z]+", "/[^"]*"' "$ROOT/src/http/routes.c" | grep -o
 documented=$(grep -oE '^  /[^:]*:' "$ROOT/docs/openapi.yaml" | tr -d ' :' | sort -u)
 [ -n "$routes" ] && [ "$routes" = "$documented" ] && ok "docs/openapi.yaml describes exactly the routes the server has" ||
 	fail "docs/openapi.yaml describes exactly the routes the server has" "server: $routes / documented: $documented"
+# ... and each route takes exactly the query parameters documented for it (any other
+# gets 400 before its handler: routes.c, cf_route.query)
+out=$(/usr/bin/python3 - "$ROOT/docs/openapi.yaml" "$ROOT/src/http/routes.c" "$ROOT/tests/integration" <<'PY'
+import re, sys
+sys.path.insert(0, sys.argv[3])
+from flowlib import openapi_checker
+checker = openapi_checker(sys.argv[1])
+src = open(sys.argv[2]).read()
+n, bad = 0, []
+for m in re.finditer(r'\{"(GET|POST|PUT|PATCH|DELETE)",\s*"([^"]+)",\s*\w+,\s*[^,]+,\s*\w+,\s*"[^"]+",\s*(NULL|"[^"]*")\}', src):
+    takes = set() if m.group(3) == "NULL" else set(m.group(3).strip('"').split())
+    op = checker.spec["paths"].get(m.group(2), {}).get(m.group(1).lower(), {})
+    doc = {checker.resolve(x)["name"] for x in op.get("parameters", []) if checker.resolve(x).get("in") == "query"}
+    n += 1
+    if takes != doc:
+        bad.append(f"{m.group(1)} {m.group(2)}: routes.c {sorted(takes)}, openapi {sorted(doc)}")
+print(f"{n} routes" if not bad and n > 60 else "; ".join(bad) or f"only {n} routes read")
+sys.exit(1 if bad or n <= 60 else 0)
+PY
+)
+[ $? = 0 ] && ok "each route takes the query parameters docs/openapi.yaml gives it ($out)" || fail "each route takes the query parameters docs/openapi.yaml gives it" "$out"
 out=$(/usr/bin/python3 - "$ROOT/docs/openapi.yaml" "$URL" "$CA" "$ROOT/tests/integration" <<'PY'
 import json, ssl, sys, urllib.request, urllib.error
 sys.path.insert(0, sys.argv[4])

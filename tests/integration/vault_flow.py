@@ -137,6 +137,10 @@ report(st == 200 and len(recs) == 6 and all("ssn" not in r["data"] for r in recs
        "lists leave sensitive fields out and mask personal ones", (st, js))
 st, js = call("GET", R + "?filter=ssn:secret-1", **S)
 report(st == 422 and js["error"]["rule"] == "filter", "a filter on a field not marked filter: 422", (st, js))
+st, js = call("GET", R + "?fliter=plan:pro", **S)
+report(st == 400 and js["error"]["code"] == "invalid_argument" and "fliter" in js["error"]["message"]
+       and "filter" in js["error"]["message"],
+       "a misspelt query parameter: 400 naming it and the ones the call takes (not the whole list)", (st, js))
 st, js = call("GET", R + "?filter=plan:pro,plan:free", **S)
 report(st == 400 and js["error"]["code"] == "invalid_argument" and "twice" in js["error"]["message"],
        "one field filtered on twice: 400 (not the last value alone)", (st, js))

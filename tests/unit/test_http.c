@@ -27,11 +27,11 @@ static cf_err h_none(struct cf_req *r)
 }
 
 static const struct cf_route routes[] = {
-        {"GET", "/", h_none, 0, 0, "root"},
-        {"GET", "/healthz", h_none, 0, 0, "healthz"},
-        {"GET", "/v1/t/{tenant}/records/{id}", h_none, 0, 0, "record_get"},
-        {"PUT", "/v1/t/{tenant}/records/{id}", h_none, CF_ROUTE_BODY, 0, "record_put"},
-        {"GET", "/v1/t/{tenant}/records", h_none, 0, 0, "record_list"},
+        {"GET", "/", h_none, 0, 0, "root", NULL},
+        {"GET", "/healthz", h_none, 0, 0, "healthz", NULL},
+        {"GET", "/v1/t/{tenant}/records/{id}", h_none, 0, 0, "record_get", NULL},
+        {"PUT", "/v1/t/{tenant}/records/{id}", h_none, CF_ROUTE_BODY, 0, "record_put", NULL},
+        {"GET", "/v1/t/{tenant}/records", h_none, 0, 0, "record_list", NULL},
 };
 #define NR (sizeof routes / sizeof routes[0])
 
