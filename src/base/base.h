@@ -114,6 +114,9 @@ cf_err cf_err_at(cf_err e, const char *path, const char *rule, const char *fmt, 
         CF_PRINTF(4, 5);
 const char *cf_err_path(void); /* "" when none */
 const char *cf_err_rule(void);
+/* A name the client sent (a field, a query parameter), fit for an error's message: a
+ * bounded prefix (cap - 1 bytes), printable ASCII kept but '"', anything else '?'. */
+void cf_err_shown(const char *in, char *out, size_t cap);
 
 /* Return on failure (functions with nothing to undo). */
 #define CF_TRY(expr)                                                                               \

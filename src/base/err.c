@@ -93,6 +93,16 @@ const char *cf_err_rule(void)
 	return err_rule;
 }
 
+void cf_err_shown(const char *in, char *out, size_t cap)
+{
+	if (cap == 0)
+		return;
+	size_t i = 0;
+	for (; i < cap - 1 && in[i]; i++)
+		out[i] = in[i] >= 0x20 && in[i] < 0x7f && in[i] != '"' ? in[i] : '?';
+	out[i] = '\0';
+}
+
 cf_err cf_err_fail(cf_err e, const char *fmt, ...)
 {
 	va_list ap;

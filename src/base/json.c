@@ -107,14 +107,8 @@ cf_err cf_json_only_keys(const json_t *obj, const char *const *allowed)
 				break;
 			}
 		if (!known) {
-			/* Field names are the client's; show a bounded, printable prefix only. */
-			char shown[65];
-			size_t i = 0;
-			for (; i < sizeof shown - 1 && key[i]; i++)
-				shown[i] = (key[i] >= 0x20 && key[i] < 0x7f && key[i] != '"')
-				                   ? key[i]
-				                   : '?';
-			shown[i] = '\0';
+			char shown[65]; /* the client's name: a printable prefix only */
+			cf_err_shown(key, shown, sizeof shown);
 			return cf_err_at(CF_E_UNKNOWN_FIELD, shown, "keys", "%s: unknown field",
 			                 shown);
 		}

@@ -774,8 +774,8 @@ static bool content_type_is_json(struct MHD_Connection *conn)
 	return next == '\0' || next == ';' || next == ' ';
 }
 
-/* Whether each query parameter is one the route takes (cf_route.query). The name shown
- * is the client's: a bounded, printable prefix only. */
+/* Whether each query parameter is one the route takes (cf_route.query); the first one
+ * it does not, as an error may show it (cf_err_shown). */
 struct query_check {
 	const char *takes;
 	bool unknown;
@@ -795,12 +795,7 @@ static enum MHD_Result query_known(void *ctx, enum MHD_ValueKind kind, const cha
 	if (at)
 		return MHD_YES;
 	qc->unknown = true;
-	size_t i = 0;
-	for (; i < sizeof qc->name - 1 && key[i]; i++)
-		qc->name[i] = key[i] > 0x20 && key[i] < 0x7f && key[i] != '"' ? key[i] : '?';
-	qc->name[i] = '\0';
-	if (i == 0)
-		(void)snprintf(qc->name, sizeof qc->name, "(empty)");
+	cf_err_shown(n ? key : "(empty)", qc->name, sizeof qc->name);
 	return MHD_NO;
 }
 

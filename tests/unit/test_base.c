@@ -54,6 +54,16 @@ static void test_err_table(void **state)
 	assert_string_equal(cf_err_detail(), "again: records[3]: data.email is not an email");
 	assert_string_equal(cf_err_path(), "");
 	cf_err_detail_clear();
+	/* a client's name in a message: printable, bounded, no quote */
+	char shown[6];
+	cf_err_shown("a\"b\x01"
+	             "c\xff",
+	             shown, sizeof shown);
+	assert_string_equal(shown, "a?b?c");
+	cf_err_shown("limit", shown, sizeof shown);
+	assert_string_equal(shown, "limit");
+	cf_err_shown("cursor", shown, sizeof shown);
+	assert_string_equal(shown, "curso");
 }
 
 static void test_span(void **state)
