@@ -335,7 +335,7 @@ cf_err auth_role_perms(struct cf_tx *tx, const char *name, cf_perms *out)
 	struct cf_val v[] = {CF_V_TEXT(cf_tx_tenant(tx)), CF_V_TEXT(name)};
 	CF_TRY(cf_tx_query(tx, "SELECT perms FROM roles WHERE tenant_id = $1 AND name = $2", v, 2,
 	                   role_row, &q));
-	CF_ENSURE(q.found, cf_err_fail(CF_E_INVALID, "no role named '%s'", name));
+	CF_ENSURE(q.found, CF_E_NOT_FOUND); /* the caller names the field */
 	*out = (cf_perms)q.perms & CF_PERMS_ALL;
 	return CF_OK;
 }
@@ -345,13 +345,20 @@ cf_err auth_roles_check(struct cf_tx *tx, const json_t *roles, cf_perms limit)
 	if (!roles)
 		return CF_OK;
 	CF_ENSURE(json_is_array(roles) && json_array_size(roles) <= 16,
-	          cf_err_fail(CF_E_WRONG_TYPE, "roles must be an array of at most 16 role names"));
+	          cf_err_at(CF_E_WRONG_TYPE, "roles", "array",
+	                    "roles must be an array of at most 16 role names"));
 	for (size_t i = 0; i < json_array_size(roles); i++) {
 		const json_t *r = json_array_get(roles, i);
+		char at[32], shown[64];
+		(void)snprintf(at, sizeof at, "roles[%zu]", i);
 		CF_ENSURE(json_is_string(r) && json_string_length(r) <= 63,
-		          cf_err_fail(CF_E_WRONG_TYPE, "roles[%zu] must be a role name", i));
+		          cf_err_at(CF_E_WRONG_TYPE, at, "string", "%s must be a role name", at));
 		cf_perms p = 0;
-		CF_TRY(auth_role_perms(tx, json_string_value(r), &p));
+		cf_err e = auth_role_perms(tx, json_string_value(r), &p);
+		cf_err_shown(json_string_value(r), shown, sizeof shown);
+		CF_ENSURE(e != CF_E_NOT_FOUND,
+		          cf_err_at(CF_E_INVALID_VALUE, at, "role", "no role named '%s'", shown));
+		CF_TRY(e);
 		/* Nobody hands out more than they hold: an admin cannot make an owner. */
 		CF_ENSURE((p & ~limit) == 0,
 		          cf_err_fail(CF_E_FORBIDDEN,
@@ -378,7 +385,8 @@ cf_err auth_grants_set(struct cf_tx *tx, const char *kind, const char *id, const
 		                      "INSERT INTO grants (tenant_id, kind, principal_id, role)"
 		                      " VALUES ($1, $2, $3, $4)",
 		                      v, 4, NULL);
-		CF_ENSURE(e != CF_E_CONFLICT, cf_err_fail(CF_E_INVALID, "a role is named twice"));
+		CF_ENSURE(e != CF_E_CONFLICT, cf_err_at(CF_E_INVALID_VALUE, "roles", "unique",
+		                                        "a role is named twice"));
 		CF_TRY(e);
 	}
 	return CF_OK;

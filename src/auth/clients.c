@@ -44,7 +44,8 @@ static cf_err origins_parse(const json_t *list, char out[CF_AUTH_ORIGINS_MAX])
 	if (!list)
 		return CF_OK;
 	CF_ENSURE(json_is_array(list) && json_array_size(list) <= 8,
-	          cf_err_fail(CF_E_WRONG_TYPE, "allowed_origins is an array of at most 8 origins"));
+	          cf_err_at(CF_E_WRONG_TYPE, "allowed_origins", "array",
+	                    "allowed_origins is an array of at most 8 origins"));
 	size_t n = 0;
 	for (size_t i = 0; i < json_array_size(list); i++) {
 		const char *o = json_string_value(json_array_get(list, i));
@@ -54,13 +55,15 @@ static cf_err origins_parse(const json_t *list, char out[CF_AUTH_ORIGINS_MAX])
 			ok = (o[k] >= 'a' && o[k] <= 'z') || (o[k] >= '0' && o[k] <= '9') ||
 			     o[k] == '-' || o[k] == '.' || o[k] == ':' || o[k] == '[' ||
 			     o[k] == ']';
+		char at[48];
+		(void)snprintf(at, sizeof at, "allowed_origins[%zu]", i);
 		CF_ENSURE(ok,
-		          cf_err_fail(CF_E_INVALID,
-		                      "allowed_origins[%zu] must be https://host[:port] in lower "
-		                      "case, without a path",
-		                      i));
+		          cf_err_at(CF_E_INVALID_VALUE, at, "origin",
+		                    "%s must be https://host[:port] in lower case, without a path",
+		                    at));
 		CF_ENSURE(n + len + 2 <= CF_AUTH_ORIGINS_MAX,
-		          cf_err_fail(CF_E_TOO_LARGE, "allowed_origins is too long"));
+		          cf_err_at(CF_E_OUT_OF_RANGE, "allowed_origins", "max",
+		                    "allowed_origins is too long"));
 		if (n)
 			out[n++] = ' ';
 		memcpy(out + n, o, len + 1);
@@ -88,10 +91,11 @@ cf_err cf_auth_client_create(struct cf_auth *a, const struct cf_auth_call *c,
 {
 	size_t nl = name ? strlen(name) : 0;
 	CF_ENSURE(nl >= 1 && nl <= CLIENT_NAME_MAX,
-	          cf_err_fail(CF_E_INVALID, "name must be 1 to 100 bytes"));
+	          cf_err_at(CF_E_INVALID_VALUE, "name", "name", "name must be 1 to 100 bytes"));
 	for (size_t i = 0; i < nl; i++)
 		CF_ENSURE((unsigned char)name[i] >= 0x20 && name[i] != 0x7f,
-		          cf_err_fail(CF_E_INVALID, "name must not hold control characters"));
+		          cf_err_at(CF_E_INVALID_VALUE, "name", "name",
+		                    "name must not hold control characters"));
 	char id[CLIENT_ID_LEN + 1] = "c";
 	CF_TRY(cf_random_hex(id + 1, sizeof id - 1, 8));
 	char secret[64];

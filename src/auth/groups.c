@@ -8,15 +8,20 @@
 
 #define GROUP_MEMBERS_MAX 1000
 
-static cf_err name_check(const char *name)
+/* A new group's name is a field of the body; a name in a path that cannot be a group's
+ * names none. */
+static cf_err name_check(const char *name, bool create)
 {
 	size_t n = name ? strlen(name) : 0;
 	bool ok = n >= 1 && n <= 63;
 	for (size_t i = 0; ok && i < n; i++)
 		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
 		     name[i] == '_' || name[i] == '-';
-	return ok ? CF_OK
-	          : cf_err_fail(CF_E_INVALID, "a group name is 1 to 63 of a-z, 0-9, '_', '-'");
+	if (ok)
+		return CF_OK;
+	return create ? cf_err_at(CF_E_INVALID_VALUE, "name", "name",
+	                          "a group name is 1 to 63 of a-z, 0-9, '_', '-'")
+	              : cf_err_fail(CF_E_NOT_FOUND, "no such group");
 }
 
 /* The roles a user holds through groups: appended to perms and names. */
@@ -138,7 +143,8 @@ static cf_err set_roles(struct cf_tx *tx, struct group_tx *g)
 		                      "INSERT INTO group_roles (tenant_id, group_name, role)"
 		                      " VALUES ($1, $2, $3)",
 		                      v, 3, NULL);
-		CF_ENSURE(e != CF_E_CONFLICT, cf_err_fail(CF_E_INVALID, "a role is named twice"));
+		CF_ENSURE(e != CF_E_CONFLICT, cf_err_at(CF_E_INVALID_VALUE, "roles", "unique",
+		                                        "a role is named twice"));
 		CF_TRY(e);
 	}
 	return CF_OK;
@@ -154,11 +160,14 @@ static cf_err user_exists_row(const struct cf_row *row, void *ctx)
 static cf_err members(struct cf_tx *tx, struct group_tx *g, const json_t *list, bool add)
 {
 	CF_ENSURE(!list || (json_is_array(list) && json_array_size(list) <= GROUP_MEMBERS_MAX),
-	          cf_err_fail(CF_E_WRONG_TYPE, "add and remove are arrays of user ids"));
+	          cf_err_at(CF_E_WRONG_TYPE, add ? "add" : "remove", "array",
+	                    "add and remove are arrays of user ids"));
 	for (size_t i = 0; list && i < json_array_size(list); i++) {
 		const char *u = json_string_value(json_array_get(list, i));
+		char at[40];
+		(void)snprintf(at, sizeof at, "%s[%zu]", add ? "add" : "remove", i);
 		CF_ENSURE(u && strlen(u) <= CF_AUTH_ID_MAX,
-		          cf_err_fail(CF_E_WRONG_TYPE, "a member is a user id"));
+		          cf_err_at(CF_E_WRONG_TYPE, at, "string", "%s must be a user id", at));
 		struct cf_val v[] = {CF_V_TEXT(g->tenant), CF_V_TEXT(g->name), CF_V_TEXT(u)};
 		if (!add) {
 			CF_TRY(cf_tx_exec(tx,
@@ -171,7 +180,10 @@ static cf_err members(struct cf_tx *tx, struct group_tx *g, const json_t *list, 
 		struct cf_val w[] = {CF_V_TEXT(g->tenant), CF_V_TEXT(u)};
 		CF_TRY(cf_tx_query(tx, "SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2",
 		                   w, 2, user_exists_row, &exists));
-		CF_ENSURE(exists, cf_err_fail(CF_E_INVALID, "no user '%s' in this tenant", u));
+		char shown[CF_AUTH_ID_MAX + 1];
+		cf_err_shown(u, shown, sizeof shown);
+		CF_ENSURE(exists, cf_err_at(CF_E_INVALID_VALUE, at, "user",
+		                            "no user '%s' in this tenant", shown));
 		cf_err e = cf_tx_exec(tx,
 		                      "INSERT INTO group_members (tenant_id, group_name, user_id)"
 		                      " VALUES ($1, $2, $3)",
@@ -212,7 +224,7 @@ static cf_err change_fn(struct cf_tx *tx, void *ctx)
 static cf_err change(struct cf_auth *a, const struct cf_auth_call *c, const struct cf_tenant_ref *t,
                      struct group_tx *g, const char *action, json_t **out)
 {
-	CF_TRY(name_check(g->name));
+	CF_TRY(name_check(g->name, g->create));
 	g->tenant = t->id;
 	g->limit = auth_grant_limit(c);
 	CF_TRY(cf_auth_audit_prepare(a, c, t->id, action, g->name, CF_OUTCOME_OK, CF_OK,

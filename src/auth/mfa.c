@@ -525,16 +525,19 @@ cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
 	/* IA3: the length is what counts (NIST SP 800-63B); classes, maximum age and
 	 * history are off unless a tenant's admin asks for them. */
 	CF_ENSURE(p.pw.min >= 12 && p.pw.min <= 128,
-	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_min_length is 12 to 128"));
-	CF_ENSURE(p.pw.classes <= 4,
-	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_min_classes is 0 to 4"));
+	          cf_err_at(CF_E_OUT_OF_RANGE, "password_min_length", "range",
+	                    "password_min_length is 12 to 128"));
+	CF_ENSURE(p.pw.classes <= 4, cf_err_at(CF_E_OUT_OF_RANGE, "password_min_classes", "range",
+	                                       "password_min_classes is 0 to 4"));
 	CF_ENSURE(p.pw.max_age_days <= 3650,
-	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_max_age_days is 0 (never) to 3650"));
+	          cf_err_at(CF_E_OUT_OF_RANGE, "password_max_age_days", "range",
+	                    "password_max_age_days is 0 (never) to 3650"));
 	CF_ENSURE(p.pw.history <= CF_AUTH_HISTORY_MAX,
-	          cf_err_fail(CF_E_OUT_OF_RANGE, "password_history is 0 (off) to %d",
-	                      CF_AUTH_HISTORY_MAX));
+	          cf_err_at(CF_E_OUT_OF_RANGE, "password_history", "range",
+	                    "password_history is 0 (off) to %d", CF_AUTH_HISTORY_MAX));
 	CF_ENSURE(!roles || (json_is_array(roles) && json_array_size(roles) <= 16),
-	          cf_err_fail(CF_E_WRONG_TYPE, "mfa_required_roles is an array of role names"));
+	          cf_err_at(CF_E_WRONG_TYPE, "mfa_required_roles", "array",
+	                    "mfa_required_roles is an array of role names"));
 	for (size_t i = 0, n = 0; roles && i < json_array_size(roles); i++) {
 		const char *r = json_string_value(json_array_get(roles, i));
 		size_t len = r ? strlen(r) : 0;
@@ -542,8 +545,10 @@ cf_err cf_auth_policy_set(struct cf_auth *a, const struct cf_auth_call *c,
 		for (size_t k = 0; ok && k < len; k++)
 			ok = (r[k] >= 'a' && r[k] <= 'z') || (r[k] >= '0' && r[k] <= '9') ||
 			     r[k] == '_' || r[k] == '-';
-		CF_ENSURE(ok, cf_err_fail(CF_E_INVALID,
-		                          "mfa_required_roles[%zu] is not a role name", i));
+		char at[48];
+		(void)snprintf(at, sizeof at, "mfa_required_roles[%zu]", i);
+		CF_ENSURE(ok,
+		          cf_err_at(CF_E_INVALID_VALUE, at, "name", "%s is not a role name", at));
 		(void)snprintf(p.roles + n, sizeof p.roles - n, "%s%s", n ? " " : "", r);
 		n += len + (n ? 1 : 0);
 	}

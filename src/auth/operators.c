@@ -234,12 +234,12 @@ cf_err cf_auth_bg_request(struct cf_auth *a, const struct cf_auth_call *c,
 {
 	CF_ENSURE(c->who && c->who->kind == CF_PRINCIPAL_OPERATOR, CF_E_FORBIDDEN);
 	size_t rl = in->reason ? strlen(in->reason) : 0;
-	CF_ENSURE(
-	        rl >= 3 && rl <= BG_REASON_MAX,
-	        cf_err_fail(CF_E_INVALID, "reason must say why, in 3 to %d bytes", BG_REASON_MAX));
+	CF_ENSURE(rl >= 3 && rl <= BG_REASON_MAX,
+	          cf_err_at(CF_E_OUT_OF_RANGE, "reason", rl < 3 ? "min" : "max",
+	                    "reason must say why, in 3 to %d bytes", BG_REASON_MAX));
 	unsigned minutes = in->minutes ? in->minutes : BG_MINUTES_DEFAULT;
-	CF_ENSURE(minutes <= BG_MINUTES_MAX,
-	          cf_err_fail(CF_E_OUT_OF_RANGE, "minutes is 1 to %d", BG_MINUTES_MAX));
+	CF_ENSURE(minutes <= BG_MINUTES_MAX, cf_err_at(CF_E_OUT_OF_RANGE, "minutes", "range",
+	                                               "minutes is 1 to %d", BG_MINUTES_MAX));
 	struct cf_tenant_ref t;
 	CF_TRY(cf_auth_tenant(a, in->tenant, &t));
 	char id[24] = "g";

@@ -1,5 +1,6 @@
 /* coffre — permissions, the built-in roles and a tenant's own roles (IA1, IA2).
  * docs/access.md lists them. */
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -145,19 +146,26 @@ cf_err cf_auth_role_create(struct cf_auth *a, const struct cf_auth_call *c,
 	for (size_t i = 0; ok && i < n; i++)
 		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
 		     name[i] == '_' || name[i] == '-';
-	CF_ENSURE(ok, cf_err_fail(CF_E_INVALID, "a role name is 1 to 63 of a-z, 0-9, '_' and '-'"));
+	CF_ENSURE(ok, cf_err_at(CF_E_INVALID_VALUE, "name", "name",
+	                        "a role name is 1 to 63 of a-z, 0-9, '_' and '-'"));
 	cf_perms dummy;
 	CF_ENSURE(!cf_role_builtin(name, &dummy),
 	          cf_err_fail(CF_E_CONFLICT, "'%s' is a built-in role", name));
 	CF_ENSURE(json_is_array(perms) && json_array_size(perms) <= CF_P_COUNT,
-	          cf_err_fail(CF_E_WRONG_TYPE, "permissions must be an array of permission names"));
+	          cf_err_at(CF_E_WRONG_TYPE, "permissions", "array",
+	                    "permissions must be an array of permission names"));
 	struct role_tx r = {.tenant = t->id, .name = name, .limit = auth_grant_limit(c)};
 	for (size_t i = 0; i < json_array_size(perms); i++) {
 		const json_t *p = json_array_get(perms, i);
 		enum cf_perm e;
+		char at[40], shown[48];
+		(void)snprintf(at, sizeof at, "permissions[%zu]", i);
 		CF_ENSURE(json_is_string(p),
-		          cf_err_fail(CF_E_WRONG_TYPE, "permissions[%zu] must be a name", i));
-		CF_TRY(cf_perm_parse(json_string_value(p), &e));
+		          cf_err_at(CF_E_WRONG_TYPE, at, "string", "%s must be a name", at));
+		cf_err_shown(json_string_value(p), shown, sizeof shown);
+		CF_ENSURE(cf_perm_parse(json_string_value(p), &e) == CF_OK,
+		          cf_err_at(CF_E_INVALID_VALUE, at, "permission",
+		                    "unknown permission '%s' (docs/access.md lists them)", shown));
 		r.perms |= CF_PERM(e);
 	}
 	/* IA2: nobody defines a role with more than they hold. */

@@ -17,7 +17,8 @@ static cf_err email_norm(const char *in, char out[EMAIL_MAX + 1])
 {
 	size_t n = in ? strlen(in) : 0;
 	CF_ENSURE(n >= 3 && n <= EMAIL_MAX,
-	          cf_err_fail(CF_E_INVALID, "email must be an address of at most 254 bytes"));
+	          cf_err_at(CF_E_INVALID_VALUE, "email", "email",
+	                    "email must be an address of at most 254 bytes"));
 	const char *at = strchr(in, '@');
 	bool ok = at && at != in && strchr(at + 1, '@') == NULL && strchr(at + 1, '.') != NULL &&
 	          at[1] != '.' && in[n - 1] != '.' && (size_t)(at - in) <= 64;
@@ -27,7 +28,8 @@ static cf_err email_norm(const char *in, char out[EMAIL_MAX + 1])
 		     ch != ';' && ch != '\\';
 		out[i] = (char)(ch < 0x80 ? tolower(ch) : ch);
 	}
-	CF_ENSURE(ok, cf_err_fail(CF_E_INVALID, "email is not a valid address"));
+	CF_ENSURE(ok,
+	          cf_err_at(CF_E_INVALID_VALUE, "email", "email", "email is not a valid address"));
 	out[n] = '\0';
 	return CF_OK;
 }
@@ -219,7 +221,8 @@ cf_err cf_auth_user_update(struct cf_auth *a, const struct cf_auth_call *c,
                            const char *state, json_t **out)
 {
 	CF_ENSURE(!state || strcmp(state, "active") == 0 || strcmp(state, "disabled") == 0,
-	          cf_err_fail(CF_E_INVALID, "state must be 'active' or 'disabled'"));
+	          cf_err_at(CF_E_INVALID_VALUE, "state", "enum",
+	                    "state must be 'active' or 'disabled'"));
 	struct update_tx u = {.tenant = t->id, .id = id, .state = state, .roles = roles};
 	u.limit = auth_grant_limit(c);
 	const char *action = state && strcmp(state, "disabled") == 0 ? "user.disable"
@@ -595,7 +598,7 @@ cf_err cf_auth_login(struct cf_auth *a, const struct cf_auth_call *c, const stru
 	CF_TRY(auth_throttle_gate(a, c, &tw));
 	if (err == CF_OK)
 		err = cf_store_read(a->store, t->id, login_read, &q);
-	CF_ENSURE(err == CF_OK || err == CF_E_INVALID || err == CF_E_BAD_CREDENTIALS, err);
+	CF_ENSURE(err == CF_OK || err == CF_E_INVALID_VALUE || err == CF_E_BAD_CREDENTIALS, err);
 	/* IA5: the same Argon2 work whether or not the user exists, is active, or has set a
 	 * password; the same answer for every failure. */
 	bool usable = q.found && strcmp(q.state, "active") == 0 && q.phc[0];

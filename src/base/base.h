@@ -117,6 +117,16 @@ const char *cf_err_rule(void);
 /* A name the client sent (a field, a query parameter), fit for an error's message: a
  * bounded prefix (cap - 1 bytes), printable ASCII kept but '"', anything else '?'. */
 void cf_err_shown(const char *in, char *out, size_t cap);
+/* An error's detail, path and rule, kept: to carry them to another thread (the store's
+ * writer sets them, the request that waits reads them) or over a cleanup that sets its
+ * own. cf_err_save keeps them when e is an error and keeps nothing when it is CF_OK. */
+struct cf_err_saved {
+	char detail[CF_ERR_DETAIL_MAX];
+	char path[CF_ERR_PATH_MAX];
+	char rule[CF_ERR_RULE_MAX];
+};
+void cf_err_save(struct cf_err_saved *s, cf_err e);
+void cf_err_restore(const struct cf_err_saved *s);
 
 /* Return on failure (functions with nothing to undo). */
 #define CF_TRY(expr)                                                                               \

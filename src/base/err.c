@@ -59,7 +59,7 @@ const char *cf_err_detail(void)
 	return err_detail;
 }
 
-static _Thread_local char err_path[128], err_rule[32];
+static _Thread_local char err_path[CF_ERR_PATH_MAX], err_rule[CF_ERR_RULE_MAX];
 
 void cf_err_detail_clear(void)
 {
@@ -101,6 +101,24 @@ void cf_err_shown(const char *in, char *out, size_t cap)
 	for (; i < cap - 1 && in[i]; i++)
 		out[i] = in[i] >= 0x20 && in[i] < 0x7f && in[i] != '"' ? in[i] : '?';
 	out[i] = '\0';
+}
+
+void cf_err_save(struct cf_err_saved *s, cf_err e)
+{
+	if (e == CF_OK) {
+		s->detail[0] = s->path[0] = s->rule[0] = '\0';
+		return;
+	}
+	memcpy(s->detail, err_detail, sizeof s->detail);
+	memcpy(s->path, err_path, sizeof s->path);
+	memcpy(s->rule, err_rule, sizeof s->rule);
+}
+
+void cf_err_restore(const struct cf_err_saved *s)
+{
+	memcpy(err_detail, s->detail, sizeof err_detail);
+	memcpy(err_path, s->path, sizeof err_path);
+	memcpy(err_rule, s->rule, sizeof err_rule);
 }
 
 cf_err cf_err_fail(cf_err e, const char *fmt, ...)

@@ -68,6 +68,9 @@
 #define CF_LOG_LINE_MAX 4096u
 /* The detail attached to an error (a field name and a rule), shown to clients. */
 #define CF_ERR_DETAIL_MAX 256u
+/* ... and the path of the value that broke a rule ("records[3].data.email"), and the rule. */
+#define CF_ERR_PATH_MAX 128u
+#define CF_ERR_RULE_MAX 32u
 
 /* Secure memory ------------------------------------------------------------------- */
 

@@ -77,7 +77,8 @@ static cf_err rk_secret(const json_t *req, struct cf_rk_secret *s)
 		int64_t n = 0, k = 0;
 		CF_TRY(cf_json_get_int(req, "shares", true, 2, 16, &n));
 		CF_TRY(cf_json_get_int(req, "threshold", true, 2, 16, &k));
-		CF_ENSURE(k <= n, cf_err_fail(CF_E_OUT_OF_RANGE, "threshold exceeds shares"));
+		CF_ENSURE(k <= n, cf_err_at(CF_E_OUT_OF_RANGE, "threshold", "range",
+		                            "threshold exceeds shares"));
 		s->n = (unsigned)n;
 		s->k = (unsigned)k;
 		return CF_OK;

@@ -26,7 +26,7 @@ cf_err cf_h_need(const json_t *o, const char *key, size_t max, const char **out)
 	size_t n = 0;
 	*out = NULL;
 	CF_TRY(cf_json_get_str(o, key, true, max, out, &n));
-	CF_ENSURE(*out, cf_err_fail(CF_E_MISSING_FIELD, "%s is required", key));
+	CF_ENSURE(*out, cf_err_at(CF_E_MISSING_FIELD, key, "required", "%s is required", key));
 	return CF_OK;
 }
 
@@ -149,7 +149,8 @@ cf_err cf_h_token(struct cf_req *req)
 	if (e == CF_OK)
 		e = cf_json_get_str(in, "grant_type", false, 64, &grant, &n);
 	if (e == CF_OK && grant && strcmp(grant, "client_credentials") != 0)
-		e = cf_err_fail(CF_E_INVALID, "grant_type must be client_credentials");
+		e = cf_err_at(CF_E_INVALID, "grant_type", "enum", /* 400, as RFC 6749 has it */
+		              "grant_type must be client_credentials");
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
@@ -272,7 +273,7 @@ cf_err cf_h_users_update(struct cf_req *req)
 	cf_err e = cf_json_get_str(in, "state", false, 16, &state, &n);
 	const json_t *roles = json_object_get(in, "roles");
 	if (e == CF_OK && !state && !roles)
-		e = cf_err_fail(CF_E_MISSING_FIELD, "give roles, state or both");
+		e = cf_err_at(CF_E_MISSING_FIELD, "roles", "required", "give roles, state or both");
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)
@@ -574,7 +575,8 @@ cf_err cf_h_roles_create(struct cf_req *req)
 	const char *name = NULL;
 	cf_err e = cf_h_need(in, "name", 63, &name);
 	if (e == CF_OK && !json_object_get(in, "permissions"))
-		e = cf_err_fail(CF_E_MISSING_FIELD, "permissions is required");
+		e = cf_err_at(CF_E_MISSING_FIELD, "permissions", "required",
+		              "permissions is required");
 	json_t *out = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	if (e == CF_OK)

@@ -113,7 +113,7 @@ cf_err cf_h_op_tenant_update(struct cf_req *req)
 	cf_err e = cf_h_need(in, "state", 16, &state);
 	bool suspend = e == CF_OK && strcmp(state, "suspended") == 0;
 	if (e == CF_OK && !suspend && strcmp(state, "active") != 0)
-		e = cf_err_fail(CF_E_INVALID, "state is active or suspended");
+		e = cf_err_at(CF_E_INVALID_VALUE, "state", "enum", "state is active or suspended");
 	json_decref(in);
 	CF_TRY(e);
 	CF_TRY(cf_vault_tenant_suspend(cf_req_store(req), cf_req_keys(req), name, suspend));
@@ -219,7 +219,7 @@ cf_err cf_h_bg_request(struct cf_req *req)
 	if (e == CF_OK)
 		e = cf_json_get_str(in, "access", false, 8, &access, &n);
 	if (e == CF_OK && access && strcmp(access, "read") != 0 && strcmp(access, "write") != 0)
-		e = cf_err_fail(CF_E_INVALID, "access is read or write");
+		e = cf_err_at(CF_E_INVALID_VALUE, "access", "enum", "access is read or write");
 	if (e == CF_OK)
 		e = cf_json_get_int(in, "minutes", false, 1, 480, &minutes);
 	r.write = access && strcmp(access, "write") == 0;

@@ -75,7 +75,7 @@ struct cf_req {
 	cf_req_finish_fn finish;
 	char wtenant[CF_TENANT_ID_MAX + 1];
 	cf_err wresult;
-	char wdetail[CF_ERR_DETAIL_MAX];
+	struct cf_err_saved wwhy;
 	struct cf_audit_prepared *audit;
 	/* the reply */
 	unsigned status;
@@ -559,7 +559,7 @@ static void on_written(void *ctx, cf_err result)
 	struct cf_req *req = ctx;
 	struct cf_server *srv = req->srv;
 	req->wresult = result;
-	(void)snprintf(req->wdetail, sizeof req->wdetail, "%s", result ? cf_err_detail() : "");
+	cf_err_save(&req->wwhy, result);
 	hand_back(req);
 	/* counted down only once the resume is made: cf_server_stop waits for it before it
 	 * stops the daemon */
@@ -661,14 +661,14 @@ static bool audit_prepare(struct cf_req *req)
 		                          req->audit);
 	(void)snprintf(req->wtenant, sizeof req->wtenant, "%s", req->who.tenant.id);
 	req->wresult = e;
-	(void)snprintf(req->wdetail, sizeof req->wdetail, "%s", e ? cf_err_detail() : "");
+	cf_err_save(&req->wwhy, e);
 	return true;
 }
 
 static void audit_failed(struct cf_req *req)
 {
 	cf_log(CF_LOG_ERROR, req->id, "audit_failed", "%s: %s", cf_err_name(req->wresult),
-	       req->wdetail);
+	       req->wwhy.detail);
 	free(req->set_cookie);
 	req->set_cookie = NULL;
 	reply_error(req,
@@ -701,7 +701,7 @@ static bool advance(struct cf_req *req, bool suspended)
 		case REQ_WRITING: { /* the write is durable, or failed: the reply */
 			cf_err_detail_clear();
 			if (req->wresult)
-				cf_err_detail_set("%s", req->wdetail);
+				cf_err_restore(&req->wwhy);
 			cf_req_finish_fn finish = req->finish;
 			req->finish = NULL;
 			reply_from(req, finish(req, req->wctx, req->wresult));

@@ -587,11 +587,11 @@ static cf_err finish(struct pconn *pc, bool commit)
 			err = d;
 		if (err == CF_OK && commit)
 			return CF_OK;
-		char keep[CF_ERR_DETAIL_MAX];
-		(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
+		struct cf_err_saved keep;
+		cf_err_save(&keep, CF_E_INTERNAL);
 		PGresult *r = PQexecPrepared(pc->conn, "cf_rollback", 0, NULL, NULL, NULL, 0);
 		PQclear(r);
-		cf_err_detail_set("%s", keep);
+		cf_err_restore(&keep);
 		return commit ? err : CF_OK;
 	}
 	PGresult *r = PQexecPrepared(pc->conn, commit ? "cf_commit" : "cf_rollback", 0, NULL, NULL,
@@ -619,10 +619,10 @@ static cf_err run_tx(struct pg *p, struct pconn **pcp, const struct pjob *jobs, 
 		err = jobs[i].fn(&tx, jobs[i].ctx);
 	if (err == CF_OK)
 		return finish(*pcp, true);
-	char keep[CF_ERR_DETAIL_MAX];
-	(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
+	struct cf_err_saved keep;
+	cf_err_save(&keep, err);
 	(void)finish(*pcp, false);
-	cf_err_detail_set("%s", keep);
+	cf_err_restore(&keep);
 	return err;
 }
 

@@ -39,8 +39,13 @@ struct wjob {
 	cf_store_done_fn done;
 	void *ctx;
 	const char *tenant;
+};
+
+/* A job taken into a group, and its outcome. */
+struct wtaken {
+	struct wjob job;
 	cf_err result;
-	char detail[CF_ERR_DETAIL_MAX];
+	struct cf_err_saved why; /* its error's detail, path and rule */
 };
 
 struct sq {
@@ -405,31 +410,34 @@ static cf_err check_others(struct sq *q)
 	return CF_OK;
 }
 
-static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
+static void run_group(struct sq *q, struct wtaken *jobs, unsigned n)
 {
 	struct sconn *c = q->writer;
 	cf_err gerr = conn_step(c, sql_begin_write, "begin");
 	if (gerr == CF_OK)
 		gerr = check_others(q);
-	char begin_detail[CF_ERR_DETAIL_MAX];
-	(void)snprintf(begin_detail, sizeof begin_detail, "%s", gerr ? cf_err_detail() : "");
+	struct cf_err_saved gwhy; /* why the whole group failed */
+	cf_err_save(&gwhy, gerr);
 	for (unsigned i = 0; i < n; i++) {
-		struct wjob *j = &jobs[i];
+		struct wtaken *j = &jobs[i];
 		if (gerr) {
 			/* the group could not start: every request fails, for the same reason */
 			j->result = gerr;
-			(void)snprintf(j->detail, sizeof j->detail, "%s", begin_detail);
+			j->why = gwhy;
 			continue;
 		}
-		struct cf_tx tx = {.st = q->st, .tenant = j->tenant, .conn = c};
+		struct cf_tx tx = {.st = q->st, .tenant = j->job.tenant, .conn = c};
 		cf_err e = conn_step(c, sql_savepoint, "savepoint");
+		bool kept = false;
 		if (e == CF_OK) {
 			cf_err_detail_clear();
-			e = j->fn(&tx, j->ctx);
+			e = j->job.fn(&tx, j->job.ctx);
 			if (e == CF_OK) {
 				e = conn_step(c, sql_release, "release");
 			} else {
-				(void)snprintf(j->detail, sizeof j->detail, "%s", cf_err_detail());
+				/* its own reason, before the rollback may set one */
+				cf_err_save(&j->why, e);
+				kept = true;
 				if (conn_step(c, sql_rollback_to, "rollback") == CF_OK)
 					(void)conn_step(c, sql_release, "release");
 			}
@@ -437,22 +445,20 @@ static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 		j->result = e;
 		if (e)
 			q->epoch = new_epoch(); /* what it wrote is undone */
-		if (e && !j->detail[0])
-			(void)snprintf(j->detail, sizeof j->detail, "%s", cf_err_detail());
+		if (e && !kept)
+			cf_err_save(&j->why, e);
 		if (e && sqlite3_get_autocommit(c->db)) {
 			/* SQLite aborted the whole transaction (a full disk, an I/O error): the
 			 * requests before this one are gone too, and the ones after must not run
 			 * outside the group. All fail, for this reason. */
 			gerr = e;
-			(void)snprintf(begin_detail, sizeof begin_detail, "%s", j->detail);
+			gwhy = j->why;
 		}
 	}
-	char gdetail[CF_ERR_DETAIL_MAX];
-	(void)snprintf(gdetail, sizeof gdetail, "%s", begin_detail);
 	if (!gerr) {
 		gerr = conn_step(c, sql_commit, "commit");
 		if (gerr) {
-			(void)snprintf(gdetail, sizeof gdetail, "%s", cf_err_detail());
+			cf_err_save(&gwhy, gerr);
 			if (!sqlite3_get_autocommit(c->db))
 				(void)conn_step(c, sql_rollback, "rollback");
 		}
@@ -462,17 +468,17 @@ static void run_group(struct sq *q, struct wjob *jobs, unsigned n)
 	if (gerr)
 		q->epoch = new_epoch(); /* the group is undone */
 	for (unsigned i = 0; i < n; i++) {
-		struct wjob *j = &jobs[i];
+		struct wtaken *j = &jobs[i];
 		cf_err r = j->result ? j->result : gerr;
-		cf_err_detail_set("%s", j->result ? j->detail : gdetail);
-		j->done(j->ctx, r);
+		cf_err_restore(j->result ? &j->why : &gwhy);
+		j->job.done(j->job.ctx, r);
 	}
 }
 
 static void *writer_main(void *arg)
 {
 	struct sq *q = arg;
-	struct wjob *batch = calloc(q->group_max, sizeof *batch);
+	struct wtaken *batch = calloc(q->group_max, sizeof *batch);
 	pthread_mutex_lock(&q->lock);
 	for (;;) {
 		while (q->count == 0 && !q->stopping)
@@ -482,10 +488,10 @@ static void *writer_main(void *arg)
 		ckpt_catch_up(q);
 		unsigned n = 0;
 		unsigned limit = batch ? q->group_max : 1;
-		struct wjob one = {0};
-		struct wjob *dst = batch ? batch : &one;
+		struct wtaken one = {0};
+		struct wtaken *dst = batch ? batch : &one;
 		while (q->count > 0 && n < limit) {
-			dst[n++] = q->ring[q->head];
+			dst[n++].job = q->ring[q->head];
 			q->head = (q->head + 1) % QUEUE_MAX;
 			q->count--;
 		}

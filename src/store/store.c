@@ -84,7 +84,7 @@ struct waiter {
 	pthread_cond_t cond;
 	bool done;
 	cf_err result;
-	char detail[CF_ERR_DETAIL_MAX];
+	struct cf_err_saved why;
 };
 
 static void wake(void *ctx, cf_err result)
@@ -94,7 +94,7 @@ static void wake(void *ctx, cf_err result)
 	w->done = true;
 	w->result = result;
 	/* the detail was set on the writer's thread: carry it to the waiting one */
-	(void)snprintf(w->detail, sizeof w->detail, "%s", result ? cf_err_detail() : "");
+	cf_err_save(&w->why, result);
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
@@ -129,7 +129,7 @@ cf_err cf_store_write_wait(struct cf_store *st, const char *tenant, cf_store_fn 
 		pthread_mutex_unlock(&c.w.lock);
 		err = c.w.result;
 		if (err)
-			cf_err_detail_set("%s", c.w.detail);
+			cf_err_restore(&c.w.why);
 	}
 	pthread_cond_destroy(&c.w.cond);
 	pthread_mutex_destroy(&c.w.lock);

@@ -155,8 +155,8 @@ static cf_err create_row(struct cf_store *st, struct cf_keyring *kr, const char 
 		return cf_err_fail(CF_E_CONFLICT, "a tenant named '%s' exists", name);
 	}
 	CF_ENSURE(err == CF_E_NOT_FOUND, err);
-	CF_ENSURE(rotation_days <= 3650,
-	          cf_err_fail(CF_E_OUT_OF_RANGE, "rotation_days is 1 to 3650"));
+	CF_ENSURE(rotation_days <= 3650, cf_err_at(CF_E_OUT_OF_RANGE, "rotation_days", "range",
+	                                           "rotation_days is 1 to 3650"));
 	/* A random id: names may be reused after a deletion, key ids never are. */
 	uint8_t rnd[8];
 	char id[20] = "t";
@@ -216,15 +216,22 @@ cf_err cf_vault_tenant_create(struct cf_store *st, struct cf_keyring *kr, struct
 	cf_wipe(token, sizeof token);
 	json_decref(user);
 	if (err) {
-		char keep[256];
-		(void)snprintf(keep, sizeof keep, "%s", cf_err_detail());
+		struct cf_err_saved why;
+		cf_err_save(&why, err);
+		/* the owner's email is this call's owner_email */
+		if (strcmp(why.path, "email") == 0)
+			(void)snprintf(why.path, sizeof why.path, "owner_email");
+		if (!why.detail[0])
+			(void)snprintf(why.detail, sizeof why.detail,
+			               "the owner could not be created");
 		unsigned n = 0;
 		json_decref(t);
 		if (cf_vault_tenant_delete(st, kr, name, &n) != CF_OK)
 			cf_log(CF_LOG_ERROR, NULL, "tenant_half_made",
 			       "tenant %s: its owner could not be made nor the tenant removed",
 			       name);
-		return cf_err_fail(err, "%s", keep[0] ? keep : "the owner could not be created");
+		cf_err_restore(&why);
+		return err;
 	}
 	*out = t;
 	return CF_OK;

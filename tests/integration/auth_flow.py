@@ -129,9 +129,13 @@ for role in ("admin", "agent", "end_user"):
 st, js = invite("admin@dev.example", ["agent"])
 report(st == 409 and code(js) == "conflict", "inviting an email twice: 409", (st, js))
 st, js = invite("not-an-email", ["agent"])
-report(st == 400, "an invalid email: 400", (st, js))
+report(st == 422 and code(js) == "invalid_value" and js["error"].get("field") == "email" and js["error"].get("rule") == "email",
+       "an invalid email: 422 naming the field and the rule", (st, js))
 st, js = invite("new@dev.example", ["superuser"])
-report(st == 400 and "superuser" in js["error"]["message"], "an unknown role: 400 naming it", (st, js))
+report(st == 422 and "superuser" in js["error"]["message"] and js["error"].get("field") == "roles[0]" and js["error"].get("rule") == "role",
+       "an unknown role: 422 naming it, its field and the rule", (st, js))
+st, js = invite("new@dev.example", ["agent", "agent"])
+report(st == 422 and js["error"].get("field") == "roles" and js["error"].get("rule") == "unique", "a role named twice: 422 (rule unique)", (st, js))
 st, js, _, _ = call("GET", "/v1/t/dev/users/" + users["agent"]["id"], cookie=owner_cookie)
 report(st == 200 and js["state"] == "active" and js["email"] == "agnes@dev.example", "GET a user", (st, js))
 
@@ -149,7 +153,8 @@ report(st == 201 and js["permissions"] == ["audit.read"], "an owner defines a ro
 st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "boss", "permissions": ["tenant.manage"]}, cookie=users["admin"]["cookie"], csrf=users["admin"]["csrf"])
 report(st == 403, "an admin cannot define a role beyond their own permissions", (st, js))
 st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "x", "permissions": ["records.*"]}, cookie=owner_cookie, csrf=owner_csrf)
-report(st == 400 and "records.*" in js["error"]["message"], "an unknown permission: 400 naming it", (st, js))
+report(st == 422 and "records.*" in js["error"]["message"] and js["error"].get("field") == "permissions[0]" and js["error"].get("rule") == "permission",
+       "an unknown permission: 422 naming it and its field", (st, js))
 st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "admin", "permissions": []}, cookie=owner_cookie, csrf=owner_csrf)
 report(st == 409, "a built-in role's name: 409", (st, js))
 st, js, _, _ = call("GET", "/v1/t/dev/audit?limit=1", cookie=users["agent"]["cookie"])
@@ -175,7 +180,11 @@ st, js, _, _ = call("PATCH", "/v1/t/dev/groups/readers", {"remove": [eu0["id"]]}
 st2, js2, _, _ = call("GET", "/v1/auth/me", cookie=eu0["cookie"])
 report(st == 200 and js["members"] == [] and js2["permissions"] == [], "removed from the group, the role is gone", (st, js2))
 st, js, _, _ = call("PATCH", "/v1/t/dev/groups/readers", {"add": ["u0000000000000000"]}, cookie=owner_cookie, csrf=owner_csrf)
-report(st == 400, "a member who is not a user of the tenant: 400", (st, js))
+report(st == 422 and js["error"].get("field") == "add[0]" and js["error"].get("rule") == "user", "a member who is not a user of the tenant: 422 naming add[0]", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/groups", {"name": "Not A Name", "roles": ["agent"]}, cookie=owner_cookie, csrf=owner_csrf)
+st2, js2, _, _ = call("PATCH", "/v1/t/dev/groups/Not%20A%20Name", {"roles": ["agent"]}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 422 and js["error"].get("field") == "name" and js["error"].get("rule") == "name" and st2 == 404,
+       "a new group's name out of its pattern: 422 naming it; the same in a path: 404", (st, js, st2, js2))
 st, js, _, _ = call("POST", "/v1/t/dev/groups", {"name": "bosses", "roles": ["owner"]}, cookie=users["admin"]["cookie"], csrf=users["admin"]["csrf"])
 report(st == 403, "an admin cannot make a group of owners", (st, js))
 st, js, _, _ = call("DELETE", "/v1/t/dev/groups/readers", cookie=owner_cookie, csrf=owner_csrf)
@@ -273,7 +282,15 @@ st, js, _, _ = call("POST", "/v1/t/dev/clients", {"name": "web", "roles": ["agen
 report(st == 201 and js["allowed_origins"] == ["https://app.example"], "a browser client with its allowed origins", (st, js))
 wid, wsec = js["client_id"], js["client_secret"]
 st, js, _, _ = call("POST", "/v1/t/dev/clients", {"name": "bad", "allowed_origins": ["http://app.example/path"]}, cookie=owner_cookie, csrf=owner_csrf)
-report(st == 400, "an origin that is not https://host[:port]: 400", (st, js))
+report(st == 422 and js["error"].get("field") == "allowed_origins[0]" and js["error"].get("rule") == "origin",
+       "an origin that is not https://host[:port]: 422 naming allowed_origins[0]", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/clients", {"name": "tab\there"}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 422 and code(js) == "invalid_value" and js["error"].get("field") == "name" and js["error"].get("rule") == "name",
+       "a client name with a control character: 422 naming the field", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "Bad Name", "permissions": []}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 422 and js["error"].get("field") == "name" and js["error"].get("rule") == "name", "a role name out of its pattern: 422 naming the field", (st, js))
+st, js, _, _ = call("POST", "/v1/t/dev/roles", {"name": "odd", "permissions": [7]}, cookie=owner_cookie, csrf=owner_csrf)
+report(st == 422 and code(js) == "wrong_type" and js["error"].get("field") == "permissions[0]", "a permission that is not a string: 422 naming permissions[0]", (st, js))
 st, js, _, hd = call("POST", "/v1/t/dev/auth/token", {"client_id": wid, "client_secret": wsec}, headers={"Origin": "https://evil.example"})
 report(st == 403 and "Access-Control-Allow-Origin" not in hd, "a token asked from another origin: 403, no CORS header", (st, js))
 st, js, _, hd = call("POST", "/v1/t/dev/auth/token", {"client_id": wid, "client_secret": wsec}, headers={"Origin": "https://app.example"})
@@ -441,8 +458,9 @@ st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False, "pas
 c, x, _, _ = login(ag["email"], ag["pw"])
 st2, js2, _, _ = call("POST", "/v1/auth/password", {"current_password": ag["pw"], "new_password": "violet-tram-77xq"}, cookie=c, csrf=x)
 st3, js3, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False, "password_min_length": 8}, cookie=owner_cookie, csrf=owner_csrf)
-report(st == 200 and js["password_min_length"] == 20 and st2 == 422 and "at least 20 characters" in js2["error"]["message"] and st3 == 422,
-       "a tenant raises its minimum password length (12 to 128) and it applies", (st, js, st2, js2, st3))
+report(st == 200 and js["password_min_length"] == 20 and st2 == 422 and "at least 20 characters" in js2["error"]["message"] and st3 == 422
+       and js3["error"].get("field") == "password_min_length" and js3["error"].get("rule") == "range",
+       "a tenant raises its minimum password length (12 to 128) and it applies", (st, js, st2, js2, st3, js3))
 st, js, _, _ = call("PUT", "/v1/t/dev/auth/policy", {"mfa_required": False}, cookie=owner_cookie, csrf=owner_csrf)
 report(st == 200 and js["password_min_length"] == 12, "...back to the default", (st, js))
 
@@ -606,7 +624,7 @@ report(st == 200 and {"dev", OTHER, "(operators)"} <= names and st2 == 200 and j
 st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "dev", "access": "read"}, cookie=op1, csrf=op1x)
 report(st == 422 and code(js) == "missing_field", "break-glass without a reason: 422", (st, js))
 st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "dev", "reason": "ticket 4711: export stuck", "access": "root"}, cookie=op1, csrf=op1x)
-report(st == 400 or st == 422, "break-glass with an unknown access: refused", (st, js))
+report(st == 422 and js["error"].get("field") == "access" and js["error"].get("rule") == "enum", "break-glass with an unknown access: 422 naming the field", (st, js))
 st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "dev", "reason": "ticket 4711: export stuck", "minutes": 30}, cookie=op1, csrf=op1x)
 g1 = (js or {}).get("id")
 report(st == 201 and js["state"] == "pending" and js["access"] == "read" and js["minutes"] == 30, "an operator asks for read access to a tenant, with a reason", (st, js))
@@ -645,6 +663,14 @@ tok4 = ((js or {}).get("owner") or {}).get("setup_token")
 report(st == 201 and js["name"] == "fourth" and tok4, "an operator creates a tenant and its first owner's setup token", (st, js))
 st, js, _, _ = call("POST", "/v1/operator/tenants", {"name": "fourth", "owner_email": "own@fourth.example"}, cookie=op1, csrf=op1x)
 report(st == 409, "a taken tenant name: 409", (st, js))
+st, js, _, _ = call("POST", "/v1/operator/tenants", {"name": "fifth", "owner_email": "nobody"}, cookie=op1, csrf=op1x)
+st2, js2, _, _ = call("GET", "/v1/operator/tenants", cookie=op1)
+report(st == 422 and js["error"].get("field") == "owner_email" and js["error"].get("rule") == "email"
+       and st2 == 200 and "fifth" not in [t["name"] for t in js2["tenants"]],
+       "a tenant whose owner's email is not an address: 422 naming owner_email, and no tenant left behind", (st, js, st2))
+st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "fourth", "reason": "no"}, cookie=op1, csrf=op1x)
+report(st == 422 and code(js) == "out_of_range" and js["error"].get("field") == "reason" and js["error"].get("rule") == "min",
+       "a break-glass reason too short: 422 naming reason (rule min)", (st, js))
 call("POST", "/v1/t/fourth/auth/setup", {"token": tok4, "password": GOOD_PW})
 own4, own4x, _, _ = login("own@fourth.example", GOOD_PW, "fourth")
 st, js, _, _ = call("POST", "/v1/operator/break-glass", {"tenant": "fourth", "reason": "restore a deleted user", "access": "write"}, cookie=op1, csrf=op1x)

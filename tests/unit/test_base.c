@@ -53,6 +53,19 @@ static void test_err_table(void **state)
 	assert_int_equal(cf_err_fail(CF_E_INVALID, "again: %s", cf_err_detail()), CF_E_INVALID);
 	assert_string_equal(cf_err_detail(), "again: records[3]: data.email is not an email");
 	assert_string_equal(cf_err_path(), "");
+	/* kept over a cleanup that sets its own, then put back whole */
+	struct cf_err_saved kept;
+	(void)cf_err_at(CF_E_OUT_OF_RANGE, "reason", "min", "reason is 3 to 500 bytes");
+	cf_err_save(&kept, CF_E_OUT_OF_RANGE);
+	(void)cf_err_fail(CF_E_IO, "rollback failed");
+	cf_err_restore(&kept);
+	assert_string_equal(cf_err_detail(), "reason is 3 to 500 bytes");
+	assert_string_equal(cf_err_path(), "reason");
+	assert_string_equal(cf_err_rule(), "min");
+	cf_err_save(&kept, CF_OK); /* success keeps nothing */
+	cf_err_restore(&kept);
+	assert_string_equal(cf_err_detail(), "");
+	assert_string_equal(cf_err_path(), "");
 	cf_err_detail_clear();
 	/* a client's name in a message: printable, bounded, no quote */
 	char shown[6];

@@ -329,6 +329,39 @@ static void test_conflict_rolls_back_request(void **state)
 	cf_store_close(&st);
 }
 
+static cf_err insert_then_refuse_fn(struct cf_tx *tx, void *ctx)
+{
+	CF_TRY(insert_fn(tx, ctx));
+	return cf_err_at(CF_E_INVALID_VALUE, "roles[0]", "role", "no role named 'x'");
+}
+
+/* A refusal made in a write transaction reaches the caller whole: its code, message, the
+ * field and the rule (set on the writer's thread), and nothing of the write stays. */
+static void test_refusal_reaches_caller(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	struct item a = {"acme", 1, "a", 1, NULL};
+	cf_err_detail_clear();
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_then_refuse_fn, &a),
+	                 CF_E_INVALID_VALUE);
+	assert_string_equal(cf_err_detail(), "no role named 'x'");
+	assert_string_equal(cf_err_path(), "roles[0]");
+	assert_string_equal(cf_err_rule(), "role");
+	assert_int_equal(count_as(st, "acme"), 0);
+	/* the next refusal, with no field, does not inherit that one's */
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_fn, &a), CF_OK);
+	struct item pair[2] = {{"acme", 2, "b", 1, NULL}, {"acme", 1, "dup", 3, NULL}};
+	assert_int_equal(cf_store_write_wait(st, "acme", insert_two_fn, pair), CF_E_CONFLICT);
+	assert_string_equal(cf_err_path(), "");
+	assert_string_equal(cf_err_rule(), "");
+	assert_int_equal(count_as(st, "acme"), 1);
+	cf_err_detail_clear();
+	cf_store_close(&st);
+}
+
 struct conc;
 struct citem {
 	struct item it; /* first: insert_fn reads it as a struct item */
@@ -777,6 +810,7 @@ static const struct CMUnitTest tests[] = {
         T(test_migration_rolls_back),
         T(test_values_round_trip),
         T(test_conflict_rolls_back_request),
+        T(test_refusal_reaches_caller),
         T(test_concurrent_group_commit),
         T(test_tenant_isolation),
         T(test_bad_urls),
