@@ -124,6 +124,7 @@ struct coll_q {
 	json_t *arr;
 	/* a change */
 	const char *text;
+	const struct vault_schema *next; /* text, parsed */
 	bool create;
 	struct cf_audit_prepared audit;
 };
@@ -175,6 +176,96 @@ static cf_err schema_load(struct cf_vault *v, const char *tenant, const char *na
 	return err;
 }
 
+static cf_err any_record_row(const struct cf_row *row, void *ctx)
+{
+	(void)row;
+	*(bool *)ctx = true;
+	return CF_OK;
+}
+
+struct had_q {
+	const char *field;
+	bool had;
+};
+
+static cf_err had_row(const struct cf_row *row, void *ctx)
+{
+	struct had_q *q = ctx;
+	struct cf_span s = cf_row_blob(row, 0);
+	json_t *fields = NULL;
+	CF_ENSURE(cf_json_parse_object(s.ptr, s.len, VAULT_RECORD_MAX, &fields) == CF_OK,
+	          cf_err_fail(CF_E_INTEGRITY, "the collection's stored schema is damaged"));
+	q->had = q->had || json_object_get(fields, q->field) != NULL;
+	json_decref(fields);
+	return CF_OK;
+}
+
+/* ER2, PV2: a field's value is in clear in record_index only while its field is marked
+ * filter (and so public or internal). A change that unmarks a field, or reclassifies it,
+ * or drops it, deletes its clear values in the same transaction. The values already
+ * sealed are not indexed afterwards: a field of a collection with records can be marked
+ * filter only as a field no version of the schema had (no record has it), never later,
+ * or a filtered list would leave out the records written before. */
+static cf_err index_follow(struct cf_tx *tx, const struct coll_q *q)
+{
+	struct vault_schema *was = calloc(1, sizeof *was);
+	CF_ENSURE(was, CF_E_NOMEM);
+	json_t *fields = NULL;
+	cf_err err = cf_json_parse_object((const uint8_t *)q->schema_text, strlen(q->schema_text),
+	                                  VAULT_RECORD_MAX, &fields);
+	if (err == CF_OK)
+		err = vault_schema_parse(fields, was);
+	json_decref(fields);
+	if (err != CF_OK) {
+		free(was);
+		return cf_err_fail(CF_E_INTEGRITY, "the collection's stored schema is damaged");
+	}
+	bool records = false, asked = false;
+	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->name)};
+	for (size_t i = 0; err == CF_OK && i < q->next->n; i++) {
+		const struct vault_field *now = &q->next->f[i],
+		                         *before = vault_field(was, now->name);
+		if (!now->filter || (before && before->filter))
+			continue;
+		if (!asked)
+			err = cf_tx_query(
+			        tx,
+			        "SELECT 1 FROM records WHERE tenant_id = $1 AND collection = $2"
+			        " LIMIT 1",
+			        k, 2, any_record_row, &records);
+		asked = true;
+		struct had_q h = {.field = now->name};
+		if (err == CF_OK && records)
+			err = cf_tx_query(
+			        tx,
+			        "SELECT schema FROM collection_versions WHERE tenant_id = $1"
+			        " AND name = $2",
+			        k, 2, had_row, &h);
+		char path[96];
+		(void)snprintf(path, sizeof path, "fields.%s", now->name);
+		if (err == CF_OK && h.had)
+			err = cf_err_at(
+			        CF_E_CONFLICT, path, "filter",
+			        "%s: the collection has records, whose values are sealed and "
+			        "not indexed: only a field no version had can become filterable",
+			        path);
+	}
+	for (size_t i = 0; err == CF_OK && i < was->n; i++) {
+		const struct vault_field *before = &was->f[i],
+		                         *now = vault_field(q->next, before->name);
+		if (!before->filter || (now && now->filter))
+			continue;
+		struct cf_val d[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->name),
+		                     CF_V_TEXT(before->name)};
+		err = cf_tx_exec(tx,
+		                 "DELETE FROM record_index WHERE tenant_id = $1 AND collection = $2"
+		                 " AND field = $3",
+		                 d, 3, NULL);
+	}
+	free(was);
+	return err;
+}
+
 static cf_err coll_write(struct cf_tx *tx, void *ctx)
 {
 	struct coll_q *q = ctx;
@@ -189,6 +280,8 @@ static cf_err coll_write(struct cf_tx *tx, void *ctx)
 	          cf_err_fail(CF_E_CONFLICT, "a collection named '%s' exists", q->name));
 	CF_ENSURE(q->create || q->found,
 	          cf_err_fail(CF_E_NOT_FOUND, "no collection named '%s'", q->name));
+	if (q->found)
+		CF_TRY(index_follow(tx, q));
 	int64_t version = q->found ? q->current + 1 : 1;
 	struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->name), CF_V_INT(version),
 	                     CF_V_TEXT(q->text), CF_V_INT(now)};
@@ -214,14 +307,16 @@ cf_err cf_vault_collection_put(struct cf_vault *v, const struct cf_auth_call *c,
 	CF_ENSURE(s, CF_E_NOMEM);
 	cf_err err = vault_schema_parse(fields, s);
 	json_t *canon = err == CF_OK ? vault_schema_json(s) : NULL;
-	free(s);
-	CF_TRY(err);
-	CF_ENSURE(canon, CF_E_NOMEM);
 	char *text = NULL;
-	err = cf_json_dump(canon, &text, NULL);
+	if (err == CF_OK)
+		err = canon ? cf_json_dump(canon, &text, NULL) : CF_E_NOMEM;
 	json_decref(canon);
-	CF_TRY(err);
-	struct coll_q q = {.tenant = t->id, .name = name, .text = text, .create = create};
+	if (err != CF_OK) {
+		free(s);
+		return err;
+	}
+	struct coll_q q = {
+	        .tenant = t->id, .name = name, .text = text, .next = s, .create = create};
 	err = cf_auth_audit_prepare(v->auth, c, t->id,
 	                            create ? "collection.create" : "collection.update", name,
 	                            CF_OUTCOME_OK, CF_OK, &q.audit);
@@ -229,6 +324,7 @@ cf_err cf_vault_collection_put(struct cf_vault *v, const struct cf_auth_call *c,
 		err = cf_store_write_wait(v->st, t->id, coll_write, &q);
 	free(q.schema_text);
 	free(text);
+	free(s);
 	CF_TRY(err);
 	return cf_vault_collection_get(v, t, name, out);
 }
@@ -728,6 +824,38 @@ static cf_err load_with_schema(struct cf_vault *v, const struct cf_auth_call *c,
 	return err;
 }
 
+/* ?reveal= names fields the record can have (its schema's, or its own that the schema
+ * no longer has), or is "*": a name it cannot have would reveal nothing, and say
+ * nothing of it. */
+static cf_err reveal_check(const struct vault_schema *s, const json_t *data, const char *fields)
+{
+	if (strcmp(fields, "*") == 0)
+		return CF_OK;
+	for (const char *p = fields; p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		char name[VAULT_NAME_MAX + 1], shown_name[VAULT_NAME_MAX + 1];
+		bool ok = len >= 1 && len <= VAULT_NAME_MAX;
+		if (ok) {
+			memcpy(name, p, len);
+			name[len] = '\0';
+			ok = vault_field(s, name) || json_object_get(data, name);
+		}
+		if (!ok) {
+			char part[VAULT_NAME_MAX + 1];
+			(void)snprintf(part, sizeof part, "%.*s", (int)len, p);
+			cf_err_shown(part, shown_name, sizeof shown_name);
+			return cf_err_at(
+			        CF_E_INVALID, "reveal", "field",
+			        "reveal names '%s', which is not a field of this collection "
+			        "(name its fields, comma-separated, or *)",
+			        shown_name);
+		}
+		p = end ? end + 1 : NULL;
+	}
+	return CF_OK;
+}
+
 cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
                            const struct cf_tenant_ref *t, const char *coll, const char *id,
                            const struct cf_reveal *rv, json_t **out)
@@ -738,15 +866,20 @@ cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
 		CF_ENSURE(c && c->who && (c->who->perms & CF_PERM(CF_P_PII_REVEAL)),
 		          cf_err_fail(CF_E_FORBIDDEN, "revealing a masked field needs pii.reveal"));
 		size_t n = rv->reason ? strlen(rv->reason) : 0;
-		CF_ENSURE(n >= 3 && n <= 200,
+		CF_ENSURE(n > 0,
 		          cf_err_at(CF_E_MISSING_FIELD, "reason", "required",
 		                    "revealing a masked field needs a reason (3 to 200 bytes)"));
+		CF_ENSURE(n >= 3 && n <= 200,
+		          cf_err_at(CF_E_OUT_OF_RANGE, "reason", n < 3 ? "min" : "max",
+		                    "a reveal's reason is 3 to 200 bytes"));
 	}
 	struct vault_schema *s = calloc(1, sizeof *s);
 	CF_ENSURE(s, CF_E_NOMEM);
 	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id, .version = rv ? rv->version : 0};
 	json_t *data = NULL;
 	cf_err err = load_with_schema(v, c, &q, &data, s);
+	if (err == CF_OK && reveal)
+		err = reveal_check(s, data, rv->fields);
 	if (err == CF_OK && reveal) {
 		/* The record is the resource (HMACed, searchable); the fields and the reason
 		 * are the detail, in clear for the tenant's admins to read. */

@@ -3,6 +3,7 @@
  * masks of personal and sensitive values. Pure functions: records.c stores and seals. */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vault/internal.h"
@@ -276,11 +277,24 @@ cf_err vault_record_check(const struct vault_schema *s, const json_t *data)
 /* --- masks (PV2) --------------------------------------------------------------------------- */
 static json_t *mask_email(const char *v)
 {
-	/* j***@example.com */
+	/* j***@example.com: the first character, all of its bytes (é is two), and the
+	 * domain, however long, stay. A byte alone would not be UTF-8, and jansson would
+	 * refuse the string. */
 	const char *at = strchr(v, '@');
-	char out[300];
-	(void)snprintf(out, sizeof out, "%c***%s", v[0], at ? at : "");
-	return json_string(out);
+	size_t first = v[0] ? 1 : 0;
+	while (first < 4 && ((unsigned char)v[first] & 0xC0) == 0x80)
+		first++;
+	size_t dl = at ? strlen(at) : 0, n = first + 3 + dl;
+	char *out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, v, first);
+	memcpy(out + first, "***", 3);
+	memcpy(out + first + 3, at ? at : "", dl);
+	out[n] = '\0';
+	json_t *m = json_stringn(out, n);
+	free(out);
+	return m;
 }
 
 static json_t *mask_phone(const char *v)
@@ -323,15 +337,26 @@ static json_t *mask_string(const char *v)
 	return json_string(out);
 }
 
+static json_t *mask_value(const struct vault_field *f, const json_t *v)
+{
+	/* a value that is not of its field's type (a field the schema no longer has, read
+	 * as a string) gets the bare mask */
+	const char *s = json_string_value(v);
+	switch (f->type) {
+	case CF_FT_EMAIL: return s ? mask_email(s) : NULL;
+	case CF_FT_PHONE: return s ? mask_phone(s) : NULL;
+	case CF_FT_STRING: return s ? mask_string(s) : NULL;
+	case CF_FT_DATE: return json_string("****-**-**");
+	default: return json_string("***");
+	}
+}
+
+/* PV2: a masked field is always in the reply, masked: a mask that cannot be made (no
+ * memory) is the bare mask, never the field left out nor its value. */
 json_t *vault_mask(const struct vault_field *f, const json_t *v)
 {
 	if (json_is_null(v))
 		return json_null();
-	switch (f->type) {
-	case CF_FT_EMAIL: return mask_email(json_string_value(v));
-	case CF_FT_PHONE: return mask_phone(json_string_value(v));
-	case CF_FT_STRING: return mask_string(json_string_value(v));
-	case CF_FT_DATE: return json_string("****-**-**");
-	default: return json_string("***");
-	}
+	json_t *m = mask_value(f, v);
+	return m ? m : json_string("***");
 }

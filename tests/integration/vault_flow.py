@@ -104,6 +104,14 @@ bad = [b for b in (check("Record", js), check("Collection", coll), check("Error"
 report(not bad, "records, collections and errors match their OpenAPI schemas", bad)
 st, js = call("GET", R + "/" + rid + "?reveal=email,ssn", **S)
 report(st == 422 and js["error"]["field"] == "reason", "revealing needs a reason: 422", (st, js))
+st, js = call("GET", R + "/" + rid + "?reveal=email&reason=ok", **S)
+st2, js2 = call("GET", R + "/" + rid + "?reveal=true&reason=ticket%204711", **S)
+st3, js3 = call("GET", R + "/" + rid + "?reveal=email,emial&reason=ticket%204711", **S)
+report(st == 422 and code(js) == "out_of_range" and js["error"].get("rule") == "min"
+       and st2 == 400 and js2["error"].get("field") == "reveal" and "'true'" in js2["error"]["message"]
+       and st3 == 400 and "'emial'" in js3["error"]["message"],
+       "a reason of 2 bytes: 422 (rule min); reveal=true or a misspelt field: 400 naming it (it would reveal nothing, silently)",
+       (st, js, st2, js2, st3, js3))
 st, js = call("GET", R + "/" + rid + "?reveal=email,ssn&reason=ticket%204711", **S)
 report(st == 200 and js["data"]["email"] == "ada@example.com" and js["data"]["ssn"] == ada["ssn"] and js["data"]["phone"] != ada["phone"],
        "pii.reveal with a reason shows the fields named, only those", (st, js))
@@ -283,4 +291,54 @@ st2, js2 = call("GET", "/v1/t/dev/audit?action=record.create&actor=" + cl["clien
 report(st == 200 and len(js["entries"]) >= 4 and st2 == 200 and len(js2["entries"]) >= 5
        and any(e["outcome"] == "denied" for e in js["entries"]),
        "every token read and create is in the audit log, the refused ones too", (st, js, st2, js2))
+# PV2: masks of values that are not ASCII keep whole characters, and a value whose field
+# changed type since it was written is masked too: never left out, never a crash
+long_domain = "@" + ".".join(["d" * 50] * 4) + ".example"  # 212 bytes
+st, js = call("POST", C + "/customers/records", {"data": {"email": "\u00e9lo\u00efse" + long_domain, "name": "Zo\u00eb \u00c5ngstr\u00f6m-\u00dcnal"}}, **S)
+st2, js2 = call("GET", C + "/customers/records/" + (js or {}).get("id", "x"), **S)
+report(st == 201 and js["data"].get("email") == "\u00e9***" + long_domain and js["data"].get("name") == "****\u00dcnal"
+       and js2["data"] == js["data"] and sorted(js["masked"]) == ["email", "name"],
+       "a mask keeps whole characters (\u00e9***@..., ****\u00dcnal) and a long domain: the field is never left out", (st, js, st2, js2))
+st, js = call("POST", C, {"name": "retyped", "fields": {"age": {"type": "integer", "classification": "personal"}}}, **S)
+st2, js2 = call("POST", C + "/retyped/records", {"data": {"age": 36}}, **S)
+st3, js3 = call("PUT", C + "/retyped", {"fields": {"age": {"type": "string", "classification": "personal"}}}, **S)
+st4, js4 = call("GET", C + "/retyped/records/" + (js2 or {}).get("id", "x"), **S)
+st5, js5 = call("GET", C + "/retyped/records", **S)
+st6, _ = call("GET", "/healthz")
+report(st == 201 and st2 == 201 and st3 == 200 and st4 == 200 and js4["data"] == {"age": "***"} and js4["masked"] == ["age"]
+       and st5 == 200 and js5["records"][0]["data"] == {"age": "***"} and st6 == 200,
+       "a field that changed type (integer to string) masks its old values as ***: the read and the list answer, the server stays up",
+       (st, st2, st3, js3, st4, js4, st5, js5, st6))
+
+# ER2, PV2: a value is in clear in the database only while its field is marked filter
+st, js = call("POST", C, {"name": "tiers", "fields": {"plan": {"type": "string", "classification": "internal", "filter": True},
+                                                     "tier": {"type": "string", "classification": "internal", "filter": True},
+                                                     "note": {"type": "string", "classification": "internal"}}}, **S)
+st2, js2 = call("POST", C + "/tiers/records", {"data": {"plan": "plan-clear-4711", "tier": "gold", "note": "n"}}, **S)
+before = dbsql("SELECT field || '=' || value FROM record_index WHERE collection = 'tiers' ORDER BY 1").stdout.split()
+st3, js3 = call("PUT", C + "/tiers", {"fields": {"plan": {"type": "string", "classification": "personal"},
+                                                 "tier": {"type": "string", "classification": "internal", "filter": True},
+                                                 "note": {"type": "string", "classification": "internal"}}}, **S)
+after = dbsql("SELECT field || '=' || value FROM record_index WHERE collection = 'tiers' ORDER BY 1").stdout.split()
+st4, js4 = call("GET", C + "/tiers/records?filter=tier:gold", **S)
+report(st == 201 and st2 == 201 and before == ["plan=plan-clear-4711", "tier=gold"]
+       and st3 == 200 and after == ["tier=gold"] and st4 == 200 and len(js4["records"]) == 1,
+       "a filtered field made personal: its clear values leave the database in the same change; the others stay and filter",
+       (st, st2, before, st3, after, st4, js4))
+base = {"plan": {"type": "string", "classification": "personal"}, "tier": {"type": "string", "classification": "internal", "filter": True},
+        "note": {"type": "string", "classification": "internal"}}
+st, js = call("PUT", C + "/tiers", {"fields": dict(base, note={"type": "string", "classification": "internal", "filter": True})}, **S)
+st2, js2 = call("PUT", C + "/tiers", {"fields": {k: v for k, v in base.items() if k != "tier"}}, **S)
+gone = dbsql("SELECT count(*) FROM record_index WHERE collection = 'tiers'").stdout.strip()
+st3, js3 = call("PUT", C + "/tiers", {"fields": dict(base)}, **S)
+notier = {k: v for k, v in base.items() if k != "tier"}
+st4, js4 = call("PUT", C + "/tiers", {"fields": dict(notier, region={"type": "string", "classification": "internal", "filter": True})}, **S)
+st5, js5 = call("POST", C + "/tiers/records", {"data": {"region": "eu"}}, **S)
+st6, js6 = call("GET", C + "/tiers/records?filter=region:eu", **S)
+report(st == 409 and js["error"].get("field") == "fields.note" and js["error"].get("rule") == "filter"
+       and st2 == 200 and gone == "0" and st3 == 409 and js3["error"].get("field") == "fields.tier"
+       and st4 == 200 and st5 == 201 and st6 == 200 and [r["id"] for r in js6["records"]] == [js5["id"]],
+       "a field of a collection with records becomes filterable only if no version had it (409 fields.NAME, rule filter): "
+       "a filtered list never leaves out older records; a dropped filter field's clear values go",
+       (st, js, st2, gone, st3, js3, st4, js4, st5, js5, st6, js6))
 print("flows complete", flush=True)
