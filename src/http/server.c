@@ -774,11 +774,14 @@ static bool content_type_is_json(struct MHD_Connection *conn)
 	return next == '\0' || next == ';' || next == ' ';
 }
 
-/* Whether each query parameter is one the route takes (cf_route.query); the first one
- * it does not, as an error may show it (cf_err_shown). */
+/* Whether each query parameter is one the route takes (cf_route.query), once: the first
+ * one it does not, or the first given twice (?version=1&version=2 would read one and
+ * ignore the other), as an error may show it (cf_err_shown). */
 struct query_check {
 	const char *takes;
-	bool unknown;
+	bool unknown, twice;
+	const char *seen[16]; /* where in takes each one given is */
+	size_t nseen;
 	char name[40];
 };
 
@@ -792,9 +795,14 @@ static enum MHD_Result query_known(void *ctx, enum MHD_ValueKind kind, const cha
 	const char *at = qc->takes && n && !strchr(key, ' ') ? strstr(qc->takes, key) : NULL;
 	while (at && !(at > qc->takes && at[-1] == ' ' && at[n] == ' '))
 		at = strstr(at + 1, key);
-	if (at)
+	for (size_t i = 0; at && i < qc->nseen; i++)
+		qc->twice = qc->twice || qc->seen[i] == at;
+	if (at && !qc->twice && qc->nseen < sizeof qc->seen / sizeof qc->seen[0]) {
+		qc->seen[qc->nseen++] = at;
 		return MHD_YES;
-	qc->unknown = true;
+	}
+	qc->unknown = !at;
+	qc->twice = qc->twice || at; /* or more than a route takes: one is given twice */
 	cf_err_shown(n ? key : "(empty)", qc->name, sizeof qc->name);
 	return MHD_NO;
 }
@@ -855,6 +863,8 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	CF_TRY(e);
 	struct query_check qc = {.takes = req->match.route->query};
 	(void)MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_known, &qc);
+	if (qc.twice)
+		return cf_err_fail(CF_E_INVALID, "the query parameter %s is given twice", qc.name);
 	if (qc.unknown) {
 		const char *takes = req->match.route->query ? req->match.route->query : " ";
 		return cf_err_fail(CF_E_INVALID, "this call takes no query parameter %s%s%.*s",

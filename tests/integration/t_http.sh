@@ -64,6 +64,7 @@ expect_error "dot segment" 400 invalid_argument --path-as-is "$URL/x/../healthz"
 expect_error "escaped NUL" 400 invalid_argument "$URL/a%00b"
 expect_error "a query parameter the call does not take" 400 invalid_argument "$URL/healthz?verbose=1"
 expect_error "a query parameter the call does not take, beside one it takes" 400 invalid_argument "$URL/v1/audit/proof/inclusion?index=0&size=1&sise=2"
+expect_error "a query parameter given twice" 400 invalid_argument "$URL/v1/audit/proof/inclusion?index=0&size=1&index=1"
 code=$(ccurl -o /dev/null -w '%{http_code}' "$URL/v1/audit/proof/inclusion?index=0&size=99999999")
 [ "$code" != 400 ] && ok "the parameters a call takes still reach it ($code)" || fail "the parameters a call takes still reach it" "$code"
 expect_error "a body where none is taken" 400 invalid_argument -H 'Content-Type: application/json' --data '{}' -X GET "$URL/healthz"

@@ -107,11 +107,15 @@ report(st == 422 and js["error"]["field"] == "reason", "revealing needs a reason
 st, js = call("GET", R + "/" + rid + "?reveal=email&reason=ok", **S)
 st2, js2 = call("GET", R + "/" + rid + "?reveal=true&reason=ticket%204711", **S)
 st3, js3 = call("GET", R + "/" + rid + "?reveal=email,emial&reason=ticket%204711", **S)
+st4, js4 = call("GET", R + "/" + rid + "?version=1&version=2", **S)
+st5, js5 = call("GET", R + "?filter=plan:pro&filter=vip:true", **S)
 report(st == 422 and code(js) == "out_of_range" and js["error"].get("rule") == "min"
        and st2 == 400 and js2["error"].get("field") == "reveal" and "'true'" in js2["error"]["message"]
-       and st3 == 400 and "'emial'" in js3["error"]["message"],
-       "a reason of 2 bytes: 422 (rule min); reveal=true or a misspelt field: 400 naming it (it would reveal nothing, silently)",
-       (st, js, st2, js2, st3, js3))
+       and st3 == 400 and "'emial'" in js3["error"]["message"]
+       and st4 == 400 and "version is given twice" in js4["error"]["message"] and st5 == 400 and "filter" in js5["error"]["message"],
+       "a reason of 2 bytes: 422 (rule min); reveal=true or a misspelt field: 400 naming it (it would reveal nothing, silently); "
+       "a query parameter given twice: 400 (one of them would be ignored)",
+       (st, js, st2, js2, st3, js3, st4, js4, st5, js5))
 st, js = call("GET", R + "/" + rid + "?reveal=email,ssn&reason=ticket%204711", **S)
 report(st == 200 and js["data"]["email"] == "ada@example.com" and js["data"]["ssn"] == ada["ssn"] and js["data"]["phone"] != ada["phone"],
        "pii.reveal with a reason shows the fields named, only those", (st, js))
