@@ -109,6 +109,7 @@ cf_err cf_h_records_list(struct cf_req *req)
 	cf_h_param(req, "id", coll, sizeof coll);
 	uint64_t limit = 50;
 	CF_TRY(cf_req_query_u64(req, "limit", 100, &limit));
+	CF_ENSURE(limit >= 1, cf_err_fail(CF_E_INVALID, "limit is 1 to 100"));
 	/* Filters: ?filter=field:value (up to four, comma-separated, values without ','). */
 	json_t *filters = json_object();
 	CF_ENSURE(filters, CF_E_NOMEM);
@@ -412,6 +413,7 @@ cf_err cf_h_export(struct cf_req *req)
 {
 	uint64_t limit = 1000;
 	CF_TRY(cf_req_query_u64(req, "limit", 1000, &limit));
+	CF_ENSURE(limit >= 1, cf_err_fail(CF_E_INVALID, "limit is 1 to 1000"));
 	char cursor[128];
 	bool has = false;
 	CF_TRY(cf_req_query_text(req, "cursor", cursor, sizeof cursor, &has));
