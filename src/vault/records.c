@@ -1091,7 +1091,7 @@ cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
 {
 	size_t n = json_array_size(items);
 	CF_ENSURE(json_is_array(items) && n >= 1 && n <= CF_VAULT_BATCH_MAX,
-	          cf_err_at(CF_E_OUT_OF_RANGE, "records", "max",
+	          cf_err_at(CF_E_OUT_OF_RANGE, "records", n ? "max" : "min",
 	                    "records is an array of 1 to %d records", CF_VAULT_BATCH_MAX));
 	if (idem && idem->key) {
 		size_t kl = strlen(idem->key);
@@ -1247,8 +1247,10 @@ cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,
                             json_t **out)
 {
 	size_t n = json_array_size(ids);
-	CF_ENSURE(json_is_array(ids) && n >= 1 && n <= CF_VAULT_BATCH_MAX,
-	          cf_err_at(CF_E_OUT_OF_RANGE, "ids", "max",
+	CF_ENSURE(json_is_array(ids),
+	          cf_err_at(CF_E_WRONG_TYPE, "ids", "array", "ids is an array of record ids"));
+	CF_ENSURE(n >= 1 && n <= CF_VAULT_BATCH_MAX,
+	          cf_err_at(CF_E_OUT_OF_RANGE, "ids", n ? "max" : "min",
 	                    "ids is an array of 1 to %d record ids", CF_VAULT_BATCH_MAX));
 	json_t *found = json_array(), *missing = json_array();
 	cf_err err = found && missing ? CF_OK : CF_E_NOMEM;

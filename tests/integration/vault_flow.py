@@ -175,6 +175,13 @@ st2, js2 = call("POST", B + "/read", {"ids": bids + ["r0000000000000000"]}, **S)
 report(st == 201 and len(bids) == 3 and st2 == 200 and [r["id"] for r in js2["records"]] == bids
        and js2["missing"] == ["r0000000000000000"] and js2["records"][0]["data"]["email"] == "b***@example.com",
        "a batch of three in one call; a batch read, masked, names the missing", (st, js, st2, js2))
+st, js = call("POST", B, {"records": []}, **S)
+st2, js2 = call("POST", B, {"records": [{"data": {"email": "x@example.com"}}] * 1001}, **S)
+st3, js3 = call("POST", B + "/read", {"ids": []}, **S)
+st4, js4 = call("POST", B + "/read", {"ids": "r0000000000000000"}, **S)
+report(st == 422 and js["error"].get("rule") == "min" and st2 == 422 and js2["error"].get("rule") == "max"
+       and st3 == 422 and js3["error"].get("rule") == "min" and st4 == 422 and code(js4) == "wrong_type" and js4["error"].get("rule") == "array",
+       "an empty batch: 422 rule min; 1001 records: rule max; ids not an array: wrong_type", (st, js, st2, js2, st3, js3, st4, js4))
 st, js = call("POST", B, {"records": [{"data": {"email": "c0@example.com"}}, {"data": {"email": "bad"}}]}, **S)
 report(st == 422 and js["error"]["field"] == "records[1].data.email" and js["error"]["rule"] == "email"
        and js["error"]["message"].startswith("records[1]: data.email ") and count() == n0 + 3,
