@@ -770,8 +770,32 @@ static bool content_type_is_json(struct MHD_Connection *conn)
 	static const char want[] = "application/json";
 	if (strncasecmp(ct, want, sizeof want - 1) != 0)
 		return false;
-	char next = ct[sizeof want - 1];
-	return next == '\0' || next == ';' || next == ' ';
+	const char *p = ct + sizeof want - 1;
+	if (*p != '\0' && *p != ';' && *p != ' ')
+		return false;
+	/* RFC 8259 §8.1: JSON is UTF-8. A body declared in another charset is not read as
+	 * if it were (application/json; charset=latin1). Other parameters are ignored. */
+	for (p = strchr(p, ';'); p; p = strchr(p + 1, ';')) {
+		const char *q = p + 1;
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (strncasecmp(q, "charset=", 8) != 0)
+			continue;
+		q += 8;
+		bool quoted = *q == '"';
+		q += quoted;
+		size_t n = strncasecmp(q, "utf-8", 5) == 0  ? 5
+		           : strncasecmp(q, "utf8", 4) == 0 ? 4
+		                                            : 0;
+		if (!n)
+			return false;
+		q += n + (quoted && q[n] == '"');
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (*q != '\0' && *q != ';')
+			return false;
+	}
+	return true;
 }
 
 /* Whether each query parameter is one the route takes (cf_route.query), once: the first
@@ -874,7 +898,8 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	if (!(req->match.route->flags & CF_ROUTE_BODY))
 		return has_body ? cf_err_fail(CF_E_INVALID, "this call takes no body") : CF_OK;
 	if (has_body && !content_type_is_json(req->conn))
-		return CF_E_UNSUPPORTED_MEDIA;
+		return cf_err_fail(CF_E_UNSUPPORTED_MEDIA,
+		                   "the body must be application/json, in UTF-8");
 	return CF_OK;
 }
 

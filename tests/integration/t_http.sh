@@ -68,6 +68,10 @@ expect_error "a query parameter given twice" 400 invalid_argument "$URL/v1/audit
 code=$(ccurl -o /dev/null -w '%{http_code}' "$URL/v1/audit/proof/inclusion?index=0&size=99999999")
 [ "$code" != 400 ] && ok "the parameters a call takes still reach it ($code)" || fail "the parameters a call takes still reach it" "$code"
 expect_error "a body where none is taken" 400 invalid_argument -H 'Content-Type: application/json' --data '{}' -X GET "$URL/healthz"
+expect_error "a body declared in another charset than UTF-8" 415 unsupported_media_type -H 'Content-Type: application/json; charset=latin1' --data '{}' "$URL/v1/t/dev/auth/login"
+expect_error "a body of another type" 415 unsupported_media_type -H 'Content-Type: text/plain' --data '{}' "$URL/v1/t/dev/auth/login"
+code=$(ccurl -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json; charset="UTF-8"' --data '{}' "$URL/v1/t/dev/auth/login")
+[ "$code" = 422 ] && ok "a body declared UTF-8 is read ($code: its fields are missing)" || fail "a body declared UTF-8 is read" "$code"
 expect_error "a body over server.max_body" 413 too_large -H 'Content-Type: application/json' --data-binary @<(head -c 5000 /dev/zero | tr '\0' a) "$URL/healthz"
 code=$(ccurl -o /dev/null -w '%{http_code}' -I "$URL/healthz")
 [ "$code" = 200 ] && ok "HEAD is served like GET" || fail "HEAD is served like GET" "$code"
