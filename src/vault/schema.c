@@ -49,9 +49,12 @@ static int lookup(const char *const *names, size_t n, const char *s)
 cf_err vault_schema_parse(const json_t *fields, struct vault_schema *out)
 {
 	memset(out, 0, sizeof *out);
-	CF_ENSURE(json_is_object(fields) && json_object_size(fields) >= 1 &&
-	                  json_object_size(fields) <= VAULT_FIELDS_MAX,
+	size_t nf = json_object_size(fields);
+	CF_ENSURE(json_is_object(fields),
 	          cf_err_at(CF_E_WRONG_TYPE, "fields", "object",
+	                    "fields is an object of 1 to %d field definitions", VAULT_FIELDS_MAX));
+	CF_ENSURE(nf >= 1 && nf <= VAULT_FIELDS_MAX,
+	          cf_err_at(CF_E_OUT_OF_RANGE, "fields", nf ? "max" : "min",
 	                    "fields is an object of 1 to %d field definitions", VAULT_FIELDS_MAX));
 	const char *name;
 	const json_t *def;
@@ -102,7 +105,9 @@ cf_err vault_schema_parse(const json_t *fields, struct vault_schema *out)
 		          cf_err_at(CF_E_INVALID_VALUE, path, "filter",
 		                    "%s: objects and arrays cannot be filtered on", path));
 		const json_t *mx = json_object_get(def, "max");
-		CF_ENSURE(!mx || (json_is_integer(mx) && json_integer_value(mx) >= 1 &&
+		CF_ENSURE(!mx || json_is_integer(mx),
+		          cf_err_at(CF_E_WRONG_TYPE, path, "max", "%s.max is an integer", path));
+		CF_ENSURE(!mx || (json_integer_value(mx) >= 1 &&
 		                  json_integer_value(mx) <= VAULT_VALUE_MAX),
 		          cf_err_at(CF_E_OUT_OF_RANGE, path, "max", "%s.max is 1 to %d bytes", path,
 		                    VAULT_VALUE_MAX));

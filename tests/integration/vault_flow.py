@@ -72,6 +72,12 @@ report(st == 422 and js["error"]["field"] == "fields.x" and js["error"]["rule"] 
        and js["error"]["message"].startswith("fields.x: ") and js["error"]["message"].count("fields.x") == 1
        and "colour" in js["error"]["message"],
        "an unknown key in a field's definition: 422 naming the field, the rule and the key", (st, js))
+st, js = call("POST", C, {"name": "bad", "fields": {}}, **S)
+st2, js2 = call("POST", C, {"name": "bad", "fields": {"f%d" % i: {"type": "string"} for i in range(65)}}, **S)
+st3, js3 = call("POST", C, {"name": "bad", "fields": {"x": {"type": "string", "max": "5"}}}, **S)
+report(st == 422 and code(js) == "out_of_range" and js["error"]["rule"] == "min" and st2 == 422 and js2["error"]["rule"] == "max"
+       and st3 == 422 and code(js3) == "wrong_type" and js3["error"]["rule"] == "max",
+       "no field: 422 rule min; 65 fields: rule max; a max that is not a number: wrong_type", (st, js, st2, js2, st3, js3))
 
 R = C + "/customers/records"
 ada = {"email": "ada@example.com", "name": "Ada Lovelace", "phone": "+33 6 12 34 56 12", "ssn": "1 85 12 75 123 456",
