@@ -7,12 +7,19 @@
 #include "http/handlers.h"
 #include "vault/vault.h"
 
-/* If-Match: the version the caller read ("3" or the ETag "\"3\""); -1 when absent. */
-static cf_err if_match(struct cf_req *req, int64_t *out)
+/* If-Match: the version the caller read ("3" or the ETag "\"3\""); -1 when absent or
+ * "*" (RFC 9110: whatever version is current). A change is one request, not a create:
+ * an Idempotency-Key on it would be ignored, and a retry would write again, so it is
+ * refused; If-Match is what makes a change's retry safe. */
+static cf_err change_headers(struct cf_req *req, int64_t *out)
 {
 	const char *h = cf_req_header(req, "If-Match");
 	*out = -1;
-	if (!h)
+	CF_ENSURE(!cf_req_header(req, "Idempotency-Key"),
+	          cf_err_at(CF_E_INVALID, "Idempotency-Key", "method",
+	                    "an Idempotency-Key is for creates and batches; a change retried "
+	                    "safely sends If-Match with the version it read"));
+	if (!h || strcmp(h, "*") == 0)
 		return CF_OK;
 	char buf[24];
 	size_t n = strlen(h);
@@ -358,7 +365,7 @@ static cf_err record_write(struct cf_req *req, bool patch)
 	cf_h_param(req, "id", coll, sizeof coll);
 	cf_h_param(req, "rid", id, sizeof id);
 	int64_t expected = -1;
-	CF_TRY(if_match(req, &expected));
+	CF_TRY(change_headers(req, &expected));
 	json_t *in = NULL;
 	CF_TRY(cf_h_body(req, keys, &in));
 	const json_t *data = json_object_get(in, "data");
@@ -389,7 +396,7 @@ cf_err cf_h_records_delete(struct cf_req *req)
 	cf_h_param(req, "id", coll, sizeof coll);
 	cf_h_param(req, "rid", id, sizeof id);
 	int64_t expected = -1;
-	CF_TRY(if_match(req, &expected));
+	CF_TRY(change_headers(req, &expected));
 	struct cf_vault_change *ch = NULL;
 	struct cf_auth_call call = cf_req_call(req);
 	cf_err e = cf_vault_delete_begin(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,

@@ -205,6 +205,14 @@ st2, js2 = call("POST", R, body, headers=K, **S)
 st3, js3 = call("POST", R, {"data": {"email": "other@example.com"}}, headers=K, **S)
 report(st == 201 and st2 == 201 and js["id"] == js2["id"] and count() == n0 + 4 and st3 == 422 and js3["error"]["rule"] == "idempotency",
        "Idempotency-Key: a retry answers with the same record and writes nothing; the key with another body is refused", (st, js, st2, js2, st3, js3))
+st, js = call("PATCH", R + "/" + js2["id"], {"data": {"plan": "team"}}, headers={"Idempotency-Key": "order-7781-patch"}, **S)
+st2, js2 = call("DELETE", R + "/" + js2["id"], headers={"Idempotency-Key": "order-7781-delete"}, **S)
+st3, js3 = call("PATCH", R + "/" + call("GET", R + "?filter=plan:pro&limit=1", **S)[1]["records"][0]["id"], {"data": {"plan": "pro"}},
+                headers={"If-Match": "*"}, **S)
+report(st == 400 and js["error"].get("field") == "Idempotency-Key" and "If-Match" in js["error"]["message"] and st2 == 400
+       and st3 == 200,
+       "an Idempotency-Key on a change (PATCH, DELETE) is refused, not ignored (a retry would write again); If-Match: * is any version",
+       (st, js, st2, js2, st3, js3))
 
 # isolation below coffre (TI1): rows copied between records and tenants do not open
 r2 = ids[0]
