@@ -197,8 +197,12 @@ static cf_err value_check(const struct vault_field *f, const json_t *v, const ch
 	case CF_FT_EMAIL:
 	case CF_FT_PHONE:
 		CF_ENSURE(json_is_string(v),
-		          cf_err_at(CF_E_WRONG_TYPE, path, type_names[f->type],
-		                    "%s must be a string (%s)", path, type_names[f->type]));
+		          f->type == CF_FT_STRING
+		                  ? cf_err_at(CF_E_WRONG_TYPE, path, "string",
+		                              "%s must be a string", path)
+		                  : cf_err_at(CF_E_WRONG_TYPE, path, type_names[f->type],
+		                              "%s must be a string (%s)", path,
+		                              type_names[f->type]));
 		CF_ENSURE(json_string_length(v) <= f->max,
 		          cf_err_at(CF_E_OUT_OF_RANGE, path, "max",
 		                    "%s is longer than its maximum of %zu bytes", path, f->max));
