@@ -45,7 +45,8 @@ static const char main_usage[] =
         "  --json          print JSON for scripts\n"
         "  -h, --help      show help\n"
         "\n"
-        "Exit status: 0 success, 1 failure, 2 bad usage.\n";
+        "Exit status: 0 success, 1 failure, 2 bad usage; 3 operator status: sealed or not\n"
+        "initialized; 4 not logged in (login, collections, records, export).\n";
 
 static const char status_usage[] =
         "usage: coffre status [--addr URL] [--cacert FILE] [--json]\n"
