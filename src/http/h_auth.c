@@ -357,6 +357,10 @@ cf_err cf_h_tenant_audit(struct cf_req *req)
 	uint64_t since = 0, until = 0, cursor = 0, limit = 50;
 	CF_TRY(cf_req_query_u64(req, "since_us", INT64_MAX, &since));
 	CF_TRY(cf_req_query_u64(req, "until_us", INT64_MAX, &until));
+	/* until_us is exclusive: one not after since_us leaves nothing to list (and 0 would
+	 * read as no bound at all) */
+	CF_ENSURE(!cf_req_query(req, "until_us") || until > since,
+	          cf_err_fail(CF_E_INVALID, "until_us (exclusive) must be after since_us"));
 	CF_TRY(cf_req_query_u64(req, "cursor", INT64_MAX, &cursor));
 	CF_TRY(cf_req_query_u64(req, "limit", 1000, &limit));
 	CF_ENSURE(limit >= 1, cf_err_fail(CF_E_INVALID, "limit is 1 to 1000"));

@@ -538,6 +538,11 @@ report(st == 200 and len(js["entries"]) == 1 and js["entries"][0]["privilege"] =
        "disabling a user is audited with the privilege used (AL5)", (st, js))
 st, js, _, _ = call("GET", "/v1/t/dev/audit?outcome=maybe", cookie=owner_cookie)
 report(st == 400, "a bad audit filter: 400", (st, js))
+st, js, _, _ = call("GET", "/v1/t/dev/audit?since_us=1&until_us=0", cookie=owner_cookie)
+st2, js2, _, _ = call("GET", "/v1/t/dev/audit?since_us=5&until_us=5", cookie=owner_cookie)
+st3, js3, _, _ = call("GET", "/v1/t/dev/audit?since_us=5&until_us=6", cookie=owner_cookie)
+report(st == 400 and "until_us" in js["error"]["message"] and st2 == 400 and st3 == 200 and js3["entries"] == [],
+       "an audit range whose end is not after its start: 400 (until_us=0 had listed the whole log)", (st, js, st2, js2, st3, js3))
 
 # --- operators and break-glass (IA11) ----------------------------------------------------------
 # The first operator was made over the admin socket (t_auth.sh: `coffre operator
