@@ -385,7 +385,7 @@ static json_t *read_json(const char *what, const char *file)
 		       cf_buf_append(&in, chunk, n) == CF_OK)
 			;
 	} else if (cf_file_read(file, REPLY_MAX, &in) != CF_OK) {
-		fprintf(stderr, "coffre %s: cannot read %s: %s\n", what, file, cf_err_detail());
+		fprintf(stderr, "coffre %s: %s\n", what, cf_err_detail()); /* it names the file */
 		return NULL;
 	}
 	if (cf_json_parse_object(in.data, in.len, REPLY_MAX, &doc) != CF_OK) {

@@ -72,8 +72,9 @@ static int verify(const struct cli *cli)
 	}
 	char *trusted = NULL;
 	if (cli->trusted && !(trusted = read_text(cli->trusted, CF_CHECKPOINT_MAX))) {
-		fprintf(stderr, "coffre audit verify: cannot read %s: %s\n", cli->trusted,
-		        cf_err_detail());
+		fprintf(stderr, "coffre audit verify: %s\n", /* cf_file_read names the file */
+		        cf_err_detail()[0] ? cf_err_detail()
+		                           : "cannot read the trusted checkpoint");
 		cf_store_close(&st);
 		return 1;
 	}
