@@ -20,8 +20,9 @@ packages=(
 	python3-cryptography softhsm2
 	# the OpenAPI description is read by a test
 	python3-yaml
-	# identity interop: tokens checked by PyJWT, TOTP codes made by oathtool
-	python3-jwt oathtool
+	# identity interop: tokens checked by PyJWT, TOTP codes made by oathtool, a token
+	# asked by a standard OAuth 2.0 client (requests-oauthlib)
+	python3-jwt oathtool python3-requests-oauthlib
 	# lint
 	clang-format clang-tidy cppcheck
 	# benchmarks' peers and load generators (make bench): nginx (the HTTP ceiling),

@@ -2,8 +2,10 @@
  * client credentials grant, and a tenant's users, clients and audit log. The route table
  * (routes.c) says which permission each needs; server.c checks it before these run. */
 #include <string.h>
+#include <strings.h>
 
 #include "audit/audit.h"
+#include "crypto/crypto.h"
 #include "http/handlers.h"
 
 /* The body as a JSON object of these keys only. */
@@ -134,15 +136,66 @@ cf_err cf_h_reset(struct cf_req *req)
 	                  "if this email has an account, a reset link is on its way"));
 }
 
+/* RFC 6749 §2.3.1 (client_secret_basic, what most OAuth libraries send): the client's
+ * id and secret, each form-encoded, as HTTP Basic credentials (RFC 7617). Put in the
+ * request's fields as if its body had them; never both ways at once (§2.3). */
+static cf_err basic_credentials(struct cf_req *req, json_t *in)
+{
+	const char *h = cf_req_header(req, "Authorization");
+	if (!h)
+		return CF_OK;
+	CF_ENSURE(strncasecmp(h, "Basic ", 6) == 0,
+	          cf_err_fail(CF_E_BAD_CREDENTIALS, "a token request gives the client's "
+	                                            "credentials as HTTP Basic or in its body"));
+	CF_ENSURE(!json_object_get(in, "client_id") && !json_object_get(in, "client_secret"),
+	          cf_err_fail(CF_E_INVALID, "the client's credentials are in both the "
+	                                    "Authorization header and the body: send them "
+	                                    "one way (RFC 6749 §2.3)"));
+	uint8_t raw[400];
+	size_t n = 0;
+	const char *b64 = h + 6;
+	cf_err e = cf_base64_decode(b64, strlen(b64), raw, sizeof raw - 1, &n);
+	char *colon = e == CF_OK ? memchr(raw, ':', n) : NULL;
+	if (colon) {
+		raw[n] = '\0';
+		*colon = '\0';
+		char *id = (char *)raw, *secret = colon + 1;
+		size_t il = cf_form_unescape(id), sl = cf_form_unescape(secret);
+		json_t *jid = strlen(id) == il ? json_stringn(id, il) : NULL;
+		json_t *jsec = strlen(secret) == sl ? json_stringn(secret, sl) : NULL;
+		e = jid && jsec ? CF_OK : CF_E_BAD_CREDENTIALS;
+		if (e == CF_OK) { /* each value is taken, even on a failure */
+			int r = json_object_set_new(in, "client_id", jid);
+			r |= json_object_set_new(in, "client_secret", jsec);
+			e = r == 0 ? CF_OK : CF_E_NOMEM;
+		} else {
+			json_decref(jid);
+			json_decref(jsec);
+		}
+	}
+	cf_wipe(raw, sizeof raw);
+	CF_ENSURE(colon && e == CF_OK,
+	          cf_err_fail(CF_E_BAD_CREDENTIALS,
+	                      "the Basic credentials are not base64 of client_id:client_secret"));
+	return CF_OK;
+}
+
 cf_err cf_h_token(struct cf_req *req)
 {
 	static const char *const keys[] = {"grant_type", "client_id", "client_secret", NULL};
 	struct cf_tenant_ref t;
 	CF_TRY(path_tenant(req, &t));
 	json_t *in = NULL;
-	CF_TRY(cf_h_body(req, keys, &in));
+	/* RFC 6749 §4.4.2: a form, as OAuth clients send it; or JSON */
+	struct cf_span body = cf_req_body(req);
+	if (cf_req_body_is_form(req))
+		CF_TRY(cf_form_parse(body.ptr, body.len, keys, cf_req_config(req)->max_body, &in));
+	else
+		CF_TRY(cf_h_body(req, keys, &in));
 	const char *grant = NULL, *id = NULL, *secret = NULL;
-	cf_err e = cf_h_need(in, "client_id", 64, &id);
+	cf_err e = basic_credentials(req, in);
+	if (e == CF_OK)
+		e = cf_h_need(in, "client_id", 64, &id);
 	if (e == CF_OK)
 		e = cf_h_need(in, "client_secret", 128, &secret);
 	size_t n = 0;

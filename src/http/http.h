@@ -39,6 +39,7 @@ enum cf_route_flags {
 	CF_ROUTE_ENROLL = 1u << 4, /* open to a session that must enroll in MFA first (IA6) */
 	CF_ROUTE_REAUTH = 1u << 5, /* sensitive: a session must have logged in recently (TR3) */
 	CF_ROUTE_FAST = 1u << 6,   /* reads only, writes through cf_req_write: may run inline */
+	CF_ROUTE_FORM = 1u << 7,   /* the body may be a form instead (the OAuth token request) */
 };
 
 /* A route's permission: an enum cf_perm, or CF_ANY_PRINCIPAL (authenticated, no
@@ -132,6 +133,16 @@ struct cf_store *cf_req_store(const struct cf_req *req);
 struct cf_keyring *cf_req_keys(const struct cf_req *req);
 /* The body (CF_ROUTE_BODY routes), never NUL-terminated. */
 struct cf_span cf_req_body(const struct cf_req *req);
+/* Whether it is application/x-www-form-urlencoded (a CF_ROUTE_FORM route's), not JSON. */
+bool cf_req_body_is_form(const struct cf_req *req);
+/* A form body's pairs whose names are in known (NULL-terminated), as a JSON object of
+ * strings (form.c). CF_E_DUPLICATE_KEY for a name given twice, CF_E_INVALID for a NUL,
+ * an empty name or text that is not UTF-8, CF_E_TOO_LARGE over max bytes. */
+CF_MUST cf_err cf_form_parse(const uint8_t *p, size_t n, const char *const *known, size_t max,
+                             json_t **out);
+/* One form-encoded text decoded in place ('+' a space, %XX a byte): its new length (a
+ * decoded NUL makes it longer than strlen). */
+size_t cf_form_unescape(char *s);
 /* A path parameter by name ({tenant} -> "tenant"); empty span when absent. */
 struct cf_span cf_req_param(const struct cf_req *req, const char *name);
 /* A decimal query parameter (?name=123) in 0..max; *out untouched when absent.

@@ -15,6 +15,7 @@
 #define EN  CF_ROUTE_ENROLL
 #define RA  CF_ROUTE_REAUTH
 #define OP  CF_AUTH_OPERATOR
+#define FO  CF_ROUTE_FORM
 
 const struct cf_route cf_http_routes[] = {
         /* Liveness: answers from the I/O thread, touches nothing. */
@@ -32,7 +33,7 @@ const struct cf_route cf_http_routes[] = {
         /* Getting in: each checks a secret itself and audits what it does. */
         {"POST", "/v1/t/{tenant}/auth/login", cf_h_login, D | B | P, 0, "auth.login", NULL},
         {"POST", "/v1/t/{tenant}/auth/setup", cf_h_setup, D | B | P, 0, "auth.setup", NULL},
-        {"POST", "/v1/t/{tenant}/auth/token", cf_h_token, D | B | P, 0, "auth.token", NULL},
+        {"POST", "/v1/t/{tenant}/auth/token", cf_h_token, D | B | P | FO, 0, "auth.token", NULL},
         {"POST", "/v1/t/{tenant}/auth/reset", cf_h_reset, D | B | P, 0, "auth.reset", NULL},
         /* The token keys, for whoever checks coffre's tokens (RFC 7517). */
         {"GET", "/v1/auth/jwks", cf_h_jwks, D | P, 0, "auth.jwks", NULL},

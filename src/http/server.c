@@ -67,6 +67,7 @@ struct cf_req {
 	bool queued;
 	bool on_io; /* the handler runs on the connection's I/O thread (CF_ROUTE_FAST) */
 	bool move;  /* ... and asked to run on the pool instead (cf_req_must_move) */
+	bool form;  /* the body is a form (CF_ROUTE_FORM), not JSON */
 	enum req_stage stage;
 	atomic_bool ready; /* set off the I/O thread before it resumes the connection */
 	/* A write the reply waits for (cf_req_write), then the request's audit entry. */
@@ -241,6 +242,11 @@ cf_err cf_req_set_cookie(struct cf_req *req, const char *value, unsigned max_age
 struct cf_span cf_req_body(const struct cf_req *req)
 {
 	return (struct cf_span){req->body.data, req->body.len};
+}
+
+bool cf_req_body_is_form(const struct cf_req *req)
+{
+	return req->form;
 }
 
 struct cf_span cf_req_param(const struct cf_req *req, const char *name)
@@ -447,13 +453,23 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 		 * request's origin is checked against its client (gate, token grant). */
 		ok &= MHD_add_response_header(resp, "Access-Control-Allow-Methods",
 		                              "GET, POST, PUT, PATCH, DELETE") == MHD_YES;
+		/* what a browser client sends: its token, a JSON body, a change's version and
+		 * a create's retry key */
 		ok &= MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-		                              "Authorization, Content-Type") == MHD_YES;
+		                              "Authorization, Content-Type, If-Match, "
+		                              "Idempotency-Key") == MHD_YES;
 		ok &= MHD_add_response_header(resp, "Access-Control-Max-Age", "600") == MHD_YES;
 	}
-	if (req->status == 401)
+	if (req->status == 401) {
+		/* RFC 6749 §5.2: a token request refused with Basic credentials is answered
+		 * in the scheme it used */
+		const char *az =
+		        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
+		bool basic = az && strncasecmp(az, "Basic ", 6) == 0;
 		ok &= MHD_add_response_header(resp, "WWW-Authenticate",
-		                              "Bearer realm=\"coffre\"") == MHD_YES;
+		                              basic ? "Basic realm=\"coffre\""
+		                                    : "Bearer realm=\"coffre\"") == MHD_YES;
+	}
 	enum MHD_Result r = ok ? MHD_queue_response(req->conn, req->status, resp) : MHD_NO;
 	if (r == MHD_YES && body_len > 0 && body_follows(req))
 		tls_out_hold(req->conn);
@@ -762,15 +778,14 @@ static void unmove(struct cf_req *req)
 	req->stage = REQ_NEW;
 }
 
-static bool content_type_is_json(struct MHD_Connection *conn)
+/* Whether the body's Content-Type is want (application/json, or a form), in UTF-8. */
+static bool content_type_is(struct MHD_Connection *conn, const char *want)
 {
 	const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-	if (!ct)
+	size_t wl = strlen(want);
+	if (!ct || strncasecmp(ct, want, wl) != 0)
 		return false;
-	static const char want[] = "application/json";
-	if (strncasecmp(ct, want, sizeof want - 1) != 0)
-		return false;
-	const char *p = ct + sizeof want - 1;
+	const char *p = ct + wl;
 	if (*p != '\0' && *p != ';' && *p != ' ')
 		return false;
 	/* RFC 8259 §8.1: JSON is UTF-8. A body declared in another charset is not read as
@@ -897,7 +912,9 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	}
 	if (!(req->match.route->flags & CF_ROUTE_BODY))
 		return has_body ? cf_err_fail(CF_E_INVALID, "this call takes no body") : CF_OK;
-	if (has_body && !content_type_is_json(req->conn))
+	req->form = has_body && (req->match.route->flags & CF_ROUTE_FORM) &&
+	            content_type_is(req->conn, "application/x-www-form-urlencoded");
+	if (has_body && !req->form && !content_type_is(req->conn, "application/json"))
 		return cf_err_fail(CF_E_UNSUPPORTED_MEDIA,
 		                   "the body must be application/json, in UTF-8");
 	return CF_OK;

@@ -261,6 +261,33 @@ report(st == 401 and code(js) == "invalid_credentials", "a wrong client secret: 
 st, js, _, _ = call("POST", "/v1/t/dev/auth/token", {"grant_type": "client_credentials", "client_id": cid, "client_secret": csec})
 report(st == 200 and js["token_type"] == "Bearer" and js["expires_in"] == 900, "client credentials give a 15-minute Bearer token", (st, js))
 tok = js["access_token"]
+# RFC 6749 §4.4: a standard OAuth 2.0 client (requests-oauthlib) asks as the RFC has it: a
+# form body, the credentials as HTTP Basic (client_secret_basic), a scope coffre ignores
+from oauthlib.oauth2 import BackendApplicationClient  # noqa: E402
+from requests_oauthlib import OAuth2Session  # noqa: E402
+try:
+    oa = OAuth2Session(client=BackendApplicationClient(client_id=cid))
+    otok = oa.fetch_token(URL + "/v1/t/dev/auth/token", client_id=cid, client_secret=csec, scope=["records"], verify=CA)
+    ome = oa.get(URL + "/v1/auth/me", verify=CA).json()
+    report(otok.get("token_type") == "Bearer" and otok.get("expires_in") == 900 and ome.get("id") == cid,
+           "a standard OAuth 2.0 client (requests-oauthlib: form body, HTTP Basic) gets a token, and calls with it", (otok, ome))
+except Exception as e:  # noqa: BLE001
+    report(False, "a standard OAuth 2.0 client (requests-oauthlib: form body, HTTP Basic) gets a token, and calls with it", repr(e))
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+basic = "Basic " + base64.b64encode((urllib.parse.quote_plus(cid) + ":" + urllib.parse.quote_plus(csec)).encode()).decode()
+creds = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": cid, "client_secret": csec})
+st, js, _, _ = call("POST", "/v1/t/dev/auth/token", raw=creds, headers=FORM)
+st2, js2, _, _ = call("POST", "/v1/t/dev/auth/token", raw=creds, headers=dict(FORM, Authorization=basic))
+st3, js3, _, _ = call("POST", "/v1/t/dev/auth/token", raw=creds + "&client_id=x", headers=FORM)
+st4, js4, _, hd4 = call("POST", "/v1/t/dev/auth/token", raw="grant_type=client_credentials",
+                        headers=dict(FORM, Authorization="Basic " + base64.b64encode((cid + ":wrong").encode()).decode()))
+st5, js5, _, _ = call("POST", "/v1/t/dev/auth/login", raw="email=a", headers=FORM)
+report(st == 200 and js["token_type"] == "Bearer" and st2 == 400 and "one way" in js2["error"]["message"]
+       and st3 == 400 and code(js3) == "duplicate_key" and st4 == 401 and hd4.get("WWW-Authenticate", "").startswith("Basic")
+       and st5 == 415,
+       "the token request as a form; refused: credentials both in Basic and the body, a parameter twice (RFC 6749 §2.3, §3.2); "
+       "a wrong Basic secret: 401 with WWW-Authenticate: Basic; other routes take no form",
+       (st, js, st2, js2, st3, js3, st4, js4, hd4, st5, js5))
 st, jwks, _, _ = call("GET", "/v1/auth/jwks")
 key = OKPAlgorithm.from_jwk(json.dumps(jwks["keys"][0]))
 hdr = jwt.get_unverified_header(tok)

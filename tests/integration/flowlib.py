@@ -27,7 +27,7 @@ def make_call(url, ca):
         if body is not None:
             data = json.dumps(body).encode()
         if data is not None:
-            h["Content-Type"] = "application/json"
+            h.setdefault("Content-Type", "application/json")
         if cookie:
             h["Cookie"] = "__Host-coffre_session=" + cookie
         if csrf:
