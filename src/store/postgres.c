@@ -587,7 +587,7 @@ static cf_err finish(struct pconn *pc, bool commit)
 			err = d;
 		if (err == CF_OK && commit)
 			return CF_OK;
-		struct cf_err_saved keep;
+		struct cf_err_saved keep; /* whatever the failure set, over the rollback */
 		cf_err_save(&keep, CF_E_INTERNAL);
 		PGresult *r = PQexecPrepared(pc->conn, "cf_rollback", 0, NULL, NULL, NULL, 0);
 		PQclear(r);
