@@ -329,8 +329,10 @@ cf_err cf_h_records_get(struct cf_req *req)
 	char *out = NULL;
 	size_t n = 0;
 	struct cf_auth_call call = cf_req_call(req);
+	int64_t shown = 0;
 	CF_TRY(cf_vault_record_get_text(cf_req_vault(req), &call, cf_h_own_tenant(req), coll, id,
-	                                &rv, &out, &n));
+	                                &rv, &out, &n, &shown));
+	cf_req_set_etag(req, shown);
 	return cf_req_reply_take(req, 200, out, n);
 }
 
@@ -346,6 +348,9 @@ static cf_err change_finish(struct cf_req *req, void *ctx, cf_err result)
 	struct cf_vault_change *ch = ctx;
 	json_t *out = NULL;
 	CF_TRY(cf_vault_change_end(&ch, result, &out));
+	const json_t *version = json_object_get(out, "version"); /* a delete answers none */
+	if (json_is_integer(version))
+		cf_req_set_etag(req, (int64_t)json_integer_value(version));
 	return cf_req_reply_json(req, 200, out);
 }
 

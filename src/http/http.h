@@ -163,6 +163,9 @@ void cf_req_audit_resource(struct cf_req *req, const char *resource);
 const char *cf_req_header(const struct cf_req *req, const char *name);
 /* IA8: lets the browser page at origin read this reply (CORS). */
 void cf_req_allow_origin(struct cf_req *req, const char *origin);
+/* The reply's ETag: a record's version ("3", RFC 9110 §8.8.3), what If-Match sends back.
+ * Only a successful reply carries it. */
+void cf_req_set_etag(struct cf_req *req, int64_t version);
 /* A query parameter's raw value, or NULL. */
 const char *cf_req_query(const struct cf_req *req, const char *name);
 /* The same, percent-decoded ('+' is a space) into out: CF_E_INVALID for a bad escape, a

@@ -88,6 +88,7 @@ struct cf_req {
 	char *set_cookie;  /* a Set-Cookie value for the reply */
 	const char *ctype; /* the reply's Content-Type when not JSON (a literal) */
 	char cors[256];    /* the origin allowed to read the reply (IA8), or "" */
+	char etag[24];     /* the reply's ETag ("\"3\""), or "" */
 	bool preflight;    /* a CORS preflight (OPTIONS) */
 	cf_err err;        /* the error replied, for the audit entry */
 	/* the caller */
@@ -175,6 +176,11 @@ const char *cf_req_header(const struct cf_req *req, const char *name)
 void cf_req_allow_origin(struct cf_req *req, const char *origin)
 {
 	(void)snprintf(req->cors, sizeof req->cors, "%s", origin ? origin : "");
+}
+
+void cf_req_set_etag(struct cf_req *req, int64_t version)
+{
+	(void)snprintf(req->etag, sizeof req->etag, "\"%lld\"", (long long)version);
 }
 
 const char *cf_req_query(const struct cf_req *req, const char *name)
@@ -443,10 +449,16 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 		ok &= MHD_add_response_header(resp, "Connection", "close") == MHD_YES;
 	if (req->set_cookie)
 		ok &= MHD_add_response_header(resp, "Set-Cookie", req->set_cookie) == MHD_YES;
+	bool etag = req->etag[0] && req->status < 300;
+	if (etag)
+		ok &= MHD_add_response_header(resp, "ETag", req->etag) == MHD_YES;
 	if (req->cors[0]) {
 		ok &= MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors) ==
 		      MHD_YES;
 		ok &= MHD_add_response_header(resp, "Vary", "Origin") == MHD_YES;
+		if (etag) /* a browser client reads it for its next If-Match */
+			ok &= MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+			                              "ETag") == MHD_YES;
 	}
 	if (req->preflight) {
 		/* The preflight names no client: it allows the shape of the call; the real
@@ -771,6 +783,7 @@ static void unmove(struct cf_req *req)
 	req->authed = false;
 	cf_wipe(&req->who, sizeof req->who);
 	req->cors[0] = '\0';
+	req->etag[0] = '\0';
 	req->status = 0;
 	req->err = CF_OK;
 	reply_free(req->reply);

@@ -949,11 +949,14 @@ static cf_err frame_as_stored(const struct rec_q *q, char **out, size_t *len)
 
 cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c,
                                 const struct cf_tenant_ref *t, const char *coll, const char *id,
-                                const struct cf_reveal *rv, char **out, size_t *len)
+                                const struct cf_reveal *rv, char **out, size_t *len,
+                                int64_t *version)
 {
 	json_t *j = NULL;
 	if (rv && rv->fields && rv->fields[0]) {
 		CF_TRY(cf_vault_record_get(v, c, t, coll, id, rv, &j));
+		if (version)
+			*version = (int64_t)json_integer_value(json_object_get(j, "version"));
 		cf_err err = cf_json_dump(j, out, len);
 		json_decref(j);
 		return err;
@@ -962,6 +965,8 @@ cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c
 	CF_ENSURE(s, CF_E_NOMEM);
 	struct rec_q q = {.tenant = t->id, .coll = coll, .id = id, .version = rv ? rv->version : 0};
 	cf_err err = load_with_schema(v, c, &q, NULL, s);
+	if (err == CF_OK && version)
+		*version = q.version ? q.version : q.current;
 	if (err == CF_OK && shown_as_stored(s, &q)) {
 		err = frame_as_stored(&q, out, len);
 	} else if (err == CF_OK) {
@@ -1239,7 +1244,7 @@ cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
 	if (*out)
 		return CF_OK;
 	struct cf_reveal none = {0};
-	return cf_vault_record_get_text(v, c, t, coll, id, &none, out, len);
+	return cf_vault_record_get_text(v, c, t, coll, id, &none, out, len, NULL);
 }
 
 cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,

@@ -126,13 +126,14 @@ CF_MUST cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_cal
 CF_MUST cf_err cf_vault_record_get(struct cf_vault *v, const struct cf_auth_call *c,
                                    const struct cf_tenant_ref *t, const char *coll, const char *id,
                                    const struct cf_reveal *rv, json_t **out);
-/* The same, as the JSON text of the reply (malloc'd, *len bytes, NUL-terminated). A
- * version written under the collection's current schema, when that schema has nothing
- * to mask, is framed as stored, without being parsed again. */
+/* The same, as the JSON text of the reply (malloc'd, *len bytes, NUL-terminated), and
+ * the version it shows (*version, when not NULL). A version written under the
+ * collection's current schema, when that schema has nothing to mask, is framed as
+ * stored, without being parsed again. */
 CF_MUST cf_err cf_vault_record_get_text(struct cf_vault *v, const struct cf_auth_call *c,
                                         const struct cf_tenant_ref *t, const char *coll,
                                         const char *id, const struct cf_reveal *rv, char **out,
-                                        size_t *len);
+                                        size_t *len, int64_t *version);
 /* Replaces or patches (RFC 7396 merge at the top level) a record, or deletes it (soft),
  * in three steps as creates: begin reads, merges, checks, seals and prepares the audit
  * entry (c and t are borrowed until then; if_match: the version the caller read, -1:

@@ -137,6 +137,19 @@ st, js = call("PUT", R + "/" + rid, {"data": ada}, headers={"If-Match": "1"}, **
 report(st == 409 and code(js) == "conflict", "a write over a stale version: 409", (st, js))
 st, js = call("PUT", R + "/" + rid, {"data": {"email": "ada@example.org"}}, headers={"If-Match": "\"2\""}, **S)
 report(st == 200 and js["version"] == 3 and "plan" not in js["data"], "a full replace at the current version", (st, js))
+# RFC 9110: reads and changes answer the version as an ETag, which If-Match sends back
+st0, js0 = call("POST", R, {"data": {"email": "etag@example.com", "plan": "pro"}}, **S)
+eid = (js0 or {}).get("id", "x")
+st, js, _, hd = _call("GET", R + "/" + eid, cookie=ck, csrf=xs)
+et = hd.get("ETag")
+st2, js2, _, hd2 = _call("PATCH", R + "/" + eid, {"data": {"plan": "team"}}, cookie=ck, csrf=xs, headers={"If-Match": et or "x"})
+st3, js3, _, hd3 = _call("PATCH", R + "/" + eid, {"data": {"plan": "free"}}, cookie=ck, csrf=xs, headers={"If-Match": et or "x"})
+st4, js4, _, hd4 = _call("GET", R + "/" + eid + "?version=1", cookie=ck, csrf=xs)
+call("DELETE", R + "/" + eid, **S)
+report(st0 == 201 and st == 200 and et == '"1"' and st2 == 200 and js2["version"] == 2 and hd2.get("ETag") == '"2"'
+       and st3 == 409 and "ETag" not in hd3 and st4 == 200 and hd4.get("ETag") == '"1"',
+       "a read answers ETag \"1\", a change at it ETag \"2\"; the same ETag again: 409, no ETag; an old version's is its own",
+       (st0, st, hd, st2, hd2, st3, js3, st4, hd4))
 st, js = call("GET", R + "/" + rid + "/versions", **S)
 st2, js2 = call("GET", R + "/" + rid + "?version=1&reveal=email&reason=audit%20check", **S)
 report(st == 200 and [v["version"] for v in js["versions"]] == [3, 2, 1] and st2 == 200 and js2["data"]["email"] == "ada@example.com",
