@@ -149,6 +149,10 @@ static cf_err create_row(struct cf_store *st, struct cf_keyring *kr, const char 
                          unsigned rotation_days, json_t **out)
 {
 	json_t *existing = NULL;
+	/* a new tenant's name is a field of the call (elsewhere a name that cannot be a
+	 * tenant's is an argument) */
+	CF_ENSURE(name_ok(name), cf_err_at(CF_E_INVALID_VALUE, "name", "name",
+	                                   "a tenant name is 1 to 63 of a-z, 0-9 and '-'"));
 	cf_err err = find(st, name, &existing);
 	if (err == CF_OK) {
 		json_decref(existing);

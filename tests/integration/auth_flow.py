@@ -696,6 +696,9 @@ tok4 = ((js or {}).get("owner") or {}).get("setup_token")
 report(st == 201 and js["name"] == "fourth" and tok4, "an operator creates a tenant and its first owner's setup token", (st, js))
 st, js, _, _ = call("POST", "/v1/operator/tenants", {"name": "fourth", "owner_email": "own@fourth.example"}, cookie=op1, csrf=op1x)
 report(st == 409, "a taken tenant name: 409", (st, js))
+st0, js0, _, _ = call("POST", "/v1/operator/tenants", {"name": "Fifth Tenant", "owner_email": "own@fifth.example"}, cookie=op1, csrf=op1x)
+report(st0 == 422 and js0["error"].get("field") == "name" and js0["error"].get("rule") == "name",
+       "a new tenant's name out of its pattern: 422 naming the field", (st0, js0))
 st, js, _, _ = call("POST", "/v1/operator/tenants", {"name": "fifth", "owner_email": "nobody"}, cookie=op1, csrf=op1x)
 st2, js2, _, _ = call("GET", "/v1/operator/tenants", cookie=op1)
 report(st == 422 and js["error"].get("field") == "owner_email" and js["error"].get("rule") == "email"

@@ -83,7 +83,7 @@ op tenant create globex --owner owner@example.com >/dev/null && ok "tenant creat
 out=$(op tenant create acme --owner owner@example.com 2>&1); rc=$?
 [ $rc = 1 ] && grep -q conflict <<<"$out" && ok "a taken name is refused (conflict)" || fail "a taken name is refused (conflict)" "rc=$rc $out"
 out=$(op tenant create 'Not Valid' --owner owner@example.com 2>&1); rc=$?
-[ $rc = 1 ] && grep -q invalid_argument <<<"$out" && ok "a malformed name is refused" || fail "a malformed name is refused" "rc=$rc $out"
+[ $rc = 1 ] && grep -q invalid_value <<<"$out" && ok "a malformed name is refused (invalid_value)" || fail "a malformed name is refused (invalid_value)" "rc=$rc $out"
 names=$(op --json tenant list | python3 -c 'import json,sys;print(" ".join(t["name"] for t in json.load(sys.stdin)["tenants"]))')
 [ "$names" = "acme globex" ] && ok "tenant list" || fail "tenant list" "$names"
 
