@@ -1244,7 +1244,12 @@ cf_err cf_vault_created(struct cf_vault *v, const struct cf_auth_call *c,
 	if (*out)
 		return CF_OK;
 	struct cf_reveal none = {0};
-	return cf_vault_record_get_text(v, c, t, coll, id, &none, out, len, NULL);
+	cf_err err = cf_vault_record_get_text(v, c, t, coll, id, &none, out, len, NULL);
+	CF_ENSURE(err != CF_E_NOT_FOUND,
+	          cf_err_fail(CF_E_NOT_FOUND,
+	                      "the record this Idempotency-Key made (%s) has been deleted since",
+	                      id));
+	return err;
 }
 
 cf_err cf_vault_records_get(struct cf_vault *v, const struct cf_auth_call *c,

@@ -218,8 +218,13 @@ st2, js2 = call("POST", R, body, headers=K, **S)
 st3, js3 = call("POST", R, {"data": {"email": "other@example.com"}}, headers=K, **S)
 report(st == 201 and st2 == 201 and js["id"] == js2["id"] and count() == n0 + 4 and st3 == 422 and js3["error"]["rule"] == "idempotency",
        "Idempotency-Key: a retry answers with the same record and writes nothing; the key with another body is refused", (st, js, st2, js2, st3, js3))
-st, js = call("PATCH", R + "/" + js2["id"], {"data": {"plan": "team"}}, headers={"Idempotency-Key": "order-7781-patch"}, **S)
-st2, js2 = call("DELETE", R + "/" + js2["id"], headers={"Idempotency-Key": "order-7781-delete"}, **S)
+made = js2["id"]
+call("DELETE", R + "/" + made, **S)
+st4, js4 = call("POST", R, body, headers=K, **S)
+report(st4 == 404 and made in js4["error"]["message"] and "deleted" in js4["error"]["message"],
+       "a retry after the record it made was deleted: 404 saying so (not a second record)", (st4, js4))
+st, js = call("PATCH", R + "/" + made, {"data": {"plan": "team"}}, headers={"Idempotency-Key": "order-7781-patch"}, **S)
+st2, js2 = call("DELETE", R + "/" + made, headers={"Idempotency-Key": "order-7781-delete"}, **S)
 st3, js3 = call("PATCH", R + "/" + call("GET", R + "?filter=plan:pro&limit=1", **S)[1]["records"][0]["id"], {"data": {"plan": "pro"}},
                 headers={"If-Match": "*"}, **S)
 report(st == 400 and js["error"].get("field") == "Idempotency-Key" and "If-Match" in js["error"]["message"] and st2 == 400
