@@ -282,12 +282,13 @@ st3, js3, _, _ = call("POST", "/v1/t/dev/auth/token", raw=creds + "&client_id=x"
 st4, js4, _, hd4 = call("POST", "/v1/t/dev/auth/token", raw="grant_type=client_credentials",
                         headers=dict(FORM, Authorization="Basic " + base64.b64encode((cid + ":wrong").encode()).decode()))
 st5, js5, _, _ = call("POST", "/v1/t/dev/auth/login", raw="email=a", headers=FORM)
+st6, js6, _, hd6 = call("GET", "/v1/t/dev/collections", headers={"Authorization": basic})
 report(st == 200 and js["token_type"] == "Bearer" and st2 == 400 and "one way" in js2["error"]["message"]
        and st3 == 400 and code(js3) == "duplicate_key" and st4 == 401 and hd4.get("WWW-Authenticate", "").startswith("Basic")
-       and st5 == 415,
+       and st5 == 415 and st6 == 401 and hd6.get("WWW-Authenticate", "").startswith("Bearer"),
        "the token request as a form; refused: credentials both in Basic and the body, a parameter twice (RFC 6749 §2.3, §3.2); "
-       "a wrong Basic secret: 401 with WWW-Authenticate: Basic; other routes take no form",
-       (st, js, st2, js2, st3, js3, st4, js4, hd4, st5, js5))
+       "a wrong Basic secret: 401 with WWW-Authenticate: Basic; other routes take no form, nor Basic (401 Bearer)",
+       (st, js, st2, js2, st3, js3, st4, js4, hd4, st5, js5, st6, js6, hd6))
 st, jwks, _, _ = call("GET", "/v1/auth/jwks")
 key = OKPAlgorithm.from_jwk(json.dumps(jwks["keys"][0]))
 hdr = jwt.get_unverified_header(tok)
