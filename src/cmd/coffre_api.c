@@ -268,9 +268,21 @@ static int finish(const struct cli *cli, const char *what, struct cli_reply *r, 
 	return rc;
 }
 
+/* Without a login: says so, and the exit status for it. */
+static int no_login(const char *what)
+{
+	fprintf(stderr, "coffre %s: not logged in (coffre login --tenant NAME --email EMAIL)\n",
+	        what);
+	return EXIT_NOLOGIN;
+}
+
 static int run(const struct cli *cli, const json_t *sess, const char *what, const char *method,
                const char *path, json_t *body, json_t **doc)
 {
+	if (!sess) { /* a well-formed command, and no login to send it with */
+		json_decref(body);
+		return no_login(what);
+	}
 	char *text = NULL;
 	if (body && cf_json_dump(body, &text, NULL) != CF_OK) {
 		json_decref(body);
@@ -469,14 +481,10 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 	}
 	if (strcmp(cmd, "login") == 0)
 		return nargs ? (fputs(api_usage, stderr), EXIT_USAGE) : cmd_login(cli);
+	/* No login yet is told when a command would use it: a malformed command is a usage
+	 * error (2) first. */
 	json_t *sess = session_load();
-	if (!sess) {
-		fprintf(stderr,
-		        "coffre %s: not logged in (coffre login --tenant NAME --email EMAIL)\n",
-		        cmd);
-		return EXIT_NOLOGIN;
-	}
-	const char *tenant = json_string_value(json_object_get(sess, "tenant"));
+	const char *tenant = sess ? json_string_value(json_object_get(sess, "tenant")) : "";
 	const char *sub = nargs > 0 ? args[0] : NULL, *arg = nargs > 1 ? args[1] : NULL;
 	char path[1536];
 	int rc = EXIT_USAGE;
@@ -493,13 +501,17 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 		free(roles);
 	} else if (IS("logout", NULL) && nargs == 0) {
 		rc = run(cli, sess, cmd, "POST", "/v1/auth/logout", NULL, NULL);
-		session_forget();
-		if (rc == EXIT_NOLOGIN)
-			rc = 0; /* already ended */
+		if (sess) { /* without a login, there is none to end: 4 */
+			session_forget();
+			if (rc == EXIT_NOLOGIN)
+				rc = 0; /* already ended */
+		}
 	} else if (IS("password", NULL) && nargs == 0) {
 		struct cf_secbuf *cur = NULL, *next = NULL;
-		if (cli_read_secret(cli, cmd, "Current password: ", false, &cur) &&
-		    cli_read_secret(cli, cmd, "New password: ", !cli->secret_fd, &next))
+		if (!sess)
+			rc = no_login(cmd); /* before asking for passwords */
+		else if (cli_read_secret(cli, cmd, "Current password: ", false, &cur) &&
+		         cli_read_secret(cli, cmd, "New password: ", !cli->secret_fd, &next))
 			rc = run(cli, sess, cmd, "POST", "/v1/auth/password",
 			         json_pack("{s:s%, s:s%}", "current_password",
 			                   (const char *)cur->ptr, cur->len, "new_password",
@@ -697,8 +709,10 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 		                       stderr),
 		                 EXIT_USAGE);
 	} else if (IS("records", "put") && (nargs == 2 || nargs == 3)) {
-		json_t *data = read_json(cmd, nargs == 3 ? args[2] : NULL);
-		if (!data) {
+		json_t *data = sess ? read_json(cmd, nargs == 3 ? args[2] : NULL) : NULL;
+		if (!sess) {
+			rc = no_login(cmd); /* before reading the record */
+		} else if (!data) {
 			rc = 1;
 		} else if (cli->id) {
 			(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records/%s",

@@ -20,6 +20,12 @@ expect "coffre help status" 0 "$COFFRE" help status
 expect "coffre with no command" 2 "$COFFRE"
 expect "an unknown command" 2 "$COFFRE" frobnicate
 expect "an unknown option" 2 "$COFFRE" status --frobnicate
+# a malformed vault command is a usage error even without a login; a good one, 4
+nosess=(env COFFRE_SESSION="$SRV_DIR/no-session.json")
+expect "an unknown records subcommand, not logged in" 2 "${nosess[@]}" "$COFFRE" records frob
+expect "records get without its arguments, not logged in" 2 "${nosess[@]}" "$COFFRE" records get
+expect "a well-formed records get, not logged in" 4 "${nosess[@]}" "$COFFRE" records get people r0000000000000000
+expect "coffre password, not logged in (asks for nothing)" 4 "${nosess[@]}" "$COFFRE" password
 expect "an http:// address" 2 "$COFFRE" --addr "http://127.0.0.1:$PORT" status
 expect "coffre version --json" 0 "$COFFRE" version --json
 jget version <"$SRV_DIR/o" >/dev/null && ok "version --json is JSON" || fail "version --json is JSON" "$(cat "$SRV_DIR/o")"
