@@ -466,6 +466,42 @@ cf_err auth_authz_changed(struct cf_tx *tx)
 	        v, 1, NULL);
 }
 
+static cf_err count_row(const struct cf_row *row, void *ctx)
+{
+	*(int64_t *)ctx = cf_row_int(row, 0);
+	return CF_OK;
+}
+
+cf_err auth_active_owners(struct cf_tx *tx, int64_t *out)
+{
+	struct cf_val v[] = {CF_V_TEXT(cf_tx_tenant(tx))};
+	*out = 0;
+	return cf_tx_query(tx,
+	                   "SELECT count(*) FROM users u WHERE u.tenant_id = $1"
+	                   " AND u.state = 'active' AND (EXISTS (SELECT 1 FROM grants g"
+	                   " WHERE g.tenant_id = $1 AND g.kind = 'user'"
+	                   " AND g.principal_id = u.user_id AND g.role = 'owner')"
+	                   " OR EXISTS (SELECT 1 FROM group_members m JOIN group_roles r"
+	                   " ON r.tenant_id = m.tenant_id AND r.group_name = m.group_name"
+	                   " WHERE m.tenant_id = $1 AND m.user_id = u.user_id"
+	                   " AND r.role = 'owner'))",
+	                   v, 1, count_row, out);
+}
+
+/* IA2: nobody, an owner themselves included, leaves a tenant without an active owner:
+ * its owners all disabled, demoted or deleted, only break-glass could reach it again. A
+ * tenant whose first owner has not set up yet has none to keep. */
+cf_err auth_owner_kept(struct cf_tx *tx, int64_t before)
+{
+	if (before == 0)
+		return CF_OK;
+	int64_t after = 0;
+	CF_TRY(auth_active_owners(tx, &after));
+	CF_ENSURE(after > 0, cf_err_fail(CF_E_CONFLICT, "this would leave the tenant without an "
+	                                                "active owner: make another owner first"));
+	return CF_OK;
+}
+
 static cf_err version_row(const struct cf_row *row, void *ctx)
 {
 	*(int64_t *)ctx = cf_row_int(row, 0);

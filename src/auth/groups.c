@@ -198,7 +198,8 @@ static cf_err change_fn(struct cf_tx *tx, void *ctx)
 	struct group_tx *g = ctx;
 	struct cf_val k[] = {CF_V_TEXT(g->tenant), CF_V_TEXT(g->name),
 	                     CF_V_INT((int64_t)time(NULL))};
-	int64_t n = 0;
+	int64_t n = 0, owners = 0;
+	CF_TRY(auth_active_owners(tx, &owners));
 	if (g->create) {
 		cf_err e = cf_tx_exec(tx,
 		                      "INSERT INTO user_groups (tenant_id, name, created_at)"
@@ -217,6 +218,7 @@ static cf_err change_fn(struct cf_tx *tx, void *ctx)
 		CF_TRY(set_roles(tx, g));
 	CF_TRY(members(tx, g, g->add, true));
 	CF_TRY(members(tx, g, g->remove, false));
+	CF_TRY(auth_owner_kept(tx, owners));
 	CF_TRY(auth_authz_changed(tx));
 	return cf_audit_append(tx, &g->audit);
 }
@@ -264,7 +266,8 @@ static cf_err delete_fn(struct cf_tx *tx, void *ctx)
 {
 	struct group_tx *g = ctx;
 	struct cf_val k[] = {CF_V_TEXT(g->tenant), CF_V_TEXT(g->name)};
-	int64_t n = 0;
+	int64_t n = 0, owners = 0;
+	CF_TRY(auth_active_owners(tx, &owners));
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM user_groups WHERE tenant_id = $1 AND name = $2", k, 2,
 	                  &n));
 	CF_ENSURE(n == 1, cf_err_fail(CF_E_NOT_FOUND, "no group named '%s'", g->name));
@@ -272,6 +275,7 @@ static cf_err delete_fn(struct cf_tx *tx, void *ctx)
 	                  k, 2, NULL));
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM group_roles WHERE tenant_id = $1 AND group_name = $2", k,
 	                  2, NULL));
+	CF_TRY(auth_owner_kept(tx, owners));
 	CF_TRY(auth_authz_changed(tx));
 	return cf_audit_append(tx, &g->audit);
 }

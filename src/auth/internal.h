@@ -75,6 +75,11 @@ CF_MUST cf_err auth_grants_load(struct cf_tx *tx, const char *kind, const char *
  * tenant's authorisation version moves, and every node's cached permissions of the
  * tenant stop holding at their next request. */
 CF_MUST cf_err auth_authz_changed(struct cf_tx *tx);
+/* How many of the transaction's tenant's users are active and hold owner, directly or
+ * through a group; and the check a change of users or groups ends with: a tenant that
+ * had one (before) keeps one, else CF_E_CONFLICT. */
+CF_MUST cf_err auth_active_owners(struct cf_tx *tx, int64_t *out);
+CF_MUST cf_err auth_owner_kept(struct cf_tx *tx, int64_t before);
 /* A principal's roles and permissions (kind "user" with its groups, or "client"): from
  * the cache when the tenant's version has not moved, else read and cached. */
 CF_MUST cf_err auth_principal_grants(struct cf_auth *a, struct cf_tx *tx, struct cf_principal *p,

@@ -189,7 +189,8 @@ static cf_err update_fn(struct cf_tx *tx, void *ctx)
 {
 	struct update_tx *u = ctx;
 	struct cf_val k[] = {CF_V_TEXT(u->tenant), CF_V_TEXT(u->id)};
-	int64_t n = 0;
+	int64_t n = 0, owners = 0;
+	CF_TRY(auth_active_owners(tx, &owners));
 	CF_TRY(cf_tx_exec(tx,
 	                  "UPDATE users SET state = state WHERE tenant_id = $1 AND user_id = $2", k,
 	                  2, &n));
@@ -213,6 +214,7 @@ static cf_err update_fn(struct cf_tx *tx, void *ctx)
 			        tx, "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2", k,
 			        2, NULL));
 	}
+	CF_TRY(auth_owner_kept(tx, owners));
 	return cf_audit_append(tx, &u->audit);
 }
 
@@ -237,7 +239,8 @@ static cf_err delete_fn(struct cf_tx *tx, void *ctx)
 {
 	struct update_tx *u = ctx;
 	struct cf_val k[] = {CF_V_TEXT(u->tenant), CF_V_TEXT(u->id)};
-	int64_t n = 0;
+	int64_t n = 0, owners = 0;
+	CF_TRY(auth_active_owners(tx, &owners));
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM users WHERE tenant_id = $1 AND user_id = $2", k, 2, &n));
 	CF_ENSURE(n == 1, cf_err_fail(CF_E_NOT_FOUND, "no such user"));
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2", k, 2,
@@ -247,6 +250,7 @@ static cf_err delete_fn(struct cf_tx *tx, void *ctx)
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM password_history WHERE tenant_id = $1 AND user_id = $2",
 	                  k, 2, NULL));
 	CF_TRY(auth_grants_set(tx, "user", u->id, NULL, 0));
+	CF_TRY(auth_owner_kept(tx, owners));
 	return cf_audit_append(tx, &u->audit);
 }
 

@@ -77,6 +77,13 @@ report(st == 200 and sc.startswith("__Host-coffre_session=") and "Secure" in att
 owner_cookie, owner_csrf, _, _ = login(ADMIN, ADMIN_PW)
 st, js, _, _ = call("GET", "/v1/auth/me", cookie=owner_cookie)
 report(st == 200 and js["roles"] == ["owner"] and "users.manage" in js["permissions"], "GET /v1/auth/me with the session", js)
+owner_id = js["id"]
+st, js, _, _ = call("PATCH", "/v1/t/dev/users/" + owner_id, {"state": "disabled"}, cookie=owner_cookie, csrf=owner_csrf)
+st2, js2, _, _ = call("PATCH", "/v1/t/dev/users/" + owner_id, {"roles": ["admin"]}, cookie=owner_cookie, csrf=owner_csrf)
+st3, js3, _, _ = call("GET", "/v1/auth/me", cookie=owner_cookie)
+report(st == 409 and "active owner" in js["error"]["message"] and st2 == 409 and st3 == 200 and js3["roles"] == ["owner"],
+       "the tenant's only active owner can neither disable nor demote themselves (409): a tenant keeps an owner (IA2)",
+       (st, js, st2, js2, st3, js3))
 st, js, _, hd = call("GET", "/v1/auth/me")
 report(st == 401 and code(js) == "unauthenticated" and "WWW-Authenticate" in hd, "no credentials: 401 unauthenticated with WWW-Authenticate", (st, js))
 st, js, _, _ = call("GET", "/v1/auth/me", cookie=owner_cookie[:-4] + "AAAA")
