@@ -196,7 +196,7 @@ static cf_err role_delete_fn(struct cf_tx *tx, void *ctx)
 	                   " AND role = $2)",
 	                   v, 2, role_used_row, r));
 	CF_ENSURE(!r->in_use, cf_err_fail(CF_E_CONFLICT, "the role is still granted; take it from "
-	                                                 "its users and clients first"));
+	                                                 "its users, clients and groups first"));
 	int64_t n = 0;
 	CF_TRY(cf_tx_exec(tx, "DELETE FROM roles WHERE tenant_id = $1 AND name = $2", v, 2, &n));
 	CF_ENSURE(n == 1, cf_err_fail(CF_E_NOT_FOUND, "no role named '%s'", r->name));
