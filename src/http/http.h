@@ -39,7 +39,7 @@ enum cf_route_flags {
 	CF_ROUTE_ENROLL = 1u << 4, /* open to a session that must enroll in MFA first (IA6) */
 	CF_ROUTE_REAUTH = 1u << 5, /* sensitive: a session must have logged in recently (TR3) */
 	CF_ROUTE_FAST = 1u << 6,   /* reads only, writes through cf_req_write: may run inline */
-	CF_ROUTE_FORM = 1u << 7,   /* the body may be a form instead (the OAuth token request) */
+	CF_ROUTE_FORM = 1u << 7,   /* the OAuth token request: a form body may come, and Basic */
 };
 
 /* A route's permission: an enum cf_perm, or CF_ANY_PRINCIPAL (authenticated, no

@@ -478,7 +478,7 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 		const char *az =
 		        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Authorization");
 		bool basic = az && strncasecmp(az, "Basic ", 6) == 0 && req->match.route &&
-		             strcmp(req->match.route->name, "auth.token") == 0;
+		             (req->match.route->flags & CF_ROUTE_FORM);
 		ok &= MHD_add_response_header(resp, "WWW-Authenticate",
 		                              basic ? "Basic realm=\"coffre\""
 		                                    : "Bearer realm=\"coffre\"") == MHD_YES;
