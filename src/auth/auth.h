@@ -134,6 +134,10 @@ struct cf_auth_call {
 };
 
 /* --- users, passwords, sessions (users.c) ------------------------------------------------ */
+/* Whether email could be a user's login address (CF_E_INVALID_VALUE, field "email",
+ * rule "email", if not): the check cf_auth_user_create makes, for a caller that must
+ * know before it creates anything else. */
+CF_MUST cf_err cf_auth_email_check(const char *email);
 /* Creates a user in state 'invited' with roles (a JSON array of role names, may be NULL)
  * and a single-use setup link (72 h) sent through the notifier; *link gets the link's
  * token too when link is not NULL (the tenant's first owner: printed to the operator).

@@ -34,6 +34,12 @@ static cf_err email_norm(const char *in, char out[EMAIL_MAX + 1])
 	return CF_OK;
 }
 
+cf_err cf_auth_email_check(const char *email)
+{
+	char norm[EMAIL_MAX + 1];
+	return email_norm(email, norm);
+}
+
 struct list_q {
 	json_t *arr;
 	const char *only; /* one user id, or NULL */

@@ -194,6 +194,11 @@ cf_err cf_vault_tenant_create(struct cf_store *st, struct cf_keyring *kr, struct
                               unsigned rotation_days, const char *owner_email, json_t **out)
 {
 	json_t *t = NULL;
+	/* an owner who could not be made is refused before the tenant is (its keys, its
+	 * row and their removal would all be in vain) */
+	if (owner_email && cf_auth_email_check(owner_email) != CF_OK)
+		return cf_err_at(CF_E_INVALID_VALUE, "owner_email", "email",
+		                 "owner_email is not a valid address");
 	CF_TRY(create_row(st, kr, name, rotation_days, &t));
 	if (!owner_email) {
 		*out = t;
