@@ -224,8 +224,9 @@ struct cf_audit_sink;
 CF_MUST cf_err cf_audit_sink_open(struct cf_store *src, const char *spec,
                                   struct cf_audit_sink **out);
 void cf_audit_sink_close(struct cf_audit_sink **pp);
-/* Delivers what is sequenced and not yet delivered (up to 1000 entries and the
- * checkpoints they complete). *delivered gets how many lines or rows. */
+/* Delivers what is sequenced and not yet delivered (up to CF_AUDIT_SINK_BATCH entries
+ * and the checkpoints they complete). *delivered gets how many lines or rows. */
+#define CF_AUDIT_SINK_BATCH 1000u
 CF_MUST cf_err cf_audit_sink_step(struct cf_audit_sink *s, unsigned *delivered);
 
 /* Offline verification (coffre audit verify). */

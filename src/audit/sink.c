@@ -286,7 +286,7 @@ void cf_audit_sink_close(struct cf_audit_sink **pp)
 }
 
 /* --- delivery ----------------------------------------------------------------------------- */
-#define BATCH 1000
+#define BATCH CF_AUDIT_SINK_BATCH
 struct batch {
 	int64_t idx[BATCH];
 	uint8_t *body[BATCH];

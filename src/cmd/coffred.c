@@ -232,8 +232,8 @@ static void sinks_step(struct auditor *a)
 			       a->sink_spec[i], cf_err_detail());
 			continue;
 		}
-		unsigned n = 1;
-		while (n && a->sinks[i])
+		unsigned n = CF_AUDIT_SINK_BATCH; /* as the sequencer: whole batches only */
+		while (n >= CF_AUDIT_SINK_BATCH && a->sinks[i])
 			if (cf_audit_sink_step(a->sinks[i], &n) != CF_OK) {
 				cf_log(CF_LOG_ERROR, NULL, "audit_sink",
 				       "audit sink %s: %s (resumes where it stopped)",
@@ -243,6 +243,9 @@ static void sinks_step(struct auditor *a)
 	}
 }
 
+/* Most entries the sequencer takes in one step (one transaction). */
+#define SEQ_STEP 4096u
+
 static void *auditor_main(void *arg)
 {
 	struct auditor *a = arg;
@@ -251,9 +254,12 @@ static void *auditor_main(void *arg)
 		return NULL;
 	uint64_t last_cp = 0, last_prune = 0, last_refusals = cf_now_mono_ns();
 	do {
-		unsigned added = 1;
-		while (added) {
-			if (cf_audit_seq_step(seq, 4096, &added) != CF_OK) {
+		/* A step a period, more only while a backlog fills whole steps: chasing the
+		 * last few entries would put a step (a subtree page per level of the tree)
+		 * into nearly every commit group under a steady load. */
+		unsigned added = SEQ_STEP;
+		while (added == SEQ_STEP) {
+			if (cf_audit_seq_step(seq, SEQ_STEP, &added) != CF_OK) {
 				cf_log(CF_LOG_ERROR, NULL, "audit_sequencer",
 				       "sequencing failed (retried): %s", cf_err_detail());
 				break;
