@@ -120,7 +120,7 @@ cf_err cf_h_records_list(struct cf_req *req)
 	/* Filters: ?filter=field:value (up to four, comma-separated, values without ','). */
 	json_t *filters = json_object();
 	CF_ENSURE(filters, CF_E_NOMEM);
-	char buf[1024];
+	char buf[4 * (80 + 1024)]; /* four filters, each a name and its longest value */
 	bool has = false;
 	cf_err e = cf_req_query_text(req, "filter", buf, sizeof buf, &has);
 	if (e == CF_OK && has) {
@@ -140,7 +140,11 @@ cf_err cf_h_records_list(struct cf_req *req)
 				                "once, as field:value");
 				break;
 			}
-			json_object_set_new(filters, t, json_string(colon + 1));
+			/* a filter jansson would not keep (not UTF-8) must not be dropped
+			 * silently: the list would be wider than asked */
+			if (json_object_set_new(filters, t, json_string(colon + 1)) != 0)
+				e = cf_err_fail(CF_E_INVALID,
+				                "a filter's field and value are UTF-8 text");
 		}
 	}
 	json_t *out = NULL;

@@ -8,6 +8,7 @@
 #define VAULT_FIELDS_MAX 64
 #define VAULT_VALUE_MAX  (64 * 1024)  /* a field's largest value, in bytes */
 #define VAULT_RECORD_MAX (256 * 1024) /* a record's data, as compact JSON */
+#define VAULT_INDEX_MAX  1023         /* a filterable value kept in clear, in bytes */
 /* A record id: "r", 12 hex digits of its creation time in milliseconds, 16 random hex
  * digits. Ids of one moment sort together, so new rows go to the end of every index
  * instead of a random page each (a commit of 30 creates wrote ~100 pages, now a few);
@@ -51,6 +52,13 @@ const struct vault_field *vault_field(const struct vault_schema *s, const char *
 /* A record's data against the schema: unknown fields, missing required ones, types,
  * sizes, dates, emails, phones (422 naming the path and the rule). */
 CF_MUST cf_err vault_record_check(const struct vault_schema *s, const json_t *data);
+/* The clear text the index keeps of a filterable value (false: none, as for objects). */
+bool vault_index_text(const json_t *v, char out[VAULT_INDEX_MAX + 1]);
+/* A filter's value, as given in a list's query, read as its field's type and checked as
+ * a record's value would be (422 naming path and the rule), into the text the index
+ * keeps of it: so that "n:05" or "active:True" is refused, never silently unmatched. */
+CF_MUST cf_err vault_filter_value(const struct vault_field *f, const char *text, const char *path,
+                                  char out[VAULT_INDEX_MAX + 1]);
 /* A personal or sensitive value as it is shown masked (a new reference). */
 json_t *vault_mask(const struct vault_field *f, const json_t *v);
 

@@ -617,20 +617,6 @@ static cf_err id_check(const char *id)
 	return CF_OK;
 }
 
-/* The clear text kept for a filterable value. */
-static bool index_text(const json_t *v, char *out, size_t cap)
-{
-	if (json_is_string(v))
-		return (size_t)snprintf(out, cap, "%s", json_string_value(v)) < cap;
-	if (json_is_integer(v))
-		return (size_t)snprintf(out, cap, "%lld", (long long)json_integer_value(v)) < cap;
-	if (json_is_real(v))
-		return (size_t)snprintf(out, cap, "%.17g", json_real_value(v)) < cap;
-	if (json_is_boolean(v))
-		return (size_t)snprintf(out, cap, "%s", json_is_true(v) ? "true" : "false") < cap;
-	return false;
-}
-
 static cf_err index_write(struct cf_tx *tx, struct rec_q *q)
 {
 	struct cf_val k[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id)};
@@ -642,9 +628,9 @@ static cf_err index_write(struct cf_tx *tx, struct rec_q *q)
 		        k, 3, NULL));
 	for (size_t i = 0; q->data && i < q->schema->n; i++) {
 		const struct vault_field *f = &q->schema->f[i];
-		char text[1024];
+		char text[VAULT_INDEX_MAX + 1];
 		const json_t *val = json_object_get(q->data, f->name);
-		if (!f->filter || !val || !index_text(val, text, sizeof text))
+		if (!f->filter || !val || !vault_index_text(val, text))
 			continue;
 		struct cf_val v[] = {CF_V_TEXT(q->tenant), CF_V_TEXT(q->coll), CF_V_TEXT(q->id),
 		                     CF_V_TEXT(f->name), CF_V_TEXT(text)};
@@ -1448,6 +1434,7 @@ cf_err cf_vault_change_end(struct cf_vault_change **pp, cf_err result, json_t **
 struct list_q {
 	const char *tenant, *coll, *cursor;
 	const char *fields[4], *values[4];
+	char vtext[4][VAULT_INDEX_MAX + 1]; /* the values as the index keeps them */
 	size_t nf;
 	unsigned limit;
 	char ids[101][VAULT_ID_MAX + 1];
@@ -1532,8 +1519,12 @@ cf_err cf_vault_record_list(struct cf_vault *v, const struct cf_tenant_ref *t, c
 				err = cf_err_fail(CF_E_INVALID, "at most 4 filters");
 				break;
 			}
+			err = vault_filter_value(f, json_string_value(val), path, q->vtext[q->nf]);
+			if (err)
+				break;
 			q->fields[q->nf] = k;
-			q->values[q->nf++] = json_string_value(val);
+			q->values[q->nf] = q->vtext[q->nf];
+			q->nf++;
 		}
 	}
 	if (err == CF_OK && cursor && cursor[0])

@@ -209,6 +209,11 @@ static cf_err value_check(const struct vault_field *f, const json_t *v, const ch
 		CF_ENSURE(strlen(json_string_value(v)) == json_string_length(v),
 		          cf_err_at(CF_E_INVALID_VALUE, path, "string", "%s must not contain NUL",
 		                    path));
+		/* ER2: a filterable value is kept in clear in the index, whole or not at all:
+		 * a longer one could never be found by a filter */
+		CF_ENSURE(!f->filter || json_string_length(v) <= VAULT_INDEX_MAX,
+		          cf_err_at(CF_E_OUT_OF_RANGE, path, "max",
+		                    "%s is filterable: at most %d bytes", path, VAULT_INDEX_MAX));
 		break;
 	case CF_FT_INTEGER:
 		CF_ENSURE(json_is_integer(v), cf_err_at(CF_E_WRONG_TYPE, path, "integer",
@@ -251,6 +256,39 @@ static cf_err value_check(const struct vault_field *f, const json_t *v, const ch
 		                                 "(+33 6 12 34 56 78)",
 		                                 path));
 	return CF_OK;
+}
+
+bool vault_index_text(const json_t *v, char out[VAULT_INDEX_MAX + 1])
+{
+	size_t cap = VAULT_INDEX_MAX + 1;
+	if (json_is_string(v))
+		return json_string_length(v) < cap &&
+		       (size_t)snprintf(out, cap, "%s", json_string_value(v)) < cap;
+	if (json_is_integer(v))
+		return (size_t)snprintf(out, cap, "%lld", (long long)json_integer_value(v)) < cap;
+	if (json_is_real(v))
+		return (size_t)snprintf(out, cap, "%.17g", json_real_value(v)) < cap;
+	if (json_is_boolean(v))
+		return (size_t)snprintf(out, cap, "%s", json_is_true(v) ? "true" : "false") < cap;
+	return false;
+}
+
+cf_err vault_filter_value(const struct vault_field *f, const char *text, const char *path,
+                          char out[VAULT_INDEX_MAX + 1])
+{
+	json_t *v = NULL;
+	if (f->type == CF_FT_INTEGER || f->type == CF_FT_NUMBER || f->type == CF_FT_BOOLEAN)
+		v = json_loads(text, JSON_DECODE_ANY, NULL); /* JSON's own number grammar */
+	else
+		v = json_string(text); /* NULL when not UTF-8 */
+	cf_err err = v ? value_check(f, v, path)
+	               : cf_err_at(CF_E_INVALID_VALUE, path, type_names[f->type],
+	                           "%s: the value is not a valid %s", path, type_names[f->type]);
+	if (err == CF_OK && !vault_index_text(v, out))
+		err = cf_err_at(CF_E_OUT_OF_RANGE, path, "max",
+		                "%s: a filter's value is at most %d bytes", path, VAULT_INDEX_MAX);
+	json_decref(v);
+	return err;
 }
 
 cf_err vault_record_check(const struct vault_schema *s, const json_t *data)

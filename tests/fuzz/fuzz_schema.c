@@ -2,7 +2,8 @@
  * {"fields": {...}, "data": {...}}. The schema is parsed, the record checked against it,
  * and every field masked, whether or not its value passed (a value written under an
  * older schema may be of another type now); nothing may crash, a mask is never missing,
- * and a refusal always names its field. */
+ * and a refusal always names its field. "filter" ({"name": "text"}) gives list filters'
+ * values as a query would: each is read as its field's type, and a refusal names it. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!m)
 				__builtin_trap(); /* the field would be left out of the reply */
 			json_decref(m);
+		}
+	}
+	const json_t *flt = json_object_get(doc, "filter");
+	if (vault_schema_parse(json_object_get(doc, "fields"), &s) == CF_OK &&
+	    json_is_object(flt)) {
+		const char *name;
+		json_t *v;
+		json_t *fo = (json_t *)(uintptr_t)flt;
+		json_object_foreach (fo, name, v) {
+			const struct vault_field *f = vault_field(&s, name);
+			char out[VAULT_INDEX_MAX + 1];
+			if (f && json_is_string(v) &&
+			    vault_filter_value(f, json_string_value(v), "filter.x", out) != CF_OK &&
+			    !cf_err_path()[0])
+				__builtin_trap();
 		}
 	}
 	json_decref(doc);

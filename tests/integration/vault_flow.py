@@ -180,6 +180,36 @@ report(st == 400 and js["error"]["code"] == "invalid_argument" and "twice" in js
        "one field filtered on twice: 400 (not the last value alone)", (st, js))
 st, js = call("GET", R + "?filter=vip:true", **S)
 report(st == 200 and [r["id"] for r in js["records"]] == [ids[3]], "a boolean filter", (st, js))
+# a filter's value is read as its field's type: one that cannot match is refused, and a
+# filter jansson cannot keep (not UTF-8) is refused, not dropped (which listed every record)
+st, js = call("GET", R + "?filter=vip:True", **S)
+st2, js2 = call("GET", R + "?filter=vip:1", **S)
+st3, js3 = call("GET", R + "?filter=plan:%FF", **S)
+st4, js4 = call("GET", R + "?filter=%FF:pro", **S)
+report(st == 422 and js["error"].get("field") == "filter.vip" and js["error"].get("rule") == "boolean"
+       and st2 == 422 and js2["error"].get("rule") == "boolean"
+       and st3 == 400 and "UTF-8" in js3["error"]["message"] and st4 == 400,
+       "a filter value not of its field's type: 422 naming filter.FIELD and the rule; not UTF-8: 400", (st, js, st2, js2, st3, js3, st4, js4))
+st, js = call("POST", C, {"name": "typed", "fields": {"n": {"type": "integer", "classification": "internal", "filter": True},
+                                                     "x": {"type": "number", "classification": "internal", "filter": True},
+                                                     "d": {"type": "date", "classification": "internal", "filter": True},
+                                                     "t": {"type": "string", "classification": "internal", "filter": True}}}, **S)
+call("POST", C + "/typed/records", {"data": {"n": 5, "x": 7, "d": "2020-01-31", "t": "a" * 1023}}, **S)
+call("POST", C + "/typed/records", raw='{"data": {"x": 7.0}}', **S)
+st1, js1 = call("GET", C + "/typed/records?filter=n:5", **S)
+st2, js2 = call("GET", C + "/typed/records?filter=n:05", **S)
+st3, js3 = call("GET", C + "/typed/records?filter=x:7.0", **S)
+st4, js4 = call("GET", C + "/typed/records?filter=d:2020-1-31", **S)
+st5, js5 = call("GET", C + "/typed/records?filter=t:" + "a" * 1023, **S)
+st6, js6 = call("POST", C + "/typed/records", {"data": {"t": "a" * 1024}}, **S)
+report(st1 == 200 and len(js1["records"]) == 1 and st2 == 422 and js2["error"].get("field") == "filter.n"
+       and st3 == 200 and len(js3["records"]) == 2 and st4 == 422 and js4["error"].get("rule") == "date"
+       and st5 == 200 and len(js5["records"]) == 1
+       and st6 == 422 and js6["error"].get("field") == "data.t" and js6["error"].get("rule") == "max",
+       "typed filters: 7.0 finds 7 and 7.0, 05 and 2020-1-31 are refused (422), a 1023-byte value filters; "
+       "a filterable value over 1023 bytes (never findable) is refused (422 max)",
+       (st1, js1, st2, js2, st3, js3, st4, js4, st5, st6, js6))
+call("DELETE", C + "/typed?confirm=typed", **S)
 
 # batches: all or nothing; reads name what is missing
 def count():
