@@ -36,6 +36,51 @@ const char *cf_err_message(cf_err e)
 
 static _Thread_local char err_detail[CF_ERR_DETAIL_MAX];
 
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629, table 3-7 of Unicode:
+ * no overlong forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p)
+{
+	unsigned char c = p[0];
+	if (c < 0x80)
+		return 1;
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n = 0;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else {
+		return 0;
+	}
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf) /* the NUL ends it too */
+			return 0;
+	return n;
+}
+
+/* Every byte of s that is not part of well-formed UTF-8 becomes '?'. A detail or path
+ * cut to its buffer may end inside a character, and one may quote what a client sent:
+ * either would make the error's JSON unencodable, and the reply a 503. */
+static void utf8_fix(char *s)
+{
+	for (unsigned char *p = (unsigned char *)s; *p;) {
+		size_t n = utf8_seq(p);
+		if (n == 0) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+}
+
 /* The detail, formatted apart first: an argument may be the detail itself (a caller
  * prefixing cf_err_detail() with where it happened), and vsnprintf must not write over
  * what it reads. */
@@ -43,6 +88,7 @@ CF_PRINTF(1, 0) static void detail_format(const char *fmt, va_list ap)
 {
 	char t[CF_ERR_DETAIL_MAX];
 	(void)vsnprintf(t, sizeof t, fmt, ap);
+	utf8_fix(t);
 	memcpy(err_detail, t, strlen(t) + 1);
 }
 
@@ -78,6 +124,8 @@ cf_err cf_err_at(cf_err e, const char *path, const char *rule, const char *fmt, 
 	char p[sizeof err_path], r[sizeof err_rule];
 	(void)snprintf(p, sizeof p, "%s", path);
 	(void)snprintf(r, sizeof r, "%s", rule);
+	utf8_fix(p);
+	utf8_fix(r);
 	memcpy(err_path, p, strlen(p) + 1);
 	memcpy(err_rule, r, strlen(r) + 1);
 	return e;

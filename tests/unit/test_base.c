@@ -77,6 +77,22 @@ static void test_err_table(void **state)
 	assert_string_equal(shown, "limit");
 	cf_err_shown("cursor", shown, sizeof shown);
 	assert_string_equal(shown, "curso");
+	/* a detail or path cut inside a character, or quoting bytes that are not UTF-8, stays
+	 * encodable: the error reply is a 4xx naming the field, not a 503 */
+	char cut[16];
+	(void)snprintf(cut, sizeof cut, "data.%.8s", "a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+	(void)cf_err_at(CF_E_UNKNOWN_FIELD, cut, "schema",
+	                "%s: \xff\xc3\xa9 \xed\xa0\x80 \xf4\x90\x80\x80 %s", cut, "\xe2\x82\xac");
+	assert_string_equal(cf_err_path(), "data.a\xc3\xa9\xc3\xa9\xc3\xa9?");
+	assert_string_equal(cf_err_detail(),
+	                    "data.a\xc3\xa9\xc3\xa9\xc3\xa9?: ?\xc3\xa9 ??? ???? \xe2\x82\xac");
+	json_t *j = json_string(cf_err_detail());
+	assert_non_null(j);
+	json_decref(j);
+	j = json_string(cf_err_path());
+	assert_non_null(j);
+	json_decref(j);
+	cf_err_detail_clear();
 }
 
 static void test_span(void **state)
