@@ -36,7 +36,7 @@ static const char api_usage[] =
         "                         | update NAME --schema FILE | delete NAME --yes\n"
         "       coffre records put COLL [FILE|-] [--id ID [--if-match N]]\n"
         "                     | get COLL ID [--reveal F,F --reason TEXT]\n"
-        "                     | list COLL [--filter field:value] [--limit N]\n"
+        "                     | list COLL [--filter field:value,...] [--limit N]\n"
         "                     | delete COLL ID [--if-match N] | versions COLL ID\n"
         "       coffre export > copy.jsonl     every record of the tenant, in clear\n"
         "\n"
@@ -463,6 +463,82 @@ static int cmd_export(const struct cli *cli, const json_t *sess, const char *ten
 	return fflush(stdout) == 0 && bad == 0 ? 0 : 1;
 }
 
+/* coffre records list: every page, or the first N records with --limit N, as rows (id,
+ * version, data); with --json one object, {"records": [...], "next": the cursor of what
+ * is left, or null}. */
+static int cmd_records_list(const struct cli *cli, const json_t *sess, const char *tenant,
+                            const char *coll)
+{
+	long long want = -1; /* every record */
+	if (cli->limit) {
+		char *end = NULL;
+		errno = 0;
+		want = strtoll(cli->limit, &end, 10);
+		if (errno || end == cli->limit || *end || want < 1) {
+			fputs("coffre records list: --limit is a number of records, 1 or more\n",
+			      stderr);
+			return EXIT_USAGE;
+		}
+	}
+	char *filter = cli->filter ? curl_easy_escape(NULL, cli->filter, 0) : NULL;
+	json_t *all = cli->json ? json_array() : NULL;
+	if ((cli->filter && !filter) || (cli->json && !all)) {
+		curl_free(filter);
+		json_decref(all);
+		fputs("coffre records list: out of memory\n", stderr);
+		return 1;
+	}
+	static const char *const keys[] = {"id", "version", "data"};
+	char cursor[160] = "", path[16384];
+	long long got = 0;
+	int rc = 0;
+	for (;;) {
+		long long page = want < 0 || want - got > 100 ? 100 : want - got;
+		char *enc = curl_easy_escape(NULL, cursor, 0);
+		int n = snprintf(path, sizeof path,
+		                 "/v1/t/%s/collections/%s/records?limit=%lld%s%s%s%s", tenant, coll,
+		                 page, filter ? "&filter=" : "", filter ? filter : "",
+		                 cursor[0] ? "&cursor=" : "", cursor[0] && enc ? enc : "");
+		curl_free(enc);
+		if (n < 0 || (size_t)n >= sizeof path) { /* never a request cut short */
+			fputs("coffre records list: the filter is too long\n", stderr);
+			rc = EXIT_USAGE;
+			break;
+		}
+		struct cli quiet = *cli;
+		quiet.json = false;
+		json_t *doc = NULL;
+		rc = run(&quiet, sess, "records", "GET", path, NULL, &doc);
+		if (rc != 0)
+			break;
+		json_t *recs = json_object_get(doc, "records");
+		if (all)
+			(void)json_array_extend(all, recs);
+		else
+			print_rows(recs, keys, 3);
+		got += (long long)json_array_size(recs);
+		const char *next = json_string_value(json_object_get(doc, "next"));
+		(void)snprintf(cursor, sizeof cursor, "%s", next ? next : "");
+		json_decref(doc);
+		if (!cursor[0] || (want >= 0 && got >= want))
+			break;
+	}
+	if (rc == 0 && all) {
+		json_t *out =
+		        json_pack("{s:O, s:s?}", "records", all, "next", cursor[0] ? cursor : NULL);
+		char *text = NULL;
+		if (out && cf_json_dump(out, &text, NULL) == CF_OK)
+			puts(text);
+		else
+			rc = 1;
+		free(text);
+		json_decref(out);
+	}
+	json_decref(all);
+	curl_free(filter);
+	return fflush(stdout) == 0 ? rc : 1;
+}
+
 static bool is_cmd(const char *cmd, const char *sub, const char *c, const char *s)
 {
 	return strcmp(cmd, c) == 0 && (!s || (sub && strcmp(sub, s) == 0));
@@ -744,15 +820,7 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 		rc = run(cli, sess, cmd, "GET", path, NULL, NULL);
 		cli->json = was;
 	} else if (IS("records", "list") && nargs == 2) {
-		char *f = curl_easy_escape(NULL, cli->filter ? cli->filter : "", 0);
-		(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records?limit=%s%s%s",
-		               tenant, arg, cli->limit ? cli->limit : "100",
-		               cli->filter ? "&filter=" : "", cli->filter && f ? f : "");
-		curl_free(f);
-		rc = run(cli, sess, cmd, "GET", path, NULL, &doc);
-		static const char *const k[] = {"id", "version", "data"};
-		if (rc == 0 && !cli->json)
-			print_rows(json_object_get(doc, "records"), k, 3);
+		rc = cmd_records_list(cli, sess, tenant, arg);
 	} else if (IS("records", "delete") && nargs == 3) {
 		(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records/%s", tenant, arg,
 		               args[2]);

@@ -65,6 +65,18 @@ cli_flows() {
 	[ $rc = 1 ] && grep -q conflict <<<"$out" && ok "cli: a stale --if-match: exit 1, conflict" || fail "cli: --if-match" "rc=$rc $out"
 	out=$(c records list people --filter team:navy 2>&1) && grep -q "$id" <<<"$out" &&
 		ok "cli: coffre records list --filter" || fail "cli: records list --filter" "$out"
+	# more than a page (100): the list follows the cursor; --limit N stops at N
+	python3 -c 'import json; print(json.dumps({"records": [{"data": {"email": "p%d@example.com" % i, "team": "army"}} for i in range(150)]}))' |
+		c api POST /v1/t/dev/collections/people/batch - >/dev/null
+	local all some js
+	all=$(c records list people 2>&1 | grep -c '^r')
+	some=$(c records list people --filter team:army --limit 120 2>&1 | grep -c '^r')
+	js=$(c --json records list people --limit 2 2>&1)
+	out=$(c records list people --limit 0 2>&1); rc=$?
+	[ "$all" = 151 ] && [ "$some" = 120 ] && [ $rc = 2 ] &&
+		python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d["records"]) == 2 and d["next"], d' <<<"$js" &&
+		ok "cli: coffre records list follows the pages (151 records), --limit N stops at N (--json gives next), --limit 0 is a usage error" ||
+		fail "cli: records list pages" "all=$all some=$some rc=$rc $out $js"
 	out=$(echo '{"email": "nope"}' | c records put people - 2>&1); rc=$?
 	[ $rc = 1 ] && grep -q invalid_value <<<"$out" && ok "cli: a schema violation: exit 1, the error named" || fail "cli: schema violation" "rc=$rc $out"
 	out=$(c export 2>"$SRV_DIR/export.err"); rc=$?
