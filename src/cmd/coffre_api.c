@@ -2,6 +2,7 @@
  * the session in a file of its own (0600), and the other commands use it: whoami,
  * logout, password, mfa, sessions, users, clients, access-review, and `api` for any
  * call. Secrets are read from --secret-fd, a prompt with echo off, or stdin. */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -198,6 +199,8 @@ bool cli_http(const struct cli *cli, const json_t *sess, const char *method, con
 		hd = curl_slist_append(hd, csrf);
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
+	/* the path as coffre made it: libcurl would otherwise fold "/x/../" away */
+	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -544,6 +547,50 @@ static bool is_cmd(const char *cmd, const char *sub, const char *c, const char *
 	return strcmp(cmd, c) == 0 && (!s || (sub && strcmp(sub, s) == 0));
 }
 
+/* A name or an id the command puts in the request's path, as it is: one that could
+ * reach another call ("..", '/', '?', '#', '%': `records delete people ../..` would
+ * have been DELETE .../collections/people) is refused, a usage error. Every name and id
+ * coffre gives is letters, digits, '-' and '_'. */
+static bool segment_ok(const char *cmd, const char *what, const char *s)
+{
+	bool ok = s && s[0] && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+	for (const char *p = s; ok && *p; p++)
+		ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~';
+	if (!ok) {
+		char shown[80];
+		cf_err_shown(s ? s : "", shown, sizeof shown);
+		fprintf(stderr, "coffre %s: %s '%s' is not one (letters, digits, '-', '_')\n", cmd,
+		        what, shown);
+	}
+	return ok;
+}
+
+/* Whether the command's arguments that go into a path are all fit for it (see above). */
+static bool path_args_ok(const struct cli *cli, const char *cmd, int nargs, char **args)
+{
+	static const char *const named[][2] = {
+	        {"sessions", "revoke"},     {"users", "disable"},       {"users", "enable"},
+	        {"users", "roles"},         {"users", "delete"},        {"users", "end-sessions"},
+	        {"users", "reset-mfa"},     {"clients", "disable"},     {"operators", "disable"},
+	        {"operators", "reset-mfa"}, {"break-glass", "approve"}, {"break-glass", "end"},
+	        {"collections", "get"},     {"collections", "create"},  {"collections", "update"},
+	        {"collections", "delete"},  {"records", "put"},         {"records", "get"},
+	        {"records", "versions"},    {"records", "list"},        {"records", "delete"}};
+	const char *sub = nargs > 0 ? args[0] : NULL;
+	bool in_path = false;
+	for (size_t i = 0; sub && i < sizeof named / sizeof named[0]; i++)
+		in_path |= strcmp(cmd, named[i][0]) == 0 && strcmp(sub, named[i][1]) == 0;
+	if (!in_path)
+		return true;
+	bool rec = strcmp(cmd, "records") == 0;
+	if (nargs > 1 && !segment_ok(cmd, rec ? "collection" : "name or id", args[1]))
+		return false;
+	/* records put COLL [FILE]: the file is not in the path; --id is */
+	if (rec && strcmp(sub, "put") != 0 && nargs > 2 && !segment_ok(cmd, "record id", args[2]))
+		return false;
+	return !(rec && cli->id && !segment_ok(cmd, "record id", cli->id));
+}
+
 int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -562,6 +609,10 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 	json_t *sess = session_load();
 	const char *tenant = sess ? json_string_value(json_object_get(sess, "tenant")) : "";
 	const char *sub = nargs > 0 ? args[0] : NULL, *arg = nargs > 1 ? args[1] : NULL;
+	if (!path_args_ok(cli, cmd, nargs, args)) {
+		json_decref(sess);
+		return EXIT_USAGE;
+	}
 	char path[1536];
 	int rc = EXIT_USAGE;
 	json_t *doc = NULL;

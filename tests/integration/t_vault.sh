@@ -77,6 +77,13 @@ cli_flows() {
 		python3 -c 'import json,sys; d=json.load(sys.stdin); assert len(d["records"]) == 2 and d["next"], d' <<<"$js" &&
 		ok "cli: coffre records list follows the pages (151 records), --limit N stops at N (--json gives next), --limit 0 is a usage error" ||
 		fail "cli: records list pages" "all=$all some=$some rc=$rc $out $js"
+	# an id that would reach another call (libcurl folds "/records/../.." away) is refused
+	out=$(c records get people ../../people 2>&1); rc=$?
+	local rc2 out2
+	out2=$(c records delete people 'x?confirm=people' 2>&1); rc2=$?
+	[ $rc = 2 ] && grep -q "is not one" <<<"$out" && [ $rc2 = 2 ] &&
+		ok "cli: a record id with '..', '/' or '?' is a usage error (it read the collection instead)" ||
+		fail "cli: an id that is a path" "rc=$rc $out rc2=$rc2 $out2"
 	out=$(echo '{"email": "nope"}' | c records put people - 2>&1); rc=$?
 	[ $rc = 1 ] && grep -q invalid_value <<<"$out" && ok "cli: a schema violation: exit 1, the error named" || fail "cli: schema violation" "rc=$rc $out"
 	out=$(c export 2>"$SRV_DIR/export.err"); rc=$?
