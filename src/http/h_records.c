@@ -320,7 +320,9 @@ cf_err cf_h_records_get(struct cf_req *req)
 	cf_h_param(req, "rid", id, sizeof id);
 	uint64_t version = 0;
 	CF_TRY(cf_req_query_u64(req, "version", INT64_MAX, &version));
-	char fields[256], reason[256];
+	/* room for every field of a schema, and for a reason well past its limit (so that
+	 * one too long is the vault's 422 naming reason, not a 400 of its buffer) */
+	char fields[64 * 65], reason[1024];
 	bool has_fields = false, has_reason = false;
 	CF_TRY(cf_req_query_text(req, "reveal", fields, sizeof fields, &has_fields));
 	CF_TRY(cf_req_query_text(req, "reason", reason, sizeof reason, &has_reason));

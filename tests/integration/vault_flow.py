@@ -110,6 +110,9 @@ bad = [b for b in (check("Record", js), check("Collection", coll), check("Error"
 report(not bad, "records, collections and errors match their OpenAPI schemas", bad)
 st, js = call("GET", R + "/" + rid + "?reveal=email,ssn", **S)
 report(st == 422 and js["error"]["field"] == "reason", "revealing needs a reason: 422", (st, js))
+st, js = call("GET", R + "/" + rid + "?reveal=email&reason=" + "%C3%A9" * 150, **S)
+report(st == 422 and code(js) == "out_of_range" and js["error"].get("field") == "reason" and js["error"].get("rule") == "max",
+       "a reason of 300 bytes: 422 naming reason (rule max), as one of 201 (not the 400 of a buffer)", (st, js))
 st, js = call("GET", R + "/" + rid + "?reveal=email&reason=ok", **S)
 st2, js2 = call("GET", R + "/" + rid + "?reveal=true&reason=ticket%204711", **S)
 st3, js3 = call("GET", R + "/" + rid + "?reveal=email,emial&reason=ticket%204711", **S)
