@@ -3,8 +3,10 @@
  * each name and value with '+' for a space and %XX for a byte (libmicrohttpd decodes
  * those). Only the names a call takes are kept: RFC 6749 §3.2 has a server ignore the
  * others (clients send scope, audience...). A name given twice (§3.2: "MUST NOT be
- * included more than once"), an empty name, a NUL or text that is not UTF-8 is refused.
+ * included more than once"), an empty name, a '%' that is not an escape, a NUL or text
+ * that is not UTF-8 is refused.
  * The copy it decodes in holds a client's secret: wiped before it is freed. */
+#include <ctype.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +29,20 @@ static bool form_known(const char *const *known, const char *name)
 	return false;
 }
 
+/* Whether every '%' of s starts an escape, two hex digits (libmicrohttpd would keep a
+ * bad one as it is, and "%ZZ" would reach the call as three characters). */
+static bool escapes_ok(const char *s)
+{
+	for (const char *p = strchr(s, '%'); p; p = strchr(p + 1, '%'))
+		if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
+			return false;
+	return true;
+}
+
 static cf_err form_pairs(char *text, const char *const *known, json_t *o)
 {
+	CF_ENSURE(escapes_ok(text),
+	          cf_err_fail(CF_E_INVALID, "the form has a '%%' that is not an escape (%%XX)"));
 	char *save = NULL;
 	for (char *pair = strtok_r(text, "&", &save); pair; pair = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(pair, '=');
@@ -54,6 +68,10 @@ cf_err cf_form_parse(const uint8_t *p, size_t n, const char *const *known, size_
 {
 	*out = NULL;
 	CF_ENSURE(n <= max, CF_E_TOO_LARGE);
+	if (n == 0) { /* an empty form (p may be NULL: no body) */
+		*out = json_object();
+		return *out ? CF_OK : CF_E_NOMEM;
+	}
 	CF_ENSURE(!memchr(p, '\0', n), cf_err_fail(CF_E_INVALID, "the form holds a NUL byte"));
 	char *text = malloc(n + 1);
 	json_t *o = json_object();

@@ -926,7 +926,8 @@ static cf_err admit(struct cf_req *req, const char *url, const char *method)
 	}
 	if (!(req->match.route->flags & CF_ROUTE_BODY))
 		return has_body ? cf_err_fail(CF_E_INVALID, "this call takes no body") : CF_OK;
-	req->form = has_body && (req->match.route->flags & CF_ROUTE_FORM) &&
+	/* a form's body may be empty: a form with nothing in it, not an empty JSON text */
+	req->form = (req->match.route->flags & CF_ROUTE_FORM) &&
 	            content_type_is(req->conn, "application/x-www-form-urlencoded");
 	if (has_body && !req->form && !content_type_is(req->conn, "application/json"))
 		return cf_err_fail(CF_E_UNSUPPORTED_MEDIA,

@@ -296,6 +296,11 @@ report(st == 200 and js["token_type"] == "Bearer" and st2 == 400 and "one way" i
        "the token request as a form; refused: credentials both in Basic and the body, a parameter twice (RFC 6749 §2.3, §3.2); "
        "a wrong Basic secret: 401 with WWW-Authenticate: Basic; other routes take no form, nor Basic (401 Bearer)",
        (st, js, st2, js2, st3, js3, st4, js4, hd4, st5, js5, st6, js6, hd6))
+st, js, _, _ = call("POST", "/v1/t/dev/auth/token", raw="", headers=FORM)
+st2, js2, _, _ = call("POST", "/v1/t/dev/auth/token", raw=creds.replace("client_id=", "client_id=%ZZ"), headers=FORM)
+report(st == 422 and code(js) == "missing_field" and js["error"].get("field") == "client_id"
+       and st2 == 400 and "escape" in js2["error"]["message"],
+       "an empty form: 422 naming client_id (not 'the JSON document is empty'); a '%' that is no escape: 400", (st, js, st2, js2))
 st, jwks, _, _ = call("GET", "/v1/auth/jwks")
 key = OKPAlgorithm.from_jwk(json.dumps(jwks["keys"][0]))
 hdr = jwt.get_unverified_header(tok)
