@@ -408,15 +408,14 @@ cf_err cf_h_tenant_audit(struct cf_req *req)
 		          cf_err_fail(CF_E_INVALID, "outcome is ok, denied or failed"));
 	}
 	uint64_t since = 0, until = 0, cursor = 0, limit = 50;
-	CF_TRY(cf_req_query_u64(req, "since_us", INT64_MAX, &since));
-	CF_TRY(cf_req_query_u64(req, "until_us", INT64_MAX, &until));
+	CF_TRY(cf_req_query_u64(req, "since_us", 0, INT64_MAX, &since));
+	CF_TRY(cf_req_query_u64(req, "until_us", 0, INT64_MAX, &until));
 	/* until_us is exclusive: one not after since_us leaves nothing to list (and 0 would
 	 * read as no bound at all) */
 	CF_ENSURE(!cf_req_query(req, "until_us") || until > since,
 	          cf_err_fail(CF_E_INVALID, "until_us (exclusive) must be after since_us"));
-	CF_TRY(cf_req_query_u64(req, "cursor", INT64_MAX, &cursor));
-	CF_TRY(cf_req_query_u64(req, "limit", 1000, &limit));
-	CF_ENSURE(limit >= 1, cf_err_fail(CF_E_INVALID, "limit is 1 to 1000"));
+	CF_TRY(cf_req_query_u64(req, "cursor", 0, INT64_MAX, &cursor));
+	CF_TRY(cf_req_query_u64(req, "limit", 1, 1000, &limit));
 	struct cf_audit_filter f = {.tenant = t->id,
 	                            .action = q_action,
 	                            .actor = q_actor ? actor : NULL,
@@ -595,8 +594,7 @@ static cf_err review_csv(const json_t *r, struct cf_buf *b)
 cf_err cf_h_access_review(struct cf_req *req)
 {
 	uint64_t days = 90;
-	CF_TRY(cf_req_query_u64(req, "dormant_days", 3650, &days));
-	CF_ENSURE(days >= 1, cf_err_fail(CF_E_INVALID, "dormant_days is 1 to 3650"));
+	CF_TRY(cf_req_query_u64(req, "dormant_days", 1, 3650, &days));
 	const char *format = cf_req_query(req, "format");
 	CF_ENSURE(!format || strcmp(format, "json") == 0 || strcmp(format, "csv") == 0,
 	          cf_err_fail(CF_E_INVALID, "format is json or csv"));

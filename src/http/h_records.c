@@ -115,8 +115,7 @@ cf_err cf_h_records_list(struct cf_req *req)
 	char coll[80];
 	cf_h_param(req, "id", coll, sizeof coll);
 	uint64_t limit = 50;
-	CF_TRY(cf_req_query_u64(req, "limit", 100, &limit));
-	CF_ENSURE(limit >= 1, cf_err_fail(CF_E_INVALID, "limit is 1 to 100"));
+	CF_TRY(cf_req_query_u64(req, "limit", 1, 100, &limit));
 	/* Filters: ?filter=field:value (up to four, comma-separated, values without ','). */
 	json_t *filters = json_object();
 	CF_ENSURE(filters, CF_E_NOMEM);
@@ -319,7 +318,7 @@ cf_err cf_h_records_get(struct cf_req *req)
 	cf_h_param(req, "id", coll, sizeof coll);
 	cf_h_param(req, "rid", id, sizeof id);
 	uint64_t version = 0;
-	CF_TRY(cf_req_query_u64(req, "version", INT64_MAX, &version));
+	CF_TRY(cf_req_query_u64(req, "version", 1, INT64_MAX, &version));
 	/* room for every field of a schema, and for a reason well past its limit (so that
 	 * one too long is the vault's 422 naming reason, not a 400 of its buffer) */
 	char fields[64 * 65], reason[1024];
@@ -430,8 +429,7 @@ cf_err cf_h_records_history(struct cf_req *req)
 cf_err cf_h_export(struct cf_req *req)
 {
 	uint64_t limit = 1000;
-	CF_TRY(cf_req_query_u64(req, "limit", 1000, &limit));
-	CF_ENSURE(limit >= 1, cf_err_fail(CF_E_INVALID, "limit is 1 to 1000"));
+	CF_TRY(cf_req_query_u64(req, "limit", 1, 1000, &limit));
 	char cursor[128];
 	bool has = false;
 	CF_TRY(cf_req_query_text(req, "cursor", cursor, sizeof cursor, &has));

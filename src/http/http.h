@@ -145,10 +145,10 @@ CF_MUST cf_err cf_form_parse(const uint8_t *p, size_t n, const char *const *know
 size_t cf_form_unescape(char *s);
 /* A path parameter by name ({tenant} -> "tenant"); empty span when absent. */
 struct cf_span cf_req_param(const struct cf_req *req, const char *name);
-/* A decimal query parameter (?name=123) in 0..max; *out untouched when absent.
- * CF_E_INVALID for anything else. */
-CF_MUST cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t max,
-                                uint64_t *out);
+/* A decimal query parameter (?name=123) in min..max; *out untouched when absent.
+ * CF_E_INVALID, naming both bounds, for anything else. */
+CF_MUST cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t min,
+                                uint64_t max, uint64_t *out);
 /* The vault (collections and records). */
 struct cf_vault *cf_req_vault(const struct cf_req *req);
 /* The identity part, and the caller (NULL on a public route). */

@@ -264,7 +264,8 @@ struct cf_span cf_req_param(const struct cf_req *req, const char *name)
 	return (struct cf_span){NULL, 0};
 }
 
-cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t max, uint64_t *out)
+cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t min, uint64_t max,
+                        uint64_t *out)
 {
 	const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 	if (!v)
@@ -276,9 +277,9 @@ cf_err cf_req_query_u64(const struct cf_req *req, const char *name, uint64_t max
 			break;
 		n = n * 10 + (uint64_t)(v[i] - '0');
 	}
-	CF_ENSURE(i > 0 && v[i] == '\0' && n <= max && (v[0] != '0' || i == 1),
-	          cf_err_fail(CF_E_INVALID, "query parameter %s must be a number from 0 to %llu",
-	                      name, (unsigned long long)max));
+	CF_ENSURE(i > 0 && v[i] == '\0' && n >= min && n <= max && (v[0] != '0' || i == 1),
+	          cf_err_fail(CF_E_INVALID, "query parameter %s must be a number from %llu to %llu",
+	                      name, (unsigned long long)min, (unsigned long long)max));
 	*out = n;
 	return CF_OK;
 }

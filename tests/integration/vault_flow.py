@@ -120,13 +120,15 @@ st4, js4 = call("GET", R + "/" + rid + "?version=1&version=2", **S)
 st5, js5 = call("GET", R + "?filter=plan:pro&filter=vip:true", **S)
 st6, js6 = call("GET", R + "?limit=0", **S)
 st7, js7 = call("GET", "/v1/t/dev/export?limit=0", **S)
+st8, js8 = call("GET", R + "/" + rid + "?version=0", **S)
 report(st == 422 and code(js) == "out_of_range" and js["error"].get("rule") == "min"
        and st2 == 400 and js2["error"].get("field") == "reveal" and "'true'" in js2["error"]["message"]
        and st3 == 400 and "'emial'" in js3["error"]["message"]
        and st4 == 400 and "version is given twice" in js4["error"]["message"] and st5 == 400 and "filter" in js5["error"]["message"]
-       and st6 == 400 and "limit is 1 to 100" in js6["error"]["message"] and st7 == 400,
+       and st6 == 400 and "limit must be a number from 1 to 100" in js6["error"]["message"]
+       and st7 == 400 and "from 1 to 1000" in js7["error"]["message"] and st8 == 400 and "from 1 to" in js8["error"]["message"],
        "a reason of 2 bytes: 422 (rule min); reveal=true or a misspelt field: 400 naming it (it would reveal nothing, silently); "
-       "a query parameter given twice: 400 (one of them would be ignored); limit=0: 400, as OpenAPI's minimum says",
+       "a query parameter given twice: 400 (one of them would be ignored); limit=0 or version=0: 400 naming the range, as OpenAPI's minimum says",
        (st, js, st2, js2, st3, js3, st4, js4, st5, js5, st6, js6, st7, js7))
 st, js = call("GET", R + "/" + rid + "?reveal=email,ssn&reason=ticket%204711", **S)
 report(st == 200 and js["data"]["email"] == "ada@example.com" and js["data"]["ssn"] == ada["ssn"] and js["data"]["phone"] != ada["phone"],
