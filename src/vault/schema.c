@@ -344,19 +344,43 @@ static json_t *mask_email(const char *v)
 	return m;
 }
 
+/* How many digits the E.164 country code at the start of d has (ITU-T E.164's assigned
+ * codes are prefix-free: the first one or two digits tell; every code not listed here as
+ * one or two digits long has three). */
+static size_t country_code_len(const char d[2])
+{
+	if (d[0] == '1' || d[0] == '7')
+		return 1;
+	/* the two-digit codes, two characters each: 20 27 30 31 32 33 34 36 39, 40 41 43-49,
+	 * 51-58, 60-66, 81 82 84 86, 90-95 98 */
+	static const char two[] = "2027303132333436394041434445464748495152535455565758606162636465"
+	                          "668182848690919293949598";
+	for (size_t i = 0; i + 1 < sizeof two; i += 2)
+		if (two[i] == d[0] && two[i + 1] == d[1])
+			return 2;
+	return 3;
+}
+
 static json_t *mask_phone(const char *v)
 {
-	/* +33 6** ** ** 12: the country and first digit, and the last two, stay. */
+	/* +33 6 ** ** ** 12, +1 2**-***-**99: the country code, the next digit and the last
+	 * two stay; the rest is masked. */
 	size_t digits = 0, n = strlen(v), seen = 0;
+	char first[2] = {'0', '0'};
 	for (size_t i = 0; i < n; i++)
-		digits += isdigit((unsigned char)v[i]) != 0;
+		if (isdigit((unsigned char)v[i])) {
+			if (digits < 2)
+				first[digits] = v[i];
+			digits++;
+		}
+	size_t keep = country_code_len(first) + 1;
 	char out[64];
 	size_t o = 0;
 	for (size_t i = 0; i < n && o + 1 < sizeof out; i++) {
 		char ch = v[i];
 		if (isdigit((unsigned char)ch)) {
 			seen++;
-			if (seen > 3 && seen + 2 <= digits)
+			if (seen > keep && seen + 2 <= digits)
 				ch = '*';
 		}
 		out[o++] = ch;
@@ -390,8 +414,11 @@ static json_t *mask_value(const struct vault_field *f, const json_t *v)
 	 * as a string) gets the bare mask */
 	const char *s = json_string_value(v);
 	switch (f->type) {
-	case CF_FT_EMAIL: return s ? mask_email(s) : NULL;
-	case CF_FT_PHONE: return s ? mask_phone(s) : NULL;
+	/* PV2: the email and phone masks keep what such values show (a domain, a country
+	 * code, separators); a string that is not one (written before its field became
+	 * email or phone) would keep its text in clear: it gets the bare mask */
+	case CF_FT_EMAIL: return s && email_ok(s) ? mask_email(s) : NULL;
+	case CF_FT_PHONE: return s && phone_ok(s) ? mask_phone(s) : NULL;
 	case CF_FT_STRING: return s ? mask_string(s) : NULL;
 	case CF_FT_DATE: return json_string("****-**-**");
 	default: return json_string("***");

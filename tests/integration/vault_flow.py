@@ -88,6 +88,16 @@ d = (js or {}).get("data", {})
 report(st == 201 and js["version"] == 1 and d["email"] == "a***@example.com" and d["phone"] == "+33 6 ** ** ** 12"
        and d["ssn"] == "**** 456" and d["plan"] == "pro" and d["age"] == 36 and sorted(js["masked"]) == ["email", "name", "phone", "ssn"],
        "a record is stored; personal and sensitive fields come back masked", (st, js))
+# a phone keeps its country code (one, two or three digits: E.164), the next digit and the last two
+masks = {}
+call("POST", C, {"name": "phones", "fields": {"phone": {"type": "phone", "classification": "personal"}}}, **S)
+for ph in ("+1-202-555-0199", "+353 87 123 4567", "+44 20 7946 0958"):
+    st_, js_ = call("POST", C + "/phones/records", {"data": {"phone": ph}}, **S)
+    masks[ph] = (js_ or {}).get("data", {}).get("phone")
+call("DELETE", C + "/phones?confirm=phones", **S)
+report(masks == {"+1-202-555-0199": "+1-2**-***-**99", "+353 87 123 4567": "+353 8* *** **67",
+                 "+44 20 7946 0958": "+44 2* **** **58"},
+       "a phone's mask keeps its whole country code and one digit more, whatever the code's length", masks)
 bads = [({"name": "x"}, "data.email", "required"), ({"email": "not-an-email"}, "data.email", "email"),
         ({"email": "a@b.co", "age": "old"}, "data.age", "integer"), ({"email": "a@b.co", "colour": "red"}, "data.colour", "schema"),
         ({"email": "a@b.co", "name": "x" * 101}, "data.name", "max"), ({"email": "a@b.co", "phone": "0612"}, "data.phone", "phone"),
@@ -396,6 +406,19 @@ report(st == 201 and st2 == 201 and st3 == 200 and st4 == 200 and js4["data"] ==
        and st5 == 200 and js5["records"][0]["data"] == {"age": "***"} and st6 == 200,
        "a field that changed type (integer to string) masks its old values as ***: the read and the list answer, the server stays up",
        (st, st2, st3, js3, st4, js4, st5, js5, st6))
+# PV2: a string written before its field became phone or email is no phone or email: the
+# phone mask kept all but its digits in clear ("John Smith, 12 rue de la Paix")
+call("POST", C, {"name": "retyped2", "fields": {"p": {"type": "string", "classification": "personal"},
+                                                "e": {"type": "string", "classification": "personal"}}}, **S)
+st2, js2 = call("POST", C + "/retyped2/records", {"data": {"p": "John Smith, 12 rue de la Paix", "e": "Jane Doe"}}, **S)
+st3, js3 = call("PUT", C + "/retyped2", {"fields": {"p": {"type": "phone", "classification": "personal"},
+                                                    "e": {"type": "email", "classification": "personal"}}}, **S)
+st4, js4 = call("GET", C + "/retyped2/records/" + (js2 or {}).get("id", "x"), **S)
+st5, js5 = call("GET", C + "/retyped2/records", **S)
+report(st2 == 201 and st3 == 200 and st4 == 200 and js4["data"] == {"p": "***", "e": "***"}
+       and st5 == 200 and js5["records"][0]["data"] == {"p": "***", "e": "***"},
+       "old strings of a field become phone or email are masked *** in reads and lists, not shown in clear", (st2, js2, st3, st4, js4, st5, js5))
+call("DELETE", C + "/retyped2?confirm=retyped2", **S)
 
 # ER2, PV2: a value is in clear in the database only while its field is marked filter
 st, js = call("POST", C, {"name": "tiers", "fields": {"plan": {"type": "string", "classification": "internal", "filter": True},
