@@ -298,16 +298,21 @@ static int run(const struct cli *cli, const json_t *sess, const char *what, cons
 	return ok ? finish(cli, what, &r, doc) : 1;
 }
 
+/* --roles R,R as a JSON array; a role that is not UTF-8 is kept as a name no role has
+ * (the server refuses it, naming roles[i]), never dropped: the user would get fewer
+ * roles than asked, silently. */
 static json_t *roles_json(const char *list)
 {
 	json_t *a = json_array();
 	if (!list || !a)
 		return a;
-	char buf[512];
-	(void)snprintf(buf, sizeof buf, "%s", list);
+	char *buf = strdup(list);
 	char *save = NULL;
-	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-		(void)json_array_append_new(a, json_string(t));
+	for (char *t = buf ? strtok_r(buf, ",", &save) : NULL; t; t = strtok_r(NULL, ",", &save)) {
+		json_t *r = json_string(t);
+		(void)json_array_append_new(a, r ? r : json_string("(not UTF-8)"));
+	}
+	free(buf);
 	return a;
 }
 

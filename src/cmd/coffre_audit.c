@@ -168,8 +168,14 @@ static int list(const struct cli *cli)
 	                             {"resource", cli->resource},
 	                             {"outcome", cli->outcome}};
 	for (size_t i = 0; req && i < 5; i++)
-		if (str_opts[i][1])
-			json_object_set_new(req, str_opts[i][0], json_string(str_opts[i][1]));
+		/* a filter that is not UTF-8 would be dropped, and the list wider than asked */
+		if (str_opts[i][1] &&
+		    json_object_set_new(req, str_opts[i][0], json_string(str_opts[i][1])) != 0) {
+			fprintf(stderr, "coffre audit list: --%s is not UTF-8 text\n",
+			        str_opts[i][0]);
+			json_decref(req);
+			return EXIT_USAGE;
+		}
 	const char *num_opts[][2] = {{"limit", cli->limit}, {"cursor", cli->cursor}};
 	for (size_t i = 0; req && i < 2; i++) {
 		if (!num_opts[i][1])

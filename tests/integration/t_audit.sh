@@ -40,6 +40,9 @@ out=$(op --json audit list --action tenant.create --limit 2)
 next=$(jget next <<<"$out")
 out=$(op --json audit list --action tenant.create --limit 2 --cursor "$next")
 [ "$(jget entries.0.resource <<<"$out")" = acme ] && ok "audit list: the cursor gives the next page" || fail "audit list: the cursor gives the next page" "$out"
+out=$(op --json audit list --action $'tenant.\xff' 2>&1); rc=$?
+[ $rc = 2 ] && grep -q 'not UTF-8' <<<"$out" && ok "audit list: a filter that is not UTF-8 is a usage error (it was dropped: every entry listed)" ||
+	fail "audit list: a filter that is not UTF-8" "rc=$rc $out"
 out=$(op --json audit list --outcome failed)
 [ "$(jget entries.0.action <<<"$out")" = operator.unseal ] && [ "$(jget entries.0.error <<<"$out")" = conflict ] &&
 	ok "audit list: by outcome, with the error code" || fail "audit list: by outcome" "$out"
