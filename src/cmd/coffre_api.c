@@ -618,7 +618,7 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 		json_decref(sess);
 		return EXIT_USAGE;
 	}
-	char path[1536];
+	char path[10240];
 	int rc = EXIT_USAGE;
 	json_t *doc = NULL;
 #define IS(c, s) is_cmd(cmd, sub, c, s)
@@ -861,20 +861,33 @@ int cli_api(struct cli *cli, const char *cmd, int nargs, char **args)
 			printf("%s version %lld\n", json_string_value(json_object_get(doc, "id")),
 			       (long long)json_integer_value(json_object_get(doc, "version")));
 	} else if ((IS("records", "get") || IS("records", "versions")) && nargs == 3) {
-		char q[512] = "";
+		char q[8192] = "";
+		int qn = 0;
 		if (sub[0] == 'g' && cli->reveal) {
 			char *f = curl_easy_escape(NULL, cli->reveal, 0);
 			char *r = curl_easy_escape(NULL, cli->reason ? cli->reason : "", 0);
-			(void)snprintf(q, sizeof q, "?reveal=%s&reason=%s", f ? f : "", r ? r : "");
+			qn = snprintf(q, sizeof q, "?reveal=%s&reason=%s", f ? f : "", r ? r : "");
 			curl_free(f);
 			curl_free(r);
 		}
-		(void)snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records/%s%s%s", tenant,
-		               arg, args[2], sub[0] == 'v' ? "/versions" : "", q);
-		bool was = cli->json;
-		cli->json = true; /* a record is JSON */
-		rc = run(cli, sess, cmd, "GET", path, NULL, NULL);
-		cli->json = was;
+		int pn = snprintf(path, sizeof path, "/v1/t/%s/collections/%s/records/%s%s%s",
+		                  tenant, arg, args[2], sub[0] == 'v' ? "/versions" : "", q);
+		if (cli->reason && !cli->reveal) {
+			fputs("coffre records get: --reason goes with --reveal F,F (the fields to "
+			      "show in clear)\n",
+			      stderr);
+			rc = EXIT_USAGE;
+		} else if (qn < 0 || (size_t)qn >= sizeof q || pn < 0 ||
+		           (size_t)pn >= sizeof path) {
+			/* never a request cut short (a reason cut inside an escape) */
+			fputs("coffre records get: --reveal and --reason are too long\n", stderr);
+			rc = EXIT_USAGE;
+		} else {
+			bool was = cli->json;
+			cli->json = true; /* a record is JSON */
+			rc = run(cli, sess, cmd, "GET", path, NULL, NULL);
+			cli->json = was;
+		}
 	} else if (IS("records", "list") && nargs == 2) {
 		rc = cmd_records_list(cli, sess, tenant, arg);
 	} else if (IS("records", "delete") && nargs == 3) {

@@ -325,6 +325,13 @@ cf_err cf_h_records_get(struct cf_req *req)
 	bool has_fields = false, has_reason = false;
 	CF_TRY(cf_req_query_text(req, "reveal", fields, sizeof fields, &has_fields));
 	CF_TRY(cf_req_query_text(req, "reason", reason, sizeof reason, &has_reason));
+	/* neither would reveal anything, and both would say nothing of it */
+	CF_ENSURE(!has_fields || fields[0],
+	          cf_err_at(CF_E_INVALID, "reveal", "field",
+	                    "reveal names no field: name its fields, comma-separated, or *"));
+	CF_ENSURE(has_fields || !has_reason,
+	          cf_err_at(CF_E_INVALID, "reason", "reveal",
+	                    "a reason goes with ?reveal= (the fields to show in clear)"));
 	/* PV7: a reveal's audit entry is written before the reply, and waited for */
 	if (has_fields && cf_req_must_move(req))
 		return CF_OK;

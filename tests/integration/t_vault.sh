@@ -61,6 +61,9 @@ cli_flows() {
 		ok "cli: coffre records get (masked)" || fail "cli: records get" "$out"
 	out=$(c records get people "$id" --reveal email --reason "cli check" 2>&1) && grep -q '"email":"grace@example.com"' <<<"$out" &&
 		ok "cli: coffre records get --reveal --reason" || fail "cli: records get --reveal" "$out"
+	out=$(c records get people "$id" --reason "cli check" 2>&1); rc=$?
+	[ $rc = 2 ] && grep -q -- "--reason goes with --reveal" <<<"$out" &&
+		ok "cli: --reason without --reveal is a usage error (it was ignored)" || fail "cli: --reason alone" "rc=$rc $out"
 	out=$(echo '{"email": "grace@example.org"}' | c records put people - --id "$id" --if-match 7 2>&1); rc=$?
 	[ $rc = 1 ] && grep -q conflict <<<"$out" && ok "cli: a stale --if-match: exit 1, conflict" || fail "cli: --if-match" "rc=$rc $out"
 	out=$(c records list people --filter team:navy 2>&1) && grep -q "$id" <<<"$out" &&

@@ -120,6 +120,10 @@ bad = [b for b in (check("Record", js), check("Collection", coll), check("Error"
 report(not bad, "records, collections and errors match their OpenAPI schemas", bad)
 st, js = call("GET", R + "/" + rid + "?reveal=email,ssn", **S)
 report(st == 422 and js["error"]["field"] == "reason", "revealing needs a reason: 422", (st, js))
+st1, js1 = call("GET", R + "/" + rid + "?reveal=&reason=ticket%201", **S)
+st2, js2 = call("GET", R + "/" + rid + "?reason=ticket%201", **S)
+report(st1 == 400 and js1["error"].get("field") == "reveal" and st2 == 400 and js2["error"].get("field") == "reason",
+       "an empty ?reveal= or a reason without ?reveal=: 400 (neither would reveal anything, silently)", (st1, js1, st2, js2))
 st, js = call("GET", R + "/" + rid + "?reveal=email&reason=" + "%C3%A9" * 150, **S)
 report(st == 422 and code(js) == "out_of_range" and js["error"].get("field") == "reason" and js["error"].get("rule") == "max",
        "a reason of 300 bytes: 422 naming reason (rule max), as one of 201 (not the 400 of a buffer)", (st, js))
