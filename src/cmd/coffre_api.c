@@ -554,11 +554,12 @@ static bool is_cmd(const char *cmd, const char *sub, const char *c, const char *
 
 /* A name or an id the command puts in the request's path, as it is: one that could
  * reach another call ("..", '/', '?', '#', '%': `records delete people ../..` would
- * have been DELETE .../collections/people) is refused, a usage error. Every name and id
- * coffre gives is letters, digits, '-' and '_'. */
+ * have been DELETE .../collections/people) is refused, a usage error, and so is one over
+ * 128 bytes (the path would be cut). Every name and id coffre gives is letters, digits,
+ * '-' and '_', and shorter. */
 static bool segment_ok(const char *cmd, const char *what, const char *s)
 {
-	bool ok = s && s[0] && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+	bool ok = s && s[0] && strlen(s) <= 128 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 	for (const char *p = s; ok && *p; p++)
 		ok = isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~';
 	if (!ok) {
