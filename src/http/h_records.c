@@ -426,8 +426,12 @@ cf_err cf_h_records_history(struct cf_req *req)
 	char coll[80], id[40];
 	cf_h_param(req, "id", coll, sizeof coll);
 	cf_h_param(req, "rid", id, sizeof id);
+	uint64_t before = 0, limit = 100;
+	CF_TRY(cf_req_query_u64(req, "before", 1, INT64_MAX, &before));
+	CF_TRY(cf_req_query_u64(req, "limit", 1, 1000, &limit));
 	json_t *out = NULL;
-	CF_TRY(cf_vault_record_history(cf_req_vault(req), cf_h_own_tenant(req), coll, id, &out));
+	CF_TRY(cf_vault_record_history(cf_req_vault(req), cf_h_own_tenant(req), coll, id,
+	                               (int64_t)before, (unsigned)limit, &out));
 	return cf_req_reply_json(req, 200, out);
 }
 

@@ -160,7 +160,7 @@ const struct cf_route cf_http_routes[] = {
         {"DELETE", "/v1/t/{tenant}/collections/{id}/records/{rid}", cf_h_records_delete, D | F | AU,
          CF_P_RECORDS_DELETE, "record.delete", NULL},
         {"GET", "/v1/t/{tenant}/collections/{id}/records/{rid}/versions", cf_h_records_history, D,
-         CF_P_RECORDS_READ, "record.versions", NULL},
+         CF_P_RECORDS_READ, "record.versions", " before limit "},
         /* PV5: the tenant's own copy of all its records, in clear. */
         {"GET", "/v1/t/{tenant}/export", cf_h_export, D, CF_P_PII_REVEAL, "tenant.export",
          " cursor limit "},

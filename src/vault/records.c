@@ -1751,6 +1751,8 @@ static cf_err history_row(const struct cf_row *row, void *ctx)
 struct history_q {
 	struct rec_q *r;
 	json_t *arr;
+	int64_t before; /* versions below this one */
+	unsigned limit; /* at most this many, and one more to know if more are left */
 };
 
 static cf_err history_fn(struct cf_tx *tx, void *ctx)
@@ -1763,21 +1765,25 @@ static cf_err history_fn(struct cf_tx *tx, void *ctx)
 	h->r->schema_text = NULL;
 	if (!h->r->found || h->r->deleted)
 		return CF_OK;
-	struct cf_val v[] = {CF_V_TEXT(h->r->tenant), CF_V_TEXT(h->r->coll), CF_V_TEXT(h->r->id)};
+	struct cf_val v[] = {CF_V_TEXT(h->r->tenant), CF_V_TEXT(h->r->coll), CF_V_TEXT(h->r->id),
+	                     CF_V_INT(h->before), CF_V_INT((int64_t)h->limit + 1)};
 	return cf_tx_query(tx,
 	                   "SELECT version, schema_version, created_at, created_by"
 	                   " FROM record_versions WHERE tenant_id = $1 AND collection = $2"
-	                   " AND record_id = $3 ORDER BY version DESC",
-	                   v, 3, history_row, h->arr);
+	                   " AND record_id = $3 AND version < $4 ORDER BY version DESC LIMIT $5",
+	                   v, 5, history_row, h->arr);
 }
 
 cf_err cf_vault_record_history(struct cf_vault *v, const struct cf_tenant_ref *t, const char *coll,
-                               const char *id, json_t **out)
+                               const char *id, int64_t before, unsigned limit, json_t **out)
 {
 	CF_TRY(vault_name_check("collection", coll));
 	CF_TRY(id_check(id));
 	struct rec_q r = {.tenant = t->id, .coll = coll, .id = id};
-	struct history_q h = {.r = &r, .arr = json_array()};
+	struct history_q h = {.r = &r,
+	                      .arr = json_array(),
+	                      .before = before > 0 ? before : INT64_MAX,
+	                      .limit = limit ? limit : 100};
 	CF_ENSURE(h.arr, CF_E_NOMEM);
 	cf_err err = cf_store_read(v->st, t->id, history_fn, &h);
 	if (err == CF_OK && (!r.found || r.deleted))
@@ -1786,7 +1792,15 @@ cf_err cf_vault_record_history(struct cf_vault *v, const struct cf_tenant_ref *t
 		json_decref(h.arr);
 		return err;
 	}
-	*out = json_pack("{s:s, s:o}", "id", id, "versions", h.arr);
+	/* one more than asked: the page's last version is the cursor of the next */
+	json_int_t next = 0;
+	if (json_array_size(h.arr) > h.limit) {
+		(void)json_array_remove(h.arr, h.limit);
+		next = json_integer_value(
+		        json_object_get(json_array_get(h.arr, h.limit - 1), "version"));
+	}
+	*out = next ? json_pack("{s:s, s:o, s:I}", "id", id, "versions", h.arr, "next", next)
+	            : json_pack("{s:s, s:o, s:n}", "id", id, "versions", h.arr, "next");
 	return *out ? CF_OK : CF_E_NOMEM;
 }
 

@@ -171,8 +171,11 @@ CF_MUST cf_err cf_vault_export_page(struct cf_vault *v, const struct cf_auth_cal
 /* Purges every record deleted before `before` (unix seconds), every version of it, in
  * every tenant; one audit entry per tenant that had any (records.purge, the count). */
 CF_MUST cf_err cf_vault_purge(struct cf_vault *v, int64_t before, unsigned *purged);
-/* A record's versions: {"versions": [{"version", "schema_version", "created_at", "by"}]}. */
+/* A record's versions, newest first, a page of at most limit (0: 100) below `before`
+ * (0: from the newest): {"versions": [{"version", "schema_version", "created_at", "by"}],
+ * "next": the `before` of the next page, or null}. */
 CF_MUST cf_err cf_vault_record_history(struct cf_vault *v, const struct cf_tenant_ref *t,
-                                       const char *coll, const char *id, json_t **out);
+                                       const char *coll, const char *id, int64_t before,
+                                       unsigned limit, json_t **out);
 
 #endif

@@ -173,6 +173,12 @@ st, js = call("GET", R + "/" + rid + "/versions", **S)
 st2, js2 = call("GET", R + "/" + rid + "?version=1&reveal=email&reason=audit%20check", **S)
 report(st == 200 and [v["version"] for v in js["versions"]] == [3, 2, 1] and st2 == 200 and js2["data"]["email"] == "ada@example.com",
        "the history of versions, and an old version read", (st, js, st2, js2))
+st, js = call("GET", R + "/" + rid + "/versions?limit=2", **S)
+st2, js2 = call("GET", R + "/" + rid + "/versions?limit=2&before=%s" % (js or {}).get("next"), **S)
+st3, js3 = call("GET", R + "/" + rid + "/versions?limit=0", **S)
+report(st == 200 and [v["version"] for v in js["versions"]] == [3, 2] and js["next"] == 2
+       and st2 == 200 and [v["version"] for v in js2["versions"]] == [1] and js2["next"] is None and st3 == 400,
+       "the history a page at a time: limit, and next as the following page's before", (st, js, st2, js2, st3, js3))
 
 # lists: filters, pagination, sensitive left out
 ids = []
