@@ -50,6 +50,10 @@ struct cf_row {
 
 cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct cf_store *st);
 cf_err cf_postgres_open(const struct cf_store_opts *opts, struct cf_store *st);
+/* The name of the VFS the SQLite writer opens its database with (sqlite_vfs.c: the
+ * default VFS, with each commit's WAL writes gathered into one), registered at the first
+ * call; NULL (the default VFS) if it could not be. Thread-safe. */
+const char *cf_sqlite_gather_vfs(void);
 
 /* Row accessors per engine (store.c dispatches). */
 bool cf_sqlite_row_is_null(const struct cf_row *row, unsigned col);

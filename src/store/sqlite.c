@@ -137,14 +137,16 @@ static void conn_close(struct sconn *c)
 	free(c);
 }
 
-static cf_err conn_open(const char *path, bool writer, struct sconn **out)
+static cf_err conn_open(const char *path, bool writer, bool gather, struct sconn **out)
 {
 	struct sconn *c = calloc(1, sizeof *c);
 	if (!c)
 		return CF_E_NOMEM;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE |
 	            (writer ? SQLITE_OPEN_CREATE : 0);
-	int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+	/* gather: the writer's and the checkpointer's writes are gathered (sqlite_vfs.c),
+	 * which relies on synchronous = FULL below. */
+	int rc = sqlite3_open_v2(path, &c->db, flags, gather ? cf_sqlite_gather_vfs() : NULL);
 	if (rc != SQLITE_OK) {
 		cf_err e = sq_err(c->db, rc, path);
 		conn_close(c);
@@ -530,7 +532,7 @@ static cf_err reader_open(void *ctx, void **out)
 {
 	struct sq *o = ctx;
 	struct sconn *c = NULL;
-	CF_TRY(conn_open(o->path, false, &c));
+	CF_TRY(conn_open(o->path, false, false, &c));
 	*out = c;
 	return CF_OK;
 }
@@ -842,9 +844,9 @@ cf_err cf_sqlite_open(const struct cf_store_opts *opts, const char *path, struct
 		goto out_close;
 	}
 	close(fd);
-	CF_TRY_OUT(conn_open(path, true, &q->writer), out_close);
+	CF_TRY_OUT(conn_open(path, true, true, &q->writer), out_close);
 	CF_TRY_OUT(migrate(st, q, opts), out_close);
-	CF_TRY_OUT(conn_open(path, false, &q->ckpt), out_close);
+	CF_TRY_OUT(conn_open(path, false, true, &q->ckpt), out_close);
 	if (pthread_create(&q->ckpt_thread, NULL, ckpt_main, q) != 0) {
 		err = cf_err_fail(CF_E_NOMEM, "cannot start the store checkpointer");
 		goto out_close;
