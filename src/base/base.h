@@ -222,6 +222,11 @@ size_t cf_secmem_in_use(void);
 CF_MUST cf_err cf_json_parse(const uint8_t *p, size_t n, size_t max_bytes, json_t **out);
 /* As cf_json_parse, and the top level must be an object. */
 CF_MUST cf_err cf_json_parse_object(const uint8_t *p, size_t n, size_t max_bytes, json_t **out);
+/* For a document cf_json_parse_object accepted (p, n): the text of its top-level member
+ * named key, exactly as sent, in *out (a view into p). false when there is no such
+ * member, or when a top-level key is written with an escape (the caller then encodes the
+ * parsed value itself). fuzz_json checks that the text parses to the member's value. */
+CF_MUST bool cf_json_member_text(const uint8_t *p, size_t n, const char *key, struct cf_span *out);
 /* Fails with CF_E_UNKNOWN_FIELD naming the first key of obj not in allowed (NULL-ended). */
 CF_MUST cf_err cf_json_only_keys(const json_t *obj, const char *const *allowed);
 /* Typed getters. When the key is absent: CF_E_MISSING_FIELD if required, else CF_OK with

@@ -6,6 +6,24 @@
 
 #include "base/base.h"
 
+/* One byte of a JSON text through the string state: true when c belongs to a string
+ * (its quotes included), so that structure is looked for only where it is false. */
+static bool json_string_byte(uint8_t c, bool *in_str, bool *esc)
+{
+	if (*in_str) {
+		if (*esc)
+			*esc = false;
+		else if (c == '\\')
+			*esc = true;
+		else if (c == '"')
+			*in_str = false;
+		return true;
+	}
+	if (c == '"')
+		*in_str = true;
+	return *in_str;
+}
+
 /* Deepest nesting of arrays and objects, outside strings. Runs before jansson so that a
  * hostile document never makes it recurse past CF_JSON_DEPTH_MAX. On malformed input
  * the answer may be off, but jansson then refuses the document anyway. */
@@ -15,18 +33,9 @@ static size_t json_depth(const uint8_t *p, size_t n, size_t limit)
 	bool in_str = false, esc = false;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = p[i];
-		if (in_str) {
-			if (esc)
-				esc = false;
-			else if (c == '\\')
-				esc = true;
-			else if (c == '"')
-				in_str = false;
+		if (json_string_byte(c, &in_str, &esc))
 			continue;
-		}
-		if (c == '"') {
-			in_str = true;
-		} else if (c == '[' || c == '{') {
+		if (c == '[' || c == '{') {
 			if (++depth > deepest) {
 				deepest = depth;
 				if (deepest > limit)
@@ -90,6 +99,74 @@ cf_err cf_json_parse_object(const uint8_t *p, size_t n, size_t max_bytes, json_t
 	}
 	*out = v;
 	return CF_OK;
+}
+
+static bool json_ws(uint8_t c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* A scanner, not a parser: it runs only on a document jansson has accepted, so the
+ * tokens are known to be well formed, and it need only find where the member's value
+ * ends (the first ',' or '}' outside strings at its own level). */
+bool cf_json_member_text(const uint8_t *p, size_t n, const char *key, struct cf_span *out)
+{
+	size_t i = 0, klen = strlen(key);
+	while (i < n && json_ws(p[i]))
+		i++;
+	if (i >= n || p[i] != '{')
+		return false;
+	i++;
+	for (;;) {
+		while (i < n && json_ws(p[i]))
+			i++;
+		if (i >= n || p[i] != '"')
+			return false; /* "}" of an object without the key */
+		size_t ks = ++i;
+		while (i < n && p[i] != '"') {
+			if (p[i] == '\\')
+				return false; /* a key with an escape might spell key */
+			i++;
+		}
+		if (i >= n)
+			return false;
+		size_t ke = i++;
+		while (i < n && json_ws(p[i]))
+			i++;
+		if (i >= n || p[i] != ':')
+			return false;
+		i++;
+		while (i < n && json_ws(p[i]))
+			i++;
+		size_t vs = i, depth = 0;
+		bool in_str = false, esc = false;
+		for (; i < n; i++) {
+			uint8_t c = p[i];
+			if (json_string_byte(c, &in_str, &esc))
+				continue;
+			if (c == '{' || c == '[') {
+				depth++;
+			} else if (c == '}' || c == ']') {
+				if (depth == 0)
+					break;
+				depth--;
+			} else if (c == ',' && depth == 0) {
+				break;
+			}
+		}
+		if (i >= n || in_str || vs == i)
+			return false;
+		size_t ve = i;
+		while (ve > vs && json_ws(p[ve - 1]))
+			ve--;
+		if (ke - ks == klen && memcmp(p + ks, key, klen) == 0) {
+			*out = (struct cf_span){p + vs, ve - vs};
+			return true;
+		}
+		if (p[i] == '}')
+			return false;
+		i++; /* the ',' */
+	}
 }
 
 cf_err cf_json_only_keys(const json_t *obj, const char *const *allowed)

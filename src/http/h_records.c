@@ -176,6 +176,8 @@ static cf_err idempotency(struct cf_req *req, const char *what, struct cf_idempo
  * is durable. */
 struct create_call {
 	json_t *in, *items;
+	struct cf_span text; /* a lone record's data as sent (in the request's body) */
+	bool has_text;
 	struct cf_auth_call call;
 	struct cf_vault_create *w;
 	bool batch; /* the reply is the ids, not the record */
@@ -223,7 +225,8 @@ static cf_err create_hand_over(struct cf_req *req, struct create_call *cc, cf_er
 	cc->call = cf_req_call(req);
 	if (e == CF_OK)
 		e = cf_vault_create_begin(cf_req_vault(req), &cc->call, cf_h_own_tenant(req),
-		                          cc->coll, cc->items, cc->batch, idem, &cc->w);
+		                          cc->coll, cc->items, cc->has_text ? &cc->text : NULL,
+		                          cc->batch, idem, &cc->w);
 	if (e == CF_OK)
 		e = cf_req_write(req, cf_h_own_tenant(req)->id, create_write, cc, create_finish);
 	if (e != CF_OK)
@@ -261,6 +264,8 @@ cf_err cf_h_records_create(struct cf_req *req)
 	if (e == CF_OK) {
 		cc->items = json_pack("[O]", data);
 		e = cc->items ? CF_OK : CF_E_NOMEM;
+		struct cf_span body = cf_req_body(req);
+		cc->has_text = cf_json_member_text(body.ptr, body.len, "data", &cc->text);
 	}
 	return create_hand_over(req, cc, e, &idem);
 }

@@ -100,12 +100,14 @@ struct cf_idempotency {
  * the write's result, gives the ids in order (a replay's: the first request's) and,
  * when record is not NULL, the first record as a read shows it, as the JSON text of the
  * reply (malloc'd, *record_len bytes; NULL after a replay: see cf_vault_created), and
- * frees. A lone record whose schema masks nothing is framed as it was sealed. batch:
+ * frees. A lone record whose schema masks nothing is framed as it was sealed. text:
+ * NULL, or for a lone record its data's JSON text as the client sent it (borrowed for
+ * begin only: see cf_json_member_text), sealed as sent instead of encoded again. batch:
  * items came as a batch, so that a refusal names records[i] even in a batch of one. */
 struct cf_vault_create;
 CF_MUST cf_err cf_vault_create_begin(struct cf_vault *v, const struct cf_auth_call *c,
                                      const struct cf_tenant_ref *t, const char *coll,
-                                     const json_t *items, bool batch,
+                                     const json_t *items, const struct cf_span *text, bool batch,
                                      const struct cf_idempotency *idem,
                                      struct cf_vault_create **out);
 CF_MUST cf_err cf_vault_create_write(struct cf_tx *tx, void *create);

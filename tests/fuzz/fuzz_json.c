@@ -22,6 +22,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)cf_json_get_bool(v, "ok", false, &b);
 	if (cf_json_get_object(v, "sub", false, &o) == CF_OK && o)
 		(void)cf_json_get_str(o, "name", true, 8, &s, &len);
+	/* the member's text as sent is exactly its value: each member found by its key */
+	const char *key;
+	json_t *val;
+	json_object_foreach (v, key, val) {
+		struct cf_span t;
+		if (!cf_json_member_text(data, size, key, &t))
+			continue;
+		json_t *same = NULL;
+		if (cf_json_parse(t.ptr, t.len, 1024 * 1024, &same) != CF_OK ||
+		    !json_equal(same, val))
+			abort();
+		json_decref(same);
+	}
 	char *out = NULL;
 	if (cf_json_dump(v, &out, &len) == CF_OK) {
 		/* what we print must parse back */

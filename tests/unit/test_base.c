@@ -365,6 +365,39 @@ static void test_json_getters(void **state)
 	json_decref(o);
 }
 
+/* a member's text as sent (what a create seals): found at any place among the top-level
+ * members, strings holding "," "}" and escaped quotes skipped, surrounding blanks left
+ * out; not found when absent, only nested, or when a top-level key has an escape */
+static void test_json_member_text(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *doc, *want; /* want NULL: not found */
+	} cases[] = {
+	        {"{\"data\":{\"a\":1}}", "{\"a\":1}"},
+	        {" {\n \"x\" : [1,{\"data\":2}] ,\t\"data\" :  \"a,}\\\"b\" \n}", "\"a,}\\\"b\""},
+	        {"{\"data\":[1,[2,3]],\"z\":null}", "[1,[2,3]]"},
+	        {"{\"dat\":1,\"datas\":2,\"data\":-1.5e3}", "-1.5e3"},
+	        {"{\"x\":{\"data\":1}}", NULL},
+	        {"{}", NULL},
+	        {"{\"d\\u0061ta\":1}", NULL},
+	        {"{\"a\\\"\":1,\"data\":2}", NULL},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		json_t *v = NULL;
+		assert_int_equal(parse(cases[i].doc, &v), CF_OK);
+		json_decref(v);
+		struct cf_span t = {0};
+		bool found = cf_json_member_text((const uint8_t *)cases[i].doc,
+		                                 strlen(cases[i].doc), "data", &t);
+		assert_int_equal(found, cases[i].want != NULL);
+		if (found) {
+			assert_int_equal(t.len, strlen(cases[i].want));
+			assert_memory_equal(t.ptr, cases[i].want, t.len);
+		}
+	}
+}
+
 /* configuration ------------------------------------------------------------------------ */
 static void test_config_file(void **state)
 {
@@ -609,6 +642,7 @@ int main(void)
 	        cmocka_unit_test(test_json_strict),
 	        cmocka_unit_test(test_json_depth),
 	        cmocka_unit_test(test_json_getters),
+	        cmocka_unit_test(test_json_member_text),
 	        cmocka_unit_test(test_config_file),
 	        cmocka_unit_test(test_config_env_and_validate),
 	        cmocka_unit_test(test_log_one_json_line),
