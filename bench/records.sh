@@ -189,9 +189,12 @@ for round in $(seq 1 "$ROUNDS"); do
 	read -r rps p50 p99 <<<"$(wrk_run "$URL_postgres" "$W/writes.lua" postgres)"
 	put writes_per_s_postgres "$rps"
 done
-# Latency at a fixed rate: 80% of the median peak of reads, for SECS seconds (h2load
-# logs each request's time; p99 from the log).
-peak=$("$PY" -c 'import statistics,sys;print(statistics.median(float(x) for x in sys.argv[1].split()))' "${R[reads_per_s_sqlite]}")
+# Latency at a fixed rate: 80% of the peak of reads measured right before it (this
+# machine's speed drifts within a run: 80% of the rounds' median can be past the peak
+# of the moment, and measure a queue), for SECS seconds (h2load logs each request's
+# time; p99 from the log).
+read -r peak _ _ <<<"$(wrk_run "$URL_sqlite" "$W/reads.lua" sqlite)"
+put reads_peak_before_latency "$peak"
 rate=$("$PY" -c "print(max(1, int($peak * 0.8 / $CONC)))")
 mapfile -t some < <(shuf -n 50 "$W/sqlite/ids")
 uris=()
