@@ -7,7 +7,7 @@
 #define VAULT_NAME_MAX   63
 #define VAULT_FIELDS_MAX 64
 #define VAULT_VALUE_MAX  (64 * 1024)  /* a field's largest value, in bytes */
-#define VAULT_RECORD_MAX (256 * 1024) /* a record's data, as compact JSON */
+#define VAULT_RECORD_MAX (256 * 1024) /* a record's data as sealed (records.md "Size") */
 #define VAULT_INDEX_MAX  1023         /* a filterable value kept in clear, in bytes */
 /* A record id: "r", 12 hex digits of its creation time in milliseconds, 16 random hex
  * digits. Ids of one moment sort together, so new rows go to the end of every index

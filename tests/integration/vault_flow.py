@@ -393,6 +393,21 @@ for coll in ("plain", "notes"):
 report(all(r[-1] for r in res),
        "a create seals its data's text as sent: spaces, line breaks and escapes read back as the same values; an escaped key is encoded again",
        res)
+# a record's data is at most 256 KiB (records.md "Size"): for a create as sent, spaces
+# included; a batch seals the compact encoding, so the same data with 30 000 spaces fits
+call("POST", C, {"name": "big", "fields": {k: {"type": "string"} for k in "abcde"}}, **S)
+v = "x" * 60000
+st, js = call("POST", C + "/big/records", {"data": {k: v for k in "abcde"}}, headers=T)
+padded = ('{"data": {"a": "%s", "b": "%s",%s"c": "%s", "d": "%s"}}' % (v, v, " " * 30000, v, v)).encode()
+st2, js2 = call("POST", C + "/big/records", raw=padded, headers=T)
+st3, js3 = call("POST", C + "/big/batch", raw=b'{"records": [' + padded + b']}', headers=T)
+st4, js4 = call("GET", C + "/big/records", headers=T)
+report(st == 413 and code(js) == "too_large" and js["error"].get("field") == "data" and js["error"].get("rule") == "max"
+       and st2 == 413 and code(js2) == "too_large" and js2["error"].get("field") == "data"
+       and st3 == 201 and st4 == 200 and [r["id"] for r in js4["records"]] == js3["ids"],
+       "a record over 256 KiB is 413 too_large (data, max) and nothing is written; a create counts its spaces, a batch its compact encoding",
+       (st, js, st2, js2, st3, st4, len((js4 or {}).get("records", []))))
+call("DELETE", C + "/big?confirm=big", **S)
 # changes with a token: the new version is answered as a read would show it
 st, js = call("PATCH", R + "/" + tids[1], {"data": {"plan": "team"}}, headers=dict(T, **{"If-Match": "1"}))
 st2, js2 = call("GET", R + "/" + tids[1], headers=T)
