@@ -153,7 +153,7 @@ static void open_all(const char *url, const char *dir)
 		abort();
 	}
 	const char *owner = getenv("BENCH_OWNER_URL");
-	if (cf_store_open_coffre(url, owner, true, &st) != CF_OK) {
+	if (cf_store_open_coffre(url, owner, true, 0, &st) != CF_OK) {
 		fprintf(stderr, "store: %s\n", cf_err_detail());
 		exit(1);
 	}

@@ -21,6 +21,10 @@ pgsql() { runuser -u postgres -- env PGPORT="$PGPORT" "$COFFRE_TEST_PG_BIN/psql"
 pgsql -c "CREATE DATABASE bench OWNER coffre_owner" >/dev/null
 APP="postgresql://coffre_app@/bench?host=$COFFRE_TEST_PG_HOST"
 export BENCH_OWNER_URL="postgresql://coffre_owner@/bench?host=$COFFRE_TEST_PG_HOST"
+# The store alone, with no HTTP work beside it, writes best through 16 PostgreSQL
+# connections at 64 writers; coffred's default (store.pool) is 4, measured with its own
+# work on the same two cores (docs/PERFORMANCE.md).
+export BENCH_PG_POOL=${BENCH_PG_POOL:-16}
 "$B" store "$APP" 1 0.2 >/dev/null # creates the table
 printf "INSERT INTO bench (payload) VALUES (decode(repeat('01', 256), 'hex'));\n" >"$W/insert.sql"
 chmod 755 "$W"

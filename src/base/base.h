@@ -268,6 +268,7 @@ struct cf_config {
 	/* [store] */
 	char store_url[CF_PATH_MAX]; /* "" = sqlite:DATA/coffre.db */
 	char store_migrate_url[CF_PATH_MAX];
+	unsigned store_pool; /* PostgreSQL write connections; 0 = the engine's default */
 	/* [keys] */
 	char keys_store_url[CF_PATH_MAX]; /* "" = sqlite:DATA/keystore.db */
 	char keys_migrate_url[CF_PATH_MAX];

@@ -53,6 +53,7 @@ static const struct key_def keys[] = {
         UINT("server", "disk_reserve_mb", disk_reserve_mb, 0, 1024u * 1024u),
         STR("store", "url", store_url),
         STR("store", "migrate_url", store_migrate_url),
+        UINT("store", "pool", store_pool, 0, 64),
         STR("server", "admin_socket", admin_socket),
         STR("keys", "store", keys_store_url),
         STR("keys", "migrate_url", keys_migrate_url),

@@ -84,7 +84,7 @@ static int cmd_store(struct cli *cli, const char *sub)
 	bool migrate = strcmp(sub, "migrate") == 0;
 	cf_log_set_level(cli->json ? CF_LOG_ERROR : CF_LOG_WARN);
 	struct cf_store *st = NULL;
-	cf_err err = cf_store_open_coffre(store_url, cli->migrate_url, migrate, &st);
+	cf_err err = cf_store_open_coffre(store_url, cli->migrate_url, migrate, 0, &st);
 	if (err == CF_E_STORE_SCHEMA && !migrate) {
 		if (cli->json)
 			printf("{\"ok\":false,\"error\":\"%s\"}\n", cf_err_name(err));

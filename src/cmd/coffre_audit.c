@@ -66,7 +66,7 @@ static int verify(const struct cli *cli)
 	}
 	cf_log_set_level(CF_LOG_ERROR);
 	struct cf_store *st = NULL;
-	if (cf_store_open_coffre(store_url, cli->migrate_url, false, &st) != CF_OK) {
+	if (cf_store_open_coffre(store_url, cli->migrate_url, false, 0, &st) != CF_OK) {
 		fprintf(stderr, "coffre audit verify: %s\n", cf_err_detail());
 		return 1;
 	}

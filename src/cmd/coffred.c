@@ -579,7 +579,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct cf_store *store = NULL;
-	if (cf_store_open_coffre(cfg.store_url, cfg.store_migrate_url, true, &store) != CF_OK) {
+	if (cf_store_open_coffre(cfg.store_url, cfg.store_migrate_url, true, cfg.store_pool,
+	                         &store) != CF_OK) {
 		cf_tls_shutdown();
 		return die("store");
 	}

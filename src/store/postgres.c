@@ -21,7 +21,7 @@
 
 #define STMT_CACHE      128
 #define QUEUE_MAX       65536u
-#define POOL_DEFAULT    16u /* best measured on 2 cores at 64 writers (docs/PERFORMANCE.md) */
+#define POOL_DEFAULT    4u /* best measured on 2 cores beside coffred's own work (PERFORMANCE.md) */
 #define READERS_DEFAULT 4u
 #define MAX_ARGS        64
 #define PEND_MAX        64 /* statements in flight in one pipeline before it is drained */

@@ -524,7 +524,7 @@ const struct cf_migration cf_store_schema[] = {
 };
 const size_t cf_store_schema_count = sizeof cf_store_schema / sizeof cf_store_schema[0];
 
-cf_err cf_store_open_coffre(const char *url, const char *migrate_url, bool migrate,
+cf_err cf_store_open_coffre(const char *url, const char *migrate_url, bool migrate, unsigned pool,
                             struct cf_store **out)
 {
 	struct cf_store_opts o = {
@@ -533,6 +533,7 @@ cf_err cf_store_open_coffre(const char *url, const char *migrate_url, bool migra
 	        .migrations = cf_store_schema,
 	        .nmigrations = cf_store_schema_count,
 	        .migrate = migrate,
+	        .pool = pool,
 	};
 	return cf_store_open(&o, out);
 }

@@ -41,7 +41,7 @@ struct cf_store_opts {
 	const struct cf_migration *migrations;
 	size_t nmigrations;
 	unsigned readers;   /* reader connections (0: 4) */
-	unsigned pool;      /* PostgreSQL write connections (0: 8) */
+	unsigned pool;      /* PostgreSQL write connections (0: 4) */
 	unsigned group_max; /* SQLite: most requests in one commit group (0: 1024) */
 	bool migrate;       /* apply missing migrations at open (else refuse to open) */
 };
@@ -153,10 +153,11 @@ struct cf_store_check {
 };
 CF_MUST cf_err cf_store_check(struct cf_store *st, struct cf_store_check *out);
 
-/* coffre's own schema (schema.c), and opening a store with it. */
+/* coffre's own schema (schema.c), and opening a store with it; pool: PostgreSQL's write
+ * connections (0: the engine's default, store.pool). */
 extern const struct cf_migration cf_store_schema[];
 extern const size_t cf_store_schema_count;
 CF_MUST cf_err cf_store_open_coffre(const char *url, const char *migrate_url, bool migrate,
-                                    struct cf_store **out);
+                                    unsigned pool, struct cf_store **out);
 
 #endif

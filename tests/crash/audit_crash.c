@@ -39,7 +39,7 @@ static void open_all(const char *url, const char *dir)
 		fprintf(stderr, "keys: %s\n", cf_err_detail());
 		exit(3);
 	}
-	if (cf_store_open_coffre(url, getenv("CRASH_OWNER_URL"), true, &st) != CF_OK) {
+	if (cf_store_open_coffre(url, getenv("CRASH_OWNER_URL"), true, 0, &st) != CF_OK) {
 		fprintf(stderr, "store: %s\n", cf_err_detail());
 		exit(3);
 	}

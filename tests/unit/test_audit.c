@@ -411,7 +411,7 @@ static void log_flow(const char *url, const char *owner_url, const char *ks_url,
 {
 	struct cf_keyring *kr = make_keyring(ks_url, sub);
 	struct cf_store *st = NULL;
-	OK(cf_store_open_coffre(url, owner_url, true, &st));
+	OK(cf_store_open_coffre(url, owner_url, true, 0, &st));
 	struct cf_audit_seq *seq = NULL;
 	OK(cf_audit_seq_open(st, &seq));
 	append_some(st, kr, 30, "a");
@@ -544,7 +544,7 @@ static struct cf_store *sqlite_log(const char *name, struct cf_keyring **kr)
 	(void)snprintf(ks, sizeof ks, "sqlite:%s/%s-ks.db", dir, name);
 	*kr = make_keyring(ks, name);
 	struct cf_store *st = NULL;
-	OK(cf_store_open_coffre(url, NULL, true, &st));
+	OK(cf_store_open_coffre(url, NULL, true, 0, &st));
 	return st;
 }
 
@@ -660,7 +660,7 @@ static void test_sqlite_ids_migrated(void **state)
 	assert_int_equal(v[0], 2); /* the table's AUTOINCREMENT and its counter's row */
 	assert_int_equal(v[1], 7);
 	cf_store_close(&st);
-	OK(cf_store_open_coffre(url, NULL, true, &st));
+	OK(cf_store_open_coffre(url, NULL, true, 0, &st));
 	assert_int_equal(cf_store_schema_version(st), 18);
 	OK(cf_store_read(st, NULL, count_fn, v));
 	assert_int_equal(v[0], 0);
@@ -713,7 +713,7 @@ static void test_sqlite_numbers_remembered(void **state)
 	char url[128];
 	(void)snprintf(url, sizeof url, "sqlite:%s/memo.db", dir);
 	struct cf_store *other = NULL;
-	OK(cf_store_open_coffre(url, NULL, true, &other));
+	OK(cf_store_open_coffre(url, NULL, true, 0, &other));
 	OK(cf_audit_record(other, kr, &ev));
 	OK(cf_audit_record(other, kr, &ev));
 	cf_store_close(&other);

@@ -412,6 +412,13 @@ static void test_config_file(void **state)
 	assert_string_equal(c.listen, "127.0.0.1:9000");
 	assert_int_equal(c.rate_per_s, 50);
 	assert_int_equal(c.log_level, CF_LOG_WARN);
+	/* store.pool: PostgreSQL's write connections, 0 (the default) to 64 */
+	assert_int_equal(c.store_pool, 0);
+	assert_int_equal(cf_config_load_string(&c, "[store]\npool = 6\n", "t.conf"), CF_OK);
+	assert_int_equal(c.store_pool, 6);
+	cf_config_defaults(&c);
+	assert_int_equal(cf_config_load_string(&c, "[store]\npool = 65\n", "t.conf"), CF_E_CONFIG);
+	assert_non_null(strstr(cf_err_detail(), "store.pool"));
 
 	cf_config_defaults(&c);
 	assert_int_equal(cf_config_load_string(&c, "[server]\n\nlisen = x\n", "t.conf"),
