@@ -30,6 +30,7 @@ expect_refusal() { # name, text, command...
 	fi
 }
 expect_refusal "a store URL of an unknown kind" "sqlite:PATH or postgres" env COFFRE_STORE_URL=mysql://x "$COFFRED" --dev --data "$D/a" --listen 127.0.0.1:0
+expect_refusal "store.pool over 64" "store.pool" env COFFRE_STORE_POOL=65 "$COFFRED" --dev --data "$D/p" --listen 127.0.0.1:0
 printf 'definitely not a database, just some bytes here...' >"$D/corrupt.db"
 expect_refusal "a corrupt SQLite file" "corrupt" env COFFRE_STORE_URL="sqlite:$D/corrupt.db" "$COFFRED" --dev --data "$D/b" --listen 127.0.0.1:0
 out=$("$COFFRE" store check --store "sqlite:$D/corrupt.db" 2>&1)
@@ -105,4 +106,23 @@ code=$(ccurl -o "$D/r" -w '%{http_code}' "$URL/readyz")
 [ "$code" = 200 ] && ok "PostgreSQL back: ready again without restarting coffred" || fail "PostgreSQL back: ready again without restarting coffred" "$code $(cat "$D/r")"
 out=$(reads_ok) && ok "PostgreSQL back: the session's reads answer 200 again" ||
 	fail "PostgreSQL back: the session's reads answer 200 again" "$out $(tail -5 "$SRV_ERR")"
+
+# store.pool = 1: one connection writes every change and every audit entry, beside the
+# audit sequencer; a session's writes and reads go through (nothing waits on another)
+stop_server
+pgsql -c "CREATE DATABASE ${db}_p1 OWNER coffre_owner" >/dev/null
+COFFRE_STORE_POOL=1 COFFRE_STORE_URL="postgresql://coffre_app@/${db}_p1?host=$COFFRE_TEST_PG_HOST" \
+	COFFRE_STORE_MIGRATE_URL="postgresql://coffre_owner@/${db}_p1?host=$COFFRE_TEST_PG_HOST" start_server --log-level warn || exit 1
+email=$(sed -n 's/^ *email: *//p' "$SRV_DIR/out")
+pw=$(sed -n 's/^ *password: *//p' "$SRV_DIR/out")
+codes=$(ccurl -o "$D/login" -w '%{http_code}' -c "$D/jar1" -H 'Content-Type: application/json' \
+	-d "{\"email\":\"$email\",\"password\":\"$pw\"}" "$URL/v1/t/dev/auth/login")
+csrf=$(jget csrf_token <"$D/login" 2>/dev/null)
+for i in 1 2 3 4 5 6; do
+	codes="$codes $(ccurl -o "$D/w" -w '%{http_code}' -b "$D/jar1" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
+		-d "{\"name\":\"c$i\",\"fields\":{\"n\":{\"type\":\"integer\"}}}" "$URL/v1/t/dev/collections")"
+done
+n=$(ccurl -b "$D/jar1" "$URL/v1/t/dev/collections" | python3 -c 'import json,sys;print(len([c for c in json.load(sys.stdin)["collections"] if c["name"] in ("c1","c2","c3","c4","c5","c6")]))' 2>/dev/null)
+[ "$codes" = "200 201 201 201 201 201 201" ] && [ "$n" = 6 ] && ok "store.pool = 1 on PostgreSQL: six writes of a session answer 201 and read back" ||
+	fail "store.pool = 1 on PostgreSQL: six writes answer 201 and read back" "$codes n=$n $(cat "$D/w") $(tail -3 "$SRV_ERR")"
 done_testing
