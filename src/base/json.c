@@ -6,6 +6,11 @@
 
 #include "base/base.h"
 
+static bool json_ws(uint8_t c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 /* One byte of a JSON text through the string state: true when c belongs to a string
  * (its quotes included), so that structure is looked for only where it is false. */
 static bool json_string_byte(uint8_t c, bool *in_str, bool *esc)
@@ -69,7 +74,7 @@ cf_err cf_json_parse(const uint8_t *p, size_t n, size_t max_bytes, json_t **out)
 		/* jansson places an empty document at line -1: no place to name */
 		bool blank = true;
 		for (size_t i = 0; i < n && blank; i++)
-			blank = p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r';
+			blank = json_ws(p[i]);
 		if (blank)
 			return cf_err_fail(CF_E_MALFORMED_JSON, "the JSON document is empty");
 		/* jansson's text names the problem ("unexpected token", "invalid UTF-8"...), never
@@ -99,11 +104,6 @@ cf_err cf_json_parse_object(const uint8_t *p, size_t n, size_t max_bytes, json_t
 	}
 	*out = v;
 	return CF_OK;
-}
-
-static bool json_ws(uint8_t c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 /* A scanner, not a parser: it runs only on a document jansson has accepted, so the
