@@ -21,12 +21,6 @@
 #include "http/http.h"
 #include "http/tls_cb.h"
 
-/* A connection's sending side, under GnuTLS (tls_push). */
-struct tls_out {
-	int fd;
-	bool more; /* the next record is a reply's head: its body follows at once */
-};
-
 struct cf_server {
 	struct cf_config cfg;
 	struct cf_store *store;
@@ -356,24 +350,7 @@ static void reply_error(struct cf_req *req, cf_err e)
 	}
 }
 
-/* One TCP segment a reply, not two. libmicrohttpd sends a reply's head and its body as
- * two TLS records, each its own send: the head went out alone, and the client woke for
- * it. The head's send says MSG_MORE, so the kernel holds it for the body's, which sends
- * both (docs/PERFORMANCE.md). Were no body to follow, the kernel would send the head
- * after its own short delay: never a stall. */
-static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
-{
-	struct tls_out *t = p;
-	struct msghdr m = {.msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)n};
-	int flags = MSG_NOSIGNAL;
-	if (t->more) {
-		flags |= MSG_MORE;
-		t->more = false;
-	}
-	return sendmsg(t->fd, &m, flags);
-}
-
-/* A connection starts: its records go out through tls_push (reads stay GnuTLS's own,
+/* A connection starts: its records go out through cf_tls_push (reads stay GnuTLS's own,
  * on the socket); it ends: its state goes. Without memory for it, the connection sends
  * as libmicrohttpd does. */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **ctx,
@@ -391,24 +368,25 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **ctx,
 	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
 	const union MHD_ConnectionInfo *fi =
 	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	struct tls_out *t = si && fi ? calloc(1, sizeof *t) : NULL;
+	struct cf_tls_out *t = si && fi ? calloc(1, sizeof *t) : NULL;
 	if (!t)
 		return;
 	t->fd = fi->connect_fd;
 	gnutls_session_t s = si->tls_session;
 	gnutls_transport_set_ptr2(s, (gnutls_transport_ptr_t)(intptr_t)t->fd, t);
-	gnutls_transport_set_vec_push_function(s, tls_push);
+	gnutls_transport_set_vec_push_function(s, cf_tls_push);
 	*ctx = t;
 }
 
-/* The reply just queued on conn has a body: its head's record waits for it. */
-static void tls_out_hold(struct MHD_Connection *conn)
+/* The reply about to be queued on conn has a body: its head's record waits for it (or,
+ * when the reply could not be queued, not). */
+static void tls_out_hold(struct MHD_Connection *conn, bool hold)
 {
 	const union MHD_ConnectionInfo *ci =
 	        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	struct tls_out *t = ci ? ci->socket_context : NULL;
+	struct cf_tls_out *t = ci ? ci->socket_context : NULL;
 	if (t)
-		t->more = true;
+		t->more = hold;
 }
 
 /* Whether libmicrohttpd sends a reply's body: not for HEAD, 1xx, 204 or 304. */
@@ -484,9 +462,13 @@ static enum MHD_Result queue_reply(struct cf_req *req)
 		                              basic ? "Basic realm=\"coffre\""
 		                                    : "Bearer realm=\"coffre\"") == MHD_YES;
 	}
+	/* marked before it is queued: whatever libmicrohttpd sends of it is sent after */
+	bool hold = ok && body_len > 0 && body_follows(req);
+	if (hold)
+		tls_out_hold(req->conn, true);
 	enum MHD_Result r = ok ? MHD_queue_response(req->conn, req->status, resp) : MHD_NO;
-	if (r == MHD_YES && body_len > 0 && body_follows(req))
-		tls_out_hold(req->conn);
+	if (hold && r != MHD_YES)
+		tls_out_hold(req->conn, false);
 	MHD_destroy_response(resp);
 	req->queued = true;
 	return r;

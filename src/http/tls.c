@@ -3,11 +3,15 @@
  * Certificates are handed to GnuTLS through a retrieve callback rather than fixed at
  * start, so SIGHUP can swap in a renewed certificate without dropping a connection. A
  * replaced credential is kept until the process ends: GnuTLS keeps pointers to the one a
- * session chose for as long as that session lives, and reloads are rare. */
+ * session chose for as long as that session lives, and reloads are rare. A session's
+ * records leave through cf_tls_push, which sends a reply's head with its body. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
@@ -164,4 +168,57 @@ void cf_tls_shutdown(void)
 		c = older;
 	}
 	pthread_mutex_unlock(&reload_lock);
+}
+
+/* One send a reply, not two. libmicrohttpd 0.9.75 sends a reply's head and its body as
+ * two TLS records, each its own send: the head went out alone, and the client woke for
+ * it. The head's record is kept here, and goes out with the body's in one sendmsg: one
+ * TCP segment, one system call (docs/PERFORMANCE.md). GnuTLS is told the head is sent;
+ * what the socket does not take of it is sent first at the body's push, which reports
+ * EAGAIN until the head is all gone and then how much of the body went, so GnuTLS sends
+ * the body's record again from there. A head too large to keep goes out at once, marked
+ * MSG_MORE (the kernel holds it for the body, or sends it after its own short delay).
+ * Only a reply with a body marks its head (server.c, tls_out_hold): a head is never left waiting.
+ */
+ssize_t cf_tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
+{
+	struct cf_tls_out *t = p;
+	int flags = MSG_NOSIGNAL;
+	if (t->more) {
+		t->more = false;
+		size_t len = 0;
+		for (int i = 0; i < n; i++)
+			len += iov[i].iov_len;
+		if (t->held == 0 && len <= sizeof t->head) {
+			for (int i = 0; i < n; i++) {
+				memcpy(t->head + t->held, iov[i].iov_base, iov[i].iov_len);
+				t->held += iov[i].iov_len;
+			}
+			return (ssize_t)len;
+		}
+		flags |= MSG_MORE;
+	}
+	struct iovec v[8];
+	size_t nv = 0;
+	if (t->held)
+		v[nv++] = (struct iovec){.iov_base = t->head, .iov_len = t->held};
+	for (int i = 0; i < n && nv < sizeof v / sizeof v[0]; i++)
+		v[nv++] = (struct iovec){.iov_base = iov[i].iov_base, .iov_len = iov[i].iov_len};
+	struct msghdr m = {.msg_iov = v, .msg_iovlen = nv};
+	ssize_t r = sendmsg(t->fd, &m, flags);
+	if (r < 0 || t->held == 0)
+		return r; /* (iov past the seventh waits for the next push, as a short send) */
+	if ((size_t)r < t->held) {
+		memmove(t->head, t->head + r, t->held - (size_t)r);
+		t->held -= (size_t)r;
+		r = 0;
+	} else {
+		r -= (ssize_t)t->held;
+		t->held = 0;
+	}
+	if (r == 0) {
+		errno = EAGAIN; /* GnuTLS sends this record again, from its start */
+		return -1;
+	}
+	return r;
 }

@@ -75,9 +75,9 @@ code=$(ccurl -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json; 
 expect_error "a body over server.max_body" 413 too_large -H 'Content-Type: application/json' --data-binary @<(head -c 5000 /dev/zero | tr '\0' a) "$URL/healthz"
 code=$(ccurl -o /dev/null -w '%{http_code}' -I "$URL/healthz")
 [ "$code" = 200 ] && ok "HEAD is served like GET" || fail "HEAD is served like GET" "$code"
-# A reply's head waits in the kernel for its body (one TCP segment a reply, server.c's
-# tls_push); one with no body must not wait for one, which the kernel would give up on
-# only after 200 ms. Ten of each kind on one kept-alive connection: under a second.
+# A reply's head record waits for its body's, to leave with it in one send (tls.c's
+# cf_tls_push); one with no body must not wait for one, which would never come. Ten of
+# each kind on one kept-alive connection: under a second.
 for kind in HEAD OPTIONS GET; do
 	case $kind in
 	HEAD) args=(-I) path=/healthz ;;

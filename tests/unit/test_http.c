@@ -1,6 +1,6 @@
 /* Unit tests for src/http: the router's strict paths, the per-address rate limiter
- * (MD4), and TLS credential loading (TR1). The server itself is tested end to end by
- * tests/integration. */
+ * (MD4), TLS credential loading (TR1), and a connection's sending side (a reply's head
+ * sent with its body). The server itself is tested end to end by tests/integration. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,16 +9,21 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
 
 #include "crypto/crypto.h"
 #include "http/http.h"
+#include "http/tls_cb.h"
 
 static cf_err h_none(struct cf_req *r)
 {
@@ -263,6 +268,156 @@ static void test_tls_priorities(void **state)
 	gnutls_priority_deinit(p);
 }
 
+/* A stream socket pair with a small send buffer: fds[0] sends (non-blocking). */
+static void small_pair(int fds[2])
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+	int small = 4096;
+	assert_int_equal(setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+	assert_int_equal(fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK), 0);
+	struct timeval tv = {.tv_sec = 5}; /* bytes that never come fail the test, not hang it */
+	assert_int_equal(setsockopt(fds[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+}
+
+/* Sends buf as GnuTLS sends a record: again from where the last push stopped, after
+ * EAGAIN once the peer has read some; what the peer read is appended to got. */
+static void push_all(struct cf_tls_out *t, int peer, uint8_t *buf, size_t len, uint8_t *got,
+                     size_t *ngot, size_t cap, unsigned *again)
+{
+	size_t off = 0;
+	while (off < len) {
+		/* in two pieces, as GnuTLS gives a record's header and its payload */
+		size_t left = len - off, first = left > 1 ? left / 2 : left;
+		giovec_t v[2] = {{buf + off, first}, {buf + off + first, left - first}};
+		ssize_t r = cf_tls_push(t, v, left > 1 ? 2 : 1);
+		if (r < 0) {
+			assert_int_equal(errno, EAGAIN);
+			(*again)++;
+			ssize_t n =
+			        recv(peer, got + *ngot, cap - *ngot < 700 ? cap - *ngot : 700, 0);
+			assert_true(n > 0);
+			*ngot += (size_t)n;
+			continue;
+		}
+		assert_true(r > 0 && (size_t)r <= len - off);
+		off += (size_t)r;
+	}
+}
+
+static void test_tls_push_head_with_body(void **state)
+{
+	(void)state;
+	int fds[2];
+	small_pair(fds);
+	struct cf_tls_out *t = calloc(1, sizeof *t);
+	assert_non_null(t);
+	t->fd = fds[0];
+	/* A marked head is kept: GnuTLS is told it went, the peer sees nothing yet. */
+	uint8_t head[600], body[300];
+	memset(head, 'H', sizeof head);
+	memset(body, 'B', sizeof body);
+	t->more = true;
+	giovec_t h = {head, sizeof head}, b = {body, sizeof body};
+	assert_int_equal(cf_tls_push(t, &h, 1), (ssize_t)sizeof head);
+	uint8_t got[1024];
+	assert_int_equal(recv(fds[1], got, sizeof got, MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+	/* The body's push sends both, the head first. */
+	assert_int_equal(cf_tls_push(t, &b, 1), (ssize_t)sizeof body);
+	size_t n = 0;
+	while (n < sizeof head + sizeof body) {
+		ssize_t r = recv(fds[1], got + n, sizeof got - n, 0);
+		assert_true(r > 0);
+		n += (size_t)r;
+	}
+	assert_int_equal(n, sizeof head + sizeof body);
+	assert_memory_equal(got, head, sizeof head);
+	assert_memory_equal(got + sizeof head, body, sizeof body);
+	assert_int_equal(t->held, 0);
+	/* An unmarked record goes at once. */
+	assert_int_equal(cf_tls_push(t, &b, 1), (ssize_t)sizeof body);
+	assert_int_equal(recv(fds[1], got, sizeof got, 0), (ssize_t)sizeof body);
+	/* A head too large to keep goes at once too. */
+	uint8_t *large = malloc(CF_TLS_HELD_MAX + 1);
+	assert_non_null(large);
+	memset(large, 'L', CF_TLS_HELD_MAX + 1);
+	t->more = true;
+	assert_int_equal(cf_tls_push(t, &(giovec_t){large, CF_TLS_HELD_MAX + 1}, 1),
+	                 (ssize_t)CF_TLS_HELD_MAX + 1);
+	assert_int_equal(t->held, 0);
+	n = 0;
+	while (n < CF_TLS_HELD_MAX + 1) {
+		ssize_t r = recv(fds[1], large, CF_TLS_HELD_MAX + 1 - n, 0);
+		assert_true(r > 0);
+		n += (size_t)r;
+	}
+	free(large);
+	close(fds[0]);
+	close(fds[1]);
+	free(t);
+}
+
+static void test_tls_push_full_socket(void **state)
+{
+	(void)state;
+	/* Into a full socket, many times over: the head is sent in pieces, before the body,
+	 * each byte once, as the peer reads (the sends come back short or EAGAIN). */
+	enum { ROUNDS = 40, BODY = 20000 };
+	size_t cap = (size_t)ROUNDS * (CF_TLS_HELD_MAX + BODY) + 300000;
+	uint8_t *want = malloc(cap), *got = malloc(cap), *rec = malloc(BODY + CF_TLS_HELD_MAX);
+	assert_non_null(want);
+	assert_non_null(got);
+	assert_non_null(rec);
+	int fds[2];
+	small_pair(fds);
+	struct cf_tls_out *t = calloc(1, sizeof *t);
+	assert_non_null(t);
+	t->fd = fds[0];
+	size_t nwant = 0, ngot = 0;
+	unsigned again = 0;
+	uint32_t x = 2463534242u;
+	for (unsigned i = 0; i < ROUNDS; i++) {
+		/* fill the socket first, with an unmarked record, till it refuses */
+		size_t fill = 0;
+		for (;;) {
+			for (size_t k = 0; k < 1000; k++)
+				rec[k] = (uint8_t)(x ^= x << 13, x ^= x >> 17, x ^= x << 5);
+			ssize_t r = cf_tls_push(t, &(giovec_t){rec, 1000}, 1);
+			if (r < 0) {
+				assert_int_equal(errno, EAGAIN);
+				break;
+			}
+			memcpy(want + nwant, rec, (size_t)r);
+			nwant += (size_t)r;
+			fill += (size_t)r;
+			assert_true(fill < 250000);
+		}
+		size_t hl = 100 + (i * 37) % (CF_TLS_HELD_MAX - 100);
+		for (size_t k = 0; k < hl + BODY; k++)
+			rec[k] = (uint8_t)(x ^= x << 13, x ^= x >> 17, x ^= x << 5);
+		t->more = true;
+		assert_int_equal(cf_tls_push(t, &(giovec_t){rec, hl}, 1), (ssize_t)hl);
+		memcpy(want + nwant, rec, hl + BODY);
+		nwant += hl + BODY;
+		push_all(t, fds[1], rec + hl, BODY, got, &ngot, cap, &again);
+		assert_int_equal(t->held, 0);
+	}
+	while (ngot < nwant) {
+		ssize_t r = recv(fds[1], got + ngot, cap - ngot, 0);
+		assert_true(r > 0);
+		ngot += (size_t)r;
+	}
+	assert_int_equal(ngot, nwant);
+	assert_memory_equal(got, want, nwant);
+	assert_true(again >= ROUNDS); /* each round's body met a full socket */
+	close(fds[0]);
+	close(fds[1]);
+	free(t);
+	free(want);
+	free(got);
+	free(rec);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -273,6 +428,8 @@ int main(void)
 	        cmocka_unit_test(test_ratelimit_bounded_table),
 	        cmocka_unit_test_setup_teardown(test_tls_load, make_pki, drop_pki),
 	        cmocka_unit_test(test_tls_priorities),
+	        cmocka_unit_test(test_tls_push_head_with_body),
+	        cmocka_unit_test(test_tls_push_full_socket),
 	};
 	return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }
