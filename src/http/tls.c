@@ -178,8 +178,8 @@ void cf_tls_shutdown(void)
  * EAGAIN until the head is all gone and then how much of the body went, so GnuTLS sends
  * the body's record again from there. A head too large to keep goes out at once, marked
  * MSG_MORE (the kernel holds it for the body, or sends it after its own short delay).
- * Only a reply with a body marks its head (server.c, tls_out_hold): a head is never left waiting.
- */
+ * Only a reply with a body marks its head (server.c, tls_out_hold): no head is left
+ * waiting for a body that does not come. */
 ssize_t cf_tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
 {
 	struct cf_tls_out *t = p;
