@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -666,6 +667,44 @@ static void test_wal_bounded(void **state)
 	cf_store_close(&st);
 }
 
+/* SQLite: another process's long read transaction (a `coffre store check`, an operator's
+ * sqlite3) keeps the WAL's frames from being copied back. The writer goes on past twice
+ * the threshold, and does not wait on checkpoint passes that copy nothing (before, the
+ * two threads took turns at them: writes fell from 13k to 93 a second). Writes go on
+ * once the reader ends. A bound of a minute for what takes a second or two: it only
+ * catches the stall (in which a write may never come back: SIGALRM then ends the run). */
+static void test_wal_long_reader(void **state)
+{
+	struct engine *e = *state;
+	struct cf_store *st = NULL;
+	struct cf_store_opts o = opts_for(e, 2, true);
+	assert_int_equal(cf_store_open(&o, &st), CF_OK);
+	int64_t next = 1;
+	assert_int_equal(cf_store_write_wait(st, "acme", bulk_fn, &next), CF_OK);
+	sqlite3 *other = NULL;
+	assert_int_equal(sqlite3_open_v2(e->path, &other, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(
+	        sqlite3_exec(other, "BEGIN; SELECT count(*) FROM items;", NULL, NULL, NULL),
+	        SQLITE_OK);
+	char wal[300];
+	(void)snprintf(wal, sizeof wal, "%s-wal", e->path);
+	time_t t0 = time(NULL);
+	alarm(90);
+	for (int i = 0; i < 1200; i++) /* 19 MiB of rows: past twice the threshold */
+		assert_int_equal(cf_store_write_wait(st, "acme", bulk_fn, &next), CF_OK);
+	alarm(0);
+	assert_true(time(NULL) - t0 < 60);
+	struct stat sb;
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_true(sb.st_size > 16 * 1024 * 1024); /* the reader held it */
+	assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(cf_store_write_wait(st, "acme", bulk_fn, &next), CF_OK);
+	assert_int_equal(count_as(st, "acme"), 1251 * 16);
+	cf_store_close(&st);
+}
+
 /* SQLite: the writer's WAL writes are gathered (src/store/sqlite_vfs.c). Commits far
  * larger than its buffer (one of 1 MiB, one of 24 MiB, which spills pages to the WAL
  * before its commit and reads them back), then many small ones, all come back whole to a
@@ -913,6 +952,7 @@ static const struct CMUnitTest tests[] = {
 /* SQLite's alone */
 static const struct CMUnitTest sqlite_tests[] = {
         T(test_wal_bounded),
+        T(test_wal_long_reader),
         T(test_large_commits),
 };
 
