@@ -378,7 +378,7 @@ static void *ckpt_main(void *arg)
 		 * While each pass copies more, the writer waits for the next; a pass that
 		 * copied nothing new lets it on, or the writer and this thread would take
 		 * turns at passes that copy nothing for as long as that reader stays (writes
-		 * fell from 13k to 93 a second; t_store checks it). */
+		 * fell from 13k to 93 a second; test_store checks it). */
 		bool progress = rc == SQLITE_OK && (done > seen || log < seen);
 		seen = rc == SQLITE_OK ? done : seen;
 		if (rc == SQLITE_OK && log == q->wal_frames && (progress || done >= log))
