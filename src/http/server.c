@@ -6,7 +6,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <stdatomic.h>
 #include <malloc.h>
 #include <stdio.h>

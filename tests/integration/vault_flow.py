@@ -412,7 +412,7 @@ report(st == 413 and code(js) == "too_large" and js["error"].get("field") == "da
 # Large replies and small ones, pipelined on one connection: the server's sends can fill the
 # socket (EAGAIN, short sends) while heads wait for their bodies; each reply still comes
 # whole and in order, and the connection serves on. (tests/unit/test_http.c drives the
-# sending side through a full socket byte by byte.)
+# sending side through a full socket and checks each byte arrives once, in order.)
 big = {k: v for k in "abcd"}
 for _ in range(2):
     call("POST", C + "/big/batch", {"records": [{"data": big}] * 4}, headers=T)
